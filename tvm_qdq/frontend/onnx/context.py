@@ -1,0 +1,49 @@
+"""What a tvm-qdq converter sees of the node it converts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import tvm
+from tvm import relax
+
+from ...dtypes import ONNX_TO_NAME
+from .qparams import NodeRef
+
+
+@dataclass
+class ConvertContext:
+    """One node being converted: its identity, opset, the block builder and input types.
+
+    ``input_types`` are the ONNX element-type names of the node's inputs as the model
+    declares them (so a 4-bit tensor carried in an 8-bit container is still known as
+    ``int4``/``uint4``); ``None`` for an absent optional input or an unknown type.
+    """
+
+    node: NodeRef
+    opset: int
+    bb: relax.BlockBuilder
+    onnx_node: onnx.NodeProto
+    input_types: list[str | None] = field(default_factory=list)
+
+    def fail(self, reason: str):
+        return self.node.fail(reason)
+
+
+def constant_value(expr: relax.Expr | None) -> np.ndarray | None:
+    """The numpy value of a Relax constant, or None when ``expr`` is not a constant."""
+    if isinstance(expr, tvm.ir.Constant):
+        return expr.value.numpy()
+    return None
+
+
+def onnx_type_name(elem_type: int) -> str | None:
+    """ONNX element type id → name used by tvm-qdq ('uint8', 'int4', 'float32', ...)."""
+    if elem_type in ONNX_TO_NAME:
+        return ONNX_TO_NAME[elem_type]
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, ValueError, TypeError):
+        return None

@@ -1,0 +1,1 @@
+"""Test helpers: small deterministic float ONNX models and their QDQ-quantized versions."""

@@ -1,0 +1,92 @@
+"""The pass's view of a tensor that has an integer form: value + quantization parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn.ops import shape_of
+
+
+@dataclass
+class QTensor:
+    """``real = (value - zp) · scale``: an integer Relax value with its parameters.
+
+    ``const`` holds the integer values when they are known at compile time (weights, biases),
+    so rules can fold zero points and sums into constants.
+    """
+
+    value: relax.Expr
+    params: QParams
+    const: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return shape_of(self.value)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_accumulator(self) -> bool:
+        return self.params.qtype.name in ("int32", "int64") and not self.params.has_zero_point
+
+
+@dataclass
+class OpRecord:
+    """One line of the pass report: what happened to one op."""
+
+    op: str
+    var: str
+    outcome: str  # "integer" | "requantize" | "float"
+    detail: str = ""
+
+
+@dataclass
+class RewriteContext:
+    """State shared by the rules while one function is rewritten."""
+
+    bb: relax.BlockBuilder
+    qtensors: dict = field(default_factory=dict)  # new Var → QTensor | list[QTensor]
+    producers: dict = field(default_factory=dict)  # new Var → the Call/Tuple bound to it
+    records: list[OpRecord] = field(default_factory=list)
+    originals: set = field(default_factory=set)  # vars that re-emit an imported binding
+
+    def emit(self, expr: relax.Expr, name: str = "") -> relax.Var:
+        return self.bb.emit(expr, name_hint=name)
+
+    def qtensor(self, expr: relax.Expr) -> QTensor | None:
+        found = self.qtensors.get(expr) if isinstance(expr, relax.Var) else None
+        return found if isinstance(found, QTensor) else None
+
+    def qtuple(self, expr: relax.Expr) -> list[QTensor] | None:
+        """QTensors of a tuple: a Tuple of QTensor vars or a var bound to a QTensor list."""
+        if isinstance(expr, relax.Tuple):
+            items = [self.qtensor(f) for f in expr.fields]
+            return items if all(i is not None for i in items) else None
+        found = self.qtensors.get(expr) if isinstance(expr, relax.Var) else None
+        return found if isinstance(found, list) else None
+
+    def producer(self, expr: relax.Expr) -> relax.Expr | None:
+        return self.producers.get(expr) if isinstance(expr, relax.Var) else None
+
+    def record(self, op: str, var: str, outcome: str, detail: str = "") -> None:
+        self.records.append(OpRecord(op, var, outcome, detail))
+
+
+def constant_value(expr: relax.Expr) -> np.ndarray | None:
+    if isinstance(expr, tvm.ir.Constant):
+        return expr.value.numpy()
+    return None
+
+
+def scalar_constant(expr: relax.Expr) -> float | None:
+    value = constant_value(expr)
+    if value is not None and value.size == 1 and np.issubdtype(value.dtype, np.floating):
+        return float(value.reshape(()))
+    return None

@@ -1,0 +1,3 @@
+"""One module per family of ops; importing this package registers every rule."""
+
+from . import activation, conv, elementwise, matmul, movement, pool, qdq  # noqa: F401

@@ -1,0 +1,72 @@
+"""Integer matmul: activation × constant weight, and activation × activation.
+
+Constant ``B`` (``[K, N]``, per-tensor or per-column parameters), with ``B' = B - zb``:
+
+    acc[.., n] = Σ_k (a_k - za) · B'[k, n] = (a @ B')[.., n] - za · Σ_k B'[k, n]
+
+Two activations (per-tensor): both shifted to signed (``a - za``, ``b - zb``) and multiplied.
+The accumulator is int32 when the bound on ``|acc|`` (and on the raw partial sums) is below
+2^31, else int64; its scale is ``s_a · s_b`` and its zero point 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+
+from tvm_qdq.qnn.ops import (
+    accumulator_for,
+    accumulator_params,
+    const,
+    operand_magnitude,
+    shift_to_signed,
+    smallest_int_type,
+)
+
+from ..qtensor import QTensor, RewriteContext
+from ..registry import forward_rule
+
+
+def _matmul_const(ctx: RewriteContext, a: QTensor, b: QTensor) -> QTensor | None:
+    if b.ndim != 2 or b.params.axis not in (None, 1):
+        return None
+    b_shift = b.const.astype(np.int64) - b.params.broadcast(b.params.zero_point, 2)
+    za = int(a.params.zero_point)
+    abs_sum = np.abs(b_shift).sum(axis=0)
+    acc = accumulator_for((operand_magnitude(a.params) + abs(za)) * int(abs_sum.max()))
+    b_dtype = smallest_int_type(int(b_shift.min()), int(b_shift.max()))
+    value = ctx.emit(relax.op.matmul(a.value, const(b_shift, b_dtype), out_dtype=acc),
+                     "qnn_matmul")
+    if za != 0:
+        value = ctx.emit(relax.op.subtract(value, const(za * b_shift.sum(axis=0), acc)))
+    axis = a.ndim - 1 if b.params.axis == 1 else None
+    ctx.record("relax.matmul", str(value.name), "integer",
+               f"{a.params.qtype.name}×{b_dtype} (const) → {acc}")
+    return QTensor(value, accumulator_params(a.params.scale * b.params.scale, axis, acc))
+
+
+def _matmul_dynamic(ctx: RewriteContext, a: QTensor, b: QTensor) -> QTensor | None:
+    if not (a.params.per_tensor and b.params.per_tensor):
+        return None
+    k = a.shape[-1]
+    za, zb = int(a.params.zero_point), int(b.params.zero_point)
+    a_max = max(abs(a.params.qtype.qmin - za), abs(a.params.qtype.qmax - za))
+    b_max = max(abs(b.params.qtype.qmin - zb), abs(b.params.qtype.qmax - zb))
+    acc = accumulator_for(a_max * b_max * k)
+    a_s, b_s = shift_to_signed(ctx.bb, a.value, a.params), shift_to_signed(ctx.bb, b.value, b.params)
+    if acc == "int64":
+        a_s, b_s = ctx.emit(relax.op.astype(a_s, "int64")), ctx.emit(relax.op.astype(b_s, "int64"))
+    value = ctx.emit(relax.op.matmul(a_s, b_s, out_dtype=acc), "qnn_matmul")
+    ctx.record("relax.matmul", str(value.name), "integer",
+               f"{a.params.qtype.name}×{b.params.qtype.name} (activations) → {acc}")
+    return QTensor(value, accumulator_params(a.params.scale * b.params.scale, None, acc))
+
+
+@forward_rule("relax.matmul")
+def matmul(ctx: RewriteContext, call) -> QTensor | None:
+    a, b = ctx.qtensor(call.args[0]), ctx.qtensor(call.args[1])
+    if a is None or b is None or not a.params.per_tensor:
+        return None
+    if b.const is not None:
+        return _matmul_const(ctx, a, b)
+    return _matmul_dynamic(ctx, a, b)

@@ -1,0 +1,124 @@
+"""Data-movement ops run unchanged on integer values with unchanged parameters.
+
+Reshape, permute_dims, squeeze, expand_dims, strided_slice, take, split, flatten, nearest
+resize: each output element is some input element, so ``real = (q - zp)·s`` commutes with
+the op. Per-axis parameters are followed through permute_dims and reshape (when the axis
+survives); other ops need per-tensor parameters. ``nn.pad`` pads with the quantized pad
+value ``round(v / s) + zp`` (exactly ``zp`` for the usual ``v = 0``). ``concat`` is an output
+rule: each input is requantized to the output's parameters, then concatenated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+
+from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn.ops import const, requantize, shape_of
+
+from ..qtensor import QTensor, RewriteContext
+from ..registry import forward_rule, output_rule
+
+SAME_OP = (
+    "relax.reshape",
+    "relax.squeeze",
+    "relax.expand_dims",
+    "relax.strided_slice",
+    "relax.take",
+    "relax.flatten",
+    "relax.permute_dims",
+    "relax.broadcast_to",
+)
+
+
+def _reshaped_axis(in_shape, out_shape, axis: int) -> int | None:
+    """Where ``axis`` lands after a reshape, if it survives as one whole axis."""
+    before = int(np.prod(in_shape[:axis], dtype=np.int64))
+    acc = 1
+    for i, dim in enumerate(out_shape):
+        if acc == before and dim == in_shape[axis]:
+            return i
+        acc *= dim
+    return None
+
+
+def _follow_axis(call, q: QTensor, out_shape) -> int | None | bool:
+    """New axis of per-axis params after ``call``; False when it cannot be followed."""
+    axis = q.params.axis
+    if axis is None:
+        return None
+    name = call.op.name
+    if name == "relax.permute_dims":
+        axes = call.attrs.axes
+        perm = [int(a) for a in axes] if axes is not None else list(range(q.ndim))[::-1]
+        return perm.index(axis)
+    if name == "relax.reshape":
+        new = _reshaped_axis(q.shape, out_shape, axis)
+        return False if new is None else new
+    return False
+
+
+@forward_rule(*SAME_OP)
+def same_op(ctx: RewriteContext, call) -> QTensor | None:
+    q = ctx.qtensor(call.args[0])
+    if q is None:
+        return None
+    out = relax.Call(call.op, [q.value, *call.args[1:]], call.attrs, call.ty_args)
+    value = ctx.emit(out)
+    axis = _follow_axis(call, q, shape_of(value))
+    if axis is False:
+        return None
+    params = q.params if axis == q.params.axis else q.params.with_axis(axis)
+    folded = None
+    if q.const is not None and call.op.name == "relax.permute_dims":
+        axes = call.attrs.axes
+        folded = np.transpose(q.const, [int(a) for a in axes] if axes is not None else None)
+    elif q.const is not None and call.op.name == "relax.reshape":
+        folded = q.const.reshape(shape_of(value))
+    if folded is not None:
+        value = const(folded, str(folded.dtype))
+    return QTensor(value, params, folded)
+
+
+@forward_rule("relax.split")
+def split(ctx: RewriteContext, call) -> list[QTensor] | None:
+    q = ctx.qtensor(call.args[0])
+    if q is None or not q.params.per_tensor:
+        return None
+    tup = ctx.emit(relax.Call(call.op, [q.value], call.attrs, call.ty_args))
+    count = len(tup.ty.fields)
+    return [QTensor(ctx.emit(relax.TupleGetItem(tup, i)), q.params) for i in range(count)]
+
+
+@forward_rule("relax.nn.pad")
+def pad(ctx: RewriteContext, call) -> QTensor | None:
+    q = ctx.qtensor(call.args[0])
+    if q is None or not q.params.per_tensor or str(call.attrs.pad_mode) != "constant":
+        return None
+    p = q.params
+    fill = np.rint(float(call.attrs.pad_value) / float(p.scale)) + int(p.zero_point)
+    fill = int(np.clip(fill, p.qtype.qmin, p.qtype.qmax))
+    width = [int(w) for w in call.attrs.pad_width]
+    value = ctx.emit(relax.op.nn.pad(q.value, width, "constant", fill), "qnn_pad")
+    return QTensor(value, p)
+
+
+@forward_rule("relax.image.resize2d")
+def resize_nearest(ctx: RewriteContext, call) -> QTensor | None:
+    q = ctx.qtensor(call.args[0])
+    if q is None or not q.params.per_tensor or str(call.attrs.method) != "nearest_neighbor":
+        return None
+    value = ctx.emit(relax.Call(call.op, [q.value, *call.args[1:]], call.attrs, call.ty_args),
+                     "qnn_resize")
+    return QTensor(value, q.params)
+
+
+@output_rule("relax.concat")
+def concat(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
+    items = ctx.qtuple(call.args[0])
+    if items is None or not out.per_tensor:
+        return None
+    parts = [requantize(ctx.bb, item.value, item.params, out) for item in items]
+    value = ctx.emit(relax.op.concat(parts, axis=int(call.attrs.axis)), "qnn_concat")
+    ctx.record("relax.concat", str(value.name), "integer", "inputs requantized to output")
+    return value

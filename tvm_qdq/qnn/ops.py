@@ -1,0 +1,109 @@
+"""QNN ops emitted as plain Relax integer arithmetic.
+
+Each builder emits bindings into a :class:`relax.BlockBuilder` and returns the result var.
+Names of the emitted vars start with ``qnn_`` so the rewritten module reads as QNN ops.
+The math of each op is in its docstring; :mod:`.reference` has the same math in numpy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tvm import relax
+
+from .params import ACCUMULATORS, QParams
+
+INT32_LIMIT = 2**31 - 1
+
+
+def dtype_of(expr: relax.Expr) -> str:
+    return str(expr.ty.dtype)
+
+
+def shape_of(expr: relax.Expr) -> tuple[int, ...]:
+    return tuple(int(d) for d in expr.ty.shape.values)
+
+
+def const(values, dtype: str) -> relax.Expr:
+    """A Relax constant with an exact dtype (0-d for scalars)."""
+    return relax.const(np.asarray(values).astype(dtype), dtype)
+
+
+def smallest_int_type(lo: int, hi: int) -> str:
+    """Narrowest signed type (int8/int16/int32) that holds every value in [lo, hi]."""
+    for name, bits in (("int8", 8), ("int16", 16), ("int32", 32)):
+        if -(2 ** (bits - 1)) <= lo and hi < 2 ** (bits - 1):
+            return name
+    return "int64"
+
+
+def requantize_by(
+    bb: relax.BlockBuilder,
+    value: relax.Expr,
+    zero_point_in: np.ndarray,
+    multiplier: np.ndarray,
+    dst: QParams,
+    name: str = "qnn_requantize",
+) -> relax.Var:
+    """``y = saturate(round_half_even((q - zp_in) · multiplier) + zp_out)`` into ``dst``.
+
+    ``zero_point_in`` and ``multiplier`` are already shaped to broadcast against ``q``. The
+    product is taken in float32, as ORT's integer kernels do, so ties and float rounding
+    can differ from exact real arithmetic by at most 1 LSB.
+    """
+    work = "int64" if dtype_of(value) in ("int64", "uint32") else "int32"
+    t = value if dtype_of(value) == work else bb.emit(relax.op.astype(value, work))
+    if np.any(zero_point_in != 0):
+        t = bb.emit(relax.op.subtract(t, const(zero_point_in, work)))
+    f = bb.emit(relax.op.astype(t, "float32"))
+    f = bb.emit(relax.op.multiply(f, const(multiplier, "float32")))
+    f = bb.emit(relax.op.round(f))
+    zp_out = np.asarray(dst.zero_point)
+    if np.any(zp_out != 0):
+        f = bb.emit(relax.op.add(f, const(dst.broadcast(zp_out, len(shape_of(value))), "float32")))
+    f = bb.emit(relax.op.clip(f, dst.qtype.qmin, dst.qtype.qmax))
+    return bb.emit(relax.op.astype(f, dst.qtype.container), name_hint=name)
+
+
+def requantize(
+    bb: relax.BlockBuilder, value: relax.Expr, src: QParams, dst: QParams
+) -> relax.Expr:
+    """Requantize ``q`` from ``src`` to ``dst``:
+    ``saturate(round_half_even((q - zp_in) · s_in / s_out) + zp_out)``.
+
+    Identical parameters fold away (the value is returned as it is).
+    """
+    if src.same_as(dst):
+        return value
+    ndim = len(shape_of(value))
+    s_in = src.broadcast(src.scale, ndim)
+    s_out = dst.broadcast(dst.scale, ndim)
+    multiplier = (s_in.astype(np.float32) / s_out.astype(np.float32)).astype(np.float32)
+    return requantize_by(bb, value, src.broadcast(src.zero_point, ndim), multiplier, dst)
+
+
+def shift_to_signed(bb: relax.BlockBuilder, value: relax.Expr, params: QParams) -> relax.Var:
+    """``q - zp`` in the narrowest signed type that holds it exactly (int16/int32)."""
+    qt = params.qtype
+    zp = params.zero_point
+    lo, hi = qt.qmin - int(zp.max()), qt.qmax - int(zp.min())
+    work = smallest_int_type(min(lo, qt.qmin), max(hi, qt.qmax))
+    work = "int16" if work == "int8" else work
+    t = bb.emit(relax.op.astype(value, work))
+    if params.has_zero_point:
+        t = bb.emit(relax.op.subtract(t, const(params.broadcast(zp, len(shape_of(value))), work)))
+    return t
+
+
+def accumulator_for(bound: int) -> str:
+    """int32 when every partial sum provably stays below 2^31, else int64."""
+    return "int32" if bound <= INT32_LIMIT else "int64"
+
+
+def operand_magnitude(params: QParams) -> int:
+    """Largest ``|q|`` a stored value can have (bounds raw, unshifted products)."""
+    return max(abs(params.qtype.qmin), abs(params.qtype.qmax))
+
+
+def accumulator_params(scale: np.ndarray, axis: int | None, dtype: str) -> QParams:
+    scale = np.asarray(scale, dtype=np.float32)
+    return QParams(scale, np.zeros(scale.shape, np.int64), ACCUMULATORS[dtype], axis)

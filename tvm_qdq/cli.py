@@ -1,0 +1,94 @@
+"""Command line: ``tvm-qdq inspect|compile|run|demo``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def _cmd_inspect(args) -> int:
+    from .inspect import format_inspection, inspect
+
+    info = inspect(args.model)
+    print(json.dumps(info, indent=1) if args.json else format_inspection(info))
+    return 1 if info["error"] else 0
+
+
+def _target(text: str):
+    return json.loads(text) if text.strip().startswith("{") else text
+
+
+def _cmd_compile(args) -> int:
+    from .compile import compile
+
+    start = time.perf_counter()
+    compiled = compile(args.model, target=_target(args.target))
+    out = compiled.export(args.output)
+    print(f"compiled {args.model} for {compiled.target} in {time.perf_counter() - start:.1f} s "
+          f"→ {out}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from .compile import compile, load
+
+    if args.model.endswith(".onnx"):
+        compiled = compile(args.model, target=_target(args.target))
+    else:
+        compiled = load(args.model)
+    with np.load(args.inputs) as data:
+        feeds = {k: data[k] for k in data.files}
+    outputs = compiled.run(feeds)
+    for name, value in zip(compiled.output_names, outputs, strict=True):
+        print(f"{name}: {value.dtype} {list(value.shape)}  first: {value.reshape(-1)[:8]}")
+    if args.output:
+        np.savez(args.output, **dict(zip(compiled.output_names, outputs, strict=True)))
+        print(f"outputs written to {args.output}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(threads=args.threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tvm-qdq", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="formats, quantized ops, dtypes, integer vs float ops")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(fn=_cmd_inspect)
+    p = sub.add_parser("compile", help="compile a model and export it to a directory")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--target", default="x86", help="preset name or TVM target JSON")
+    p.set_defaults(fn=_cmd_compile)
+    p = sub.add_parser("run", help="run a model (.onnx or exported directory) on inputs")
+    p.add_argument("model")
+    p.add_argument("--inputs", required=True, help=".npz file with one array per input name")
+    p.add_argument("--target", default="x86")
+    p.add_argument("-o", "--output", help="write outputs to this .npz file")
+    p.set_defaults(fn=_cmd_run)
+    p = sub.add_parser("demo", help="import → integer → compile → run → compare with ORT")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(fn=_cmd_demo)
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except Exception as err:
+        from .errors import TvmQdqError
+
+        if isinstance(err, TvmQdqError):
+            print(f"tvm-qdq: error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

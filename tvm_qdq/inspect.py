@@ -1,0 +1,116 @@
+"""``tvm_qdq.inspect(model)``: what a quantized model holds and what tvm-qdq makes of it."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import onnx
+
+from .errors import UnsupportedOpsError
+
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+QOPERATOR_OPS = {
+    "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "MatMulInteger16", "QGemm",
+    "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax",
+    "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearWhere",
+    "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+}
+DYNAMIC_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+
+
+def _formats(proto: onnx.ModelProto) -> list[str]:
+    ops = {(n.domain or "", n.op_type) for n in proto.graph.node}
+    found = []
+    if any(op in QDQ_OPS and dom == "" for dom, op in ops):
+        found.append("QDQ")
+    if any(op in QDQ_OPS and dom == "com.microsoft" for dom, op in ops):
+        found.append("QDQ (com.microsoft Q/DQ)")
+    if any(op in QOPERATOR_OPS for _, op in ops):
+        found.append("QOperator")
+    if any(op in DYNAMIC_OPS for _, op in ops):
+        found.append("dynamic")
+    return found or ["float (no quantized ops)"]
+
+
+def _quantized_tensors(proto: onnx.ModelProto) -> dict[str, dict]:
+    """Each tensor a Q produces or a DQ reads: its integer type and parameter layout."""
+    from .frontend.onnx.importer import _elem_types
+    from .frontend.onnx.context import onnx_type_name
+
+    types = _elem_types(proto)
+    inits = {i.name: i for i in proto.graph.initializer}
+    result = {}
+    for node in proto.graph.node:
+        if node.op_type not in QDQ_OPS:
+            continue
+        tensor = node.output[0] if node.op_type == "QuantizeLinear" else node.input[0]
+        scale = inits.get(node.input[1])
+        size = 1 if scale is None else max(1, int(__import__("numpy").prod(scale.dims)))
+        result[tensor] = {
+            "type": onnx_type_name(types.get(tensor, 0)) or "unknown",
+            "params": "per-tensor" if size == 1 else f"per-axis ({size})",
+            "constant": tensor in inits,
+        }
+    return result
+
+
+def inspect(model: str | os.PathLike | bytes | onnx.ModelProto) -> dict:
+    """Describe ``model``: formats, quantized ops, tensor types, integer vs float ops.
+
+    Returns a dict with keys ``formats``, ``op_counts``, ``quantized_tensors``,
+    ``unsupported`` (node, op, domain triples), ``integer`` (what the pass made integer),
+    ``float_ops`` (ops that stayed float) and ``error`` (a failure message, or None).
+    """
+    from .compile import pass_report, to_integer
+    from .frontend.onnx import from_onnx, load_model
+
+    proto = load_model(model)
+    info: dict = {
+        "formats": _formats(proto),
+        "op_counts": dict(Counter(
+            f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+            for n in proto.graph.node
+        )),
+        "quantized_tensors": _quantized_tensors(proto),
+        "unsupported": [],
+        "integer": [],
+        "float_ops": [],
+        "error": None,
+    }
+    try:
+        report = pass_report(to_integer(from_onnx(proto)))
+    except UnsupportedOpsError as err:
+        info["unsupported"] = [list(op) for op in err.ops]
+        info["error"] = str(err)
+        return info
+    except Exception as err:  # inspection reports failures instead of raising them
+        info["error"] = f"{type(err).__name__}: {err}"
+        return info
+    info["integer"] = [vars(r) for r in report.integer]
+    info["float_ops"] = report.float_ops
+    return info
+
+
+def format_inspection(info: dict) -> str:
+    """Human-readable text of :func:`inspect`'s result."""
+    lines = [f"formats: {', '.join(info['formats'])}", "ops:"]
+    lines += [f"  {op:32s} {n}" for op, n in sorted(info["op_counts"].items())]
+    types = Counter(t["type"] for t in info["quantized_tensors"].values())
+    lines.append("quantized tensors by type: " + ", ".join(f"{k}: {v}" for k, v in
+                                                           sorted(types.items())))
+    lines.append("integer ops (from the pass):")
+    counts = Counter((r["op"], r["outcome"], r["detail"]) for r in info["integer"])
+    lines += [f"  {op:24s} {outcome:10s} {detail}  ×{n}" for (op, outcome, detail), n in
+              sorted(counts.items())]
+    compute = [f for f in info["float_ops"] if f["compute"]]
+    lines.append(f"float ops left: {len(info['float_ops'])} ({len(compute)} conv/matmul)")
+    lines += [f"  {op}  ×{n}" for op, n in sorted(Counter(f["op"] for f in
+                                                            info["float_ops"]).items())]
+    if info["unsupported"]:
+        lines.append("unsupported ops:")
+        lines += [f"  '{name}' {dom + '.' if dom else ''}{op}" for name, op, dom in
+                  info["unsupported"]]
+    if info["error"]:
+        lines.append(f"error: {info['error']}")
+    return "\n".join(lines)

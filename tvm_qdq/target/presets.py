@@ -1,0 +1,35 @@
+"""Named targets. TVM 0.27 targets are dicts; ``mcpu: native`` is not honoured by its LLVM,
+so ``"x86"`` asks LLVM for the host CPU's real name (``znver4`` on the dev machines)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tvm
+
+
+def _host_x86() -> dict:
+    return {"kind": "llvm", "mcpu": str(tvm.target.codegen.llvm_get_system_cpu())}
+
+
+PRESETS: dict[str, Callable[[], dict]] = {
+    "x86": _host_x86,
+    "host": _host_x86,
+    "llvm": lambda: {"kind": "llvm"},
+}
+
+
+def resolve_target(target: str | dict | tvm.target.Target) -> tvm.target.Target:
+    """A preset name, a TVM target dict or a Target → a Target (clear error otherwise)."""
+    if isinstance(target, tvm.target.Target):
+        return target
+    if isinstance(target, str):
+        if target not in PRESETS:
+            raise ValueError(
+                f"unknown target preset {target!r}; presets: {', '.join(sorted(PRESETS))}, "
+                "or pass a TVM target dict such as {'kind': 'llvm', 'mcpu': 'znver4'}"
+            )
+        return tvm.target.Target(PRESETS[target]())
+    if isinstance(target, dict):
+        return tvm.target.Target(target)
+    raise TypeError(f"target must be a preset name, a dict or a tvm Target, got {type(target)}")

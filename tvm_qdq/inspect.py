@@ -35,8 +35,8 @@ def _formats(proto: onnx.ModelProto) -> list[str]:
 
 def _quantized_tensors(proto: onnx.ModelProto) -> dict[str, dict]:
     """Each tensor a Q produces or a DQ reads: its integer type and parameter layout."""
-    from .frontend.onnx.importer import _elem_types
     from .frontend.onnx.context import onnx_type_name
+    from .frontend.onnx.importer import _elem_types
 
     types = _elem_types(proto)
     inits = {i.name: i for i in proto.graph.initializer}

@@ -53,7 +53,8 @@ def _matmul_dynamic(ctx: RewriteContext, a: QTensor, b: QTensor) -> QTensor | No
     a_max = max(abs(a.params.qtype.qmin - za), abs(a.params.qtype.qmax - za))
     b_max = max(abs(b.params.qtype.qmin - zb), abs(b.params.qtype.qmax - zb))
     acc = accumulator_for(a_max * b_max * k)
-    a_s, b_s = shift_to_signed(ctx.bb, a.value, a.params), shift_to_signed(ctx.bb, b.value, b.params)
+    a_s = shift_to_signed(ctx.bb, a.value, a.params)
+    b_s = shift_to_signed(ctx.bb, b.value, b.params)
     if acc == "int64":
         a_s, b_s = ctx.emit(relax.op.astype(a_s, "int64")), ctx.emit(relax.op.astype(b_s, "int64"))
     value = ctx.emit(relax.op.matmul(a_s, b_s, out_dtype=acc), "qnn_matmul")

@@ -146,7 +146,7 @@ class Compiled:
                 f"input '{spec.name}': expected shape {spec.shape}, got {shape} "
                 "(None marks a dynamic dimension)"
             )
-        return np.ascontiguousarray(to_container(array))
+        return np.array(to_container(array), order="C", copy=None)
 
     def run(self, feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run once. ``feeds``: a dict by input name or a list in input order."""

@@ -372,6 +372,14 @@ def _clip(g: QdqGraph) -> None:
     g.output(g.node("Clip", [x, lo, hi]), np.uint8)
 
 
+@case("clip_m1_2p5_s8", {"x": ((1, 8, 6, 6), 2.0)}, integer_ops=("relax.clip",))
+def _clip_negative_low(g: QdqGraph) -> None:
+    x = g.input("x", [1, 8, 6, 6], act_qp(np.int8, bound=4.0))
+    lo = g.initializer("clip_min", np.array(-1.0, np.float32))
+    hi = g.initializer("clip_max", np.array(2.5, np.float32))
+    g.output(g.node("Clip", [x, lo, hi]), np.int8)
+
+
 @case("clip_0_6_s8_same_params", {"x": ((1, 8, 6, 6), 4.0)}, integer_ops=("relax.clip",))
 def _clip_same(g: QdqGraph) -> None:
     x_qp = act_qp(np.int8, zero_point=-30, bound=8.0)

@@ -1,0 +1,76 @@
+"""QNN building blocks against their numpy references (and the references against ORT)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from onnx import TensorProto, helper, numpy_helper
+from tvm import relax
+
+from tvm_qdq.dtypes import QTYPES
+from tvm_qdq.qnn import QParams, ops, reference
+from tvm_qdq.qnn.ops import accumulator_for, smallest_int_type
+from tvm_qdq.target import resolve_target
+from tvm_qdq.testing.oracle import run_ort
+
+
+def _run(build, *inputs: np.ndarray) -> np.ndarray:
+    bb = relax.BlockBuilder()
+    params = [relax.Var(f"i{k}", relax.TensorType(x.shape, str(x.dtype)))
+              for k, x in enumerate(inputs)]
+    with bb.function("main", params):
+        with bb.dataflow():
+            out = bb.emit_output(build(bb, *params))
+        bb.emit_func_output(out)
+    vm = relax.VirtualMachine(tvm.compile(bb.get(), target=resolve_target("x86")), tvm.cpu())
+    return vm["main"](*[tvm.runtime.tensor(x) for x in inputs]).numpy()
+
+
+@pytest.mark.parametrize(("src", "dst"), [("int32", "uint8"), ("uint8", "uint16"),
+                                          ("uint16", "uint8"), ("int8", "uint8"),
+                                          ("int16", "int8")])
+def test_requantize_matches_reference_exactly(src: str, dst: str) -> None:
+    rng = np.random.default_rng(0)
+    qs, qd = QTYPES[src], QTYPES[dst]
+    lo, hi = max(qs.qmin, -(2**20)), min(qs.qmax, 2**20)
+    q = rng.integers(lo, hi, size=(4, 64), endpoint=True).astype(qs.container)
+    zp_in = 0 if src == "int32" else (qs.qmin + qs.qmax + 1) // 2
+    s_in = np.float32(0.0031) if src != "int32" else np.float32(2.7e-6)
+    s_out, zp_out = np.float32(0.021), (qd.qmin + qd.qmax + 1) // 3
+    src_p = QParams(s_in, zp_in, qs)
+    dst_p = QParams(s_out, zp_out, qd)
+    got = _run(lambda bb, x: ops.requantize(bb, x, src_p, dst_p), q)
+    want = reference.requantize(q, s_in, zp_in, s_out, zp_out, qd)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_requantize_with_identical_params_folds_away() -> None:
+    p = QParams(np.float32(0.1), 3, QTYPES["uint8"])
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((2,), "uint8"))
+    with bb.function("main", [x]):
+        assert ops.requantize(bb, x, p, QParams(np.float32(0.1), 3, QTYPES["uint8"])) is x
+        bb.emit_func_output(x)
+
+
+def test_reference_quantize_matches_ort() -> None:
+    x = np.linspace(-30, 30, 241, dtype=np.float32)
+    inits = [numpy_helper.from_array(np.float32(0.25), "s"),
+             numpy_helper.from_array(np.uint8(120), "zp")]
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [241])],
+        [helper.make_tensor_value_info("q", TensorProto.UINT8, [241])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    np.testing.assert_array_equal(reference.quantize(x, 0.25, 120, QTYPES["uint8"]),
+                                  run_ort(model, {"x": x})[0])
+
+
+def test_accumulator_choice_is_exact_at_the_int32_limit() -> None:
+    assert accumulator_for(2**31 - 1) == "int32"
+    assert accumulator_for(2**31) == "int64"
+    assert smallest_int_type(-128, 127) == "int8"
+    assert smallest_int_type(-255, 255) == "int16"
+    assert smallest_int_type(0, 70000) == "int32"

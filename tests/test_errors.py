@@ -9,10 +9,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 import tvm_qdq
 
+DEFAULT_SCALE = np.float32(0.1)
+DEFAULT_ZERO_POINT = np.uint8(128)
+
 
 def _qdq_model(
-    scale=np.float32(0.1),
-    zero_point=np.uint8(128),
+    scale: np.ndarray = DEFAULT_SCALE,
+    zero_point: np.ndarray = DEFAULT_ZERO_POINT,
     axis: int | None = None,
     x_shape=(1, 4, 3),
     extra_nodes: list | None = None,

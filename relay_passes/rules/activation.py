@@ -1,8 +1,11 @@
-"""Relu and Clip on integer values: clamp in the integer domain.
+"""Relu and Clip on integer values.
 
-``relu(x)`` with ``x = (q - zp)·s`` is ``(max(q, zp) - zp)·s``; ``clip(x, lo, hi)`` clamps ``q``
-to ``[ceil(lo/s) + zp, floor(hi/s) + zp]`` (bounds outside the type saturate), so no value
-leaves the integer domain. Per-axis parameters give per-axis bounds.
+* relu (forward): with ``x = (q - zp)·s``, ``relu(x) = (max(q, zp) - zp)·s`` — exact on the
+  input's grid, parameters unchanged.
+* clip (output rule): quantizing is monotone, so
+  ``Q_out(clip(x, lo, hi)) = clamp(Q_out(x), Q_out(lo), Q_out(hi))``: requantize the
+  unclipped value to the output's parameters, then clamp to the quantized bounds. Exact even
+  when ``lo``/``hi`` are not on the input's grid.
 """
 
 from __future__ import annotations
@@ -10,26 +13,11 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
-from tvm_qdq.qnn.ops import const
+from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn.ops import const, requantize
 
 from ..qtensor import QTensor, RewriteContext
-from ..registry import forward_rule
-
-
-def _clamp(ctx: RewriteContext, q: QTensor, lo: np.ndarray | None, hi: np.ndarray | None,
-           name: str) -> QTensor:
-    dtype = q.params.qtype.container
-    info = np.iinfo(dtype)
-    value = q.value
-    if lo is not None:
-        lo = np.clip(lo, info.min, info.max)
-        value = ctx.emit(relax.op.maximum(value, const(q.params.broadcast(lo, q.ndim), dtype)))
-    if hi is not None:
-        hi = np.clip(hi, info.min, info.max)
-        value = ctx.emit(relax.op.minimum(value, const(q.params.broadcast(hi, q.ndim), dtype)),
-                         name)
-    ctx.record(name, str(value.name), "integer", "clamp in the integer domain")
-    return QTensor(value, q.params)
+from ..registry import forward_rule, output_rule
 
 
 @forward_rule("relax.nn.relu")
@@ -37,16 +25,33 @@ def relu(ctx: RewriteContext, call) -> QTensor | None:
     q = ctx.qtensor(call.args[0])
     if q is None:
         return None
-    return _clamp(ctx, q, q.params.zero_point, None, "qnn_relu")
+    dtype = q.params.qtype.container
+    zero = const(q.params.broadcast(q.params.zero_point, q.ndim), dtype)
+    value = ctx.emit(relax.op.maximum(q.value, zero), "qnn_relu")
+    ctx.record(call.op.name, str(value.name), "integer", "max(q, zp)")
+    return QTensor(value, q.params)
 
 
-@forward_rule("relax.clip")
-def clip(ctx: RewriteContext, call) -> QTensor | None:
-    q = ctx.qtensor(call.args[0])
-    if q is None:
+def _quantized_bound(bound: float, out: QParams) -> int | None:
+    if not np.isfinite(bound):
         return None
-    lo_f, hi_f = float(call.args[1].value), float(call.args[2].value)
-    s, zp = q.params.scale.astype(np.float64), q.params.zero_point
-    lo = np.ceil(lo_f / s).astype(np.float64) + zp if np.isfinite(lo_f) else None
-    hi = np.floor(hi_f / s).astype(np.float64) + zp if np.isfinite(hi_f) else None
-    return _clamp(ctx, q, lo, hi, "qnn_clip")
+    q = np.rint(np.float32(bound) / out.scale) + int(out.zero_point)
+    return int(np.clip(q, out.qtype.qmin, out.qtype.qmax))
+
+
+@output_rule("relax.clip")
+def clip(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
+    q = ctx.qtensor(call.args[0])
+    if q is None or not out.per_tensor:
+        return None
+    value = requantize(ctx.bb, q.value, q.params, out)
+    lo = _quantized_bound(float(call.args[1].value), out)
+    hi = _quantized_bound(float(call.args[2].value), out)
+    dtype = out.qtype.container
+    if lo is not None and lo > out.qtype.qmin:
+        value = ctx.emit(relax.op.maximum(value, const(lo, dtype)))
+    if hi is not None and hi < out.qtype.qmax:
+        value = ctx.emit(relax.op.minimum(value, const(hi, dtype)))
+    value = ctx.emit(relax.op.astype(value, dtype), "qnn_clip") if value is q.value else value
+    ctx.record(call.op.name, str(value.name), "integer", f"clamp to [{lo}, {hi}] after requantize")
+    return value

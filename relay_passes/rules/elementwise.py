@@ -90,8 +90,9 @@ def add(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     if out.has_zero_point:
         total = ctx.emit(relax.op.add(total, const(out.zero_point, "float32")))
     total = ctx.emit(relax.op.clip(total, out.qtype.qmin, out.qtype.qmax))
-    ctx.record(call.op.name, "", "integer", "quantized add (float32 multipliers, like ORT)")
-    return ctx.emit(relax.op.astype(total, out.qtype.container), "qnn_add")
+    value = ctx.emit(relax.op.astype(total, out.qtype.container), "qnn_add")
+    ctx.record(call.op.name, str(value.name), "integer", "float32 multipliers, like ORT")
+    return value
 
 
 @output_rule("relax.multiply")

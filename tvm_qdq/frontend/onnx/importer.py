@@ -146,7 +146,7 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
 
     def _parse_array(self, tensor_proto: onnx.TensorProto) -> tvm.runtime.Tensor:
         array = onnx.numpy_helper.to_array(tensor_proto).reshape(tuple(tensor_proto.dims))
-        return tvm.runtime.tensor(np.ascontiguousarray(to_container(array)))
+        return tvm.runtime.tensor(np.array(to_container(array), order="C", copy=None))
 
     def _new_var(self, var_name: str, shape: list, dtype: str = "float32") -> relax.Var:
         container = {"int4": "int8", "uint4": "uint8"}.get(str(dtype), dtype)

@@ -9,18 +9,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
-
-def _median_ms(fn, repeat: int = 20) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
-
 
 def run_demo(threads: int = 1) -> int:
     import onnxruntime as ort
@@ -28,6 +16,7 @@ def run_demo(threads: int = 1) -> int:
     from . import compile, from_onnx, pass_report, to_integer
     from .testing.models import default_model, random_feeds
     from .testing.oracle import agreement, output_qparams, run_ort
+    from .testing.timing import median_ms
 
     model = default_model()
     feeds = random_feeds(model)
@@ -45,7 +34,7 @@ def run_demo(threads: int = 1) -> int:
         build_s = time.perf_counter() - start
         actual = compiled.run(feeds)[0]
         ag = agreement(actual, expected, scale, zero_point, classify=True)
-        ms = _median_ms(lambda c=compiled: c.run(feeds))
+        ms = median_ms(lambda c=compiled: c.run(feeds))
         rows.append((stage, ag, ms, build_s))
 
     opts = ort.SessionOptions()
@@ -53,7 +42,7 @@ def run_demo(threads: int = 1) -> int:
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(model.SerializeToString(), opts,
                                    providers=["CPUExecutionProvider"])
-    ort_ms = _median_ms(lambda: session.run(None, feeds))
+    ort_ms = median_ms(lambda: session.run(None, feeds))
 
     ints = [r for r in report.integer if r.outcome == "integer"]
     compute_float = [f for f in report.float_ops if f["compute"]]

@@ -11,74 +11,32 @@ accumulator is int32 when ``(max|x| + |zx|) · max_o Σ_k |w'[o, k]| < 2^31``, e
 from __future__ import annotations
 
 import numpy as np
-from tvm import relax
 
-from tvm_qdq.qnn.ops import (
-    accumulator_for,
-    accumulator_params,
-    const,
-    operand_magnitude,
-    smallest_int_type,
-)
+from tvm_qdq.qnn.ops import CONV_OPS, accumulator_params, conv_integer
 
 from ..qtensor import QTensor, RewriteContext
 from ..registry import forward_rule
 
-_CONV = {
-    "relax.nn.conv1d": (relax.op.nn.conv1d, "NCW", "OIW"),
-    "relax.nn.conv2d": (relax.op.nn.conv2d, "NCHW", "OIHW"),
-}
 
-
-def _pad_width(padding: list[int], spatial: int) -> list[int]:
-    """Conv padding (all befores, then all afters) → ``nn.pad`` width per axis (N, C, ...)."""
-    width = [0, 0, 0, 0]
-    for i in range(spatial):
-        width += [padding[i], padding[spatial + i]]
-    return width
-
-
-@forward_rule(*_CONV)
+@forward_rule("relax.nn.conv1d", "relax.nn.conv2d")
 def conv(ctx: RewriteContext, call) -> QTensor | None:
     x, w = ctx.qtensor(call.args[0]), ctx.qtensor(call.args[1])
     if x is None or w is None or w.const is None or not x.params.per_tensor:
         return None
-    op, data_layout, kernel_layout = _CONV[call.op.name]
+    _, data_layout, kernel_layout = CONV_OPS[x.ndim - 2]
     attrs = call.attrs
     if str(attrs.data_layout) != data_layout or str(attrs.kernel_layout) != kernel_layout:
         return None
     if w.params.axis not in (None, 0):
         return None
-    spatial = x.ndim - 2
-    out_ch = w.shape[0]
     w_shift = w.const.astype(np.int64) - w.params.broadcast(w.params.zero_point, w.ndim)
-    zx = int(x.params.zero_point)
-    padding = [int(p) for p in attrs.padding]
-    data = x.value
-    if zx != 0 and any(padding):
-        data = ctx.emit(relax.op.nn.pad(x.value, _pad_width(padding, spatial), "constant", zx))
-        padding = [0] * len(padding)
-    abs_sum = np.abs(w_shift).reshape(out_ch, -1).sum(axis=1)
-    acc = accumulator_for((operand_magnitude(x.params) + abs(zx)) * int(abs_sum.max()))
-    w_dtype = smallest_int_type(int(w_shift.min()), int(w_shift.max()))
-    value = ctx.emit(
-        op(
-            data,
-            const(w_shift, w_dtype),
-            strides=[int(s) for s in attrs.strides],
-            padding=padding,
-            dilation=[int(d) for d in attrs.dilation],
-            groups=int(attrs.groups),
-            data_layout=data_layout,
-            kernel_layout=kernel_layout,
-            out_dtype=acc,
-        ),
-        "qnn_conv",
+    value, acc, w_dtype = conv_integer(
+        ctx.bb, x.value, x.params.qtype, int(x.params.zero_point), w_shift,
+        strides=[int(s) for s in attrs.strides],
+        padding=[int(p) for p in attrs.padding],
+        dilation=[int(d) for d in attrs.dilation],
+        groups=int(attrs.groups),
     )
-    if zx != 0:
-        correction = zx * w_shift.reshape(out_ch, -1).sum(axis=1)
-        value = ctx.emit(relax.op.subtract(value, const(correction.reshape((1, out_ch) +
-                                                                           (1,) * spatial), acc)))
     scale = x.params.scale * w.params.scale
     axis = 1 if w.params.axis == 0 else None
     ctx.record(call.op.name, str(value.name), "integer",

@@ -17,10 +17,8 @@ from tvm import relax
 from tvm_qdq.qnn.ops import (
     accumulator_for,
     accumulator_params,
-    const,
-    operand_magnitude,
+    matmul_integer_const,
     shift_to_signed,
-    smallest_int_type,
 )
 
 from ..qtensor import QTensor, RewriteContext
@@ -31,14 +29,8 @@ def _matmul_const(ctx: RewriteContext, a: QTensor, b: QTensor) -> QTensor | None
     if b.ndim != 2 or b.params.axis not in (None, 1):
         return None
     b_shift = b.const.astype(np.int64) - b.params.broadcast(b.params.zero_point, 2)
-    za = int(a.params.zero_point)
-    abs_sum = np.abs(b_shift).sum(axis=0)
-    acc = accumulator_for((operand_magnitude(a.params) + abs(za)) * int(abs_sum.max()))
-    b_dtype = smallest_int_type(int(b_shift.min()), int(b_shift.max()))
-    value = ctx.emit(relax.op.matmul(a.value, const(b_shift, b_dtype), out_dtype=acc),
-                     "qnn_matmul")
-    if za != 0:
-        value = ctx.emit(relax.op.subtract(value, const(za * b_shift.sum(axis=0), acc)))
+    value, acc, b_dtype = matmul_integer_const(ctx.bb, a.value, a.params.qtype,
+                                               int(a.params.zero_point), b_shift)
     axis = a.ndim - 1 if b.params.axis == 1 else None
     ctx.record("relax.matmul", str(value.name), "integer",
                f"{a.params.qtype.name}×{b_dtype} (const) → {acc}")

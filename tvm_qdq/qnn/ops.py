@@ -107,3 +107,99 @@ def operand_magnitude(params: QParams) -> int:
 def accumulator_params(scale: np.ndarray, axis: int | None, dtype: str) -> QParams:
     scale = np.asarray(scale, dtype=np.float32)
     return QParams(scale, np.zeros(scale.shape, np.int64), ACCUMULATORS[dtype], axis)
+
+
+CONV_OPS = {
+    1: (relax.op.nn.conv1d, "NCW", "OIW"),
+    2: (relax.op.nn.conv2d, "NCHW", "OIHW"),
+}
+
+
+def _pad_width(padding: list[int], spatial: int) -> list[int]:
+    """Conv padding (all befores, then all afters) → ``nn.pad`` width per axis (N, C, ...)."""
+    width = [0, 0, 0, 0]
+    for i in range(spatial):
+        width += [padding[i], padding[spatial + i]]
+    return width
+
+
+def conv_integer(
+    bb: relax.BlockBuilder,
+    x: relax.Expr,
+    x_qtype,
+    zx: int | relax.Expr,
+    w_shift: np.ndarray,
+    strides: list[int],
+    padding: list[int],
+    dilation: list[int],
+    groups: int,
+    acc: str | None = None,
+) -> tuple[relax.Var, str, str]:
+    """Exact ``acc[o] = Σ_k (x_k - zx) · w'[o, k]`` for a constant, zero-point-free ``w'``.
+
+    With a constant ``zx``: ``x`` is padded with ``zx`` (so padding contributes nothing) and
+    ``acc = conv(x, w') - zx · Σ_k w'[o, k]``; the operands keep their storage types (u8 × s8
+    for the usual case). With a runtime ``zx`` (dynamic quantization) ``x - zx`` is formed in
+    a signed type first. ``acc`` is the accumulator type (chosen from the exact bound
+    ``(max|x| + |zx|) · max_o Σ_k |w'[o, k]|`` when None). Returns (value, acc, weight dtype).
+    """
+    spatial = len(w_shift.shape) - 2
+    op, data_layout, kernel_layout = CONV_OPS[spatial]
+    out_ch = w_shift.shape[0]
+    magnitude = max(abs(x_qtype.qmin), abs(x_qtype.qmax))
+    abs_sum = np.abs(w_shift).reshape(out_ch, -1).sum(axis=1)
+    const_zx = zx if isinstance(zx, int | np.integer) else None
+    if acc is None:
+        acc = accumulator_for((magnitude + abs(const_zx if const_zx is not None else magnitude))
+                              * int(abs_sum.max()))
+    w_dtype = smallest_int_type(int(w_shift.min()), int(w_shift.max()))
+    data = x
+    if const_zx is None:
+        work = "int16" if x_qtype.bits <= 8 else "int32"
+        data = bb.emit(relax.op.subtract(bb.emit(relax.op.astype(x, work)),
+                                         bb.emit(relax.op.astype(zx, work))))
+    elif const_zx != 0 and any(padding):
+        data = bb.emit(relax.op.nn.pad(x, _pad_width(padding, spatial), "constant", const_zx))
+        padding = [0] * len(padding)
+    value = bb.emit(
+        op(data, const(w_shift, w_dtype), strides=strides, padding=padding, dilation=dilation,
+           groups=groups, data_layout=data_layout, kernel_layout=kernel_layout, out_dtype=acc),
+        "qnn_conv",
+    )
+    if const_zx:
+        correction = const_zx * w_shift.reshape(out_ch, -1).sum(axis=1)
+        value = bb.emit(relax.op.subtract(
+            value, const(correction.reshape((1, out_ch) + (1,) * spatial), acc)))
+    return value, acc, w_dtype
+
+
+def matmul_integer_const(
+    bb: relax.BlockBuilder,
+    a: relax.Expr,
+    a_qtype,
+    za: int | np.ndarray | relax.Expr,
+    b_shift: np.ndarray,
+    acc: str | None = None,
+) -> tuple[relax.Var, str, str]:
+    """Exact ``acc[.., n] = Σ_k (a_k - za) · B'[k, n]`` for a constant zero-point-free ``B'``.
+
+    ``acc = a @ B' - za · Σ_k B'[k, n]``: the correction is a constant when ``za`` is (a scalar,
+    or per-row values of shape ``[M]``), and a runtime scalar times a constant vector when
+    ``za`` is computed at run time. Returns (value, accumulator type, B' dtype).
+    """
+    magnitude = max(abs(a_qtype.qmin), abs(a_qtype.qmax))
+    abs_sum = np.abs(b_shift).sum(axis=0)
+    colsum = b_shift.sum(axis=0)
+    if acc is None:
+        zmax = int(np.max(np.abs(za))) if not isinstance(za, relax.Expr) else magnitude
+        acc = accumulator_for((magnitude + zmax) * int(abs_sum.max()))
+    b_dtype = smallest_int_type(int(b_shift.min()), int(b_shift.max()))
+    value = bb.emit(relax.op.matmul(a, const(b_shift, b_dtype), out_dtype=acc), "qnn_matmul")
+    if isinstance(za, relax.Expr):
+        term = bb.emit(relax.op.multiply(bb.emit(relax.op.astype(za, acc)), const(colsum, acc)))
+        value = bb.emit(relax.op.subtract(value, term))
+    elif np.any(np.asarray(za) != 0):
+        za = np.asarray(za, np.int64)
+        term = za * colsum if za.ndim == 0 else za.reshape(-1, 1) * colsum.reshape(1, -1)
+        value = bb.emit(relax.op.subtract(value, const(term, acc)))
+    return value, acc, b_dtype

@@ -363,24 +363,40 @@ class QdqConfig:
     per_channel: bool = False
     extra_options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    quant_format: str = "QDQ"  # "QDQ" or "QOperator" (quantize_static)
+    reduce_range: bool = False
+    dynamic: bool = False  # quantize_dynamic instead of quantize_static
 
     def quantize_static_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``quantize_static`` (everything but paths and the data reader)."""
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
         return {
-            "quant_format": QuantFormat.QDQ,
+            "quant_format": QuantFormat[self.quant_format],
             "activation_type": QuantType[self.activation_type],
             "weight_type": QuantType[self.weight_type],
             "per_channel": self.per_channel,
+            "reduce_range": self.reduce_range,
             "calibrate_method": CalibrationMethod.MinMax,
+            "extra_options": dict(self.extra_options),
+        }
+
+    def quantize_dynamic_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``quantize_dynamic`` (everything but paths)."""
+        from onnxruntime.quantization import QuantType
+
+        return {
+            "weight_type": QuantType[self.weight_type],
+            "per_channel": self.per_channel,
+            "reduce_range": self.reduce_range,
             "extra_options": dict(self.extra_options),
         }
 
     def cache_token(self) -> str:
         """Stable textual form used in the cache key."""
         extra = ",".join(f"{k}={self.extra_options[k]!r}" for k in sorted(self.extra_options))
-        return f"{self.activation_type}|{self.weight_type}|{self.per_channel}|{extra}"
+        return (f"{self.activation_type}|{self.weight_type}|{self.per_channel}|{extra}|"
+                f"{self.quant_format}|{self.reduce_range}|{self.dynamic}")
 
 
 #: Named QDQ quantization configurations.
@@ -408,6 +424,31 @@ QDQ_CONFIGS: dict[str, QdqConfig] = {
         description="uint16 activations, int8 weights (per-tensor)",
     ),
 }
+
+
+#: quantize_static in QOperator format (QLinearConv, QLinearMatMul, com.microsoft QLinear*).
+QOPERATOR_CONFIGS: dict[str, QdqConfig] = {
+    "qop_u8s8": QdqConfig("QUInt8", "QInt8", quant_format="QOperator",
+                          description="QOperator, uint8 activations, int8 per-tensor weights"),
+    "qop_u8s8_perchannel": QdqConfig("QUInt8", "QInt8", per_channel=True,
+                                     quant_format="QOperator",
+                                     description="QOperator, int8 per-channel weights"),
+    "qop_u8u8_reduce_range": QdqConfig("QUInt8", "QUInt8", reduce_range=True,
+                                       quant_format="QOperator",
+                                       description="QOperator, uint8 weights, reduce_range"),
+}
+
+#: quantize_dynamic (DynamicQuantizeLinear + MatMulInteger/ConvInteger).
+DYNAMIC_CONFIGS: dict[str, QdqConfig] = {
+    "dyn_s8": QdqConfig("QUInt8", "QInt8", dynamic=True,
+                        description="dynamic, int8 per-tensor weights"),
+    "dyn_s8_perchannel": QdqConfig("QUInt8", "QInt8", per_channel=True, dynamic=True,
+                                   description="dynamic, int8 per-channel weights"),
+    "dyn_u8": QdqConfig("QUInt8", "QUInt8", dynamic=True,
+                        description="dynamic, uint8 per-tensor weights"),
+}
+
+ALL_CONFIGS: dict[str, QdqConfig] = {**QDQ_CONFIGS, **QOPERATOR_CONFIGS, **DYNAMIC_CONFIGS}
 
 
 def default_cache_dir() -> Path:
@@ -453,12 +494,17 @@ def _run_quantize_static(model: onnx.ModelProto, cfg: QdqConfig, workdir: Path) 
     float_path = workdir / "float.onnx"
     out_path = workdir / "qdq.onnx"
     onnx.save_model(model, float_path)
-    quantize_static(
-        float_path,
-        out_path,
-        Reader(calibration_feeds(model)),
-        **cfg.quantize_static_kwargs(),
-    )
+    if cfg.dynamic:
+        from onnxruntime.quantization import quantize_dynamic
+
+        quantize_dynamic(float_path, out_path, **cfg.quantize_dynamic_kwargs())
+    else:
+        quantize_static(
+            float_path,
+            out_path,
+            Reader(calibration_feeds(model)),
+            **cfg.quantize_static_kwargs(),
+        )
     qmodel = onnx.load_model(out_path)
     # For 16-bit types ORT bumps the default-domain opset to 21 (native uint16 Q/DQ) but keeps the
     # input's IR version; opset 21 belongs to IR version 10, so make the model self-consistent.
@@ -497,10 +543,10 @@ def quantize_qdq(
         The quantized model.
     """
     try:
-        cfg = QDQ_CONFIGS[config]
+        cfg = ALL_CONFIGS[config]
     except KeyError:
         raise KeyError(
-            f"unknown QDQ config {config!r}; choose from {sorted(QDQ_CONFIGS)}"
+            f"unknown quantization config {config!r}; choose from {sorted(ALL_CONFIGS)}"
         ) from None
 
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()

@@ -27,6 +27,7 @@ class ConvertContext:
     bb: relax.BlockBuilder
     onnx_node: onnx.NodeProto
     input_types: list[str | None] = field(default_factory=list)
+    onnx_opset: int = 0  # the model's ai.onnx opset (for TVM's float converters)
 
     def fail(self, reason: str):
         return self.node.fail(reason)

@@ -27,6 +27,7 @@ from ...errors import (
     node_label,
 )
 from . import float_ops, qdq
+from . import qoperator as qop
 from .context import ConvertContext, onnx_type_name
 from .qparams import NodeRef
 
@@ -41,6 +42,24 @@ CONVERTERS: dict[tuple[str, str], Converter] = {
     ("", "Clip"): float_ops.convert_clip,
     ("", "Pad"): float_ops.convert_pad,
     ("", "Gather"): float_ops.convert_gather,
+    ("", "QLinearConv"): qop.convert_qlinear_conv,
+    ("", "QLinearMatMul"): qop.convert_qlinear_matmul,
+    ("", "ConvInteger"): qop.convert_conv_integer,
+    ("", "MatMulInteger"): qop.convert_matmul_integer,
+    ("", "DynamicQuantizeLinear"): qop.convert_dynamic_quantize_linear,
+    ("com.microsoft", "QGemm"): qop.convert_qgemm,
+    ("com.microsoft", "QLinearAdd"): qop.convert_qlinear_add,
+    ("com.microsoft", "QLinearMul"): qop.convert_qlinear_mul,
+    ("com.microsoft", "QLinearSigmoid"): qop.convert_qlinear_sigmoid,
+    ("com.microsoft", "QLinearLeakyRelu"): qop.convert_qlinear_leaky_relu,
+    ("com.microsoft", "QLinearSoftmax"): qop.convert_qlinear_softmax,
+    ("com.microsoft", "QLinearConcat"): qop.convert_qlinear_concat,
+    ("com.microsoft", "QLinearAveragePool"): qop.convert_qlinear_average_pool,
+    ("com.microsoft", "QLinearGlobalAveragePool"): qop.convert_qlinear_global_average_pool,
+    ("com.microsoft", "QLinearWhere"): qop.convert_qlinear_where,
+    ("com.microsoft", "MatMulInteger16"): qop.convert_matmul_integer16,
+    ("com.microsoft", "DynamicQuantizeMatMul"): qop.convert_dynamic_quantize_matmul,
+    ("com.microsoft", "MatMulIntegerToFloat"): qop.convert_matmul_integer_to_float,
 }
 
 # Ops TVM's importer knows but that tvm-qdq refuses (control flow and friends).
@@ -169,6 +188,7 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
                         onnx_type_name(self._types[i]) if i in self._types else None
                         for i in node.input
                     ],
+                    onnx_opset=opset,
                 )
                 clean = {k: v for k, v in attrs.items() if k != "tvm_custom"}
                 sym = converter(ctx, list(inputs), clean)

@@ -1,3 +1,3 @@
 """One module per family of ops; importing this package registers every rule."""
 
-from . import activation, conv, elementwise, matmul, movement, pool, qdq  # noqa: F401
+from . import activation, conv, elementwise, lookup, matmul, movement, pool, qdq  # noqa: F401

@@ -122,3 +122,15 @@ def concat(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     value = ctx.emit(relax.op.concat(parts, axis=int(call.attrs.axis)), "qnn_concat")
     ctx.record("relax.concat", str(value.name), "integer", "inputs requantized to output")
     return value
+
+
+@output_rule("relax.where")
+def where(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
+    """``Q(where(c, a, b)) = where(c, requantize(a), requantize(b))`` (selection commutes)."""
+    a, b = ctx.qtensor(call.args[1]), ctx.qtensor(call.args[2])
+    if a is None or b is None or not out.per_tensor:
+        return None
+    parts = [requantize(ctx.bb, t.value, t.params, out) for t in (a, b)]
+    value = ctx.emit(relax.op.where(call.args[0], *parts), "qnn_where")
+    ctx.record("relax.where", str(value.name), "integer", "branches requantized to output")
+    return value

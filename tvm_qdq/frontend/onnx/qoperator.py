@@ -17,7 +17,7 @@ from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as tvm_onnx
 
 from ...dtypes import QTYPES
-from ...qnn.ops import conv_integer, matmul_integer_const
+from ...qnn.ops import CONV_OPS, conv_integer, matmul_integer_const
 from .context import ConvertContext, constant_value
 
 NO_PARAMS: list = [{}, {}]
@@ -259,14 +259,34 @@ def convert_conv_integer(ctx: ConvertContext, inputs: list, attrs: dict) -> rela
         dilation=[int(d) for d in attrs.get("dilations", [1] * spatial)],
         groups=int(attrs.get("group", 1)),
     )
-    if w_value is None or not isinstance(_int_zero_point(wz), int | np.ndarray):
-        raise ctx.fail("ConvInteger needs a constant weight and weight zero point")
+    if w_value is None or isinstance(_int_zero_point(wz), relax.Expr):
+        return _conv_integer_runtime(ctx, x, w, xz, wz, spatial, kwargs)
     zw = np.asarray(_int_zero_point(wz), np.int64)
     zw = zw.reshape((-1,) + (1,) * (w_value.ndim - 1)) if zw.ndim else zw
     w_shift = w_value.astype(np.int64) - zw
     value, _, _ = conv_integer(ctx.bb, x, QTYPES[_dtype(x)], _int_zero_point(xz), w_shift,
                                acc="int32", **kwargs)
     return value
+
+
+def _shift_runtime(ctx: ConvertContext, value, zp, shape_for_zp: list[int] | None):
+    """``int32(value) - int32(zp)`` at run time (``zp`` reshaped to broadcast if given)."""
+    work = ctx.bb.emit(relax.op.astype(value, "int32"))
+    if zp is None:
+        return work
+    z = ctx.bb.normalize(relax.op.astype(zp, "int32"))
+    if shape_for_zp is not None and _ndim(zp) == 1:
+        z = relax.op.reshape(z, shape_for_zp)
+    return ctx.bb.emit(relax.op.subtract(work, ctx.bb.normalize(z)))
+
+
+def _conv_integer_runtime(ctx, x, w, xz, wz, spatial: int, kwargs: dict) -> relax.Expr:
+    """ConvInteger with a runtime weight: both operands shifted to int32 first (exact)."""
+    op, data_layout, kernel_layout = CONV_OPS[spatial]
+    xs = _shift_runtime(ctx, x, xz, None)
+    ws = _shift_runtime(ctx, w, wz, [-1] + [1] * (spatial + 1))
+    return ctx.bb.emit(op(xs, ws, data_layout=data_layout, kernel_layout=kernel_layout,
+                          out_dtype="int32", **kwargs), "qnn_conv")
 
 
 def _matmul_integer(ctx: ConvertContext, a, b, az, bz, acc: str = "int32") -> relax.Expr:
@@ -278,16 +298,9 @@ def _matmul_integer(ctx: ConvertContext, a, b, az, bz, acc: str = "int32") -> re
         za = _int_zero_point(az)
         value, _, _ = matmul_integer_const(ctx.bb, a, QTYPES[_dtype(a)], za, b_shift, acc=acc)
         return value
-    shifted = []
-    for operand, zp, axis in ((a, az, -2), (b, bz, -1)):
-        work = ctx.bb.emit(relax.op.astype(operand, "int32"))
-        if zp is not None:
-            z = relax.op.astype(zp, "int32")
-            if _per_axis(zp) and axis == -2:
-                z = relax.op.reshape(z, [-1, 1])
-            work = ctx.bb.emit(relax.op.subtract(work, ctx.bb.normalize(z)))
-        shifted.append(work)
-    return ctx.bb.emit(relax.op.matmul(shifted[0], shifted[1], out_dtype=acc), "qnn_matmul")
+    a_shift = _shift_runtime(ctx, a, az, [-1, 1])
+    b_shift = _shift_runtime(ctx, b, bz, None)
+    return ctx.bb.emit(relax.op.matmul(a_shift, b_shift, out_dtype=acc), "qnn_matmul")
 
 
 def convert_matmul_integer(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:

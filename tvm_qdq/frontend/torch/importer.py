@@ -1,0 +1,594 @@
+"""TorchScript → Relax: ``from_torch(model_or_scripted, example_inputs) -> IRModule``.
+
+The importer walks the inlined TorchScript graph of ``forward`` once, as a partial
+evaluator over shapes fixed by the example inputs:
+
+* values known at import time stay Python values: module attributes (``prim::GetAttr`` on
+  the module object, so parameters are constants and packed quantized weights are script
+  objects), constants, sizes, dtypes, lists, and every ``aten`` op whose inputs are all
+  known, which runs in PyTorch itself (``aten::size``, index arithmetic, ``position_ids``
+  slices, ``zeros_like`` of an input, ...);
+* ``prim::If`` / ``prim::Loop`` with a known condition / trip count are taken / unrolled (the
+  scripted ``Linear.forward`` of a dynamic-quantized model branches on its weight dtype);
+* every op on a run-time tensor is converted to Relax by :mod:`.aten` (float ops) or
+  :mod:`.dynamic` (``quantized::linear_dynamic`` and friends, integer compute).
+
+Ops that cannot be converted are all collected (kind and source location) and raised at the
+end as one :class:`UnsupportedTorchOpsError`; values depending on them are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import tvm
+from tvm import relax
+
+from ...errors import ConversionError, TvmQdqError
+from . import aten
+from .errors import TorchImportError, UnsupportedTorchOpsError
+
+TORCH_TO_RELAX: dict[torch.dtype, str] = {
+    torch.float32: "float32",
+    torch.float16: "float16",
+    torch.float64: "float64",
+    torch.bfloat16: "bfloat16",
+    torch.int8: "int8",
+    torch.uint8: "uint8",
+    torch.int16: "int16",
+    torch.int32: "int32",
+    torch.int64: "int64",
+    torch.bool: "bool",
+}
+RELAX_TO_TORCH = {v: k for k, v in TORCH_TO_RELAX.items()}
+
+#: TorchScript ``ScalarType`` codes (``prim::dtype`` results, dtype constants).
+SCALAR_TYPES: dict[int, torch.dtype] = {
+    0: torch.uint8, 1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.int64,
+    5: torch.float16, 6: torch.float32, 7: torch.float64, 11: torch.bool, 15: torch.bfloat16,
+}
+SCALAR_TYPE_CODES = {v: k for k, v in SCALAR_TYPES.items()}
+
+
+class _Unknown:
+    """A value that depends on an op that could not be converted (already reported)."""
+
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+UNKNOWN = _Unknown()
+
+_LOCATION = re.compile(r"#\s*(\S+:\d+:\d+)\s*$")
+
+
+def location(node: torch._C.Node) -> str:
+    """``file.py:line:col`` of a TorchScript node (the innermost frame TorchScript kept)."""
+    first = str(node).split("\n", 1)[0]
+    found = _LOCATION.search(first)
+    if found:
+        return found.group(1)
+    try:
+        rng = node.sourceRange().strip().split("\n")
+        return rng[0] if rng and rng[0] else ""
+    except Exception:  # not every node keeps a source range
+        return ""
+
+
+def is_static(value: Any) -> bool:
+    """True when ``value`` is known at import time (no Relax expression, nothing unknown)."""
+    if isinstance(value, relax.Expr) or value is UNKNOWN:
+        return False
+    if isinstance(value, list | tuple):
+        return all(is_static(v) for v in value)
+    return True
+
+
+def has_unknown(value: Any) -> bool:
+    if value is UNKNOWN:
+        return True
+    if isinstance(value, list | tuple):
+        return any(has_unknown(v) for v in value)
+    return False
+
+
+def _schema_name(node: torch._C.Node) -> tuple[str, str, list[str]]:
+    """(op name, overload name, argument type strings) of an ``aten`` node's schema."""
+    schema = torch._C.parse_schema(node.schema())
+    return schema.name, schema.overload_name, [str(a.type) for a in schema.arguments]
+
+
+class TorchScriptImporter:
+    """Converts one TorchScript ``forward`` graph to a Relax ``main`` (see module docstring)."""
+
+    def __init__(self, graph: torch._C.Graph, self_value: Any,
+                 example_inputs: Sequence[torch.Tensor], input_names: Sequence[str]):
+        self.graph = graph
+        self.self_value = self_value
+        self.example_inputs = list(example_inputs)
+        self.input_names = list(input_names)
+        self.env: dict[int, Any] = {}
+        self.unsupported: list[tuple[str, str, str]] = []
+        self.bb = relax.BlockBuilder()
+        self.node: torch._C.Node | None = None
+
+    # --- helpers used by the converters ------------------------------------------------------
+    def emit(self, expr: relax.Expr, name: str | None = None) -> relax.Expr:
+        if isinstance(expr, relax.Var):
+            return expr
+        if name is None and self.node is not None:
+            outs = list(self.node.outputs())
+            name = _clean_name(outs[0].debugName()) if outs else None
+        return self.bb.emit(expr, name_hint=name) if name else self.bb.emit(expr)
+
+    def expr(self, value: Any, dtype: str | None = None) -> relax.Expr:
+        """A Relax expression for ``value`` (constants become ``relax.const``), cast to
+        ``dtype`` when given."""
+        if isinstance(value, relax.Expr):
+            if dtype is not None and str(value.ty.dtype) != dtype:
+                return self.emit(relax.op.astype(value, dtype))
+            return value
+        if isinstance(value, torch.Tensor):
+            array = value.detach().cpu()
+            if array.dtype == torch.bfloat16:
+                array = array.float()
+            array = array.numpy()
+            target = dtype or TORCH_TO_RELAX[value.dtype]
+            return relax.const(np.asarray(array).astype(target), target)
+        if isinstance(value, bool | int | float):
+            if dtype is None:
+                dtype = ("bool" if isinstance(value, bool)
+                         else "int64" if isinstance(value, int) else "float32")
+            return relax.const(np.asarray(value).astype(dtype), dtype)
+        raise TypeError(f"cannot use {type(value).__name__} {value!r} as a tensor")
+
+    @staticmethod
+    def torch_dtype(value: Any) -> torch.dtype:
+        if isinstance(value, relax.Expr):
+            return RELAX_TO_TORCH[str(value.ty.dtype)]
+        if isinstance(value, torch.Tensor):
+            return value.dtype
+        if isinstance(value, bool):
+            return torch.bool
+        if isinstance(value, int):
+            return torch.int64
+        if isinstance(value, float):
+            return torch.float32
+        raise TypeError(f"no dtype for {type(value).__name__}")
+
+    @staticmethod
+    def proxy(value: Any) -> Any:
+        """A tiny torch value with ``value``'s dtype and rank class (for type promotion)."""
+        if isinstance(value, relax.Expr):
+            ndim = len(value.ty.shape.values)
+            dt = RELAX_TO_TORCH[str(value.ty.dtype)]
+            return torch.empty([1] * ndim, dtype=dt) if ndim else torch.empty((), dtype=dt)
+        return value
+
+    def result_dtype(self, *values: Any) -> str:
+        """PyTorch's type promotion of ``values`` (``torch.result_type``) as a Relax dtype."""
+        proxies = [self.proxy(v) for v in values if v is not None]
+        if len(proxies) == 1:
+            p = proxies[0]
+            return TORCH_TO_RELAX[p.dtype if isinstance(p, torch.Tensor)
+                                  else self.torch_dtype(p)]
+        dt = torch.result_type(proxies[0], proxies[1])
+        for p in proxies[2:]:
+            dt = torch.promote_types(dt, torch.result_type(torch.empty((1,), dtype=dt), p))
+        return TORCH_TO_RELAX[dt]
+
+    @staticmethod
+    def shape(value: Any) -> list[int]:
+        if isinstance(value, relax.Expr):
+            return [int(d) for d in value.ty.shape.values]
+        return list(value.shape)
+
+    # --- walking the graph ------------------------------------------------------------------
+    def set_outputs(self, node: torch._C.Node, result: Any) -> None:
+        outs = list(node.outputs())
+        if len(outs) == 1:
+            self.env[outs[0].unique()] = result
+            return
+        if result is UNKNOWN:
+            result = [UNKNOWN] * len(outs)
+        if not isinstance(result, list | tuple) or len(result) != len(outs):
+            raise TypeError(f"expected {len(outs)} results, got {result!r}")
+        for out, value in zip(outs, result, strict=True):
+            self.env[out.unique()] = value
+
+    def report(self, node: torch._C.Node, why: str = "") -> None:
+        outs = list(node.outputs())
+        name = _clean_name(outs[0].debugName()) if outs else "<none>"
+        self.unsupported.append((name, node.kind() + (f" ({why})" if why else ""),
+                                 location(node)))
+        for out in outs:
+            self.env[out.unique()] = UNKNOWN
+
+    def run_block(self, block: torch._C.Block) -> list[Any]:
+        for node in block.nodes():
+            self.run_node(node)
+        return [self.env[v.unique()] for v in block.outputs()]
+
+    def run_node(self, node: torch._C.Node) -> None:
+        kind = node.kind()
+        args = [self.env[v.unique()] for v in node.inputs()]
+        handler = PRIM_HANDLERS.get(kind)
+        if handler is not None:
+            self.node = node
+            handler(self, node, args)
+            return
+        if any(has_unknown(a) for a in args):
+            for out in node.outputs():
+                self.env[out.unique()] = UNKNOWN
+            return
+        self.node = node
+        try:
+            result = self._convert(node, kind, args)
+        except TvmQdqError:
+            raise
+        except _Unsupported as err:
+            self.report(node, str(err))
+            return
+        except Exception as err:
+            outs = list(node.outputs())
+            name = _clean_name(outs[0].debugName()) if outs else "<none>"
+            raise ConversionError(f"%{name} at {location(node) or '<unknown>'}", kind,
+                                  f"{type(err).__name__}: {err}") from err
+        self.set_outputs(node, result)
+
+    def _convert(self, node: torch._C.Node, kind: str, args: list[Any]) -> Any:
+        base = kind[:-1] if kind.endswith("_") and not kind.endswith("__") else None
+        converter = aten.CONVERTERS.get(kind)
+        if converter is None and base is not None:
+            converter = aten.CONVERTERS.get(base)
+        static = all(is_static(a) for a in args)
+        if static and kind.startswith("aten::") and kind not in aten.NEVER_FOLD:
+            return self._fold(node, kind, args, in_place=base is not None)
+        if converter is None:
+            raise _Unsupported("")
+        result = converter(self, node, args)
+        if base is not None and args and isinstance(args[0], relax.Expr):
+            # in-place op on a run-time tensor: later uses of the input see the result
+            self.env[next(iter(node.inputs())).unique()] = result
+        return result
+
+    def _fold(self, node: torch._C.Node, kind: str, args: list[Any], in_place: bool) -> Any:
+        """Run an ``aten`` op whose inputs are all known in PyTorch, at import time."""
+        name, overload, types = _schema_name(node)
+        fn = getattr(getattr(torch.ops.aten, name.split("::", 1)[1]), overload or "default")
+        call_args = []
+        for value, typ in zip(args, types, strict=False):
+            if "ScalarType" in typ and isinstance(value, int):
+                value = SCALAR_TYPES[value]
+            if in_place and isinstance(value, torch.Tensor) and not call_args:
+                value = value.clone()
+            call_args.append(value)
+        with torch.no_grad():
+            result = fn(*call_args)
+        if in_place:
+            self.env[next(iter(node.inputs())).unique()] = result
+        return list(result) if isinstance(result, tuple) else result
+
+    # --- entry ------------------------------------------------------------------------------
+    def convert(self) -> tvm.IRModule:
+        graph_inputs = list(self.graph.inputs())
+        params = []
+        for value, example, name in zip(graph_inputs[1:], self.example_inputs,
+                                        self.input_names, strict=True):
+            dtype = TORCH_TO_RELAX.get(example.dtype)
+            if dtype is None:
+                raise TorchImportError(f"input '{name}': unsupported dtype {example.dtype}")
+            var = relax.Var(name, relax.TensorType(list(example.shape), dtype))
+            params.append(var)
+            self.env[value.unique()] = var
+        self.env[graph_inputs[0].unique()] = self.self_value
+        with self.bb.function("main", params, attrs={"num_input": len(params)}):
+            with self.bb.dataflow():
+                outputs = self.run_block(self.graph.block())
+                if self.unsupported:
+                    raise UnsupportedTorchOpsError(self.unsupported)
+                self.node = None
+                value = outputs[0] if len(outputs) == 1 else tuple(outputs)
+                fields = list(value) if isinstance(value, list | tuple) else [value]
+                exprs = [self.expr(f) for f in fields]
+                if isinstance(value, list | tuple):
+                    out = self.bb.emit_output(relax.Tuple(exprs))
+                else:
+                    out = self.bb.emit_output(exprs[0])
+            self.bb.emit_func_output(out)
+        self.output_exprs = exprs
+        return self.bb.get()
+
+
+class _Unsupported(Exception):
+    """Raised by converters for a form they do not handle (the node gets reported)."""
+
+
+def _clean_name(name: str) -> str:
+    name = re.sub(r"\.\d+$", "", name)
+    name = re.sub(r"[^0-9A-Za-z_]", "_", name)
+    return name if name and not name[0].isdigit() else f"v{name}"
+
+
+# --- prim ops (and Python-level list / scalar ops) ----------------------------------------------
+
+
+def _prim_constant(imp: TorchScriptImporter, node, args) -> None:
+    out = node.output()
+    try:
+        value = out.toIValue()
+    except Exception:  # functions and other non-values: keep the node's attribute name
+        value = ("<opaque>", node.s("name") if node.hasAttribute("name") else "")
+    imp.env[out.unique()] = value
+
+
+def _prim_getattr(imp: TorchScriptImporter, node, args) -> None:
+    obj, name = args[0], node.s("name")
+    if obj is UNKNOWN:
+        imp.env[node.output().unique()] = UNKNOWN
+        return
+    if hasattr(obj, "getattr"):
+        value = obj.getattr(name)
+    else:
+        value = getattr(obj, name)
+    imp.env[node.output().unique()] = value
+
+
+def _prim_list(imp: TorchScriptImporter, node, args) -> None:
+    imp.env[node.output().unique()] = list(args)
+
+
+def _prim_tuple(imp: TorchScriptImporter, node, args) -> None:
+    imp.env[node.output().unique()] = tuple(args)
+
+
+def _prim_unpack(imp: TorchScriptImporter, node, args) -> None:
+    seq = args[0]
+    imp.set_outputs(node, UNKNOWN if seq is UNKNOWN else list(seq))
+
+
+def _prim_tuple_index(imp: TorchScriptImporter, node, args) -> None:
+    seq, idx = args
+    imp.env[node.output().unique()] = UNKNOWN if seq is UNKNOWN else seq[idx]
+
+
+def _prim_passthrough(imp: TorchScriptImporter, node, args) -> None:
+    imp.set_outputs(node, args[0] if len(list(node.outputs())) == 1 else list(args))
+
+
+def _prim_none(imp: TorchScriptImporter, node, args) -> None:
+    for out in node.outputs():
+        imp.env[out.unique()] = None
+
+
+def _prim_num_to_tensor(imp: TorchScriptImporter, node, args) -> None:
+    value = args[0]
+    imp.env[node.output().unique()] = (
+        torch.tensor(value) if is_static(value) else value)
+
+
+def _prim_dtype(imp: TorchScriptImporter, node, args) -> None:
+    value = args[0]
+    imp.env[node.output().unique()] = (
+        UNKNOWN if value is UNKNOWN else SCALAR_TYPE_CODES[imp.torch_dtype(value)])
+
+
+def _prim_device(imp: TorchScriptImporter, node, args) -> None:
+    imp.env[node.output().unique()] = torch.device("cpu")
+
+
+def _prim_raise(imp: TorchScriptImporter, node, args) -> None:
+    message = args[0] if args and isinstance(args[0], str) else "an exception"
+    raise TorchImportError(f"the model raises at {location(node)}: {message}")
+
+
+def _prim_if(imp: TorchScriptImporter, node, args) -> None:
+    cond = args[0]
+    outs = list(node.outputs())
+    if has_unknown(cond):
+        for out in outs:
+            imp.env[out.unique()] = UNKNOWN
+        return
+    if not is_static(cond):
+        imp.report(node, "condition on a run-time tensor")
+        return
+    if isinstance(cond, torch.Tensor):
+        cond = bool(cond.item())
+    blocks = list(node.blocks())
+    results = imp.run_block(blocks[0] if cond else blocks[1])
+    for out, value in zip(outs, results, strict=True):
+        imp.env[out.unique()] = value
+
+
+def _prim_loop(imp: TorchScriptImporter, node, args) -> None:
+    trip, cond, carried = args[0], args[1], list(args[2:])
+    outs = list(node.outputs())
+    if not (is_static(trip) and is_static(cond)):
+        if has_unknown(trip) or has_unknown(cond):
+            for out in outs:
+                imp.env[out.unique()] = UNKNOWN
+            return
+        imp.report(node, "trip count or condition depends on a run-time tensor")
+        return
+    block = next(iter(node.blocks()))
+    block_inputs = list(block.inputs())
+    i = 0
+    while bool(cond) and i < int(trip):
+        imp.env[block_inputs[0].unique()] = i
+        for value, inp in zip(carried, block_inputs[1:], strict=True):
+            imp.env[inp.unique()] = value
+        results = imp.run_block(block)
+        cond, carried = results[0], results[1:]
+        if not is_static(cond):
+            imp.report(node, "loop condition depends on a run-time tensor")
+            return
+        i += 1
+    for out, value in zip(outs, carried, strict=True):
+        imp.env[out.unique()] = value
+
+
+def _list_getitem(imp: TorchScriptImporter, node, args) -> None:
+    seq, idx = args
+    if isinstance(seq, list | tuple) and isinstance(idx, int):
+        imp.env[node.output().unique()] = seq[idx]
+    else:  # a tensor __getitem__ or unknowns: the generic path
+        _generic(imp, node, args)
+
+
+def _list_len(imp: TorchScriptImporter, node, args) -> None:
+    seq = args[0]
+    if isinstance(seq, list | tuple):
+        imp.env[node.output().unique()] = len(seq)
+    elif isinstance(seq, relax.Expr):
+        imp.env[node.output().unique()] = imp.shape(seq)[0]
+    else:
+        _generic(imp, node, args)
+
+
+def _is(imp: TorchScriptImporter, node, args) -> None:
+    a, b = args
+    same = (a is None) == (b is None) if (a is None or b is None) else a is b
+    imp.env[node.output().unique()] = same if node.kind() == "aten::__is__" else not same
+
+
+def _ignore(imp: TorchScriptImporter, node, args) -> None:
+    for out in node.outputs():
+        imp.env[out.unique()] = None
+
+
+def _py_builtin(fn):
+    def handler(imp: TorchScriptImporter, node, args) -> None:
+        if not all(is_static(a) for a in args):
+            _generic(imp, node, args)
+            return
+        values = args[0] if len(args) == 1 else args
+        imp.env[node.output().unique()] = fn(values)
+    return handler
+
+
+def _generic(imp: TorchScriptImporter, node, args) -> None:
+    kind = node.kind()
+    if any(has_unknown(a) for a in args):
+        for out in node.outputs():
+            imp.env[out.unique()] = UNKNOWN
+        return
+    try:
+        imp.set_outputs(node, imp._convert(node, kind, args))
+    except _Unsupported as err:
+        imp.report(node, str(err))
+
+
+PRIM_HANDLERS = {
+    "prim::Constant": _prim_constant,
+    "prim::GetAttr": _prim_getattr,
+    "prim::ListConstruct": _prim_list,
+    "prim::TupleConstruct": _prim_tuple,
+    "prim::ListUnpack": _prim_unpack,
+    "prim::TupleUnpack": _prim_unpack,
+    "prim::TupleIndex": _prim_tuple_index,
+    "prim::unchecked_cast": _prim_passthrough,
+    "prim::Uninitialized": _prim_none,
+    "prim::NumToTensor": _prim_num_to_tensor,
+    "prim::dtype": _prim_dtype,
+    "prim::device": _prim_device,
+    "prim::RaiseException": _prim_raise,
+    "prim::If": _prim_if,
+    "prim::Loop": _prim_loop,
+    "prim::min": _py_builtin(min),
+    "prim::max": _py_builtin(max),
+    "aten::__getitem__": _list_getitem,
+    "aten::len": _list_len,
+    "aten::__is__": _is,
+    "aten::__isnot__": _is,
+    "aten::warn": _ignore,
+    "prim::Print": _ignore,
+}
+
+
+# --- public entry -------------------------------------------------------------------------------
+
+
+def _as_inputs(example_inputs: Any) -> list[torch.Tensor]:
+    if isinstance(example_inputs, torch.Tensor):
+        return [example_inputs]
+    inputs = list(example_inputs)
+    for i, x in enumerate(inputs):
+        if not isinstance(x, torch.Tensor):
+            raise TorchImportError(f"example input {i} is a {type(x).__name__}, not a tensor")
+    return inputs
+
+
+def _to_script(model: Any, inputs: list[torch.Tensor]) -> torch.jit.ScriptModule:
+    if isinstance(model, torch.jit.ScriptModule):
+        if model.training:
+            raise TorchImportError("the TorchScript module is in training mode; script or "
+                                   "trace the model after model.eval()")
+        return model
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+        with torch.no_grad():
+            return torch.jit.trace(model, tuple(inputs), check_trace=False)
+    raise TorchImportError(f"expected a torch.nn.Module or a TorchScript module, got "
+                           f"{type(model).__name__}")
+
+
+def from_torch(model_or_scripted: Any, example_inputs: Any, *,
+               input_names: Sequence[str] | None = None,
+               output_names: Sequence[str] | None = None) -> tvm.IRModule:
+    """Import a TorchScript module (traced or scripted) as an integer Relax module.
+
+    ``model_or_scripted``: a ``torch.jit.ScriptModule`` from ``torch.jit.trace`` or
+    ``torch.jit.script`` (in eval mode), or a plain ``nn.Module``, which is traced (after
+    ``.eval()``) with ``example_inputs``. ``example_inputs``: a tensor or a sequence of
+    tensors in ``forward``'s argument order; their shapes and dtypes become the (static)
+    input types of ``main``.
+
+    Dynamic-quantized linears (``quantized::linear_dynamic``, ``linear_relu_dynamic``: int8
+    weights per tensor or per channel, activations quantized to uint8 at run time with
+    PyTorch's own numerics; ``linear_dynamic_fp16``) become integer ``R.matmul`` (uint8 ×
+    int8 → int32) with the run-time quantization and the dequantization around them (see
+    :mod:`.dynamic`); float ops become plain Relax ops (:mod:`.aten`).
+
+    The returned module carries the attributes ``tvm_qdq.stage = "integer"`` (so
+    ``tvm_qdq.compile`` builds it as it is), ``tvm_qdq.input_names`` / ``input_types`` (the
+    ``forward`` argument names, or ``input_names``) and ``tvm_qdq.output_names`` /
+    ``output_types`` (``output_0``, ... unless ``output_names`` is given).
+
+    Raises :class:`UnsupportedTorchOpsError` listing every op it cannot convert, with its
+    source location.
+    """
+    inputs = _as_inputs(example_inputs)
+    scripted = _to_script(model_or_scripted, inputs)
+    graph = scripted.inlined_graph
+    graph_inputs = list(graph.inputs())
+    if len(graph_inputs) - 1 != len(inputs):
+        raise TorchImportError(f"forward takes {len(graph_inputs) - 1} input(s), "
+                               f"{len(inputs)} example input(s) given")
+    names = list(input_names) if input_names is not None else [
+        _clean_name(v.debugName()) for v in graph_inputs[1:]]
+    if len(names) != len(inputs):
+        raise TorchImportError(f"{len(names)} input name(s) for {len(inputs)} input(s)")
+    importer = TorchScriptImporter(graph, scripted._c, inputs, names)
+    mod = importer.convert()
+    outs = importer.output_exprs
+    out_names = (list(output_names) if output_names is not None
+                 else [f"output_{i}" for i in range(len(outs))])
+    if len(out_names) != len(outs):
+        raise TorchImportError(f"{len(out_names)} output name(s) for {len(outs)} output(s)")
+    attrs = {
+        "tvm_qdq.input_names": names,
+        "tvm_qdq.input_types": [TORCH_TO_RELAX[x.dtype] for x in inputs],
+        "tvm_qdq.output_names": out_names,
+        "tvm_qdq.output_types": [str(e.ty.dtype) for e in outs],
+        "tvm_qdq.stage": "integer",
+        "tvm_qdq.source": "torchscript",
+    }
+    if hasattr(mod, "with_attrs"):
+        return mod.with_attrs(attrs)
+    for key, value in attrs.items():
+        mod = mod.with_attr(key, value)
+    return mod

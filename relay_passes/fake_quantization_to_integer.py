@@ -24,7 +24,6 @@ from tvm import relax
 
 from tvm_qdq.dtypes import QTYPES
 from tvm_qdq.qnn import QParams
-from tvm_qdq.qnn.ops import requantize
 
 from . import rules  # noqa: F401  (registers every rule)
 from .qtensor import OpRecord, QTensor, RewriteContext, constant_value
@@ -89,7 +88,7 @@ def _integer_quantize(ctx: RewriteContext, call: relax.Call) -> relax.Expr | Non
     src = call.args[0]
     q = ctx.qtensor(src)
     if q is not None and (q.params.per_tensor or q.params.axis is not None):
-        out = requantize(ctx.bb, q.value, q.params, dst)
+        out = ctx.requantize(q.value, q.params, dst)
         folded = out.same_as(q.value)
         ctx.record("relax.quantize", str(getattr(out, "name", "")),
                    "folded" if folded else "requantize",

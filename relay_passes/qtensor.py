@@ -9,7 +9,7 @@ import tvm
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
-from tvm_qdq.qnn.ops import shape_of
+from tvm_qdq.qnn.ops import requantize, shape_of
 
 
 @dataclass
@@ -56,6 +56,7 @@ class RewriteContext:
     producers: dict = field(default_factory=dict)  # new Var → the Call/Tuple bound to it
     records: list[OpRecord] = field(default_factory=list)
     originals: set = field(default_factory=set)  # vars that re-emit an imported binding
+    requantized: dict = field(default_factory=dict)  # (value, src, dst) → requantized value
 
     def emit(self, expr: relax.Expr, name: str = "") -> relax.Var:
         return self.bb.emit(expr, name_hint=name)
@@ -74,6 +75,14 @@ class RewriteContext:
 
     def producer(self, expr: relax.Expr) -> relax.Expr | None:
         return self.producers.get(expr) if isinstance(expr, relax.Var) else None
+
+    def requantize(self, value: relax.Expr, src: QParams, dst: QParams) -> relax.Expr:
+        """:func:`tvm_qdq.qnn.ops.requantize`, memoized: a tensor converted to the same
+        parameters by several consumers is converted once."""
+        key = (value, src.key(), dst.key())
+        if key not in self.requantized:
+            self.requantized[key] = requantize(self.bb, value, src, dst)
+        return self.requantized[key]
 
     def record(self, op: str, var: str, outcome: str, detail: str = "") -> None:
         self.records.append(OpRecord(op, var, outcome, detail))

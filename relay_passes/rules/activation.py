@@ -14,7 +14,7 @@ import numpy as np
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
-from tvm_qdq.qnn.ops import const, requantize
+from tvm_qdq.qnn.ops import const
 
 from ..qtensor import QTensor, RewriteContext
 from ..registry import forward_rule, output_rule
@@ -44,7 +44,7 @@ def clip(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     q = ctx.qtensor(call.args[0])
     if q is None or not out.per_tensor:
         return None
-    value = requantize(ctx.bb, q.value, q.params, out)
+    value = ctx.requantize(q.value, q.params, out)
     lo = _quantized_bound(float(call.args[1].value), out)
     hi = _quantized_bound(float(call.args[2].value), out)
     dtype = out.qtype.container

@@ -100,15 +100,13 @@ def multiply(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     a, b = ctx.qtensor(call.args[0]), ctx.qtensor(call.args[1])
     if a is None or b is None or not out.per_tensor:
         return None
-    if a.params.qtype.bits > 8 or b.params.qtype.bits > 8:
-        return None  # 16-bit × 16-bit products need int64 (mixed-precision issue)
-    sa = shift_to_signed(ctx.bb, a.value, a.params)
-    sb = shift_to_signed(ctx.bb, b.value, b.params)
-    sa = ctx.emit(relax.op.astype(sa, "int32"))
-    sb = ctx.emit(relax.op.astype(sb, "int32"))
+    # |a - za| · |b - zb| < 2^31 for 8-bit operands; a 16-bit operand needs int64.
+    work = "int32" if max(a.params.qtype.bits, b.params.qtype.bits) <= 8 else "int64"
+    sa = ctx.emit(relax.op.astype(shift_to_signed(ctx.bb, a.value, a.params), work))
+    sb = ctx.emit(relax.op.astype(shift_to_signed(ctx.bb, b.value, b.params), work))
     product = ctx.emit(relax.op.multiply(sa, sb), "qnn_mul")
     ndim = len(product.ty.shape.values)
     scale = a.params.broadcast(a.params.scale, ndim) * b.params.broadcast(b.params.scale, ndim)
     multiplier = (scale.astype(np.float32) / out.scale).astype(np.float32)
-    ctx.record("relax.multiply", str(product.name), "integer", "int32 product")
+    ctx.record("relax.multiply", str(product.name), "integer", f"{work} product")
     return requantize_by(ctx.bb, product, np.zeros(()), multiplier, out, "qnn_mul_requantize")

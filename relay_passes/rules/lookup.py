@@ -58,7 +58,7 @@ def lookup_table(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     index = ctx.emit(relax.op.astype(q.value, "int32"))
     if qt.qmin != 0:
         index = ctx.emit(relax.op.subtract(index, const(qt.qmin, "int32")))
-    value = ctx.emit(relax.op.take(const(table, out.qtype.container), index, axis=0),
+    value = ctx.emit(relax.op.take(const(table, out.qtype.container), index, axis=0, mode="clip"),
                      "qnn_lookup")
     ctx.record(call.op.name, str(value.name), "integer", f"{len(levels)}-entry lookup table")
     return value

@@ -14,7 +14,7 @@ import numpy as np
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
-from tvm_qdq.qnn.ops import const, requantize, shape_of
+from tvm_qdq.qnn.ops import const, shape_of
 
 from ..qtensor import QTensor, RewriteContext
 from ..registry import forward_rule, output_rule
@@ -118,7 +118,7 @@ def concat(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     items = ctx.qtuple(call.args[0])
     if items is None or not out.per_tensor:
         return None
-    parts = [requantize(ctx.bb, item.value, item.params, out) for item in items]
+    parts = [ctx.requantize(item.value, item.params, out) for item in items]
     value = ctx.emit(relax.op.concat(parts, axis=int(call.attrs.axis)), "qnn_concat")
     ctx.record("relax.concat", str(value.name), "integer", "inputs requantized to output")
     return value
@@ -130,7 +130,7 @@ def where(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     a, b = ctx.qtensor(call.args[1]), ctx.qtensor(call.args[2])
     if a is None or b is None or not out.per_tensor:
         return None
-    parts = [requantize(ctx.bb, t.value, t.params, out) for t in (a, b)]
+    parts = [ctx.requantize(t.value, t.params, out) for t in (a, b)]
     value = ctx.emit(relax.op.where(call.args[0], *parts), "qnn_where")
     ctx.record("relax.where", str(value.name), "integer", "branches requantized to output")
     return value

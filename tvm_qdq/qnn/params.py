@@ -67,6 +67,10 @@ class QParams:
             and np.array_equal(self.zero_point, other.zero_point)
         )
 
+    def key(self) -> tuple:
+        """Hashable identity of the parameters (type, axis, scale and zero point bytes)."""
+        return (self.qtype.name, self.axis, self.scale.tobytes(), self.zero_point.tobytes())
+
     def describe(self) -> str:
         where = "per-tensor" if self.axis is None else f"per-axis({self.axis})"
         return f"{self.qtype.name} {where}"

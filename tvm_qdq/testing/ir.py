@@ -28,3 +28,23 @@ def compute_calls(mod: tvm.IRModule) -> list[tuple[str, list[str], str]]:
 def float_compute_calls(mod: tvm.IRModule) -> list[tuple[str, list[str], str]]:
     """The conv/matmul calls of ``mod`` with a float operand (should be none after the pass)."""
     return [c for c in compute_calls(mod) if any(d.startswith(("float", "bfloat")) for d in c[1])]
+
+
+def float_conversion_chains(mod: tvm.IRModule) -> int:
+    """How many ``quantize(dequantize(q))`` pairs (conversion chains done in float) remain."""
+    count = 0
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function):
+            continue
+        producer = {}
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                value = binding.value
+                producer[binding.var] = value
+                if (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)
+                        and value.op.name == "relax.quantize"):
+                    src = producer.get(value.args[0])
+                    if (isinstance(src, relax.Call) and isinstance(src.op, tvm.ir.Op)
+                            and src.op.name == "relax.dequantize"):
+                        count += 1
+    return count

@@ -14,7 +14,21 @@ def _cmd_inspect(args) -> int:
     from .inspect import format_inspection, inspect
 
     info = inspect(args.model)
-    print(json.dumps(info, indent=1) if args.json else format_inspection(info))
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        print(format_inspection(info))
+    if args.precision or args.graph:
+        from .frontend.onnx import load_model
+        from .precision import format_precision, precision_map, render, to_dot
+
+        proto = load_model(args.model)
+        pmap = precision_map(proto)
+        if not args.json:
+            print()
+            print(format_precision(pmap))
+        if args.graph:
+            print(f"precision graph written to {render(to_dot(pmap, proto), args.graph)}")
     return 1 if info["error"] else 0
 
 
@@ -63,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("inspect", help="formats, quantized ops, dtypes, integer vs float ops")
     p.add_argument("model")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--precision", action="store_true",
+                   help="print precision regions, conversion chains and accumulators")
+    p.add_argument("--graph", help="write the precision map picture here (.svg/.png/.dot)")
     p.set_defaults(fn=_cmd_inspect)
     p = sub.add_parser("compile", help="compile a model and export it to a directory")
     p.add_argument("model")

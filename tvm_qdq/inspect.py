@@ -77,7 +77,14 @@ def inspect(model: str | os.PathLike | bytes | onnx.ModelProto) -> dict:
         "integer": [],
         "float_ops": [],
         "error": None,
+        "precision": None,
     }
+    from .precision import precision_map
+
+    try:
+        info["precision"] = precision_map(proto).to_dict()
+    except Exception as err:  # the map is a report: a failure is reported, not raised
+        info["precision"] = {"error": f"{type(err).__name__}: {err}"}
     try:
         report = pass_report(to_integer(from_onnx(proto)))
     except UnsupportedOpsError as err:

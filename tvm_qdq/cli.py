@@ -65,6 +65,17 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_check_overrides(args) -> int:
+    from .frontend.onnx import load_model
+    from .overrides import check_overrides, format_report, overrides_from_json
+
+    with open(args.overrides) as f:
+        overrides = overrides_from_json(json.load(f))
+    report = check_overrides(load_model(args.model), overrides)
+    print(format_report(report))
+    return 0 if report.valid else 1
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -92,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", default="x86")
     p.add_argument("-o", "--output", help="write outputs to this .npz file")
     p.set_defaults(fn=_cmd_run)
+    p = sub.add_parser("check-overrides",
+                       help="find type conflicts in ORT TensorQuantOverrides and show the fix")
+    p.add_argument("model", help="the float ONNX model the overrides are for")
+    p.add_argument("overrides", help='JSON: {"tensor": [{"quant_type": "QUInt16"}], ...}')
+    p.set_defaults(fn=_cmd_check_overrides)
     p = sub.add_parser("demo", help="import → integer → compile → run → compare with ORT")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(fn=_cmd_demo)

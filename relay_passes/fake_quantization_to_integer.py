@@ -171,6 +171,7 @@ def fake_quantization_to_integer(mod: tvm.IRModule) -> tuple[tvm.IRModule, PassR
         updates[gvar] = new_func
         report.integer.extend(ctx.records)
         originals |= ctx.originals
+    mod = mod.clone()  # IRModule assignment mutates in place: never touch the caller's module
     for gvar, func in updates.items():
         mod[gvar] = func
     mod = relax.transform.DeadCodeElimination()(mod)

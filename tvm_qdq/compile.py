@@ -18,11 +18,12 @@ import tvm
 from tvm import relax
 
 from relay_passes import PassReport, fake_quantization_to_integer
+from relay_passes.legalize_target import legalize_signedness
 
 from .dtypes import from_container, numpy_name, to_container
 from .errors import InputError
 from .frontend.onnx import from_onnx
-from .target import resolve_target
+from .target import resolve_target, target_family
 
 MODULE_FILE = "module.so"
 META_FILE = "meta.json"
@@ -185,6 +186,8 @@ def compile(  # noqa: A001 - the public name the design asks for
         mod = to_integer(mod)
     tgt = resolve_target(target)
     inputs, outputs = _specs(mod)
+    if integer:
+        mod = legalize_signedness(mod, target_family(tgt))
     executable = tvm.compile(mod, target=tgt)
     return Compiled(executable, inputs, outputs, str(tgt), pass_report(mod))
 

@@ -33,3 +33,15 @@ def resolve_target(target: str | dict | tvm.target.Target) -> tvm.target.Target:
     if isinstance(target, dict):
         return tvm.target.Target(target)
     raise TypeError(f"target must be a preset name, a dict or a tvm Target, got {type(target)}")
+
+
+def target_family(target: tvm.target.Target) -> str:
+    """'x86', 'arm', 'hexagon' or 'other': which dot-product conventions apply."""
+    triple = str(target.attrs.get("mtriple", "")) if hasattr(target, "attrs") else ""
+    if target.kind.name == "hexagon" or "hexagon" in triple:
+        return "hexagon"
+    if any(arch in triple for arch in ("aarch64", "arm")):
+        return "arm"
+    if target.kind.name == "llvm" and (not triple or "x86" in triple):
+        return "x86"
+    return "other"

@@ -60,6 +60,6 @@ def matmul(ctx: RewriteContext, call) -> QTensor | None:
     a, b = ctx.qtensor(call.args[0]), ctx.qtensor(call.args[1])
     if a is None or b is None or not a.params.per_tensor:
         return None
-    if b.const is not None:
+    if b.const is not None and b.ndim == 2:
         return _matmul_const(ctx, a, b)
     return _matmul_dynamic(ctx, a, b)

@@ -59,7 +59,17 @@ def _per_axis(scale: relax.Expr) -> bool:
 
 
 def dq(x: relax.Expr, scale: relax.Expr, zp: relax.Expr | None, axis: int = 0) -> relax.Expr:
-    """``(x - zp) · scale`` (per tensor, or per axis when ``scale`` has several entries)."""
+    """``(x - zp) · scale`` (per tensor, or per axis when ``scale`` has several entries).
+
+    A constant N-D ``scale`` that broadcasts against ``x`` (QLinearMatMul's batched
+    per-column form) is applied as explicit float arithmetic.
+    """
+    value = constant_value(scale)
+    if value is not None and value.ndim > 1 and value.size > 1:
+        zp_value = constant_value(zp) if zp is not None else np.zeros((), np.int64)
+        shifted = relax.op.subtract(relax.op.astype(x, "float32"),
+                                    relax.const(np.asarray(zp_value, np.float32)))
+        return relax.op.multiply(shifted, relax.const(value.astype(np.float32)))
     s = _f32(scale)
     return relax.op.dequantize(x, s, _zp(zp, s, _dtype(x)), axis=axis % max(_ndim(x), 1),
                                out_dtype="float32")
@@ -112,14 +122,27 @@ def convert_qgemm(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
     """QGemm: ``Y = α · DQ(A) @ DQ(B) + DQ(C, α·s_a·s_b)``, quantized when ``y_scale`` is given.
 
     ``transA``/``transB`` transpose the quantized operands first; ``b`` may be per column.
+    With a float output and a constant ``B`` the product is an exact integer GEMM scaled by
+    ``α·s_a·s_b`` (like MatMulIntegerToFloat); otherwise it is written in the Q/DQ form.
     """
     a, a_s, a_z, b, b_s, b_z = (_arg(inputs, i) for i in range(6))
     c, ys, yz = _arg(inputs, 6), _arg(inputs, 7), _arg(inputs, 8)
     alpha = float(attrs.get("alpha", 1.0))
     if int(attrs.get("transA", 0)):
-        a = relax.op.permute_dims(a, [1, 0])
-    af = ctx.bb.normalize(dq(ctx.bb.normalize(a), a_s, a_z))
+        a = ctx.bb.normalize(relax.op.permute_dims(a, [1, 0]))
     trans_b = int(attrs.get("transB", 0))
+    b_value = constant_value(b)
+    if ys is None and b_value is not None and constant_value(b_z) is not None or (
+            ys is None and b_value is not None and b_z is None):
+        b_t = relax.const(b_value.T.copy() if trans_b else b_value)
+        acc = _matmul_integer(ctx, a, b_t, a_z, b_z)
+        scale = _const_product(a_s, b_s, alpha)
+        y = ctx.bb.normalize(relax.op.multiply(relax.op.astype(acc, "float32"), scale))
+        if c is not None:
+            c_real = relax.op.multiply(relax.op.astype(c, "float32"), scale)
+            y = relax.op.add(y, ctx.bb.normalize(c_real))
+        return y
+    af = ctx.bb.normalize(dq(a, a_s, a_z))
     bf = ctx.bb.normalize(dq(b, b_s, b_z, axis=(0 if trans_b else 1) if _per_axis(b_s) else 0))
     if trans_b:
         bf = ctx.bb.normalize(relax.op.permute_dims(bf, [1, 0]))
@@ -161,11 +184,12 @@ convert_qlinear_leaky_relu = _unary(
 
 
 def _softmax(ctx: ConvertContext, x: relax.Expr, attrs: dict) -> relax.Expr:
-    """Softmax with the opset-12 (2-D coercion, default axis 1) or opset-13 semantics."""
+    """Softmax with the opset-12 (2-D coercion) or opset-13 semantics; the default axis is
+    -1 for both, as ORT's QLinearSoftmax schema says."""
     version = int(attrs.get("opset", 13))
     clean = {k: v for k, v in attrs.items() if k == "axis"}
     if version < 13:
-        axis = int(clean.get("axis", 1)) % _ndim(x)
+        axis = int(clean.get("axis", -1)) % _ndim(x)
         shape = [int(d) for d in x.ty.shape.values]
         flat = ctx.bb.normalize(relax.op.reshape(x, [int(np.prod(shape[:axis])), -1]))
         return relax.op.reshape(ctx.bb.normalize(relax.op.nn.softmax(flat, axis=1)), shape)
@@ -199,13 +223,17 @@ def _back(ctx: ConvertContext, y: relax.Expr, channels_last: bool) -> relax.Expr
 
 
 def convert_qlinear_average_pool(ctx: ConvertContext, inputs: list, attrs: dict):
-    """QLinearAveragePool: ``Q(avg_pool(DQ(x)))``, NCHW or NHWC (``channels_last``)."""
+    """QLinearAveragePool: ``Q(avg_pool(DQ(x)))``, NCHW or NHWC (``channels_last``).
+
+    For NHWC the integer input is transposed to NCHW before dequantizing and the quantized
+    result transposed back, so the pool itself is between DQ and Q (and goes integer).
+    """
     x, xs, xz, ys, yz = (_arg(inputs, i) for i in range(5))
     last = bool(attrs.pop("channels_last", 0))
-    xf = _nchw(ctx, ctx.bb.normalize(dq(x, xs, xz)), last)
+    xf = ctx.bb.normalize(dq(_nchw(ctx, x, last), xs, xz))
     pool = tvm_onnx.AveragePool.get_converter(ctx.onnx_opset)(ctx.bb, [xf], dict(attrs),
                                                               NO_PARAMS)
-    return q(_back(ctx, ctx.bb.normalize(pool), last), ys, yz, _dtype(x))
+    return _back(ctx, ctx.bb.normalize(q(ctx.bb.normalize(pool), ys, yz, _dtype(x))), last)
 
 
 def convert_qlinear_global_average_pool(ctx: ConvertContext, inputs: list, attrs: dict):

@@ -5,8 +5,8 @@
   ``s_b = s_acc``, as ORT writes int32 biases), then added in the accumulator type.
 * tensor × positive float scalar (forward): only the scale changes, ``s' = s · c``
   (Gemm's ``alpha``/``beta``, attention's ``1/√d`` when it is not quantized).
-* a ± b (output rule): ``y = round((a - za)·sa/sy ± (b - zb)·sb/sy) + zy``, in float32 like
-  ORT's QLinearAdd.
+* a ± b (output rule): ``y = round((a - za)·sa/sy ± (b - zb)·sb/sy) + zy`` in fixed-point
+  integer arithmetic (int64, see :func:`tvm_qdq.qnn.ops.add_integer`).
 * a × b (output rule): ``y = requantize((a - za)·(b - zb), sa·sb → sy)`` with an exact int32
   product.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
-from tvm_qdq.qnn.ops import const, requantize_by, shift_to_signed
+from tvm_qdq.qnn.ops import add_integer, const, requantize_by, shift_to_signed
 
 from ..qtensor import QTensor, RewriteContext, scalar_constant
 from ..registry import forward_rule, output_rule
@@ -64,15 +64,12 @@ def scale_by_constant(ctx: RewriteContext, call) -> QTensor | None:
                    a.const)
 
 
-def _shifted_float(ctx: RewriteContext, q: QTensor, factor: np.ndarray) -> relax.Expr:
-    """``float32(q - zq) · factor`` as a Relax value (constant-folded for constants)."""
+def _shifted(ctx: RewriteContext, q: QTensor) -> relax.Expr:
+    """``q - zq`` as a signed integer value (a constant when ``q`` is one)."""
     if q.const is not None:
         p = q.params
-        real = (q.const.astype(np.float64) - p.broadcast(p.zero_point, q.ndim)) * factor
-        return const(real, "float32")
-    shifted = shift_to_signed(ctx.bb, q.value, q.params)
-    f = ctx.emit(relax.op.astype(shifted, "float32"))
-    return ctx.emit(relax.op.multiply(f, const(factor, "float32")))
+        return const(q.const.astype(np.int64) - p.broadcast(p.zero_point, q.ndim), "int32")
+    return shift_to_signed(ctx.bb, q.value, q.params)
 
 
 @output_rule("relax.add", "relax.subtract")
@@ -83,15 +80,12 @@ def add(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     if a.const is not None and b.const is not None:
         return None
     sign = -1.0 if call.op.name == "relax.subtract" else 1.0
-    fa = (a.params.broadcast(a.params.scale, a.ndim) / out.scale).astype(np.float32)
-    fb = (sign * b.params.broadcast(b.params.scale, b.ndim) / out.scale).astype(np.float32)
-    total = ctx.emit(relax.op.add(_shifted_float(ctx, a, fa), _shifted_float(ctx, b, fb)))
-    total = ctx.emit(relax.op.round(total))
-    if out.has_zero_point:
-        total = ctx.emit(relax.op.add(total, const(out.zero_point, "float32")))
-    total = ctx.emit(relax.op.clip(total, out.qtype.qmin, out.qtype.qmax))
-    value = ctx.emit(relax.op.astype(total, out.qtype.container), "qnn_add")
-    ctx.record(call.op.name, str(value.name), "integer", "float32 multipliers, like ORT")
+    ra = a.params.broadcast(a.params.scale.astype(np.float64), a.ndim) / np.float64(out.scale)
+    rb = sign * b.params.broadcast(b.params.scale.astype(np.float64), b.ndim) / np.float64(
+        out.scale)
+    bits = max(a.params.qtype.bits, b.params.qtype.bits)
+    value = add_integer(ctx.bb, [(_shifted(ctx, a), ra), (_shifted(ctx, b), rb)], out, bits)
+    ctx.record(call.op.name, str(value.name), "integer", "fixed-point int64 sum")
     return value
 
 

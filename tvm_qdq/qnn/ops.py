@@ -203,3 +203,51 @@ def matmul_integer_const(
         term = za * colsum if za.ndim == 0 else za.reshape(-1, 1) * colsum.reshape(1, -1)
         value = bb.emit(relax.op.subtract(value, const(term, acc)))
     return value, acc, b_dtype
+
+
+def fixed_point_multipliers(ratios: list[np.ndarray], operand_bits: int) -> tuple[list, int]:
+    """Integers ``K_i = round(ratio_i · 2^S)`` with the largest shift ``S`` (≤ 40) that keeps
+    ``Σ_i |x_i| · K_i < 2^62`` for operands of ``operand_bits`` bits."""
+    largest = max(float(np.max(np.abs(r))) for r in ratios)
+    headroom = 62 - (operand_bits + 1) - int(np.ceil(np.log2(len(ratios))))
+    shift = int(min(40, headroom - max(0, int(np.ceil(np.log2(max(largest, 1e-30)))))))
+    return [np.rint(np.asarray(r, np.float64) * 2.0**shift).astype(np.int64) for r in ratios], shift
+
+
+def round_shift(bb: relax.BlockBuilder, value: relax.Expr, shift: int) -> relax.Expr:
+    """``round_half_to_even(value / 2^shift)`` for int64 ``value`` (arithmetic shifts)."""
+    floor = bb.emit(relax.op.right_shift(value, const(shift, "int64")))
+    rest = bb.emit(relax.op.subtract(value, relax.op.left_shift(floor, const(shift, "int64"))))
+    half = const(1 << (shift - 1), "int64")
+    odd = relax.op.equal(relax.op.bitwise_and(floor, const(1, "int64")), const(1, "int64"))
+    up = relax.op.logical_or(relax.op.greater(rest, half),
+                             relax.op.logical_and(relax.op.equal(rest, half), odd))
+    return bb.emit(relax.op.add(floor, relax.op.astype(up, "int64")))
+
+
+def add_integer(
+    bb: relax.BlockBuilder,
+    terms: list[tuple[relax.Expr, np.ndarray]],
+    dst: QParams,
+    operand_bits: int,
+    name: str = "qnn_add",
+) -> relax.Var:
+    """``y = saturate(round_half_even(Σ_i x_i · r_i) + zp_out)`` in integer arithmetic.
+
+    Each ``x_i`` is a zero-point-free signed integer tensor (``q_i - zp_i``) and ``r_i`` its
+    real multiplier ``s_i / s_out`` (broadcastable). The multipliers become fixed-point
+    integers ``K_i = round(r_i · 2^S)``; the int64 sum ``Σ x_i · K_i`` is rounded back by
+    ``S`` bits. The error of ``K_i`` is below ``|x| · 2^-S`` (≪ 1e-4 LSB), so the result equals
+    the exact real rounding except at ties closer than that.
+    """
+    ints, shift = fixed_point_multipliers([r for _, r in terms], operand_bits)
+    total = None
+    for (x, _), k in zip(terms, ints, strict=True):
+        wide = bb.emit(relax.op.astype(x, "int64"))
+        part = bb.emit(relax.op.multiply(wide, const(k, "int64")))
+        total = part if total is None else bb.emit(relax.op.add(total, part))
+    y = round_shift(bb, total, shift)
+    if dst.has_zero_point:
+        y = bb.emit(relax.op.add(y, const(dst.zero_point, "int64")))
+    y = bb.emit(relax.op.clip(y, dst.qtype.qmin, dst.qtype.qmax))
+    return bb.emit(relax.op.astype(y, dst.qtype.container), name)

@@ -35,7 +35,7 @@ def relu(ctx: RewriteContext, call) -> QTensor | None:
 def _quantized_bound(bound: float, out: QParams) -> int | None:
     if not np.isfinite(bound):
         return None
-    q = np.rint(np.float32(bound) / out.scale) + int(out.zero_point)
+    q = np.rint(np.float64(np.float32(bound)) / out.scale) + int(out.zero_point)
     return int(np.clip(q, out.qtype.qmin, out.qtype.qmax))
 
 

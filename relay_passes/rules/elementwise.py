@@ -60,8 +60,8 @@ def scale_by_constant(ctx: RewriteContext, call) -> QTensor | None:
         return None
     factor = c if call.op.name == "relax.multiply" else 1.0 / c
     p = a.params
-    return QTensor(a.value, QParams(p.scale * np.float32(factor), p.zero_point, p.qtype, p.axis),
-                   a.const)
+    scale = p.scale * np.float64(np.float32(factor))
+    return QTensor(a.value, QParams(scale, p.zero_point, p.qtype, p.axis), a.const)
 
 
 def _shifted(ctx: RewriteContext, q: QTensor) -> relax.Expr:
@@ -101,6 +101,6 @@ def multiply(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     product = ctx.emit(relax.op.multiply(sa, sb), "qnn_mul")
     ndim = len(product.ty.shape.values)
     scale = a.params.broadcast(a.params.scale, ndim) * b.params.broadcast(b.params.scale, ndim)
-    multiplier = (scale.astype(np.float32) / out.scale).astype(np.float32)
+    multiplier = scale / out.scale
     ctx.record("relax.multiply", str(product.name), "integer", f"{work} product")
     return requantize_by(ctx.bb, product, np.zeros(()), multiplier, out, "qnn_mul_requantize")

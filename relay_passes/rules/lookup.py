@@ -52,9 +52,11 @@ def lookup_table(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
         return None
     qt = q.params.qtype
     levels = np.arange(qt.qmin, qt.qmax + 1, dtype=np.int64)
-    real = ((levels - int(q.params.zero_point)).astype(np.float32) * q.params.scale)
-    y = FUNCTIONS[call.op.name](real.astype(np.float32), call.attrs)
-    table = np.clip(np.rint(y / out.scale) + int(out.zero_point), out.qtype.qmin, out.qtype.qmax)
+    # The float graph's own arithmetic: float32 dequantize, f, float32 quantize.
+    real = (levels - int(q.params.zero_point)).astype(np.float32) * np.float32(q.params.scale)
+    y = FUNCTIONS[call.op.name](real, call.attrs)
+    table = np.clip(np.rint(y / np.float32(out.scale)) + int(out.zero_point), out.qtype.qmin,
+                    out.qtype.qmax)
     index = ctx.emit(relax.op.astype(q.value, "int32"))
     if qt.qmin != 0:
         index = ctx.emit(relax.op.subtract(index, const(qt.qmin, "int32")))

@@ -78,7 +78,7 @@ def avg_pool2d(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     )
     counts = _window_counts(q.shape[2:], pool, strides, dilation, padding,
                             bool(a.count_include_pad))
-    multiplier = (np.float32(q.params.scale) / (counts * np.float64(out.scale))).astype(np.float32)
+    multiplier = q.params.scale / (counts * out.scale)
     ctx.record(call.op.name, str(sums.name), "integer", "int32 window sums")
     return requantize_by(ctx.bb, sums, np.zeros(()), multiplier, out, "qnn_avg_pool")
 
@@ -93,6 +93,6 @@ def mean(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     shifted = ctx.emit(relax.op.astype(shift_to_signed(ctx.bb, q.value, q.params), "int32"))
     sums = ctx.emit(relax.op.sum(shifted, axis=axes, keepdims=bool(call.attrs.keepdims)),
                     "qnn_sum")
-    multiplier = np.float32(np.float32(q.params.scale) / (count * np.float64(out.scale)))
+    multiplier = q.params.scale / (count * out.scale)
     ctx.record(call.op.name, str(sums.name), "integer", "int32 sum")
     return requantize_by(ctx.bb, sums, np.zeros(()), multiplier, out, "qnn_mean")

@@ -47,19 +47,20 @@ def requantize_by(
     """``y = saturate(round_half_even((q - zp_in) · multiplier) + zp_out)`` into ``dst``.
 
     ``zero_point_in`` and ``multiplier`` are already shaped to broadcast against ``q``. The
-    product is taken in float32, as ORT's integer kernels do, so ties and float rounding
-    can differ from exact real arithmetic by at most 1 LSB.
+    product is taken in float64 with a float64 multiplier (exact scales of float32 inputs),
+    so the result is the exactly rounded real value except at ties closer than ~1e-12:
+    more exact than ORT's float32 paths, which can round a near-tie the other way.
     """
     work = "int64" if dtype_of(value) in ("int64", "uint32") else "int32"
     t = value if dtype_of(value) == work else bb.emit(relax.op.astype(value, work))
     if np.any(zero_point_in != 0):
         t = bb.emit(relax.op.subtract(t, const(zero_point_in, work)))
-    f = bb.emit(relax.op.astype(t, "float32"))
-    f = bb.emit(relax.op.multiply(f, const(multiplier, "float32")))
+    f = bb.emit(relax.op.astype(t, "float64"))
+    f = bb.emit(relax.op.multiply(f, const(multiplier, "float64")))
     f = bb.emit(relax.op.round(f))
     zp_out = np.asarray(dst.zero_point)
     if np.any(zp_out != 0):
-        f = bb.emit(relax.op.add(f, const(dst.broadcast(zp_out, len(shape_of(value))), "float32")))
+        f = bb.emit(relax.op.add(f, const(dst.broadcast(zp_out, len(shape_of(value))), "float64")))
     f = bb.emit(relax.op.clip(f, dst.qtype.qmin, dst.qtype.qmax))
     return bb.emit(relax.op.astype(f, dst.qtype.container), name_hint=name)
 
@@ -77,7 +78,7 @@ def requantize(
     ndim = len(shape_of(value))
     s_in = src.broadcast(src.scale, ndim)
     s_out = dst.broadcast(dst.scale, ndim)
-    multiplier = (s_in.astype(np.float32) / s_out.astype(np.float32)).astype(np.float32)
+    multiplier = s_in.astype(np.float64) / s_out.astype(np.float64)
     return requantize_by(bb, value, src.broadcast(src.zero_point, ndim), multiplier, dst)
 
 
@@ -105,7 +106,7 @@ def operand_magnitude(params: QParams) -> int:
 
 
 def accumulator_params(scale: np.ndarray, axis: int | None, dtype: str) -> QParams:
-    scale = np.asarray(scale, dtype=np.float32)
+    scale = np.asarray(scale, dtype=np.float64)
     return QParams(scale, np.zeros(scale.shape, np.int64), ACCUMULATORS[dtype], axis)
 
 

@@ -19,7 +19,8 @@ ACCUMULATORS: dict[str, QType] = {
 class QParams:
     """Scale and zero point of a quantized tensor, per tensor or along one ``axis``.
 
-    ``scale`` is float32 and ``zero_point`` int64, each a 0-d array (per tensor) or a 1-D
+    ``scale`` is float64 (float32 model scales and their exact products) and ``zero_point``
+    int64, each a 0-d array (per tensor) or a 1-D
     array of length ``shape[axis]`` (per axis). ``qtype`` gives the storage type and the
     saturation range ``[qmin, qmax]``.
     """
@@ -30,7 +31,7 @@ class QParams:
     axis: int | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "scale", np.asarray(self.scale, dtype=np.float32))
+        object.__setattr__(self, "scale", np.asarray(self.scale, dtype=np.float64))
         object.__setattr__(self, "zero_point", np.asarray(self.zero_point, dtype=np.int64))
         if self.scale.size == 1 and self.zero_point.size == 1:
             object.__setattr__(self, "scale", self.scale.reshape(()))
@@ -78,6 +79,6 @@ class QParams:
 
 def accumulator(scale: np.ndarray, axis: int | None, dtype: str = "int32") -> QParams:
     """Parameters of an integer accumulator: zero point 0, the product scale, type int32/64."""
-    scale = np.asarray(scale, dtype=np.float32)
+    scale = np.asarray(scale, dtype=np.float64)
     zp = np.zeros(scale.shape, dtype=np.int64)
     return QParams(scale, zp, ACCUMULATORS[dtype], axis)

@@ -20,9 +20,9 @@ def dequantize(q: np.ndarray, scale, zero_point) -> np.ndarray:
 
 
 def requantize(q: np.ndarray, s_in, zp_in, s_out, zp_out, qtype: QType) -> np.ndarray:
-    """``saturate(round_half_even((q - zp_in) · float32(s_in / s_out)) + zp_out)``."""
-    multiplier = (np.asarray(s_in, np.float32) / np.asarray(s_out, np.float32)).astype(np.float32)
-    shifted = (q.astype(np.int64) - np.asarray(zp_in, np.int64)).astype(np.float32)
+    """``saturate(round_half_even((q - zp_in) · s_in / s_out) + zp_out)`` in float64."""
+    multiplier = np.asarray(s_in, np.float64) / np.asarray(s_out, np.float64)
+    shifted = (q.astype(np.int64) - np.asarray(zp_in, np.int64)).astype(np.float64)
     y = np.rint(shifted * multiplier) + np.asarray(zp_out, np.float64)
     return np.clip(y, qtype.qmin, qtype.qmax).astype(qtype.container)
 

@@ -69,17 +69,28 @@ SENTENCES: list[str] = [
 
 
 class MLP(nn.Module):
-    """``x → Linear(in, h) → ReLU → Linear(h, h, bias=False) → ReLU → Linear(h, out)``."""
+    """``x → Linear(in, h) → ReLU → Linear(h, h, bias=False) → ReLU → Linear(h, out)``;
+    inputs ``[.., in]`` of any rank ≥ 2."""
 
     def __init__(self, d_in: int = 32, hidden: int = 64, d_out: int = 16):
         super().__init__()
         self.fc1 = nn.Linear(d_in, hidden)
         self.fc2 = nn.Linear(hidden, hidden, bias=False)
         self.fc3 = nn.Linear(hidden, d_out)
-        self.relu = nn.ReLU()
+        self.relu1 = nn.ReLU()
+        self.relu2 = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc3(self.relu(self.fc2(self.relu(self.fc1(x)))))
+        return self.fc3(self.relu2(self.fc2(self.relu1(self.fc1(x)))))
+
+    def fused(self) -> nn.Module:
+        """A copy with ``fc1 + relu1`` and ``fc2 + relu2`` fused into ``nni.LinearReLU``
+        (dynamic quantization turns them into ``quantized::linear_relu_dynamic``)."""
+        import copy
+
+        from torch.ao.quantization import fuse_modules
+
+        return fuse_modules(copy.deepcopy(self).eval(), [["fc1", "relu1"], ["fc2", "relu2"]])
 
 
 @dataclass(frozen=True)
@@ -210,8 +221,8 @@ class BertEncoder(nn.Module):
 class BertModel(nn.Module):
     """BERT encoder: ``forward(input_ids, attention_mask) → last hidden state [B, S, H]``.
 
-    The additive mask is ``(1 - attention_mask[:, None, None, :]) · -10000`` and token types
-    are all 0, as Hugging Face's ``BertModel`` computes them when none are given.
+    The additive mask is the classic BERT ``(1 - attention_mask[:, None, None, :]) · -10000``
+    and token types are all 0 (Hugging Face's default when none are given).
     """
 
     def __init__(self, cfg: BertConfig):
@@ -268,22 +279,25 @@ def random_bert(cfg: BertConfig | None = None, seed: int = 0) -> BertModel:
 
 def quantize_dynamic(model: nn.Module, per_channel: bool = False,
                      dtype: torch.dtype = torch.qint8) -> nn.Module:
-    """``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear`` of ``model``.
+    """``torch.ao.quantization.quantize_dynamic`` on every ``nn.Linear`` (and fused
+    ``LinearReLU``) of ``model``.
 
     ``dtype=torch.qint8``: int8 weights (per tensor, or per output channel when
     ``per_channel``), activations quantized to uint8 at run time. ``dtype=torch.float16``:
     float16 weights, float compute. PyTorch's deprecation warnings are silenced.
     """
     from torch.ao import quantization as tq
+    from torch.ao.nn import intrinsic as nni
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dtype == torch.float16:
-            spec = {nn.Linear: tq.float16_dynamic_qconfig}
+            qconfig = tq.float16_dynamic_qconfig
         elif per_channel:
-            spec = {nn.Linear: tq.per_channel_dynamic_qconfig}
+            qconfig = tq.per_channel_dynamic_qconfig
         else:
-            spec = {nn.Linear: tq.default_dynamic_qconfig}
+            qconfig = tq.default_dynamic_qconfig
+        spec = {nn.Linear: qconfig, nni.LinearReLU: qconfig}
         return tq.quantize_dynamic(model.eval(), spec, dtype=dtype)
 
 

@@ -26,3 +26,8 @@ class UnsupportedTorchOpsError(UnsupportedOpsError):
 
 class TorchImportError(TvmQdqError, ValueError):
     """The model or its example inputs cannot be imported (bad input, training mode, ...)."""
+
+
+class UnsupportedForm(Exception):  # noqa: N818 - internal signal, not an error users see
+    """Raised by a converter for a form of its op it does not handle; the importer reports
+    the node in :class:`UnsupportedTorchOpsError` (with this message as the reason)."""

@@ -30,28 +30,8 @@ from tvm import relax
 
 from ...errors import ConversionError, TvmQdqError
 from . import aten
-from .errors import TorchImportError, UnsupportedTorchOpsError
-
-TORCH_TO_RELAX: dict[torch.dtype, str] = {
-    torch.float32: "float32",
-    torch.float16: "float16",
-    torch.float64: "float64",
-    torch.bfloat16: "bfloat16",
-    torch.int8: "int8",
-    torch.uint8: "uint8",
-    torch.int16: "int16",
-    torch.int32: "int32",
-    torch.int64: "int64",
-    torch.bool: "bool",
-}
-RELAX_TO_TORCH = {v: k for k, v in TORCH_TO_RELAX.items()}
-
-#: TorchScript ``ScalarType`` codes (``prim::dtype`` results, dtype constants).
-SCALAR_TYPES: dict[int, torch.dtype] = {
-    0: torch.uint8, 1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.int64,
-    5: torch.float16, 6: torch.float32, 7: torch.float64, 11: torch.bool, 15: torch.bfloat16,
-}
-SCALAR_TYPE_CODES = {v: k for k, v in SCALAR_TYPES.items()}
+from .errors import TorchImportError, UnsupportedForm, UnsupportedTorchOpsError
+from .types import RELAX_TO_TORCH, SCALAR_TYPE_CODES, SCALAR_TYPES, TORCH_TO_RELAX
 
 
 class _Unknown:
@@ -96,10 +76,27 @@ def has_unknown(value: Any) -> bool:
     return False
 
 
-def _schema_name(node: torch._C.Node) -> tuple[str, str, list[str]]:
-    """(op name, overload name, argument type strings) of an ``aten`` node's schema."""
-    schema = torch._C.parse_schema(node.schema())
-    return schema.name, schema.overload_name, [str(a.type) for a in schema.arguments]
+def _schema(node: torch._C.Node) -> torch._C.FunctionSchema:
+    """The parsed schema of an ``aten`` node (its exact overload)."""
+    return torch._C.parse_schema(node.schema())
+
+
+_MEMORY_FORMATS = {0: torch.contiguous_format, 1: torch.preserve_format,
+                   2: torch.channels_last, 3: torch.channels_last_3d}
+_LAYOUTS = {0: torch.strided}
+
+
+def _fold_arg(value: Any, typ: str) -> Any:
+    """A TorchScript value as the Python argument ``torch.ops`` expects for type ``typ``
+    (dtype, memory format and layout enums are ints in TorchScript)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if "ScalarType" in typ:
+            return SCALAR_TYPES[value]
+        if "MemoryFormat" in typ:
+            return _MEMORY_FORMATS[value]
+        if "Layout" in typ:
+            return _LAYOUTS[value]
+    return value
 
 
 class TorchScriptImporter:
@@ -222,6 +219,9 @@ class TorchScriptImporter:
             handler(self, node, args)
             return
         if any(has_unknown(a) for a in args):
+            # depends on an op already reported; report this one too if it is unknown itself
+            if not self._known(kind):
+                self.report(node)
             for out in node.outputs():
                 self.env[out.unique()] = UNKNOWN
             return
@@ -230,7 +230,7 @@ class TorchScriptImporter:
             result = self._convert(node, kind, args)
         except TvmQdqError:
             raise
-        except _Unsupported as err:
+        except UnsupportedForm as err:
             self.report(node, str(err))
             return
         except Exception as err:
@@ -239,6 +239,11 @@ class TorchScriptImporter:
             raise ConversionError(f"%{name} at {location(node) or '<unknown>'}", kind,
                                   f"{type(err).__name__}: {err}") from err
         self.set_outputs(node, result)
+
+    @staticmethod
+    def _known(kind: str) -> bool:
+        base = kind[:-1] if kind.endswith("_") and not kind.endswith("__") else kind
+        return kind in PRIM_HANDLERS or kind in aten.CONVERTERS or base in aten.CONVERTERS
 
     def _convert(self, node: torch._C.Node, kind: str, args: list[Any]) -> Any:
         base = kind[:-1] if kind.endswith("_") and not kind.endswith("__") else None
@@ -249,7 +254,7 @@ class TorchScriptImporter:
         if static and kind.startswith("aten::") and kind not in aten.NEVER_FOLD:
             return self._fold(node, kind, args, in_place=base is not None)
         if converter is None:
-            raise _Unsupported("")
+            raise UnsupportedForm("")
         result = converter(self, node, args)
         if base is not None and args and isinstance(args[0], relax.Expr):
             # in-place op on a run-time tensor: later uses of the input see the result
@@ -258,17 +263,20 @@ class TorchScriptImporter:
 
     def _fold(self, node: torch._C.Node, kind: str, args: list[Any], in_place: bool) -> Any:
         """Run an ``aten`` op whose inputs are all known in PyTorch, at import time."""
-        name, overload, types = _schema_name(node)
-        fn = getattr(getattr(torch.ops.aten, name.split("::", 1)[1]), overload or "default")
-        call_args = []
-        for value, typ in zip(args, types, strict=False):
-            if "ScalarType" in typ and isinstance(value, int):
-                value = SCALAR_TYPES[value]
+        schema = _schema(node)
+        packet = getattr(torch.ops.aten, schema.name.split("::", 1)[1])
+        fn = getattr(packet, schema.overload_name or "default")
+        call_args, call_kwargs = [], {}
+        for value, arg in zip(args, schema.arguments, strict=False):
+            value = _fold_arg(value, str(arg.type))
             if in_place and isinstance(value, torch.Tensor) and not call_args:
                 value = value.clone()
-            call_args.append(value)
+            if arg.kwarg_only:
+                call_kwargs[arg.name] = value
+            else:
+                call_args.append(value)
         with torch.no_grad():
-            result = fn(*call_args)
+            result = fn(*call_args, **call_kwargs)
         if in_place:
             self.env[next(iter(node.inputs())).unique()] = result
         return list(result) if isinstance(result, tuple) else result
@@ -302,10 +310,6 @@ class TorchScriptImporter:
             self.bb.emit_func_output(out)
         self.output_exprs = exprs
         return self.bb.get()
-
-
-class _Unsupported(Exception):
-    """Raised by converters for a form they do not handle (the node gets reported)."""
 
 
 def _clean_name(name: str) -> str:
@@ -478,7 +482,7 @@ def _generic(imp: TorchScriptImporter, node, args) -> None:
         return
     try:
         imp.set_outputs(node, imp._convert(node, kind, args))
-    except _Unsupported as err:
+    except UnsupportedForm as err:
         imp.report(node, str(err))
 
 
@@ -551,7 +555,10 @@ def from_torch(model_or_scripted: Any, example_inputs: Any, *,
     weights per tensor or per channel, activations quantized to uint8 at run time with
     PyTorch's own numerics; ``linear_dynamic_fp16``) become integer ``R.matmul`` (uint8 ×
     int8 → int32) with the run-time quantization and the dequantization around them (see
-    :mod:`.dynamic`); float ops become plain Relax ops (:mod:`.aten`).
+    :mod:`.dynamic`); float ops become plain Relax ops (:mod:`.aten`). The integer numerics
+    are those of PyTorch's fbgemm kernels, used by the ``x86`` and ``fbgemm`` quantized
+    engines (PyTorch's default on x86); weights packed under ``qnnpack`` (which ignores
+    ``reduce_range``) are not told apart.
 
     The returned module carries the attributes ``tvm_qdq.stage = "integer"`` (so
     ``tvm_qdq.compile`` builds it as it is), ``tvm_qdq.input_names`` / ``input_types`` (the

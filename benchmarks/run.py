@@ -22,9 +22,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 ROWS = [
+    ("efficientnet_lite0", "u8s8_perchannel"),
     ("resnet_cnn", "u8s8_perchannel"),
     ("resnet_cnn", "u16s8"),
     ("mlp", "u8s8_perchannel"),
@@ -49,8 +52,19 @@ def measure(threads: int, repeat: int) -> list[dict]:
 
     rows = []
     for name, config in ROWS:
-        model = quantized_model(name, config)
-        feeds = random_feeds(model)
+        if name == "efficientnet_lite0":
+            try:
+                from tvm_qdq.testing.real_models import efficientnet_lite0_qdq, image_feeds
+            except ImportError:
+                continue
+            try:
+                model, feeds = efficientnet_lite0_qdq(), image_feeds(1, seed=5)[0]
+            except ImportError as err:  # the bench extra is not installed
+                print(f"skipping {name}: {err}", file=sys.stderr)
+                continue
+        else:
+            model = quantized_model(name, config)
+            feeds = random_feeds(model)
         scale, zero_point = output_qparams(model)[model.graph.output[0].name]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -123,6 +137,30 @@ def render(rows: list[dict], machine: str, date: str) -> str:
     return "\n".join(lines)
 
 
+def _plot(rows: list[dict], path: Path) -> None:
+    """Bar chart of the medians (log scale), one group per model row and thread count."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing (pip install -e .[bench]): no plot", file=sys.stderr)
+        return
+    labels = [f"{r['model']}\n{r['config']} {r['threads']}t" for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.9), 4.5))
+    for i, (key, name) in enumerate((("ort_ms", "ONNX Runtime"), ("tvm_qdq_ms", "tvm-qdq"),
+                                     ("stock_tvm_ms", "stock TVM Relax"))):
+        ax.bar(x + (i - 1) * 0.27, [r[key] for r in rows], 0.27, label=name)
+    ax.set_yscale("log")
+    ax.set_ylabel("median latency (ms, log)")
+    ax.set_xticks(x, labels, fontsize=7, rotation=45, ha="right")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def _machine() -> str:
     import tvm
 
@@ -169,6 +207,7 @@ def main() -> int:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    _plot(rows, RESULTS / "latest.png")
     _update_readme(table)
     print(table)
     return 0

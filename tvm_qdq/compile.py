@@ -186,6 +186,11 @@ def compile(  # noqa: A001 - the public name the design asks for
         mod = to_integer(mod)
     tgt = resolve_target(target)
     inputs, outputs = _specs(mod)
+    if target_family(tgt) == "hexagon":
+        from .target.hexagon import compile_hexagon
+
+        return compile_hexagon(mod, tgt, inputs=inputs, outputs=outputs,
+                               report=pass_report(mod))
     if integer:
         mod = legalize_signedness(mod, target_family(tgt))
     executable = tvm.compile(mod, target=tgt)
@@ -196,6 +201,10 @@ def load(path: str | os.PathLike) -> Compiled:
     """Load what :meth:`Compiled.export` wrote."""
     folder = Path(path)
     meta = json.loads((folder / META_FILE).read_text())
+    if meta.get("format") == "tvm-qdq-hexagon/1":
+        from .target.hexagon import load_hexagon
+
+        return load_hexagon(folder)
     module = tvm.runtime.load_module(str(folder / MODULE_FILE))
     report = meta.get("report")
     return Compiled(

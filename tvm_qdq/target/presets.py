@@ -19,6 +19,15 @@ PRESETS: dict[str, Callable[[], dict]] = {
 }
 
 
+def _hexagon_presets() -> dict[str, Callable[[], dict]]:
+    from .hexagon.target import PRESETS as HEXAGON
+
+    return HEXAGON
+
+
+PRESETS.update(_hexagon_presets())
+
+
 def resolve_target(target: str | dict | tvm.target.Target) -> tvm.target.Target:
     """A preset name, a TVM target dict or a Target → a Target (clear error otherwise)."""
     if isinstance(target, tvm.target.Target):

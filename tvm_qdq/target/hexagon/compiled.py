@@ -1,0 +1,335 @@
+"""``compile_hexagon`` and :class:`HexagonCompiled`: a whole model as one Hexagon ELF.
+
+``compile_hexagon(integer_mod, target)`` lowers the integer Relax module (:mod:`.lower`),
+builds every kernel into one Hexagon object, generates the driver (:mod:`.driver`) and links
+a freestanding ELF. :meth:`HexagonCompiled.run` has the contract of
+:meth:`tvm_qdq.compile.Compiled.run`: it writes the inputs to the ELF's stdin, runs it under
+``qemu-hexagon`` and reads the outputs from its stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tvm
+
+from ...dtypes import from_container, numpy_name, to_container
+from ...errors import InputError
+from . import isa
+from .driver import link_elf, write_sources
+from .emulator import profile_elf, run_elf
+from .lower import build_kernels, lower
+from .target import is_hexagon, target_cpu
+from .toolchain import Toolchain, find_toolchain
+
+META_FILE = "meta.json"
+ELF_FILE = "model.elf"
+KERNELS_FILE = "kernels.o"
+FORMAT = "tvm-qdq-hexagon/1"
+
+
+@dataclass
+class KernelProfile:
+    """Executed packets / instructions / HVX instructions of one kernel (or the driver)."""
+
+    name: str
+    calls: int
+    packets: int
+    instructions: int
+    hvx: int
+    vrmpy: int
+
+    @property
+    def hvx_share(self) -> float:
+        return self.hvx / self.instructions if self.instructions else 0.0
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "calls": self.calls, "packets": self.packets,
+                "instructions": self.instructions, "hvx": self.hvx, "vrmpy": self.vrmpy,
+                "hvx_share": round(self.hvx_share, 4)}
+
+
+@dataclass
+class Profile:
+    """Instructions executed per inference on the Hexagon ISA (qemu), per kernel."""
+
+    kernels: list[KernelProfile]
+
+    @property
+    def packets(self) -> int:
+        return sum(k.packets for k in self.kernels)
+
+    @property
+    def instructions(self) -> int:
+        return sum(k.instructions for k in self.kernels)
+
+    @property
+    def hvx(self) -> int:
+        return sum(k.hvx for k in self.kernels)
+
+    @property
+    def hvx_share(self) -> float:
+        return self.hvx / self.instructions if self.instructions else 0.0
+
+    def to_dict(self) -> dict:
+        return {"packets": self.packets, "instructions": self.instructions, "hvx": self.hvx,
+                "hvx_share": round(self.hvx_share, 4),
+                "kernels": [k.to_dict() for k in self.kernels]}
+
+
+def _spec_dict(spec) -> dict:
+    return spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+
+
+class HexagonCompiled:
+    """A model compiled to one freestanding Hexagon ELF; runs under ``qemu-hexagon``.
+
+    Same surface as :class:`tvm_qdq.compile.Compiled`: ``inputs``, ``outputs`` (TensorSpec-like
+    objects with ``name``, ``type``, ``dtype``, ``shape``), ``target``, ``report``,
+    ``run(feeds)`` and ``export(path)``; plus :meth:`profile` and :meth:`instruction_mix`.
+    """
+
+    def __init__(self, folder: Path, meta: dict, inputs: list, outputs: list,
+                 report=None, owner: tempfile.TemporaryDirectory | None = None):
+        self.folder = Path(folder)
+        self.meta = meta
+        self.inputs = inputs
+        self.outputs = outputs
+        self.target = meta["target"]
+        self.report = report
+        self._owner = owner  # keeps a temporary build folder alive
+        self._tools: Toolchain | None = None
+
+    # -- the Compiled contract -----------------------------------------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.outputs]
+
+    @property
+    def elf(self) -> Path:
+        return self.folder / ELF_FILE
+
+    def _ordered(self, feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> list:
+        if isinstance(feeds, Mapping):
+            unknown = sorted(set(feeds) - set(self.input_names))
+            missing = [n for n in self.input_names if n not in feeds]
+            if unknown or missing:
+                raise InputError(
+                    f"feeds do not match the model inputs {self.input_names}: "
+                    + (f"missing {missing} " if missing else "")
+                    + (f"unknown {unknown}" if unknown else ""))
+            return [feeds[n] for n in self.input_names]
+        feeds = list(feeds)
+        if len(feeds) != len(self.inputs):
+            raise InputError(f"the model takes {len(self.inputs)} input(s) {self.input_names}, "
+                             f"got {len(feeds)}")
+        return feeds
+
+    def _check(self, spec, value, plan_in: dict) -> np.ndarray:
+        array = np.asarray(value)
+        if numpy_name(array.dtype) != spec.type and str(array.dtype) != spec.type:
+            raise InputError(
+                f"input '{spec.name}': expected element type {spec.type}, got {array.dtype}; "
+                f"convert it with .astype('{spec.type}')")
+        if list(array.shape) != list(plan_in["shape"]):
+            raise InputError(f"input '{spec.name}': expected shape {plan_in['shape']}, got "
+                             f"{list(array.shape)} (the Hexagon build has static shapes)")
+        return np.ascontiguousarray(to_container(array)).astype(plan_in["dtype"], copy=False)
+
+    def _stdin(self, feeds) -> bytes:
+        arrays = [self._check(s, v, p) for s, v, p in
+                  zip(self.inputs, self._ordered(feeds), self.meta["plan_inputs"], strict=True)]
+        return b"".join(a.tobytes() for a in arrays)
+
+    def _decode(self, data: bytes) -> list[np.ndarray]:
+        result, pos = [], 0
+        for spec, out in zip(self.outputs, self.meta["plan_outputs"], strict=True):
+            dtype = np.dtype(out["dtype"]) if out["dtype"] != "bool" else np.dtype(np.bool_)
+            size = int(np.prod(out["shape"], dtype=np.int64)) * dtype.itemsize
+            if pos + size > len(data):
+                raise RuntimeError("the Hexagon ELF wrote fewer output bytes than expected")
+            array = np.frombuffer(data[pos:pos + size], dtype=dtype).reshape(out["shape"])
+            pos += size
+            result.append(from_container(array.copy(), spec.type))
+        return result
+
+    def tools(self) -> Toolchain:
+        if self._tools is None:
+            self._tools = find_toolchain()
+        return self._tools
+
+    def run(self, feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run once under qemu-hexagon. ``feeds``: a dict by input name or a list."""
+        return self._decode(run_elf(self.tools(), self.elf, self._stdin(feeds)))
+
+    # -- profiling ------------------------------------------------------------------------------
+
+    def _disassembly(self) -> isa.Disassembly:
+        return isa.disassemble(self.tools().objdump, self.elf, self.meta["mcpu"],
+                               tuple(self.meta.get("mattr", ())))
+
+    def _owners(self, dis: isa.Disassembly) -> tuple[list[str], list[tuple[int, int, int]]]:
+        owners = ["driver"] + list(self.meta["symbols"])
+        ranges = []
+        for name in ("qdq_main", "qdq_model_run"):
+            if name in dis.functions:
+                ranges.append((*dis.functions[name], 0))
+        for i, sym in enumerate(self.meta["symbols"]):
+            for fname in (f"__tvm_ffi_{sym}", f"{sym}_compute_"):
+                if fname in dis.functions:
+                    ranges.append((*dis.functions[fname], i + 1))
+        return owners, ranges
+
+    def profile(self, feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+                iterations: int = 1) -> tuple[list[np.ndarray], Profile]:
+        """Run with the instruction-count plugin: outputs and the per-kernel :class:`Profile`
+        (counts divided by ``iterations``; the driver's stdin/stdout work counts once)."""
+        dis = self._disassembly()
+        owners, ranges = self._owners(dis)
+        stdout, counts = profile_elf(self.tools(), self.elf, self._stdin(feeds), ranges, owners,
+                                     args=(str(iterations),))
+        calls = {}
+        for sym in self.meta["calls"]:
+            calls[sym] = calls.get(sym, 0) + 1
+        kernels = []
+        for owner, name in enumerate(owners):
+            table = counts.packets.get(owner, {})
+            packets = instructions = hvx = vrmpy = 0
+            for addr, times in table.items():
+                packet = dis.packets.get(addr)
+                if packet is None:
+                    continue
+                packets += times
+                instructions += times * len(packet.instructions)
+                hvx += times * packet.hvx
+                vrmpy += times * sum("vrmpy" in i for i in packet.instructions)
+            div = 1 if owner == 0 else iterations
+            kernels.append(KernelProfile(name, calls.get(name, 0), packets // div,
+                                         instructions // div, hvx // div, vrmpy // div))
+        return self._decode(stdout), Profile(kernels)
+
+    def instruction_mix(self) -> dict[str, dict]:
+        """Static instruction mix of every kernel (both its functions) from the disassembly."""
+        dis = self._disassembly()
+        mix = {}
+        for sym in self.meta["symbols"]:
+            packets = []
+            for fname in (f"__tvm_ffi_{sym}", f"{sym}_compute_"):
+                if fname in dis.functions:
+                    packets += dis.function_packets(fname)
+            mix[sym] = isa.instruction_mix(packets)
+        return mix
+
+    # -- export --------------------------------------------------------------------------------
+
+    def export(self, path: str | os.PathLike) -> Path:
+        """Copy the ELF, the kernel object, the driver sources/headers and ``meta.json``.
+
+        A device project compiles ``qdq_model.c`` (it ``.incbin``s ``consts.bin``) against
+        ``qdq_model.h`` / ``qdq_abi.h`` and links ``kernels.o``; ``qdq_runtime.c`` is the
+        freestanding runtime used for qemu (replace it with the device's libc and hooks).
+        """
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (ELF_FILE, KERNELS_FILE, "qdq_model.c", "qdq_model.h", "qdq_abi.h",
+                     "qdq_runtime.c", "qdq_main.c", "consts.bin"):
+            if (self.folder / name).exists() and self.folder.resolve() != out.resolve():
+                shutil.copy2(self.folder / name, out / name)
+        meta = dict(self.meta)
+        meta["inputs"] = [_spec_dict(s) for s in self.inputs]
+        meta["outputs"] = [_spec_dict(s) for s in self.outputs]
+        meta["report"] = json.loads(self.report.to_json()) if self.report else None
+        (out / META_FILE).write_text(json.dumps(meta, indent=1))
+        return out
+
+
+def compile_hexagon(mod: tvm.IRModule, target: tvm.target.Target | dict, *, inputs: list,
+                    outputs: list, report=None, requantize: str = "float", vrmpy: bool = True,
+                    schedule: bool = True, workdir: str | os.PathLike | None = None
+                    ) -> HexagonCompiled:
+    """Build the integer Relax module ``mod`` into one Hexagon ELF.
+
+    ``inputs``/``outputs``: the model's TensorSpecs (as ``tvm_qdq.compile`` computes them);
+    ``requantize``: ``"float"`` (the integer pass's float32 formula: bit-exact with x86);
+    ``"fixed"`` (multiplier + shift) is not implemented yet and raises.
+    """
+    tgt = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
+    if not is_hexagon(tgt):
+        raise ValueError(f"not a Hexagon target: {tgt}")
+    tools = find_toolchain()
+    owner = None
+    if workdir is None:
+        owner = tempfile.TemporaryDirectory(prefix="tvm-qdq-hexagon-")
+        folder = Path(owner.name)
+    else:
+        folder = Path(workdir)
+        folder.mkdir(parents=True, exist_ok=True)
+    lowered = lower(mod, tgt, vrmpy=vrmpy, requantize=requantize, schedule=schedule)
+    plan = lowered.plan
+    build_kernels(lowered.kernels, tgt, folder / KERNELS_FILE)
+    write_sources(plan, folder)
+    mcpu, mattr = target_cpu(tgt)
+    link_elf(tools, folder, folder / KERNELS_FILE, mcpu, mattr, folder / ELF_FILE)
+    meta = {
+        "format": FORMAT,
+        "target": str(tgt),
+        "mcpu": mcpu,
+        "mattr": mattr,
+        "requantize": requantize,
+        "symbols": list(dict.fromkeys(c.symbol for c in plan.calls)),
+        "calls": [c.symbol for c in plan.calls],
+        "functions": {c.symbol: c.func for c in plan.calls},
+        "plan_inputs": [{"dtype": plan.buffers[i].dtype, "shape": list(plan.buffers[i].shape)}
+                        for i in plan.inputs],
+        "plan_outputs": [{"dtype": plan.buffers[i].dtype, "shape": list(plan.buffers[i].shape)}
+                         for i in plan.outputs],
+        "arena_bytes": plan.arena_size,
+        "const_bytes": plan.const_size,
+        "notes": json.loads(json.dumps(lowered.notes, default=str)),
+    }
+    return HexagonCompiled(folder, meta, inputs, outputs, report, owner)
+
+
+def load_hexagon(path: str | os.PathLike) -> HexagonCompiled:
+    """Load what :meth:`HexagonCompiled.export` wrote (runs the exported ELF)."""
+    from ...compile import TensorSpec  # lazy: tvm_qdq.compile imports the target package
+
+    folder = Path(path)
+    meta = json.loads((folder / META_FILE).read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{folder} is not a tvm-qdq Hexagon export")
+    report = None
+    if meta.get("report"):
+        from relay_passes import PassReport
+
+        report = PassReport.from_json(json.dumps(meta["report"]))
+    return HexagonCompiled(folder, meta, [TensorSpec(**s) for s in meta["inputs"]],
+                           [TensorSpec(**s) for s in meta["outputs"]], report)
+
+
+def compile_model(model, target: str | dict = "hexagon", **kwargs) -> HexagonCompiled:
+    """``tvm_qdq.compile(model, target="hexagon")`` before it is wired into ``compile.py``:
+    import (ONNX path, bytes, ModelProto or Relax module), integer rewrite, build."""
+    from ...compile import _attr, _specs, pass_report, to_integer
+    from ...frontend.onnx import from_onnx
+    from .target import PRESETS
+
+    mod = model if isinstance(model, tvm.IRModule) else from_onnx(model)
+    if _attr(mod, "tvm_qdq.stage") != "integer":
+        mod = to_integer(mod)
+    inputs, outputs = _specs(mod)
+    tgt = tvm.target.Target(PRESETS[target]() if isinstance(target, str) else target)
+    return compile_hexagon(mod, tgt, inputs=inputs, outputs=outputs, report=pass_report(mod),
+                           **kwargs)

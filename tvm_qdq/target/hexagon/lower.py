@@ -1,0 +1,86 @@
+"""Integer Relax module → Hexagon kernels and a static plan.
+
+1. :func:`~.kernels.rewrite_dot_products` replaces every integer conv2d / matmul with a
+   constant weight whose operands suit ``vrmpy`` by a ``call_tir`` to a kernel of
+   :mod:`.kernels` (marked output-elementwise-fusable);
+2. optionally :func:`~.requant.fixed_point_requantize` turns the float requantize
+   (``round(float(acc) · s)``) into multiplier + shift integer code;
+3. TVM's CPU legalization: ``LegalizeOps``, ``AnnotateTIROpPattern``, ``FoldConstant``,
+   ``FuseOps``, ``FuseTIR`` (the same passes ``tvm.compile`` runs for x86, so the integer
+   and float math is the same), then ``DeadCodeElimination``;
+4. :func:`~.schedule.schedule_kernels` vectorizes every PrimFunc on HVX;
+5. :func:`~.plan.make_plan` reads the ``call_tir`` sequence of ``main``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tvm
+from tvm import relax
+
+from .plan import Plan, make_plan
+
+
+@dataclass
+class Lowered:
+    """The lowered Relax module, its PrimFuncs renamed to C symbols, and the plan."""
+
+    relax_mod: tvm.IRModule
+    kernels: tvm.IRModule
+    plan: Plan
+    notes: dict = field(default_factory=dict)
+
+
+def legalize_and_fuse(mod: tvm.IRModule) -> tvm.IRModule:
+    """TVM's CPU legalization and fusion passes (the ones ``tvm.compile`` uses for llvm)."""
+    seq = tvm.transform.Sequential([
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+        relax.transform.DeadCodeElimination(),
+    ])
+    return seq(mod)
+
+
+def kernel_module(mod: tvm.IRModule, plan: Plan) -> tvm.IRModule:
+    """The PrimFuncs ``main`` calls, each with its plan symbol as ``global_symbol``."""
+    funcs = {}
+    for gvar, func in mod.functions.items():
+        name = str(gvar.name_hint)
+        if isinstance(func, tvm.tirx.PrimFunc) and name in plan.symbols:
+            funcs[gvar] = func.with_attr("global_symbol", plan.symbols[name])
+    return tvm.IRModule(funcs)
+
+
+def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
+          requantize: str = "float", schedule: bool = True) -> Lowered:
+    """Lower an integer Relax module for ``target`` (see the module docstring)."""
+    from .kernels import rewrite_dot_products
+    from .requant import fixed_point_requantize
+    from .schedule import schedule_kernels
+
+    notes: dict = {}
+    if vrmpy:
+        mod, notes["kernels"] = rewrite_dot_products(mod)
+    if requantize == "fixed":
+        mod, notes["requantize"] = fixed_point_requantize(mod)
+    elif requantize != "float":
+        raise ValueError(f"requantize must be 'float' or 'fixed', got {requantize!r}")
+    with target:
+        lowered = legalize_and_fuse(mod)
+    plan = make_plan(lowered)
+    kernels = kernel_module(lowered, plan)
+    if schedule:
+        kernels, notes["schedules"] = schedule_kernels(kernels, target)
+    return Lowered(lowered, kernels, plan, notes)
+
+
+def build_kernels(kernels: tvm.IRModule, target: tvm.target.Target, path: Path) -> Path:
+    """Build every kernel for ``target`` into one Hexagon ELF object at ``path``."""
+    lib = tvm.tirx.build(kernels, target=target)
+    lib.write_to_file(str(path))
+    return path

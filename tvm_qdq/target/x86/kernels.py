@@ -1,0 +1,361 @@
+"""Integer conv2d / matmul kernels for AVX-512 VNNI as TE computations, and weight packing.
+
+Layouts
+-------
+* Activations of convolutions are **NHWC** (``x[n, h, w, c]``); outputs are NHWC too. The
+  layout pass (:mod:`.layout`) keeps whole conv chains in NHWC.
+* Matmul activations are row-major ``a[..., m, k]``; outputs ``[..., m, n]``.
+* Constant weights are packed in numpy at compile time:
+
+  - conv ``w[o, c, kh, kw]`` (OIHW) → ``wp[o // 16, t, kh, kw, c // 4, o % 16, c % 4]``
+    (``int8``; ``C`` and ``O`` zero-padded to multiples of 4 and 16);
+  - matmul ``b[k, n]`` → ``bp[n // 16, t, k // 4, n % 16, k % 4]`` (``K``, ``N`` padded);
+
+  ``t`` indexes int8 terms summing to a wider weight (e.g. the int16 ``w - zw`` of uint8
+  weights: ``|w'| ≤ 255`` → 3 terms of ``[-127, 127]``); int8 weights have one term.
+  - depthwise conv ``w[c, 1, kh, kw]`` → ``wd[kh, kw, c]``.
+
+  So one ``vpdpbusd`` multiplies 4 consecutive reduction elements of one activation row
+  (broadcast) by a contiguous 64-byte block of ``wp``/``bp``, for 16 output channels.
+
+Math
+----
+``vnni`` blocks (names start with ``tq_vnni``) compute, exactly in int32 (wrapping)::
+
+    acc[n, oh, ow, o] = Σ_{kh, kw, c} u(x)[n, oh·sh + kh·dh - pt, ow·sw + kw·dw - pl, c]
+                                      · w[o, c, kh, kw]
+
+where ``u(x)`` is the activation as uint8 (padding = the activation value 0):
+
+* ``uint8``: ``u(x) = x``;
+* ``int8``: ``u(x) = x + 128`` (a bit flip), and ``conv(x) = conv(u(x)) - 128 · Σ_{c,kh,kw} w``
+  (the correction is a constant per output channel; exact modulo 2^32);
+* ``uint16``: ``x = 256 · hi + lo`` with two uint8 planes; ``conv(x) = 256 · conv(hi) +
+  conv(lo)``: two kernels, the ``hi`` one returns its int32 result, the ``lo`` one adds
+  ``256 ·`` it in the output type (each partial sum is below 2^31 for ``K < 66051``).
+
+Matmuls are the same with ``acc[..., m, n] = Σ_k u(a)[..., m, k] ·
+b[k, n]``. The depthwise kernel (``tq_dw`` blocks) is a plain vectorized multiply-accumulate
+over ``kh, kw`` in the output type.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from tvm import te, tirx
+
+LANES = 16  # int32 lanes of a zmm register = output channels per VNNI block
+KGROUP = 4  # uint8 elements per int32 lane in vpdpbusd
+
+#: Activation dtypes the VNNI kernels take.
+VNNI_ACT_DTYPES = ("uint8", "int8", "uint16")
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _to_u8(value: tirx.PrimExpr, dtype: str, part: str) -> tirx.PrimExpr:
+    """One uint8 plane of an activation value (see the module docstring)."""
+    if dtype == "uint8":
+        return value
+    if dtype == "int8":
+        return (value.astype("int32") + 128).astype("uint8")
+    if dtype == "uint16":
+        if part == "lo":
+            return (value & tirx.const(255, "uint16")).astype("uint8")
+        return (value >> tirx.const(8, "uint16")).astype("uint8")
+    raise ValueError(f"unsupported activation dtype {dtype}")
+
+
+def _pad_u8(dtype: str) -> int:
+    """The uint8 plane value of the padding value 0."""
+    return 128 if dtype == "int8" else 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Conv2d (NHWC, VNNI)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Conv2dSpec:
+    """A 2-D convolution in NHWC: input ``[N, H, W, C]``, weight OIHW ``[O, C, KH, KW]``."""
+
+    n: int
+    h: int
+    w: int
+    c: int
+    o: int
+    kh: int
+    kw: int
+    strides: tuple[int, int]
+    padding: tuple[int, int, int, int]  # top, left, bottom, right
+    dilation: tuple[int, int]
+    in_dtype: str
+    out_dtype: str
+
+    @property
+    def oh(self) -> int:
+        pt, _, pb, _ = self.padding
+        return (self.h + pt + pb - self.dilation[0] * (self.kh - 1) - 1) // self.strides[0] + 1
+
+    @property
+    def ow(self) -> int:
+        _, pl, _, pr = self.padding
+        return (self.w + pl + pr - self.dilation[1] * (self.kw - 1) - 1) // self.strides[1] + 1
+
+    @property
+    def c4(self) -> int:
+        return _ceil(self.c, KGROUP) * KGROUP
+
+    @property
+    def o16(self) -> int:
+        return _ceil(self.o, LANES) * LANES
+
+    @property
+    def macs(self) -> int:
+        return self.n * self.oh * self.ow * self.o * self.c * self.kh * self.kw
+
+
+#: Largest number of int8 terms a wider integer weight is split into (see split_int8).
+MAX_TERMS = 4
+
+
+def weight_terms(w: np.ndarray) -> int:
+    """How many int8 terms ``split_int8`` needs for ``w`` (1 when it already fits int8)."""
+    most = int(np.abs(w.astype(np.int64)).max()) if w.size else 0
+    if int(w.min()) >= -128 and int(w.max()) <= 127:
+        return 1
+    return _ceil(most, 127)
+
+
+def split_int8(w: np.ndarray, terms: int) -> np.ndarray:
+    """``w`` (any integer weights) as ``terms`` int8 tensors (leading axis) that sum to it:
+    term ``t`` is ``clip(w - Σ_{i<t} term_i, -127, 127)`` (exact when ``|w| ≤ 127·terms``)."""
+    rest = w.astype(np.int64)
+    out = np.zeros((terms, *w.shape), np.int8)
+    for t in range(terms):
+        lo, hi = (-128, 127) if terms == 1 else (-127, 127)
+        part = np.clip(rest, lo, hi)
+        out[t] = part
+        rest = rest - part
+    if np.any(rest):
+        raise ValueError(f"weights need more than {terms} int8 terms")
+    return out
+
+
+def pack_conv_weight(w: np.ndarray, terms: int = 1) -> np.ndarray:
+    """OIHW integer weights → ``[O16/16, T, KH, KW, C4/4, 16, 4]`` int8 (``T = terms``
+    int8 tensors summing to ``w``, see :func:`split_int8`)."""
+    o, c, kh, kw = w.shape
+    o16, c4 = _ceil(o, LANES) * LANES, _ceil(c, KGROUP) * KGROUP
+    full = np.zeros((terms, o16, c4, kh, kw), np.int8)
+    full[:, :o, :c] = split_int8(w, terms)
+    packed = full.reshape(terms, o16 // LANES, LANES, c4 // KGROUP, KGROUP, kh, kw)
+    return np.ascontiguousarray(packed.transpose(1, 0, 5, 6, 3, 2, 4))
+
+
+def conv_correction(w: np.ndarray, in_dtype: str) -> np.ndarray | None:
+    """Per output channel constant subtracted after the uint8 reduction (int8 inputs)."""
+    if in_dtype != "int8":
+        return None
+    return (128 * w.reshape(w.shape[0], -1).astype(np.int64).sum(axis=1)).astype(np.int64)
+
+
+def _u8_plane(x: te.Tensor, spec: Conv2dSpec, part: str) -> te.Tensor:
+    """``u(x)`` (or the ``part`` byte of a uint16 ``x``), spatially padded, ``C`` padded to
+    ``C4``: ``[N, Hp, Wp, C4]`` uint8 (``x`` itself when it already is that)."""
+    pt, pl, pb, pr = spec.padding
+    hp, wp = spec.h + pt + pb, spec.w + pl + pr
+    if spec.in_dtype == "uint8" and not any(spec.padding) and spec.c4 == spec.c:
+        return x
+    pad = tirx.const(_pad_u8(spec.in_dtype), "uint8")
+
+    def body(n, h, w, c):
+        inside = tirx.all(h >= pt, h < pt + spec.h, w >= pl, w < pl + spec.w, c < spec.c)
+        hi = tirx.max(tirx.min(h - pt, spec.h - 1), 0) if (pt or pb) else h
+        wi = tirx.max(tirx.min(w - pl, spec.w - 1), 0) if (pl or pr) else w
+        ci = tirx.min(c, spec.c - 1) if spec.c4 != spec.c else c
+        return tirx.if_then_else(inside, _to_u8(x[n, hi, wi, ci], spec.in_dtype, part), pad)
+
+    return te.compute((spec.n, hp, wp, spec.c4), body, name="tq_scratch")
+
+
+def conv2d_nhwc_vnni(
+    x: te.Tensor,
+    wp: te.Tensor,
+    spec: Conv2dSpec,
+    *,
+    corr: te.Tensor | None = None,
+    part: str = "",
+    high: te.Tensor | None = None,
+) -> te.Tensor:
+    """The exact integer convolution (NHWC) ``[N, OH, OW, O]``.
+
+    ``part`` selects the byte of a uint16 input (``"lo"``/``"hi"``); ``high`` is the int32
+    result of the ``"hi"`` part, added as ``256 · high`` (in ``spec.out_dtype``); ``corr`` is
+    subtracted per output channel (int8 inputs).
+    """
+    sh, sw = spec.strides
+    dh, dw = spec.dilation
+    plane = _u8_plane(x, spec, part)
+    rt = te.reduce_axis((0, int(wp.shape[1])), name="rt")
+    rh = te.reduce_axis((0, spec.kh), name="rh")
+    rw = te.reduce_axis((0, spec.kw), name="rw")
+    rq = te.reduce_axis((0, spec.c4 // KGROUP), name="rq")
+    rk = te.reduce_axis((0, KGROUP), name="rk")
+
+    def body(n, h, w, o):
+        a = plane[n, h * sh + rh * dh, w * sw + rw * dw, rq * KGROUP + rk]
+        b = wp[o // LANES, rt, rh, rw, rq, o % LANES, rk]
+        return te.sum(a.astype("int32") * b.astype("int32"), axis=[rt, rh, rw, rq, rk])
+
+    acc = te.compute((spec.n, spec.oh, spec.ow, spec.o16), body, name="tq_vnni_conv")
+    out_dtype = "int32" if part == "hi" else spec.out_dtype
+    return _finalize(acc, spec.o, out_dtype, corr=corr, high=high)
+
+
+def _finalize(
+    acc: te.Tensor, n_out: int, out_dtype: str, *, corr: te.Tensor | None = None,
+    high: te.Tensor | None = None,
+) -> te.Tensor:
+    """``acc[..., :n_out] + 256 · high - corr`` in ``out_dtype`` (each term only if given)."""
+    if corr is None and high is None and n_out == int(acc.shape[-1]) and out_dtype == "int32":
+        return acc
+    shape = [int(d) for d in acc.shape[:-1]] + [n_out]
+
+    def body(*idx):
+        total = acc[idx].astype(out_dtype)
+        if high is not None:
+            total = total + high[idx].astype(out_dtype) * tirx.const(256, out_dtype)
+        if corr is not None:
+            total = total - corr[idx[-1]].astype(out_dtype)
+        return total
+
+    return te.compute(shape, body, name="tq_finalize")
+
+
+# ----------------------------------------------------------------------------------------------
+# Matmul (VNNI)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatmulSpec:
+    """``a[*batch, m, k] @ b[k, n]`` with a constant ``b``."""
+
+    batch: tuple[int, ...]
+    m: int
+    k: int
+    n: int
+    in_dtype: str
+    out_dtype: str
+
+    @property
+    def k4(self) -> int:
+        return _ceil(self.k, KGROUP) * KGROUP
+
+    @property
+    def n16(self) -> int:
+        return _ceil(self.n, LANES) * LANES
+
+    @property
+    def macs(self) -> int:
+        return math.prod(self.batch) * self.m * self.k * self.n
+
+
+def pack_matmul_weight(b: np.ndarray, terms: int = 1) -> np.ndarray:
+    """``b[K, N]`` (integers) → ``[N16/16, T, K4/4, 16, 4]`` int8 (``T = terms``)."""
+    k, n = b.shape
+    k4, n16 = _ceil(k, KGROUP) * KGROUP, _ceil(n, LANES) * LANES
+    full = np.zeros((terms, k4, n16), np.int8)
+    full[:, :k, :n] = split_int8(b, terms)
+    packed = full.reshape(terms, k4 // KGROUP, KGROUP, n16 // LANES, LANES)
+    return np.ascontiguousarray(packed.transpose(3, 0, 1, 4, 2))
+
+
+def matmul_correction(b: np.ndarray, in_dtype: str) -> np.ndarray | None:
+    """Per column constant subtracted after the uint8 reduction (int8 inputs)."""
+    if in_dtype != "int8":
+        return None
+    return (128 * b.astype(np.int64).sum(axis=0)).astype(np.int64)
+
+
+def matmul_vnni(
+    a: te.Tensor,
+    bp: te.Tensor,
+    spec: MatmulSpec,
+    *,
+    corr: te.Tensor | None = None,
+    part: str = "",
+    high: te.Tensor | None = None,
+) -> te.Tensor:
+    """The exact integer matmul ``[*batch, m, n]`` (``part``/``high``/``corr`` as for
+    :func:`conv2d_nhwc_vnni`)."""
+    if spec.in_dtype == "uint8" and spec.k4 == spec.k:
+        plane = a
+    else:
+        pad = tirx.const(_pad_u8(spec.in_dtype), "uint8")
+
+        def pad_body(*idx):
+            row, k = idx[:-1], idx[-1]
+            k_in = tirx.min(k, spec.k - 1) if spec.k4 != spec.k else k
+            value = _to_u8(a[(*row, k_in)], spec.in_dtype, part)
+            return tirx.if_then_else(k < spec.k, value, pad)
+
+        plane = te.compute((*spec.batch, spec.m, spec.k4), pad_body, name="tq_scratch")
+    rt = te.reduce_axis((0, int(bp.shape[1])), name="rt")
+    rq = te.reduce_axis((0, spec.k4 // KGROUP), name="rq")
+    rk = te.reduce_axis((0, KGROUP), name="rk")
+
+    def body(*idx):
+        row, col = idx[:-1], idx[-1]
+        av = plane[(*row, rq * KGROUP + rk)]
+        bv = bp[col // LANES, rt, rq, col % LANES, rk]
+        return te.sum(av.astype("int32") * bv.astype("int32"), axis=[rt, rq, rk])
+
+    acc = te.compute((*spec.batch, spec.m, spec.n16), body, name="tq_vnni_matmul")
+    out_dtype = "int32" if part == "hi" else spec.out_dtype
+    return _finalize(acc, spec.n, out_dtype, corr=corr, high=high)
+
+
+# ----------------------------------------------------------------------------------------------
+# Depthwise conv2d (NHWC, vectorized over channels)
+# ----------------------------------------------------------------------------------------------
+
+
+def pack_depthwise_weight(w: np.ndarray) -> np.ndarray:
+    """``w[C, 1, KH, KW]`` → ``wd[KH, KW, C]`` (same integer dtype)."""
+    return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))
+
+
+def depthwise_conv2d_nhwc(x: te.Tensor, wd: te.Tensor, spec: Conv2dSpec) -> te.Tensor:
+    """``out[n, oh, ow, c] = Σ_{kh, kw} x[n, oh·sh + kh·dh - pt, ow·sw + kw·dw - pl, c] ·
+    wd[kh, kw, c]`` in ``spec.out_dtype`` (zero padding)."""
+    pt, pl, pb, pr = spec.padding
+    sh, sw = spec.strides
+    dh, dw = spec.dilation
+    acc = spec.out_dtype
+    if any(spec.padding):
+        zero = tirx.const(0, spec.in_dtype)
+
+        def pad_body(n, h, w, c):
+            inside = tirx.all(h >= pt, h < pt + spec.h, w >= pl, w < pl + spec.w)
+            return tirx.if_then_else(inside, x[n, h - pt, w - pl, c], zero)
+
+        hp, wp = spec.h + pt + pb, spec.w + pl + pr
+        src = te.compute((spec.n, hp, wp, spec.c), pad_body, name="tq_scratch_dw")
+    else:
+        src = x
+    rh = te.reduce_axis((0, spec.kh), name="rh")
+    rw = te.reduce_axis((0, spec.kw), name="rw")
+
+    def body(n, h, w, c):
+        xv = src[n, h * sh + rh * dh, w * sw + rw * dw, c]
+        return te.sum(xv.astype(acc) * wd[rh, rw, c].astype(acc), axis=[rh, rw])
+
+    return te.compute((spec.n, spec.oh, spec.ow, spec.c), body, name="tq_dw_conv")

@@ -51,6 +51,7 @@ from .oracle import agreement, output_quant_info, run_ort
 
 __all__ = [
     "ACT_TYPES",
+    "KNOWN_BUGS",
     "WEIGHT_TYPES",
     "FuzzConfig",
     "GraphSpec",
@@ -95,6 +96,25 @@ def _qrange(dtype: str) -> tuple[int, int]:
 # ============================================================================================
 
 
+#: Features that hit open tvm-qdq bugs (each has a strict-xfail regression test): the
+#: generator avoids them unless ``FuzzConfig(known_bugs=frozenset())``.  Remove a tag here
+#: when its bug is fixed.
+#:
+#: * ``bias_off_grid``: an int32 bias whose real values are not on the accumulator grid
+#:   ``s_x·s_w`` (bias scale ≠ s_x·s_w, or Gemm ``beta ≠ 1``) is rounded to that grid, which
+#:   a 16-bit output with a finer scale shows (tests/test_fuzz.py::test_bias_off_the_
+#:   accumulator_grid_with_16bit_output);
+#: * ``resize_half_pixel_symmetric``: Resize with that coordinate mode imports, then TVM's
+#:   legalization raises a raw ValueError (tests/test_bad_inputs.py);
+#: * ``resize_fractional_scales``: nearest Resize given ``scales`` where ``size · scale`` is
+#:   not an integer maps coordinates with ``out / in`` instead of the given scale (TVM's
+#:   converter), picking other pixels than ORT (tests/test_fuzz.py::test_resize_scales_...).
+#: * ``resize_align_corners_size1``: nearest Resize, align_corners, a spatial axis of input
+#:   or output size 1: tvm.compile crashes (InternalError: Divide by zero).
+KNOWN_BUGS = frozenset({"bias_off_grid", "resize_half_pixel_symmetric",
+                        "resize_fractional_scales", "resize_align_corners_size1"})
+
+
 @dataclass(frozen=True)
 class FuzzConfig:
     """What the strategies may generate.
@@ -105,7 +125,7 @@ class FuzzConfig:
     """
 
     max_ops: int = 4
-    max_graphs: int = 5
+    max_graphs: int = 8
     max_dim: int = 9
     act_types: tuple[str, ...] = ACT_TYPES
     weight_types: tuple[str, ...] = WEIGHT_TYPES
@@ -113,6 +133,7 @@ class FuzzConfig:
     blocked_weights: bool = True
     qoperator: bool = False
     act4: bool = False
+    known_bugs: frozenset[str] = KNOWN_BUGS
 
 
 @dataclass
@@ -228,12 +249,22 @@ def _choose_qparams(q: dict, lo: np.ndarray, hi: np.ndarray) -> QParams:
         scale = 2 * bound / (qmax - qmin)
         zp = np.full(lo.shape, (qmin + qmax + 1) // 2, np.float64)
     else:
+        # Pinned at (or next to) a limit: the limit on the side the data leaves empty, so
+        # the pinned zero point stays meaningful (qmin for mostly positive data, qmax for
+        # mostly negative); the scale then covers the range.
+        positive = float(np.sum(hi)) >= float(np.sum(-lo))
+        if mode in ("qmin", "qmax"):
+            mode = "qmin" if positive else "qmax"
+        elif mode in ("qmin+1", "qmax-1"):
+            mode = "qmin+1" if positive else "qmax-1"
         zp_value = {"qmin": qmin, "qmin+1": qmin + 1, "qmax": qmax, "qmax-1": qmax - 1,
                     "mid": (qmin + qmax + 1) // 2}[mode]
         zp = np.full(lo.shape, zp_value, np.float64)
         up = np.where(qmax > zp, hi / np.maximum(qmax - zp, 1), 0.0)
         down = np.where(zp > qmin, -lo / np.maximum(zp - qmin, 1), 0.0)
-        scale = np.maximum(up, down)
+        # Cover the side with room; the other side saturates (one or two codes).
+        scale = {"qmin": up, "qmin+1": up, "qmax": down, "qmax-1": down}.get(
+            mode, np.maximum(up, down))
         scale = np.where(scale > 0, scale, span / (qmax - qmin))
     scale = np.maximum(scale * float(q.get("factor", 1.0)), 1e-30).astype(np.float32)
     return QParams(dtype, scale, zp.astype(np.int64), q.get("axis"))
@@ -406,7 +437,7 @@ class _Builder:
         scale = (np.float32(c.get("factor", 1.0)) * x.scale.astype(np.float32) * w_scale)
         scale = np.asarray(scale, np.float32).reshape(-1 if w_scale.ndim else ())
         rng = np.random.default_rng([self.seed, c["seed"]])
-        shape = [c["channels"]] if scale.ndim else [c["channels"]]
+        shape = [c["channels"]]
         acc_std = float(c.get("acc_std", 100.0)) / float(c.get("factor", 1.0))
         values = np.rint(rng.normal(0, max(acc_std, 1.0) * c.get("mag", 1.0), shape))
         values = np.clip(values, -(2**31), 2**31 - 1).astype(np.int32)
@@ -438,6 +469,8 @@ class _Builder:
                 names.append("")
         op = rec["op"]
         outs = rec["outputs"]
+        if rec.get("qop"):
+            return [self._add_qoperator(rec, k, ins, names)]
         float_outs = [self.n(f"{o}_f") for o in outs]
         node_name = self.n(f"{op.lower()}_{k}")
         if op == "Requant":  # mixed-precision boundary: the previous DQ feeds a new Q
@@ -448,17 +481,69 @@ class _Builder:
         values = self.run_float(float_outs)
         result = []
         for o, fo, v, q in zip(outs, float_outs, values, rec["q"], strict=True):
-            lo, hi = _range(v, q.get("axis"))
-            if "same_as" in q:
-                qp = self.tensors[q["same_as"]].qp
-            else:
-                qp = _choose_qparams(q, lo, hi)
+            qp = self.tensors[q["same_as"]].qp if "same_as" in q else None
+            if qp is not None and qp.axis is not None and not (
+                    qp.axis < v.ndim and v.shape[qp.axis] == qp.scale.size):
+                qp = None  # per-axis parameters that do not fit the new shape
+            if qp is None:
+                fresh = {k_: v_ for k_, v_ in q.items() if k_ != "same_as"}
+                if fresh.get("axis") is not None and fresh["axis"] >= v.ndim:
+                    fresh["axis"] = None  # the op changed the rank
+                lo, hi = _range(v, fresh.get("axis"))
+                qp = _choose_qparams(fresh, lo, hi)
             qn, dq = self._qdq(fo, qp, o)
             t = _Tensor(o, tuple(v.shape), qp, dq, qn)
             self.tensors[o] = t
             self.order.append(o)
             result.append(t)
         return result
+
+    def _add_qoperator(self, rec: dict, k: int, ins: list[_Tensor], names: list[str]) -> _Tensor:
+        """QLinearConv / QLinearMatMul on the quantized tensors (QOperator form).
+
+        Output parameters are calibrated on the equivalent DQ → op float node, which is then
+        removed; the op reads ``x_q`` and the weight's integer initializer directly.
+        """
+        op = rec["op"]
+        name = rec["outputs"][0]
+        float_out = self.n(f"{name}_f")
+        probe = helper.make_node(op, names[:2], [float_out], name=self.n("qop_probe"),
+                                 **rec["attrs"])
+        self.nodes.append(probe)
+        value = self.run_float([float_out])[0]
+        self.nodes.remove(probe)
+        lo, hi = _range(value, None)
+        qp = _choose_qparams({k_: v_ for k_, v_ in rec["q"][0].items() if k_ != "axis"}, lo, hi)
+        x = ins[0]
+        w_key = self.n(f"op{k}_in1")
+        # The weight's DequantizeLinear (added by _const) is not used by the QOperator node.
+        self.nodes = [n for n in self.nodes if n.name != f"{w_key}_DequantizeLinear"]
+        x_s = self.init(f"{name}_x_scale", x.qp.scale)
+        x_zp = self.init(f"{name}_x_zero_point", x.qp.zp_tensor("zp"))
+        y_s = self.init(f"{name}_scale", qp.scale)
+        y_zp = self.init(f"{name}_zero_point", qp.zp_tensor("zp"))
+        w_names = [f"{w_key}_quantized", f"{w_key}_scale", f"{w_key}_zero_point"]
+        q_out = self.n(f"{name}_q")
+        node_name = self.n(f"{op.lower()}_{k}")
+        if op == "Conv":
+            inputs = [x.q, x_s, x_zp, *w_names, y_s, y_zp]
+            if len(names) > 2 and names[2]:
+                inputs.append(self.n(f"op{k}_in2_quantized"))
+                self.nodes = [n for n in self.nodes
+                              if n.name != self.n(f"op{k}_in2_DequantizeLinear")]
+            self.nodes.append(helper.make_node("QLinearConv", inputs, [q_out], name=node_name,
+                                               **rec["attrs"]))
+        else:
+            self.nodes.append(helper.make_node("QLinearMatMul",
+                                               [x.q, x_s, x_zp, *w_names, y_s, y_zp], [q_out],
+                                               name=node_name))
+        dq = self.n(f"{name}_dq")
+        self.nodes.append(helper.make_node("DequantizeLinear", [q_out, y_s, y_zp], [dq],
+                                           name=self.n(f"{name}_DequantizeLinear")))
+        t = _Tensor(name, tuple(value.shape), qp, dq, q_out)
+        self.tensors[name] = t
+        self.order.append(name)
+        return t
 
     def add_output(self, rec: dict) -> None:
         self.records.append(rec)
@@ -468,7 +553,8 @@ class _Builder:
         self.nodes.append(helper.make_node("Identity", [src], [name], name=self.n(
             f"y_{rec['tensor']}_Identity")))
         elem = TensorProto.FLOAT if rec["form"] == "dq" else _QTYPES[t.qp.dtype][1]
-        self.outputs.append(helper.make_tensor_value_info(name, elem, list(t.shape)))
+        # No declared shape: ORT and onnx shape inference disagree on some (ceil-mode pools).
+        self.outputs.append(helper.make_tensor_value_info(name, elem, [None] * len(t.shape)))
 
     def model(self) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, "fuzz", self.inputs, self.outputs, self.inits)
@@ -496,8 +582,11 @@ def _feed_values(feed: dict, shape: tuple[int, ...], rng: np.random.Generator,
         lo, hi = _qrange(qp.dtype)
         s = qp.scale.astype(np.float64).reshape(qp.bshape(len(shape)))
         z = qp.zero_point.astype(np.float64).reshape(qp.bshape(len(shape)))
-        if kind == "limits":
-            codes = rng.choice(np.array([lo - 3, lo, lo + 1, hi - 1, hi, hi + 3]), shape)
+        if kind == "limits":  # half the codes at or past the type limits
+            codes = np.where(rng.random(shape) < 0.5,
+                             rng.choice(np.array([lo - 3, lo, lo + 1, hi - 1, hi, hi + 3]),
+                                        shape),
+                             rng.integers(lo, hi + 1, shape)).astype(np.float64)
         else:
             codes = rng.integers(lo, hi + 1, shape).astype(np.float64)
         if kind == "ties":
@@ -861,23 +950,56 @@ def _divisors(n: int) -> list[int]:
 
 
 class _Draw:
-    """Helpers around hypothesis's ``draw`` for the op generators."""
+    """The generators' source of choices: hypothesis draws (shrinkable) or a numpy RNG.
 
-    def __init__(self, draw: Callable, config: FuzzConfig, b: _Builder) -> None:
+    Hypothesis reuses simple values heavily (most drawn graphs repeat), so CI and campaigns
+    draw from ``rng`` (every seed a different graph); the hypothesis mode is there for
+    shrinking a failure to a minimal graph.
+    """
+
+    def __init__(self, draw: Callable | None, config: FuzzConfig, b: _Builder,
+                 rng: np.random.Generator | None = None) -> None:
         self.draw = draw
+        self.rng = rng
         self.config = config
         self.b = b
-        self.fresh = 0
 
     def int(self, lo: int, hi: int) -> int:
+        if self.rng is not None:
+            return int(self.rng.integers(lo, hi + 1))
         return self.draw(st.integers(lo, hi))
 
     def pick(self, options: Sequence[Any]) -> Any:
-        return self.draw(st.sampled_from(list(options)))
+        options = list(options)
+        if self.rng is not None:
+            return options[int(self.rng.integers(len(options)))]
+        return self.draw(st.sampled_from(options))
 
     def bool(self, p: float = 0.5) -> bool:
         # integers shrink to 0 → False: shrinking turns optional features off
-        return self.draw(st.integers(0, 99)) >= 100 - int(p * 100)
+        return self.int(0, 99) >= 100 - int(p * 100)
+
+    def perm(self, n: int) -> list[int]:
+        if self.rng is not None:
+            return [int(i) for i in self.rng.permutation(n)]
+        return list(self.draw(st.permutations(list(range(n)))))
+
+    def subset(self, options: Sequence[int], lo: int, hi: int | None = None) -> list[int]:
+        """A sorted subset of ``options`` with ``lo`` to ``hi`` distinct elements."""
+        options = list(options)
+        hi = len(options) if hi is None else min(hi, len(options))
+        if self.rng is not None:
+            size = int(self.rng.integers(lo, hi + 1))
+            return sorted(int(v) for v in self.rng.choice(options, size, replace=False))
+        return sorted(self.draw(st.lists(st.sampled_from(options), min_size=lo, max_size=hi,
+                                         unique=True)))
+
+    def ints(self, lo: int, hi: int, min_size: int, max_size: int) -> list[int]:
+        if self.rng is not None:
+            size = int(self.rng.integers(min_size, max_size + 1))
+            return [int(v) for v in self.rng.integers(lo, hi + 1, size)]
+        return list(self.draw(st.lists(st.integers(lo, hi), min_size=min_size,
+                                       max_size=max_size)))
 
     def act_dtype(self) -> str:
         types = list(self.config.act_types)
@@ -895,14 +1017,14 @@ class _Draw:
         q: dict[str, Any] = {"dtype": self.act_dtype()}
         q["zp"] = self.pick(["calib", "calib", "calib", "sym", "qmin", "qmin+1", "qmax",
                              "qmax-1", "mid"])
-        q["factor"] = self.pick([1.0, 1.0, 1.0, 0.5, 0.9, 1.5, 3.0, 0.1])
+        q["factor"] = self.pick([1.0, 1.0, 1.0, 1.0, 0.5, 0.9, 1.5, 3.0, 0.1])
         if (allow_axis and shape and len(shape) >= 2 and self.config.per_axis_activations
                 and self.bool(0.1)):
             q["axis"] = self.int(0, len(shape) - 1)
         return q
 
     def feed(self) -> dict:
-        kind = self.pick(["normal", "normal", "uniform", "grid", "ties", "limits"])
+        kind = self.pick(["normal", "normal", "normal", "uniform", "grid", "ties", "limits"])
         std = float(10.0 ** self.int(-3, 3)) * self.pick([1.0, 0.37, 2.9])
         return {"kind": kind, "std": std, "seed": self.int(0, 2**16),
                 "sat": self.pick([1.0, 1.0, 1.0, 2.5])}
@@ -915,7 +1037,8 @@ class _Draw:
 
     def tensor(self, pred: Callable[[_Tensor], bool] = lambda t: True) -> _Tensor | None:
         """An existing tensor satisfying ``pred`` (bias towards the newest)."""
-        cands = [self.b.tensors[n] for n in self.b.order if pred(self.b.tensors[n])]
+        cands = [self.b.tensors[n] for n in self.b.order
+                 if min(self.b.tensors[n].shape, default=1) > 0 and pred(self.b.tensors[n])]
         if not cands:
             return None
         i = self.int(0, len(cands) - 1)
@@ -956,9 +1079,11 @@ def _bias_for(d: _Draw, x: _Tensor, w: dict, channels: int, per_channel_ok: bool
     if not d.bool(0.6):
         return None
     ws = _w_scale(d.b, w)
-    if w.get("block") or (ws.ndim and not per_channel_ok):
+    if w.get("block") or (ws.ndim and not per_channel_ok) or x.qp.scale.ndim:
         return None
-    factor = 1.0 if d.bool(0.8) else d.pick([0.7, 1e-3, 1e3, 0.5])
+    factor = 1.0
+    if "bias_off_grid" not in d.config.known_bugs and d.bool(0.2):
+        factor = d.pick([0.7, 1e-3, 1e3, 0.5])
     w_scale = ws.tolist() if ws.ndim else float(ws)
     return {"kind": "bias", "channels": channels, "w_scale": w_scale, "factor": factor,
             "seed": d.int(0, 2**16), "mag": d.pick([1.0, 0.1, 5.0]),
@@ -990,6 +1115,28 @@ def _probe(b: _Builder, op: str, inputs: list[dict], attrs: dict) -> np.ndarray:
 def _op_record(op: str, inputs: list[dict], attrs: dict, outs: list[str],
                qs: list[dict]) -> dict:
     return {"kind": "op", "op": op, "inputs": inputs, "attrs": attrs, "outputs": outs, "q": qs}
+
+
+def _maybe_qoperator(d: _Draw, rec: dict, x: _Tensor, w: dict) -> dict:
+    """With ``config.qoperator``, sometimes turn a Conv / const MatMul into QLinearConv /
+    QLinearMatMul: 8-bit per-tensor activations, 8-bit weights (per-channel for Conv only),
+    bias scale exactly ``s_x · s_w``, 8-bit per-tensor output."""
+    eight = ("uint8", "int8")
+    if not d.config.qoperator or not d.bool(0.5):
+        return rec
+    if x.qp.dtype not in eight or x.qp.scale.ndim or w["dtype"] not in eight or w.get("block"):
+        return rec
+    if rec["op"] == "MatMul" and w.get("axis") is not None:
+        return rec
+    if x.qp.dtype == "int8" and w["dtype"] == "uint8":
+        return rec  # ORT has no s8 × u8 kernel
+    bias = rec["inputs"][2]["c"] if len(rec["inputs"]) > 2 else None
+    if bias is not None and float(bias.get("factor", 1.0)) != 1.0:
+        return rec
+    q = dict(rec["q"][0])
+    q["dtype"] = q["dtype"] if q["dtype"] in eight else "uint8"
+    q.pop("axis", None)
+    return {**rec, "q": [q], "qop": True}
 
 
 # --- one generator per op family --------------------------------------------------------------
@@ -1030,7 +1177,8 @@ def _gen_conv(d: _Draw, name: str) -> dict | None:
     bias = _bias_for(d, x, w, cout, True, lambda: y)
     if bias is not None:
         inputs.append({"c": bias})
-    return _op_record("Conv", inputs, attrs, [name], [d.qspec(y.shape)])
+    rec = _op_record("Conv", inputs, attrs, [name], [d.qspec(y.shape)])
+    return _maybe_qoperator(d, rec, x, w)
 
 
 def _gen_matmul(d: _Draw, name: str) -> dict | None:
@@ -1043,7 +1191,8 @@ def _gen_matmul(d: _Draw, name: str) -> dict | None:
         w = d.weight([k, n], axis=1, block_axis=0)
         ins = [{"t": x.name}, {"c": w}]
         y = _probe(d.b, "MatMul", ins, {})
-        return _op_record("MatMul", ins, {}, [name], [d.qspec(y.shape)])
+        rec = _op_record("MatMul", ins, {}, [name], [d.qspec(y.shape)])
+        return _maybe_qoperator(d, rec, x, w)
     n = d.int(1, 9)
     other_shape = (*x.shape[:-2], k, n)
     other = d.tensor(lambda t: t.shape == other_shape and t.name != x.name)
@@ -1077,7 +1226,7 @@ def _gen_gemm(d: _Draw, name: str) -> dict | None:
     if bias is not None:
         if alpha != 1.0:
             bias["factor"] = float(bias["factor"]) * alpha
-        beta = d.pick([1.0, 1.0, 0.5])
+        beta = 1.0 if "bias_off_grid" in d.config.known_bugs else d.pick([1.0, 1.0, 0.5])
         if beta != 1.0:
             attrs["beta"] = beta
         inputs.append({"c": bias})
@@ -1195,11 +1344,19 @@ def _gen_relu(d: _Draw, name: str) -> dict | None:
     return _op_record("Relu", [{"t": x.name}], {}, [name], [d.qspec(y.shape, same_as=x.name)])
 
 
+def _real_range(qp: QParams) -> np.ndarray:
+    """Real values of the type limits (first channel's parameters for per-axis ones)."""
+    s = float(qp.scale.reshape(-1)[0])
+    z = float(qp.zero_point.reshape(-1)[0])
+    lo, hi = _qrange(qp.dtype)
+    return np.array([(lo - z) * s, (hi - z) * s])
+
+
 def _gen_clip(d: _Draw, name: str) -> dict | None:
     x = d.tensor()
     if x is None:
         return None
-    real = x.qp.dequantize(np.array([_qrange(x.qp.dtype)[0], _qrange(x.qp.dtype)[1]]))
+    real = _real_range(x.qp)
     span = float(real[1] - real[0]) or 1.0
     lo = float(np.float32(real[0] + span * d.pick([0.0, 0.1, 0.3, 0.5, -0.2])))
     hi = float(np.float32(lo + span * d.pick([0.2, 0.5, 1.0, 1.5])))
@@ -1244,7 +1401,7 @@ def _gen_transpose(d: _Draw, name: str) -> dict | None:
     x = d.tensor(lambda t: len(t.shape) >= 2)
     if x is None:
         return None
-    perm = d.draw(st.permutations(list(range(len(x.shape)))))
+    perm = d.perm(len(x.shape))
     shape = [x.shape[p] for p in perm]
     return _op_record("Transpose", [{"t": x.name}], {"perm": list(perm)}, [name],
                       [_movement_q(d, x, shape)])
@@ -1265,7 +1422,7 @@ def _gen_squeeze(d: _Draw, name: str) -> dict | None:
     if x is None:
         return None
     ones = [i for i, s in enumerate(x.shape) if s == 1]
-    axes = sorted(d.draw(st.lists(st.sampled_from(ones), min_size=1, unique=True)))
+    axes = d.subset(ones, 1)
     shape = [s for i, s in enumerate(x.shape) if i not in axes]
     return _op_record("Squeeze", [{"t": x.name}, _i64(axes)], {}, [name],
                       [_movement_q(d, x, shape)])
@@ -1287,7 +1444,7 @@ def _gen_slice(d: _Draw, name: str) -> dict | None:
     if x is None:
         return None
     cands = [i for i, s in enumerate(x.shape) if s >= 2]
-    axes = sorted(d.draw(st.lists(st.sampled_from(cands), min_size=1, max_size=2, unique=True)))
+    axes = d.subset(cands, 1, 2)
     starts, ends, steps = [], [], []
     for ax in axes:
         size = x.shape[ax]
@@ -1312,7 +1469,7 @@ def _gen_gather(d: _Draw, name: str) -> dict | None:
         return None
     axis = d.int(-len(x.shape), len(x.shape) - 1)
     size = x.shape[axis]
-    idx = d.draw(st.lists(st.integers(-size, size - 1), min_size=1, max_size=4))
+    idx = d.ints(-size, size - 1, 1, 4)
     scalar = len(idx) == 1 and d.bool(0.3)
     value = {"kind": "i64", "value": idx[0] if scalar else idx}
     return _op_record("Gather", [{"t": x.name}, {"c": value}], {"axis": axis}, [name],
@@ -1331,8 +1488,7 @@ def _gen_split(d: _Draw, name: str) -> dict | None:
     ins: list[dict] = [{"t": x.name}]
     attrs: dict[str, Any] = {"axis": axis}
     if d.bool(0.5):
-        cuts = sorted(d.draw(st.lists(st.integers(1, size - 1), min_size=count - 1,
-                                      max_size=count - 1, unique=True)))
+        cuts = d.subset(range(1, size), count - 1, count - 1)
         sizes = [b - a for a, b in zip([0, *cuts], [*cuts, size], strict=True)]
         if d.b.opset >= 13:
             ins.append(_i64(sizes))
@@ -1356,14 +1512,13 @@ def _gen_pad(d: _Draw, name: str) -> dict | None:
     rank = len(x.shape)
     mode = d.pick(["constant", "constant", "constant", "edge", "reflect"])
     pads = []
-    for half in range(2):
+    for _side in ("begin", "end"):
         for i in range(rank):
             limit = x.shape[i] - 1 if mode == "reflect" else 2
             pads.append(d.int(0, max(0, min(2, limit))) if d.bool(0.6) else 0)
-        del half
     ins: list[dict] = [{"t": x.name}, _i64(pads)]
     if mode == "constant" and d.bool(0.4):
-        real = x.qp.dequantize(np.array(_qrange(x.qp.dtype)))
+        real = _real_range(x.qp)
         value = float(np.float32(d.pick([0.0, 0.5, -1.0, 1.0]) * float(real[1])))
         ins.append({"c": {"kind": "f32", "value": value}})
     attrs = {"mode": mode} if mode != "constant" else {}
@@ -1376,19 +1531,31 @@ def _gen_resize(d: _Draw, name: str) -> dict | None:
         return None
     attrs: dict[str, Any] = {"mode": "nearest"}
     ctm = d.pick(["half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel",
-                  "tf_half_pixel_for_nn" if d.b.opset < 18 else "half_pixel_symmetric"])
-    if ctm != "half_pixel":
-        attrs["coordinate_transformation_mode"] = ctm
+                  "half_pixel_symmetric" if d.b.opset >= 18
+                  and "resize_half_pixel_symmetric" not in d.config.known_bugs
+                  else "asymmetric"])
     nm = d.pick(["round_prefer_floor", "floor", "ceil", "round_prefer_ceil"])
     if nm != "round_prefer_floor":
         attrs["nearest_mode"] = nm
+    known = d.config.known_bugs
     if d.bool(0.6):
         scales = [1.0, 1.0, d.pick([2.0, 1.0, 3.0, 0.5]), d.pick([2.0, 1.0, 0.5, 1.5])]
+        out_hw = [int(n * f) for n, f in zip(x.shape[2:], scales[2:], strict=True)]
+        fractional = any(float(n * f) != int(n * f) for n, f in zip(x.shape, scales,
+                                                                    strict=True))
         ins = [{"t": x.name}, {}, {"c": {"kind": "f32", "value": scales}}]
     else:
         sizes = [x.shape[0], x.shape[1], d.int(1, 2 * x.shape[2] + 1),
                  d.int(1, 2 * x.shape[3] + 1)]
+        out_hw, fractional = sizes[2:], False
         ins = [{"t": x.name}, {}, {}, _i64(sizes)]
+    if ctm == "align_corners" and "resize_align_corners_size1" in known and (
+            1 in x.shape[2:] or 1 in out_hw):
+        ctm = "asymmetric"
+    if ctm != "align_corners" and fractional and "resize_fractional_scales" in known:
+        ins[2] = {"c": {"kind": "f32", "value": [1.0, 1.0, 2.0, 2.0]}}
+    if ctm != "half_pixel":
+        attrs["coordinate_transformation_mode"] = ctm
     return _op_record("Resize", ins, attrs, [name], [_movement_q(d, x, x.shape)])
 
 
@@ -1428,23 +1595,30 @@ OPS = tuple(_GENERATORS)
 
 
 def _first_shape(d: _Draw) -> list[int]:
+    """Shape of a graph's first input: mostly moderate sizes, sometimes 1 or odd."""
     m = d.config.max_dim
+
+    def dim(limit: int) -> int:
+        options = [v for v in (5, 4, 7, 3, 8, 6, 1, 2, 9, 11, 13, 16) if v <= limit]
+        return d.pick(options)
+
     rank = d.pick([4, 4, 4, 3, 2])
     batch = d.pick([1, 1, 1, 2])
     if rank == 4:
-        return [batch, d.int(1, m), d.int(1, m), d.int(1, m)]
+        return [batch, dim(m), dim(m), dim(m)]
     if rank == 3:
-        return [batch, d.int(1, m), d.int(1, 2 * m)]
-    return [d.int(1, m), d.int(1, 2 * m)]
+        return [batch, dim(m), dim(2 * m)]
+    return [dim(m), dim(2 * m)]
 
 
-def _draw_graph(draw: Callable, config: FuzzConfig, opset: int, prefix: str,
-                ops: Sequence[str] | None = None) -> GraphSpec:
-    seed = draw(st.integers(0, 2**31 - 1))
+def _draw_graph(draw: Callable | None, config: FuzzConfig, opset: int, prefix: str,
+                ops: Sequence[str] | None = None,
+                rng: np.random.Generator | None = None) -> GraphSpec:
+    seed = int(rng.integers(2**31)) if rng is not None else draw(st.integers(0, 2**31 - 1))
     b = _Builder(opset, seed, prefix)
-    d = _Draw(draw, config, b)
+    d = _Draw(draw, config, b, rng)
     d.new_input(_first_shape(d))
-    n_ops = d.int(1, config.max_ops)
+    n_ops = d.pick([min(3, config.max_ops), *range(1, config.max_ops + 1)])
     names = list(ops or OPS)
     for i in range(n_ops):
         rec = None
@@ -1462,6 +1636,21 @@ def _draw_graph(draw: Callable, config: FuzzConfig, opset: int, prefix: str,
         b.add_output({"kind": "output", "tensor": name,
                       "form": "q" if d.bool(0.25) else "dq"})
     return GraphSpec(opset, seed, b.records, prefix)
+
+
+def random_specs(seed: int, config: FuzzConfig | None = None,
+                 ops: Sequence[str] | None = None) -> list[GraphSpec]:
+    """A batch of independent specs (one opset) from a numpy RNG seeded with ``seed``.
+
+    Deterministic, and every seed gives different graphs (unlike hypothesis draws): what CI
+    and campaigns use.
+    """
+    config = config or FuzzConfig()
+    rng = np.random.default_rng([seed, 0x5EED])
+    opset = int(rng.choice([21, 21, 17, 13]))
+    sizes = [n for n in (5, 6, 4, 7, 8, 3, 2, 1) if n <= config.max_graphs]
+    count = int(rng.choice(sizes))
+    return [_draw_graph(None, config, opset, f"g{i}_", ops, rng) for i in range(count)]
 
 
 def graph_specs(config: FuzzConfig | None = None, opset: int | None = None,
@@ -1484,7 +1673,164 @@ def batch_specs(config: FuzzConfig | None = None, ops: Sequence[str] | None = No
     @st.composite
     def strategy(draw: Callable) -> list[GraphSpec]:
         opset = draw(st.sampled_from([21, 21, 17, 13]))
-        count = draw(st.integers(1, config.max_graphs))
+        # Mostly several graphs per model: compiling has a fixed cost per model.
+        sizes = [n for n in (5, 6, 4, 7, 8, 3, 2, 1) if n <= config.max_graphs]
+        count = draw(st.sampled_from(sizes))
         return [_draw_graph(draw, config, opset, f"g{i}_", ops) for i in range(count)]
 
     return strategy()
+
+
+# ============================================================================================
+# Campaigns
+# ============================================================================================
+
+
+@dataclass
+class CampaignStats:
+    """Counters of a fuzz run (printed by ``scripts/fuzz``, recorded in docs/FUZZING.md)."""
+
+    batches: int = 0
+    graphs: int = 0
+    ops: int = 0
+    failures: int = 0
+    explained: int = 0
+    generator_errors: int = 0
+    op_counts: dict[str, int] = field(default_factory=dict)
+    dtype_counts: dict[str, int] = field(default_factory=dict)
+    failure_dirs: list[str] = field(default_factory=list)
+    explained_notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    unique: set[str] = field(default_factory=set)
+
+    def add(self, specs: Sequence[GraphSpec]) -> None:
+        self.batches += 1
+        self.graphs += len(specs)
+        for s in specs:
+            self.unique.add(spec_id([dataclasses.replace(s, prefix="")]))
+            for r in s.records:
+                if r["kind"] == "op":
+                    self.ops += 1
+                    self.op_counts[r["op"]] = self.op_counts.get(r["op"], 0) + 1
+                    for q in r["q"]:
+                        self.dtype_counts[q["dtype"]] = self.dtype_counts.get(q["dtype"], 0) + 1
+                elif r["kind"] == "input":
+                    dt = r["q"]["dtype"]
+                    self.dtype_counts[dt] = self.dtype_counts.get(dt, 0) + 1
+
+    def report(self) -> str:
+        ops = ", ".join(f"{k} {v}" for k, v in sorted(self.op_counts.items()))
+        dts = ", ".join(f"{k} {v}" for k, v in sorted(self.dtype_counts.items()))
+        lines = [
+            f"graphs tried: {self.graphs} ({len(self.unique)} distinct) in {self.batches} "
+            f"compiled models, {self.ops} ops, {self.seconds:.0f} s",
+            f"failures: {self.failures}; explained (ORT float32 near-ties): {self.explained}; "
+            f"generator errors: {self.generator_errors}",
+            f"ops: {ops}",
+            f"tensor types: {dts}",
+        ]
+        lines += [f"failure saved: {d}" for d in self.failure_dirs]
+        lines += [f"explained: {n}" for n in self.explained_notes]
+        return "\n".join(lines)
+
+
+def isolate(specs: Sequence[GraphSpec]) -> list[tuple[GraphSpec, CheckResult]]:
+    """The graphs of a failing batch that fail on their own (with their results)."""
+    failing = []
+    for spec in specs:
+        alone = dataclasses.replace(spec, prefix="")
+        result = check_specs([alone])
+        if not result.ok:
+            failing.append((alone, result))
+    return failing
+
+
+def _log(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_campaign(graphs: int, seed: int, out: str | os.PathLike[str],
+                 config: FuzzConfig | None = None, log: Callable[[str], None] = _log,
+                 stats: CampaignStats | None = None) -> CampaignStats:
+    """Fuzz until ``graphs`` graphs were tried, saving each failure under ``out``.
+
+    Batch ``k`` is :func:`random_specs` of seed ``seed · 1 000 003 + k`` (so a campaign is
+    reproducible).  A failure does not stop the run: the failing batch is reduced to the
+    graphs that fail on their own, each saved with :func:`save_failure`.
+    """
+    import time
+
+    config = config or FuzzConfig()
+    stats = stats or CampaignStats()
+    start = time.time()
+    last_log = start
+    k = 0
+    while stats.graphs < graphs:
+        specs = random_specs(seed * 1_000_003 + k, config)
+        k += 1
+        stats.add(specs)
+        try:
+            result = check_specs(specs)
+        except Exception as err:  # noqa: BLE001 - ORT refused the graph: generator bug
+            stats.generator_errors += 1
+            folder = save_failure(specs, None, Path(out) / "generator")
+            log(f"generator error ({type(err).__name__}: {err}); saved {folder}")
+            continue
+        stats.explained += len(result.explained)
+        stats.explained_notes += result.explained
+        for note in result.explained:
+            log(f"explained: {note}")
+        if not result.ok:
+            failing = isolate(specs) or [(s, result) for s in result.failing_specs]
+            for spec, res in failing:
+                stats.failures += 1
+                folder = save_failure([spec], res, out)
+                stats.failure_dirs.append(str(folder))
+                log(f"FAILURE saved in {folder}:\n{res.summary()}")
+        stats.seconds = time.time() - start
+        if time.time() - last_log > 120:
+            last_log = time.time()
+            log(f"[{stats.seconds:.0f} s] {stats.graphs} graphs ({len(stats.unique)} distinct), "
+                f"{stats.failures} failure(s), {stats.explained} explained")
+    return stats
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m tvm_qdq.testing.fuzz``: a long campaign, or replay of saved specs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--graphs", type=int, default=2000, help="graphs to try (default 2000)")
+    parser.add_argument("--seed", type=int, default=1, help="campaign seed (default 1)")
+    parser.add_argument("--out", default=".cache/fuzz", help="where failures are saved")
+    parser.add_argument("--max-ops", type=int, default=4)
+    parser.add_argument("--act4", action="store_true", help="also 4-bit activations")
+    parser.add_argument("--qoperator", action="store_true",
+                        help="QOperator forms (not supported by tvm-qdq yet)")
+    parser.add_argument("--known-bugs", action="store_true",
+                        help=f"also generate features of open bugs {sorted(KNOWN_BUGS)}")
+    parser.add_argument("--replay", nargs="*", metavar="SPEC.json",
+                        help="check saved specs instead of fuzzing")
+    args = parser.parse_args(argv)
+    if args.replay:
+        bad = 0
+        for path in args.replay:
+            result = check_specs([load_spec(path)])
+            print(f"{path}: {'ok' if result.ok else 'FAIL'}")
+            if not result.ok:
+                bad += 1
+                print(result.summary())
+            for note in result.explained:
+                print(f"  explained: {note}")
+        return 1 if bad else 0
+    config = FuzzConfig(max_ops=args.max_ops, act4=args.act4, qoperator=args.qoperator,
+                        known_bugs=frozenset() if args.known_bugs else KNOWN_BUGS)
+    stats = run_campaign(args.graphs, args.seed, Path(args.out) / f"seed{args.seed}", config)
+    print(stats.report())
+    (Path(args.out) / f"seed{args.seed}").mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / f"seed{args.seed}" / "stats.txt").write_text(stats.report() + "\n")
+    return 1 if stats.failures or stats.generator_errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

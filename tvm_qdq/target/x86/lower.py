@@ -255,6 +255,8 @@ class _Rewriter:
                 value = _const_value(a)
                 if value is None or value.ndim == 0:
                     new_args.append(a)
+                elif value.ndim > 4:
+                    return None
                 else:
                     full = value.reshape((1,) * (4 - value.ndim) + value.shape)
                     new_args.append(relax.const(np.ascontiguousarray(

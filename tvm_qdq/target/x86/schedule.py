@@ -1,17 +1,21 @@
 """Schedules (``tvm.s_tir.Schedule``) for the fused PrimFuncs of a lowered model.
 
 * Functions with a ``tq_vnni*`` block (VNNI conv/matmul, possibly with a fused epilogue):
-  register tiling ``MR`` output rows × ``NR`` blocks of 16 output channels, the reduction
-  tensorized with :data:`.intrin.VNNI_INTRIN`, every elementwise epilogue block inlined into
-  one block computed per tile straight from the int32 accumulators (kept in registers), and
-  16-lane vectorized; the outer tile loop is parallel when the kernel is large enough.
-* Functions with a ``tq_dw*`` block (depthwise conv): channel-vectorized accumulation with the
-  epilogue fused per output row.
+  register tiling ``MR`` output rows (a rectangle of the output's spatial dims) × ``NR``
+  blocks of 16 output channels, the reduction tensorized with :data:`.intrin.VNNI_INTRIN`
+  (accumulators in registers), the elementwise epilogue computed per tile straight from the
+  accumulators and vectorized 16 lanes wide; the outermost row loop is parallel (in at most
+  :data:`PARALLEL_CHUNKS` chunks) when the kernel has at least :data:`PARALLEL_MIN_MACS` MACs.
+* Functions with a ``tq_dw*`` block (depthwise conv): channel-vectorized accumulation over a
+  tile of 8 output pixels, epilogue per tile.
 * Everything else (requantize chains, pooling, softmax, layer norm, ...): producers inlined,
-  loops fused, the innermost run vectorized and the outer loop parallel when large.
+  the innermost unit-stride loop vectorized, the outer loop parallel when large.
 
-Every primitive is semantics-preserving; a step that does not apply raises and the function
-falls back to the next simpler schedule, so the result is always correct.
+Inlining (:func:`_inline_elementwise`) never duplicates costly work: a value read more than
+once stays a separate stage (computed per tile into a local buffer), and costly values are not
+inlined into transposing consumers. Every primitive is semantics-preserving; a step that does
+not apply raises and the function falls back to the next simpler schedule, and every result
+must pass TVM's TIR lowering (:func:`lowers`), so the result is always correct.
 """
 
 from __future__ import annotations
@@ -242,7 +246,7 @@ def _parallel_chunks(sch: s_tir.Schedule, loop) -> None:
 
 
 def _schedule_reduction_generic(sch: s_tir.Schedule, block) -> None:
-    """Parallelize the spatial loops of a reduction when large; unroll short inner loops."""
+    """Parallelize the leading spatial loops of a reduction when it is large."""
     loops = sch.get_loops(block)
     ivs = sch.get(block).iter_vars
     if len(loops) != len(ivs):
@@ -270,7 +274,6 @@ def schedule_generic(func: tirx.PrimFunc) -> tirx.PrimFunc:
         _inline_elementwise(sch, keep=lambda _: False)
     except _ERRORS:
         sch = s_tir.Schedule(func)
-    base = sch.mod["main"]
     for block in _blocks(sch):
         try:
             if _is_reduction(sch, block):
@@ -279,10 +282,7 @@ def schedule_generic(func: tirx.PrimFunc) -> tirx.PrimFunc:
                 _schedule_spatial(sch, block)
         except _ERRORS:
             continue
-    try:
-        return sch.mod["main"]
-    except _ERRORS:
-        return base
+    return sch.mod["main"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,8 +290,9 @@ def schedule_generic(func: tirx.PrimFunc) -> tirx.PrimFunc:
 # ----------------------------------------------------------------------------------------------
 
 
-def valid_row_tiles(dims: list[int]) -> list[int]:
-    """Row-tile sizes ``mr`` whose tiles of the fused row index are rectangles of ``dims``.
+def valid_row_tiles(dims: list[int], limit: int = 64) -> list[int]:
+    """Row-tile sizes ``mr ≤ limit`` whose tiles of the fused row index are rectangles of
+    ``dims``.
 
     ``dims`` are the spatial extents before the channel axis (e.g. ``[N, OH, OW]``); a tile of
     ``mr`` consecutive fused rows is a rectangle when ``mr`` divides the innermost extent, or is
@@ -299,7 +300,7 @@ def valid_row_tiles(dims: list[int]) -> list[int]:
     """
     total = math.prod(dims)
     out = []
-    for mr in range(1, total + 1):
+    for mr in range(1, min(total, limit) + 1):
         if total % mr:
             continue
         rest, ok = mr, True
@@ -395,10 +396,15 @@ def _tile_inner_vnni(sch: s_tir.Schedule, block, n_outer: int, unroll: bool = Tr
 
 def schedule_vnni(func: tirx.PrimFunc, tile: Tile | None = None, parallel: bool | None = None
                   ) -> tirx.PrimFunc:
-    """Schedule a function holding one or more ``tq_vnni`` reductions (+ fused epilogue)."""
+    """Schedule a function holding one ``tq_vnni`` reduction and its fused epilogue.
+
+    ``tile`` defaults to :func:`default_tile`; ``parallel`` to ``MACs ≥ PARALLEL_MIN_MACS``.
+    """
     sch = s_tir.Schedule(func)
     _inline_elementwise(sch, keep=lambda n: n.startswith(("tq_vnni", "tq_scratch")))
     vnni = _vnni_blocks(sch)
+    if len(vnni) != 1:
+        raise ValueError(f"expected one VNNI block, found {len(vnni)}")
     main = vnni[0]
     loops = sch.get_loops(main)
     ivs = sch.get(main).iter_vars
@@ -408,7 +414,7 @@ def schedule_vnni(func: tirx.PrimFunc, tile: Tile | None = None, parallel: bool 
     n_blocks = chan // 16
     if tile is None:
         tile = default_tile(row_dims, n_blocks)
-    if tile.mr not in valid_row_tiles(row_dims) or n_blocks % tile.nr:
+    if tile.mr not in valid_row_tiles(row_dims, max(tile.mr, 64)) or n_blocks % tile.nr:
         raise ValueError(f"tile {tile} does not fit rows {row_dims} × {n_blocks} blocks")
     macs = math.prod(spatial_ext) * math.prod(
         int(iv.dom.extent) for iv in ivs if int(iv.iter_type) != 0)
@@ -454,11 +460,6 @@ def schedule_vnni(func: tirx.PrimFunc, tile: Tile | None = None, parallel: bool 
         for block in consumers:
             if _name(sch, block) not in outputs:
                 sch.set_scope(block, 0, "local")
-    # Further VNNI reductions (uint16 high byte plane): computed in the same tile.
-    for extra in vnni[1:]:
-        sch.compute_at(extra, jo)
-        sch.set_scope(extra, 0, "local")
-        _tile_inner_vnni(sch, extra, n_outer)
     _tile_inner_vnni(sch, main, n_outer)
 
     for block in consumers:

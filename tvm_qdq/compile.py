@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from .dtypes import from_container, numpy_name, to_container
 from .errors import InputError
 from .frontend.onnx import from_onnx
 from .target import resolve_target, target_family
+from .target.tir_ops import scalar_nearbyint
 
 MODULE_FILE = "module.so"
 META_FILE = "meta.json"
@@ -209,15 +211,24 @@ def compile(  # noqa: A001 - the public name the design asks for
     if target_family(tgt) == "hexagon":
         from .target.hexagon import compile_hexagon
 
-        return compile_hexagon(mod, tgt, inputs=inputs, outputs=outputs,
-                               report=pass_report(mod))
+        with scalar_nearbyint():
+            return compile_hexagon(mod, tgt, inputs=inputs, outputs=outputs,
+                                   report=pass_report(mod))
     if integer:
         mod = legalize_signedness(mod, target_family(tgt))
+    executable = None
     if tgt.kind.name == "llvm":
         from .target.x86 import lower_integer_kernels
 
-        mod = lower_integer_kernels(mod, tgt)
-    executable = tvm.compile(mod, target=tgt)
+        try:
+            executable = tvm.compile(lower_integer_kernels(mod, tgt), target=tgt)
+        except Exception as err:  # a kernel the x86 lowering cannot build: TVM's default path
+            warnings.warn(f"tvm-qdq: x86 kernel lowering failed ({type(err).__name__}: "
+                          f"{str(err)[:200]}); building with TVM's default schedules",
+                          stacklevel=2)
+    if executable is None:
+        with scalar_nearbyint():
+            executable = tvm.compile(mod, target=tgt)
     return Compiled(executable, inputs, outputs, str(tgt), pass_report(mod))
 
 

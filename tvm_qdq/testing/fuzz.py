@@ -14,17 +14,22 @@ quantizer writes one:
   channel or blocked), biases are int32 with scale ``s_x · s_w`` (sometimes deliberately not);
 * graph outputs are the dequantized float tensor or the quantized tensor itself.
 
-Hypothesis strategies (:func:`graph_specs`, :func:`batch_specs`) draw specs, building while
-they draw so that each op is chosen from the real shapes of the tensors before it.  A
-*batch* packs several independent graphs into one model (one compile for several graphs:
-compiling dominates the cost).  :func:`check` compiles a model with tvm-qdq, runs it and ORT
-with graph optimizations off, and compares every output under the contract (single-op
-graphs ≤ 1 LSB; otherwise ≤ 2 LSB and ≥ 99 % within 1 LSB).  When the contract fails,
-:func:`triage` exposes every intermediate quantized tensor, finds the first one where
-tvm-qdq and ORT disagree and compares both with exact float64 math on identical inputs: a
-difference that is ORT's float32 rounding at a near-tie (later ops amplifying it) is
-*explained*; anything else is a failure.  Failures are saved for replay with
-:func:`save_failure` (spec JSON, model, feeds).
+Specs are drawn op by op, building while drawing, so each op is chosen from the real shapes
+of the tensors before it.  The choices come from a numpy RNG (:func:`random_specs`: every
+seed a different batch; what CI and campaigns use) or from hypothesis
+(:func:`graph_specs`, :func:`batch_specs`: shrinkable, but hypothesis repeats simple values
+so much that most drawn graphs are duplicates).  A *batch* packs several independent graphs
+into one model (each judged on its own outputs).
+
+:func:`check` compiles a model with tvm-qdq, runs it and ORT with graph optimizations off,
+and compares every output under the contract (single-op graphs ≤ 1 LSB; otherwise ≤ 2 LSB
+and ≥ 99 % within 1 LSB).  When the contract fails, :func:`triage` exposes every quantized
+tensor, finds those that differ although their op read identical inputs in both, and
+compares both with exact float64 math on those inputs: a difference that is ORT's float32
+rounding at a near-tie (later ops amplifying it) is *explained*; anything else is a failure.
+Failures are saved for replay with :func:`save_failure` (spec JSON, model, feeds).
+:func:`run_campaign` / ``python -m tvm_qdq.testing.fuzz`` (``scripts/fuzz``) run long
+campaigns.
 
 QOperator forms (QLinearConv, QLinearMatMul) are generated only with
 ``FuzzConfig(qoperator=True)``; that flag is off until tvm-qdq imports them.
@@ -66,6 +71,8 @@ __all__ = [
     "load_spec",
     "graph_specs",
     "batch_specs",
+    "random_specs",
+    "run_campaign",
     "ORT_REFERENCE_LEVEL",
 ]
 

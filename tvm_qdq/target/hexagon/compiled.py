@@ -255,7 +255,7 @@ class HexagonCompiled:
         return out
 
 
-def compile_hexagon(mod: tvm.IRModule, target: tvm.target.Target | dict, *, inputs: list,
+def _compile_hexagon(mod: tvm.IRModule, target: tvm.target.Target | dict, *, inputs: list,
                     outputs: list, report=None, requantize: str = "float", vrmpy: bool = True,
                     schedule: bool = True, workdir: str | os.PathLike | None = None
                     ) -> HexagonCompiled:
@@ -333,3 +333,12 @@ def compile_model(model, target: str | dict = "hexagon", **kwargs) -> HexagonCom
     tgt = tvm.target.Target(PRESETS[target]() if isinstance(target, str) else target)
     return compile_hexagon(mod, tgt, inputs=inputs, outputs=outputs, report=pass_report(mod),
                            **kwargs)
+
+
+def compile_hexagon(mod: tvm.IRModule, target: tvm.target.Target | dict,
+                    **kwargs) -> HexagonCompiled:
+    """:func:`_compile_hexagon` with ``tirx.nearbyint`` scalar (see ``tir_ops``)."""
+    from ..tir_ops import scalar_nearbyint
+
+    with scalar_nearbyint():
+        return _compile_hexagon(mod, target, **kwargs)

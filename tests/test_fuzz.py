@@ -114,6 +114,9 @@ KNOWN_BUGS: dict[str, str] = {
         "to the accumulator grid, 35 LSB of the int16 output (scale s_acc/70)"),
     "resize_half_pixel_symmetric": (
         "bug: Resize half_pixel_symmetric imports, then tvm.compile raises a raw ValueError"),
+    "pad_value_off_input_grid": (
+        "bug: Pad with constant value -0.028 outside the int8 input's range, output "
+        "requantized: the fill is clipped on the input grid first (-107 vs ORT -128)"),
     "resize_align_corners_size1_crash": (
         "bug: Resize nearest align_corners with a spatial size of 1 (W: 1 → 1) crashes in "
         "tvm.compile: InternalError 'Divide by zero' ((in-1)/(out-1) = 0/0)"),
@@ -428,3 +431,56 @@ def test_gemm_bias_beta_half_with_16bit_output_matches_ort() -> None:
     model, feeds = _gemm_beta_model(0.5)
     expected = run_ort(model, feeds, optimization_level=fuzz.ORT_REFERENCE_LEVEL)[0]
     assert_single_op_contract(tvm_qdq.compile(model).run(feeds)[0], expected)
+
+
+_PAD_TYPES = {"uint8": (np.uint8, TensorProto.UINT8), "int8": (np.int8, TensorProto.INT8),
+              "uint16": (np.uint16, TensorProto.UINT16)}
+
+
+def _pad_model(x_type: str, x_s: float, x_zp: int, value: float, y_type: str, y_s: float,
+               y_zp: int) -> onnx.ModelProto:
+    """``Q(x) → DQ → Pad(value) → Q(y)`` with a one-cell border on H and W."""
+    inits = [numpy_helper.from_array(np.float32(x_s), "x_s"),
+             numpy_helper.from_array(np.asarray(x_zp, _PAD_TYPES[x_type][0]), "x_zp"),
+             numpy_helper.from_array(np.float32(y_s), "y_s"),
+             numpy_helper.from_array(np.asarray(y_zp, _PAD_TYPES[y_type][0]), "y_zp"),
+             numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+             numpy_helper.from_array(np.float32(value), "value")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_s", "x_zp"], ["xq"], name="x_q"),
+             helper.make_node("DequantizeLinear", ["xq", "x_s", "x_zp"], ["xd"], name="x_dq"),
+             helper.make_node("Pad", ["xd", "pads", "value"], ["p"], name="pad"),
+             helper.make_node("QuantizeLinear", ["p", "y_s", "y_zp"], ["y"], name="y_q")]
+    graph = helper.make_graph(
+        nodes, "pad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [helper.make_tensor_value_info("y", _PAD_TYPES[y_type][1], [None] * 4)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=9)
+
+
+def _pad_check(*args) -> None:
+    model = _pad_model(*args)
+    x = {"x": np.random.default_rng(0).uniform(0, 2, (1, 2, 3, 3)).astype(np.float32)}
+    expected = run_ort(model, x, optimization_level=fuzz.ORT_REFERENCE_LEVEL)[0]
+    assert_single_op_contract(tvm_qdq.compile(model).run(x)[0], expected)
+
+
+@pytest.mark.parametrize("args", [
+    ("uint8", 0.1, 0, -0.5, "int8", 0.1, 0),  # value below the uint8 input's range
+    ("uint8", 0.1, 128, 0.05, "uint16", 0.001, 32768),  # half an input step, finer output
+], ids=["outside_input_range", "between_input_codes"])
+@pytest.mark.xfail(strict=True, reason=(
+    "bug (relay_passes/rules/movement.py pad): the pad value is quantized on the INPUT grid "
+    "(fill = clip(rint(v / s_in) + zp_in)) and the padded tensor then requantized to the "
+    "output; ORT quantizes v with the OUTPUT parameters. A value outside the input range is "
+    "clipped (-0.5 → 0 instead of -5: 5 LSB) and one between input codes is rounded "
+    "(0.05 → 0 instead of 50 LSB of the uint16 output)"))
+def test_pad_value_not_on_the_input_grid_matches_ort(args) -> None:
+    _pad_check(*args)
+
+
+@pytest.mark.parametrize("args", [
+    ("uint8", 0.1, 0, -0.5, "uint8", 0.1, 0),  # same parameters: clipping is what ORT does
+    ("uint8", 0.1, 0, 0.0, "int8", 0.05, 3),  # zero: exactly the zero point
+    ("int8", 0.1, -3, 0.3, "uint8", 0.05, 10),  # on the input grid
+], ids=["same_params", "zero_value", "on_input_grid"])
+def test_pad_value_on_the_input_grid_matches_ort(args) -> None:
+    _pad_check(*args)

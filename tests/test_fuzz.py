@@ -114,9 +114,6 @@ KNOWN_BUGS: dict[str, str] = {
         "to the accumulator grid, 35 LSB of the int16 output (scale s_acc/70)"),
     "resize_half_pixel_symmetric": (
         "bug: Resize half_pixel_symmetric imports, then tvm.compile raises a raw ValueError"),
-    "pad_value_off_input_grid": (
-        "bug: Pad with constant value -0.028 outside the int8 input's range, output "
-        "requantized: the fill is clipped on the input grid first (-107 vs ORT -128)"),
     "resize_align_corners_size1_crash": (
         "bug: Resize nearest align_corners with a spatial size of 1 (W: 1 → 1) crashes in "
         "tvm.compile: InternalError 'Divide by zero' ((in-1)/(out-1) = 0/0)"),
@@ -467,12 +464,6 @@ def _pad_check(*args) -> None:
     ("uint8", 0.1, 0, -0.5, "int8", 0.1, 0),  # value below the uint8 input's range
     ("uint8", 0.1, 128, 0.05, "uint16", 0.001, 32768),  # half an input step, finer output
 ], ids=["outside_input_range", "between_input_codes"])
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (relay_passes/rules/movement.py pad): the pad value is quantized on the INPUT grid "
-    "(fill = clip(rint(v / s_in) + zp_in)) and the padded tensor then requantized to the "
-    "output; ORT quantizes v with the OUTPUT parameters. A value outside the input range is "
-    "clipped (-0.5 → 0 instead of -5: 5 LSB) and one between input codes is rounded "
-    "(0.05 → 0 instead of 50 LSB of the uint16 output)"))
 def test_pad_value_not_on_the_input_grid_matches_ort(args) -> None:
     _pad_check(*args)
 

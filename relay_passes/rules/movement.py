@@ -3,9 +3,11 @@
 Reshape, permute_dims, squeeze, expand_dims, strided_slice, take, split, flatten, nearest
 resize: each output element is some input element, so ``real = (q - zp)·s`` commutes with
 the op. Per-axis parameters are followed through permute_dims and reshape (when the axis
-survives); other ops need per-tensor parameters. ``nn.pad`` pads with the quantized pad
-value ``round(v / s) + zp`` (exactly ``zp`` for the usual ``v = 0``). ``concat`` is an output
-rule: each input is requantized to the output's parameters, then concatenated.
+survives); other ops need per-tensor parameters. ``nn.pad`` with a value ``v`` on the input's
+grid pads with its code ``round(v / s) + zp`` (exactly ``zp`` for the usual ``v = 0``);
+otherwise it is an output rule, ``pad(requantize(x → out), Q_out(v))``, as ORT quantizes the
+padded value with the output's parameters. ``concat`` is an output rule: each input is
+requantized to the output's parameters, then concatenated.
 """
 
 from __future__ import annotations
@@ -90,17 +92,51 @@ def split(ctx: RewriteContext, call) -> list[QTensor] | None:
     return [QTensor(ctx.emit(relax.TupleGetItem(tup, i)), q.params) for i in range(count)]
 
 
+def _pad_fill(value: float, p: QParams) -> int:
+    """``Q_p(v) = saturate(round_half_even(float32(v) / float32(s)) + zp)``, as ORT's
+    QuantizeLinear computes it (float32 division)."""
+    code = np.rint(np.float32(value) / np.float32(p.scale)) + int(p.zero_point)
+    return int(np.clip(code, p.qtype.qmin, p.qtype.qmax))
+
+
+def _on_grid(value: float, p: QParams) -> bool:
+    """``v`` is exactly a code of ``p``: ``float32((Q_p(v) - zp) · s) == float32(v)``."""
+    code = _pad_fill(value, p)
+    back = np.float32(code - int(p.zero_point)) * np.float32(p.scale)
+    return bool(back == np.float32(value))
+
+
+def _integer_pad(ctx: RewriteContext, call, q: relax.Expr, fill: int) -> relax.Var:
+    width = [int(w) for w in call.attrs.pad_width]
+    return ctx.emit(relax.op.nn.pad(q, width, "constant", fill), "qnn_pad")
+
+
 @forward_rule("relax.nn.pad")
 def pad(ctx: RewriteContext, call) -> QTensor | None:
+    """Pad on the input grid: exact when the pad value ``v`` is a code of the input, since
+    then ``Q_out(DQ_in(fill)) = Q_out(v)``, which is what ORT computes for the border."""
     q = ctx.qtensor(call.args[0])
     if q is None or not q.params.per_tensor or str(call.attrs.pad_mode) != "constant":
         return None
-    p = q.params
-    fill = np.rint(float(call.attrs.pad_value) / float(p.scale)) + int(p.zero_point)
-    fill = int(np.clip(fill, p.qtype.qmin, p.qtype.qmax))
-    width = [int(w) for w in call.attrs.pad_width]
-    value = ctx.emit(relax.op.nn.pad(q.value, width, "constant", fill), "qnn_pad")
-    return QTensor(value, p)
+    value = float(call.attrs.pad_value)
+    if not _on_grid(value, q.params):
+        return None  # the output rule pads after requantizing (see pad_to_output)
+    return QTensor(_integer_pad(ctx, call, q.value, _pad_fill(value, q.params)), q.params)
+
+
+@output_rule("relax.nn.pad")
+def pad_to_output(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
+    """``Q_out(pad(x, v)) = pad(requantize(x → out), Q_out(v))``: ORT pads in float and
+    quantizes the value with the output's parameters, so a value off the input's grid (out
+    of its range, or between its codes) is quantized on the output grid, never the input's."""
+    q = ctx.qtensor(call.args[0])
+    if q is None or not out.per_tensor or str(call.attrs.pad_mode) != "constant":
+        return None
+    inner = ctx.requantize(q.value, q.params, out)
+    value = _integer_pad(ctx, call, inner, _pad_fill(float(call.attrs.pad_value), out))
+    ctx.record("relax.nn.pad", str(value.name), "integer",
+               "input requantized to output, value quantized with the output parameters")
+    return value
 
 
 @forward_rule("relax.image.resize2d")

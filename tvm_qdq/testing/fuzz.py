@@ -118,12 +118,8 @@ def _qrange(dtype: str) -> tuple[int, int]:
 #:   converter), picking other pixels than ORT (tests/test_fuzz.py::test_resize_scales_...).
 #: * ``resize_align_corners_size1``: nearest Resize, align_corners, a spatial axis of input
 #:   or output size 1: tvm.compile crashes (InternalError: Divide by zero).
-#: * ``pad_value_off_grid``: Pad with a constant value that is not on the input's grid
-#:   (outside its range, or between codes) and other output parameters: the value is
-#:   quantized on the input grid first (tests/test_fuzz.py::test_pad_value_not_on_...).
 KNOWN_BUGS = frozenset({"bias_off_grid", "resize_half_pixel_symmetric",
-                        "resize_fractional_scales", "resize_align_corners_size1",
-                        "pad_value_off_grid"})
+                        "resize_fractional_scales", "resize_align_corners_size1"})
 
 
 @dataclass(frozen=True)
@@ -1534,8 +1530,6 @@ def _gen_pad(d: _Draw, name: str) -> dict | None:
         ins.append({"c": {"kind": "f32", "value": value}})
     attrs = {"mode": mode} if mode != "constant" else {}
     q = _movement_q(d, x, x.shape)
-    if len(ins) > 2 and "pad_value_off_grid" in d.config.known_bugs:
-        q = {"dtype": x.qp.dtype, "same_as": x.name}  # same parameters: exact
     return _op_record("Pad", ins, attrs, [name], [q])
 
 

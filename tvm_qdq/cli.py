@@ -1,4 +1,4 @@
-"""Command line: ``tvm-qdq inspect|compile|run|demo``."""
+"""Command line: ``tvm-qdq inspect|compile|run|tune|check-overrides|demo``."""
 
 from __future__ import annotations
 
@@ -65,6 +65,37 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_tune(args) -> int:
+    import os
+
+    # Tiles are timed with the TVM thread pool; it reads TVM_NUM_THREADS when TVM starts.
+    os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
+    from .target.x86.tuning import TuningDB, default_db_path, format_event, tune_model
+
+    path = args.db or default_db_path()
+    if path is None:
+        print("tvm-qdq: error: no tuning database (TVM_QDQ_TUNING_DB is off); use --db",
+              file=sys.stderr)
+        return 2
+    db = TuningDB(path)
+    print(f"tuning database {db.path} ({len(db)} kernels stored)"
+          + (", resuming" if args.resume else ""))
+    total_start = time.perf_counter()
+    measured = 0
+    for model in args.models:
+        start = time.perf_counter()
+        print(f"{model}:", flush=True)
+        events = tune_model(model, _target(args.target), db, resume=args.resume,
+                            candidates=args.candidates, label=os.path.basename(model),
+                            progress=lambda e: print("  " + format_event(e), flush=True))
+        done = sum(e.status == "measured" for e in events)
+        measured += done
+        print(f"  {len(events)} kernels, {done} measured in {time.perf_counter() - start:.1f} s")
+    print(f"{measured} kernels measured in {time.perf_counter() - total_start:.1f} s; "
+          f"{len(db)} stored in {db.path}")
+    return 0
+
+
 def _cmd_check_overrides(args) -> int:
     from .frontend.onnx import load_model
     from .overrides import check_overrides, format_report, overrides_from_json
@@ -103,6 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", default="x86")
     p.add_argument("-o", "--output", help="write outputs to this .npz file")
     p.set_defaults(fn=_cmd_run)
+    p = sub.add_parser("tune", help="measure the best VNNI register tile of every kernel and "
+                                     "store it in the tuning database compile reads")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="quantized .onnx model(s)")
+    p.add_argument("--db", help="database file (default: $TVM_QDQ_TUNING_DB or the one "
+                                "committed in tvm_qdq/target/x86/tuning_db.json)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip kernels already in the database (else measure them again)")
+    p.add_argument("--target", default="x86", help="preset name or TVM target JSON")
+    p.add_argument("--candidates", type=int, default=6, help="tiles measured per kernel")
+    p.add_argument("--threads", type=int, default=1,
+                   help="TVM_NUM_THREADS while timing (unless already set; default 1)")
+    p.set_defaults(fn=_cmd_tune)
     p = sub.add_parser("check-overrides",
                        help="find type conflicts in ORT TensorQuantOverrides and show the fix")
     p.add_argument("model", help="the float ONNX model the overrides are for")

@@ -201,8 +201,14 @@ def compile(  # noqa: A001 - the public name the design asks for
     target: str | dict | tvm.target.Target = "x86",
     *,
     integer: bool = True,
+    tuning_db: str | os.PathLike | bool | None = None,
 ) -> Compiled:
-    """Import (if needed), rewrite to integer (unless ``integer=False``) and build."""
+    """Import (if needed), rewrite to integer (unless ``integer=False``) and build.
+
+    x86: VNNI register tiles come from the tuning database (``tvm-qdq tune``): ``tuning_db``
+    None → ``$TVM_QDQ_TUNING_DB`` or the one committed in ``tvm_qdq/target/x86``, a path →
+    that file, False → none (heuristic tiles). Nothing is measured at compile time.
+    """
     mod = model if isinstance(model, tvm.IRModule) else from_onnx(model)
     if integer and _attr(mod, "tvm_qdq.stage") != "integer":
         mod = to_integer(mod)
@@ -219,9 +225,13 @@ def compile(  # noqa: A001 - the public name the design asks for
     executable = None
     if tgt.kind.name == "llvm":
         from .target.x86 import lower_integer_kernels
+        from .target.x86.tuning import open_db, resolve_db_path, use_database
 
+        db = open_db(resolve_db_path(tuning_db))
         try:
-            executable = tvm.compile(lower_integer_kernels(mod, tgt), target=tgt)
+            with use_database(db):
+                lowered = lower_integer_kernels(mod, tgt, tune=len(db) > 0)
+            executable = tvm.compile(lowered, target=tgt)
         except Exception as err:  # a kernel the x86 lowering cannot build: TVM's default path
             warnings.warn(f"tvm-qdq: x86 kernel lowering failed ({type(err).__name__}: "
                           f"{str(err)[:200]}); building with TVM's default schedules",

@@ -38,17 +38,30 @@ def _model(name: str, config: str):
 
 
 _BUILT: dict = {}
+_FIXED: dict = {}
 
 
 def _built(name: str, config: str):
-    """(model, hexagon compiled, x86 compiled), built once per session."""
+    """(model, hexagon compiled with the float requantize, x86 compiled), built once."""
     key = (name, config)
     if key not in _BUILT:
         from tvm_qdq.target.hexagon import compile_model
 
         model = _model(name, config)
-        _BUILT[key] = (model, compile_model(model, "hexagon"), tvm_qdq.compile(model, "x86"))
+        _BUILT[key] = (model, compile_model(model, "hexagon", requantize="float"),
+                       tvm_qdq.compile(model, "x86"))
     return _BUILT[key]
+
+
+def _built_fixed(name: str, config: str):
+    """(model, hexagon compiled with the default ``requantize="fixed"``), built once."""
+    key = (name, config)
+    if key not in _FIXED:
+        from tvm_qdq.target.hexagon import compile_model
+
+        model = _model(name, config)
+        _FIXED[key] = (model, compile_model(model, "hexagon"))
+    return _FIXED[key]
 
 
 # -- no toolchain needed --------------------------------------------------------------------------
@@ -91,6 +104,97 @@ def test_static_memory_plan_never_overlaps_live_buffers() -> None:
     assert plan.arena_size >= max(b.offset + b.nbytes for b in bufs)
 
 
+def _random_requantize_case(rng: np.random.Generator, qtype: tuple[int, int], acc_bits: int):
+    """A per-channel multiplier (spread ≤ 2^6, base 2^-30..2^8), an output zero point and
+    accumulators: values mapping into the output range, near-tie values, and the extremes."""
+    qmin, qmax = qtype
+    channels = int(rng.integers(1, 5))
+    m = 2.0 ** rng.uniform(-30, 8) * 2.0 ** rng.uniform(0, 6, size=(1, channels, 1))
+    zp = int(rng.integers(qmin, qmax + 1))
+    lo, hi = -(2 ** (acc_bits - 1)), 2 ** (acc_bits - 1) - 1
+    reach = (qmax - qmin + 4) / m  # |t| that spans the output range
+    inside = (rng.uniform(-1, 1, (64, channels, 1)) * reach).astype(np.int64)
+    ties = np.rint((rng.integers(-300, 300, (16, channels, 1)) + 0.5) / m).astype(np.int64)
+    extremes = np.broadcast_to(np.array([lo, lo + 1, -1, 0, 1, hi - 1, hi]).reshape(-1, 1, 1),
+                               (7, channels, 1))
+    anywhere = rng.integers(lo, hi, size=(8, channels, 1), endpoint=True)
+    t = np.clip(np.concatenate([inside, ties, extremes, anywhere]), lo, hi)
+    return m, zp, t
+
+
+def test_fixed_point_requantize_within_one_lsb_of_the_float_formula() -> None:
+    """DESIGN.md §2: the fixed-point requantize differs from
+    ``saturate(round_half_even(t · m) + zp)`` by at most 1 LSB, and only where ``t · m`` is
+    within the plan's error bound of a half integer."""
+    from tvm_qdq.dtypes import QTYPES
+    from tvm_qdq.qnn.fixed_point import plan_fixed_point, requantize_fixed
+    from tvm_qdq.qnn.reference import requantize as float_requantize
+
+    rng = np.random.default_rng(7)
+    qtypes = {(0, 255): "uint8", (-128, 127): "int8", (0, 65535): "uint16",
+              (-32768, 32767): "int16"}
+    differ = np.zeros(2, np.int64)  # [generic inputs, near-tie inputs]
+    total = np.zeros(2, np.int64)
+    narrow = 0
+    for trial in range(1200):
+        qtype = list(qtypes)[trial % 4]
+        acc_bits = 64 if trial % 3 == 0 else 32
+        m, zp, t = _random_requantize_case(rng, qtype, acc_bits)
+        fp = plan_fixed_point(m, acc_bits, np.array(zp), *qtype)
+        assert fp is not None, (m.ravel(), zp, qtype, acc_bits)
+        narrow += not fp.wide
+        got = requantize_fixed(t, fp, zp, *qtype)
+        want = float_requantize(t, m, 0, 1.0, zp, QTYPES[qtypes[qtype]]).astype(np.int64)
+        diff = np.abs(got - want)
+        assert diff.max() <= 1, (m.ravel(), zp, qtype, acc_bits)
+        if diff.any():
+            exact = (t.astype(np.float64) * m)[diff > 0]
+            distance = np.abs(exact - np.floor(exact) - 0.5)
+            assert distance.max() <= fp.error_bound, (distance.max(), fp)
+        tie_rows = np.zeros(len(t), bool)
+        tie_rows[64:80] = True
+        for k, rows in enumerate((~tie_rows, tie_rows)):
+            differ[k] += int(np.count_nonzero(diff[rows]))
+            total[k] += diff[rows].size
+    assert narrow > 800, "int32 accumulators (and most int64 ones) take the HVX form"
+    share = differ / total
+    print(f"\nfixed-point vs float requantize, elements 1 LSB apart: {differ[0]} of {total[0]} "
+          f"({share[0]:.4%}) generic, {differ[1]} of {total[1]} ({share[1]:.2%}) near ties")
+    assert share[0] < 1e-3
+
+
+def test_fixed_point_kernel_matches_numpy_reference() -> None:
+    """The ``tq_hx_requantize`` PrimFunc (narrow and wide forms), built for the host, is
+    bit-exact with :func:`tvm_qdq.qnn.fixed_point.requantize_fixed`."""
+    from tvm_qdq.qnn.fixed_point import plan_fixed_point, requantize_fixed
+    from tvm_qdq.target.hexagon.requant import _prim_func, requantize_te
+
+    rng = np.random.default_rng(3)
+    cases = [("int32", 32, (0, 255), 3e-4), ("int32", 32, (-128, 127), 5.0),
+             ("int64", 64, (0, 65535), 1e-9), ("int64", 64, (0, 255), 2e-3)]
+    seen_wide = set()
+    for acc, bits, qtype, base in cases:
+        m = base * np.linspace(1, 3, 4).reshape(1, 4, 1)
+        zp = np.array([[[qtype[0] + 7]]])
+        fp = plan_fixed_point(m, bits, zp, *qtype)
+        seen_wide.add(fp.wide)
+        out = {(0, 255): "uint8", (-128, 127): "int8", (0, 65535): "uint16"}[qtype]
+        func = _prim_func(requantize_te((2, 4, 32), acc, m.shape, zp.shape, fp, *qtype, out))
+        lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                          target="llvm")
+        lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        t = rng.integers(lo, hi, size=(2, 4, 32), endpoint=True, dtype=np.int64)
+        t[0, :, :8] = rng.integers(-4, 4, size=(4, 8)) * int(1 / base)
+        t[1, :, :2] = [lo, hi]
+        t = t.astype(acc)
+        dev = tvm.cpu()
+        args = [tvm.runtime.tensor(a, dev) for a in (t, fp.multiplier, zp.astype(np.int32))]
+        result = tvm.runtime.tensor(np.zeros(t.shape, out), dev)
+        lib["main"](*args, result)
+        assert np.array_equal(result.numpy(), requantize_fixed(t, fp, zp, *qtype)), (acc, base)
+    assert seen_wide == {False, True}
+
+
 # -- toolchain and emulator ------------------------------------------------------------------------
 
 
@@ -116,6 +220,65 @@ def test_model_runs_on_hexagon_bit_exact_with_x86(name: str, config: str) -> Non
                               run_ort(model, feeds, optimization_level=REFERENCE)[0],
                               scale, zero_point, classify=name in ("resnet_cnn", "mlp"),
                               name=f"hexagon/{name}/{config}")
+
+
+#: Models of the fixed-point acceptance: the CNN u8/s8 and u16/s8, the mixed u8/u16 model.
+FIXED_CASES = [("resnet_cnn", "u8s8_perchannel"), ("resnet_cnn", "u16s8"),
+               ("mixed", "seeds_op4_u16")]
+#: Hexagon double / single precision float mnemonics (scalar IEEE code).
+FLOAT_MNEMONICS = ("dfmpy", "dfadd", "dfsub", "sfmpy", "sfadd", "sfsub", "convert_")
+
+
+@needs_toolchain
+@pytest.mark.parametrize(("name", "config"), FIXED_CASES)
+def test_fixed_point_requantize_models_within_contract(name: str, config: str) -> None:
+    """``requantize="fixed"``: every requantize chain becomes integer code; every output stays
+    within the DESIGN.md whole-model contract of ORT's reference path."""
+    model, hexagon = _built_fixed(name, config)
+    notes = hexagon.meta["notes"]["requantize"]
+    assert notes and all(n["fixed"] for n in notes), notes
+    qparams = output_qparams(model)
+    for seed in (1, 2):
+        feeds = random_feeds(model, seed=seed)
+        expected = run_ort(model, feeds, optimization_level=REFERENCE)
+        for out, got, want in zip(model.graph.output, hexagon.run(feeds), expected,
+                                  strict=True):
+            scale, zero_point = qparams[out.name]
+            assert_model_contract(got, want, scale, zero_point,
+                                  classify=name == "resnet_cnn",
+                                  name=f"hexagon-fixed/{name}/{config}/{out.name}/{seed}")
+
+
+def _float_instructions(build, symbol: str) -> list[str]:
+    """The scalar IEEE float instructions of a kernel (both its functions)."""
+    from tvm_qdq.target.hexagon import isa
+
+    dis = build._disassembly()
+    found = []
+    for fname in (f"__tvm_ffi_{symbol}", f"{symbol}_compute_"):
+        if fname in dis.functions:
+            found += [ins for p in dis.function_packets(fname) for ins in p.instructions
+                      if isa.mnemonic(ins).startswith(FLOAT_MNEMONICS)]
+    return found
+
+
+@needs_toolchain
+def test_fixed_point_epilogues_are_hvx_integer_code() -> None:
+    """With ``requantize="fixed"`` the vrmpy kernels' requantize epilogues hold no float
+    instruction (the float build's do), and the model runs fewer instructions, more of them
+    HVX."""
+    model, fixed = _built_fixed("resnet_cnn", "u8s8_perchannel")
+    _, floating, _ = _built("resnet_cnn", "u8s8_perchannel")
+    for build, expect_float in ((fixed, False), (floating, True)):
+        dots = [s for s, f in build.meta["functions"].items() if "tq_hx_conv2d" in f]
+        assert dots
+        with_float = [s for s in dots if _float_instructions(build, s)]
+        assert bool(with_float) == expect_float, (build.meta["requantize"], with_float)
+    feeds = random_feeds(model, seed=1)
+    _, fixed_profile = fixed.profile(feeds)
+    _, float_profile = floating.profile(feeds)
+    assert fixed_profile.hvx_share > float_profile.hvx_share
+    assert fixed_profile.instructions < float_profile.instructions
 
 
 @needs_toolchain

@@ -256,14 +256,15 @@ class HexagonCompiled:
 
 
 def _compile_hexagon(mod: tvm.IRModule, target: tvm.target.Target | dict, *, inputs: list,
-                    outputs: list, report=None, requantize: str = "float", vrmpy: bool = True,
+                    outputs: list, report=None, requantize: str = "fixed", vrmpy: bool = True,
                     schedule: bool = True, workdir: str | os.PathLike | None = None
                     ) -> HexagonCompiled:
     """Build the integer Relax module ``mod`` into one Hexagon ELF.
 
     ``inputs``/``outputs``: the model's TensorSpecs (as ``tvm_qdq.compile`` computes them);
-    ``requantize``: ``"float"`` (the integer pass's float32 formula: bit-exact with x86);
-    ``"fixed"`` (multiplier + shift) is not implemented yet and raises.
+    ``requantize``: ``"fixed"`` (default: multiplier + shift integer code, HVX lanes, within
+    1 LSB of the float formula, :mod:`.requant`) or ``"float"`` (the integer pass's float64
+    formula, scalar IEEE code: bit-exact with the x86 build).
     """
     tgt = target if isinstance(target, tvm.target.Target) else tvm.target.Target(target)
     if not is_hexagon(tgt):

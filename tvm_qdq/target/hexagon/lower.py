@@ -3,8 +3,9 @@
 1. :func:`~.kernels.rewrite_dot_products` replaces every integer conv2d / matmul with a
    constant weight whose operands suit ``vrmpy`` by a ``call_tir`` to a kernel of
    :mod:`.kernels` (marked output-elementwise-fusable);
-2. optionally :func:`~.requant.fixed_point_requantize` turns the float requantize
-   (``round(float(acc) · s)``) into multiplier + shift integer code;
+2. with ``requantize="fixed"`` (the default) :func:`~.requant.fixed_point_requantize` turns
+   the float64 requantize chains (``round(float64(acc) · m)``) into multiplier + shift
+   integer kernels that fuse into the conv / matmul epilogues;
 3. TVM's CPU legalization: ``LegalizeOps``, ``AnnotateTIROpPattern``, ``FoldConstant``,
    ``FuseOps``, ``FuseTIR`` (the same passes ``tvm.compile`` runs for x86, so the integer
    and float math is the same), then ``DeadCodeElimination``;
@@ -57,7 +58,7 @@ def kernel_module(mod: tvm.IRModule, plan: Plan) -> tvm.IRModule:
 
 
 def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
-          requantize: str = "float", schedule: bool = True) -> Lowered:
+          requantize: str = "fixed", schedule: bool = True) -> Lowered:
     """Lower an integer Relax module for ``target`` (see the module docstring)."""
     from .kernels import rewrite_dot_products
     from .requant import fixed_point_requantize

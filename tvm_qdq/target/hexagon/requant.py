@@ -1,15 +1,201 @@
-"""Fixed-point requantize (multiplier + shift) for Hexagon: not implemented yet.
+"""``requantize="fixed"``: the float64 requantize chains become fixed-point integer kernels.
 
-The Hexagon build keeps the integer pass's float32 requantize (``round(float(acc) · s)``),
-which is what makes it bit-exact with the x86 build; it runs as scalar IEEE float code.
+The integer pass (``tvm_qdq.qnn.ops.requantize_by``) emits every requantize as::
+
+    f = astype(t, float64); f = multiply(f, m); f = round(f); [f = add(f, zp)]
+    f = clip(f, qmin, qmax); y = astype(f, container)
+
+(``t`` the integer accumulator, ``m = s_in / s_out`` a constant, per tensor or per channel).
+:func:`fixed_point_requantize` replaces each such chain by a ``call_tir`` to a
+``tq_hx_requantize`` PrimFunc computing the multiplier + shift form of
+:mod:`tvm_qdq.qnn.fixed_point` (round half up, at most 1 LSB from the float formula). The
+PrimFunc is marked broadcast-fusable, so ``FuseOps`` fuses it into the conv / matmul kernel
+it follows; its narrow form is int32 lane arithmetic (HVX ``vmpye``/``vmpyo`` for the high
+word), where the float chain was scalar IEEE double code (qemu-hexagon has no HVX float).
+
+A chain whose multiplier has no fixed-point form within the error bound (see
+:func:`~tvm_qdq.qnn.fixed_point.plan_fixed_point`) keeps its float code and is reported.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tvm
+from tvm import relax, te, tirx
+
+from ...qnn.fixed_point import FixedPoint, plan_fixed_point
+
+#: ``op_pattern`` kBroadcast: fused after an output-elementwise-fusable kernel.
+BROADCAST = 0
+INT_TYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16")
+
+
+def _const(expr) -> np.ndarray | None:
+    if isinstance(expr, tvm.ir.Constant):
+        return expr.value.numpy()
+    return None
+
+
+def _prim(expr) -> float | None:
+    value = getattr(expr, "value", None)
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
+def _shape(expr) -> tuple[int, ...]:
+    return tuple(int(d) for d in expr.ty.shape.values)
+
+
+def _dtype(expr) -> str:
+    return str(expr.ty.dtype)
+
+
+def _is_op(expr, name: str) -> bool:
+    return isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and \
+        expr.op.name == name
+
+
+def _bits(dtype: str) -> int:
+    return tvm.DataType(dtype).bits
+
+
+def _high_word_narrow(x: tirx.PrimExpr, mult: tirx.PrimExpr) -> tirx.PrimExpr:
+    """``a·c + ((a·d) >> 16) + ((b·c) >> 16)`` in int32 (``fixed_point.high_word_narrow``)."""
+    sixteen, low16 = tirx.const(16, "int32"), tirx.const(0xFFFF, "int32")
+    a, b = x >> sixteen, x & low16
+    c, d = mult >> sixteen, mult & low16
+    return a * c + ((a * d) >> sixteen) + ((b * c) >> sixteen)
+
+
+def requantize_te(shape: tuple[int, ...], acc: str, mult_shape: tuple[int, ...],
+                  zp_shape: tuple[int, ...], fp: FixedPoint, qmin: int, qmax: int,
+                  out: str) -> list[te.Tensor]:
+    """TE of ``y = clip(((h(clip(t, ±C) << L, M) + 2^(s-1)) >> s) + zp, qmin, qmax)`` (the
+    forms of ``h`` are in :mod:`tvm_qdq.qnn.fixed_point`)."""
+    t = te.placeholder([tirx.IntImm("int64", d) for d in shape], acc, name="t")
+    mult = te.placeholder([tirx.IntImm("int64", d) for d in mult_shape], "int32", name="M")
+    zp = te.placeholder([tirx.IntImm("int64", d) for d in zp_shape], "int32", name="zp")
+    work = "int64" if fp.wide else "int32"
+
+    def pick(tensor: te.Tensor, idx) -> tirx.PrimExpr:
+        dims = tensor.shape
+        tail = idx[len(idx) - len(dims):] if dims else []
+        return tensor[tuple(i if int(d) != 1 else tirx.IntImm("int64", 0)
+                            for i, d in zip(tail, dims, strict=True))]
+
+    def body(*idx):
+        wide_in = "int64" if fp.wide or acc == "int64" else "int32"
+        x = t[idx].astype(wide_in)
+        if fp.clamp is not None:
+            x = tirx.max(tirx.min(x, tirx.const(fp.clamp, wide_in)),
+                         tirx.const(-fp.clamp, wide_in))
+        x = x.astype(work)
+        if fp.pre_shift:
+            x = x << tirx.const(fp.pre_shift, work)
+        if fp.wide:
+            m64 = pick(mult, idx).astype("int64")
+            high = (x >> tirx.const(32, "int64")) * m64
+            low = (x & tirx.const(0xFFFFFFFF, "int64")) * m64
+            h = high + (low >> tirx.const(32, "int64"))
+        else:
+            h = _high_word_narrow(x, pick(mult, idx))
+        y = (h + tirx.const(1 << (fp.shift - 1), work)) >> tirx.const(fp.shift, work)
+        if fp.wide:
+            y = tirx.max(tirx.min(y, tirx.const(2**31 - 1, "int64")),
+                         tirx.const(-(2**31), "int64")).astype("int32")
+        y = y + pick(zp, idx)
+        y = tirx.max(tirx.min(y, tirx.const(qmax, "int32")), tirx.const(qmin, "int32"))
+        return y.astype(out)
+
+    y = te.compute(t.shape, body, name="tq_hx_requantize")
+    return [t, mult, zp, y]
+
+
+def _prim_func(tensors: list[te.Tensor]) -> tirx.PrimFunc:
+    func = te.create_prim_func(tensors)
+    return func.with_attrs({"op_pattern": BROADCAST, "global_symbol": "tq_hx_requantize",
+                            "tirx.noalias": True})
+
+
+@relax.expr_functor.mutator
+class _Rewriter(relax.PyExprMutator):
+    def __init__(self, mod: tvm.IRModule):
+        super().__init__(mod)
+        self.report: list[dict] = []
+        self.cache: dict = {}
+
+    def _value(self, expr):
+        """The bound value of a var (the chain is in one dataflow block), else ``expr``."""
+        if isinstance(expr, relax.Var):
+            bound = self.lookup_binding(expr)
+            if bound is not None:
+                return bound
+        return expr
+
+    def _call(self, expr, name: str):
+        value = self._value(expr)
+        return value if _is_op(value, name) else None
+
+    def _match(self, call: relax.Call):
+        """``(t, m, zp, qmin, qmax)`` when ``call`` ends a float requantize chain."""
+        clip = self._call(call.args[0], "relax.clip")
+        if clip is None or _dtype(clip.args[0]) != "float64":
+            return None
+        qmin, qmax = _prim(clip.args[1]), _prim(clip.args[2])
+        inner = self._value(clip.args[0])
+        zp = np.zeros((), np.float64)
+        add = self._call(clip.args[0], "relax.add")
+        if add is not None:
+            zp = _const(add.args[1])
+            inner = self._value(add.args[0])
+        rnd = inner if _is_op(inner, "relax.round") else None
+        mul = self._call(rnd.args[0], "relax.multiply") if rnd is not None else None
+        cast = self._call(mul.args[0], "relax.astype") if mul is not None else None
+        if cast is None or zp is None or qmin is None or qmax is None:
+            return None
+        m = _const(mul.args[1])
+        t = cast.args[0]
+        if m is None or _dtype(t) not in INT_TYPES or np.any(zp != np.rint(zp)):
+            return None
+        return t, m, zp, int(qmin), int(qmax)
+
+    def visit_call_(self, call: relax.Call):  # noqa: D102 - visitor hook
+        call = super().visit_call_(call)
+        if not _is_op(call, "relax.astype"):
+            return call
+        out = str(call.attrs.dtype)
+        if out not in INT_TYPES or _dtype(call.args[0]) != "float64":
+            return call
+        found = self._match(call)
+        if found is None:
+            return call
+        t, m, zp, qmin, qmax = found
+        acc = _dtype(t)
+        fp = plan_fixed_point(m, max(32, _bits(acc)), zp, qmin, qmax)
+        if fp is None:
+            self.report.append({"fixed": False, "why": "no fixed-point form within the bound",
+                                "multiplier": [float(m.min()), float(m.max())]})
+            return call
+        shape = _shape(t)
+        key = (shape, acc, m.shape, zp.shape, fp.shift, fp.pre_shift, fp.clamp, fp.wide,
+               qmin, qmax, out)
+        if key not in self.cache:
+            tensors = requantize_te(shape, acc, m.shape, zp.shape, fp, qmin, qmax, out)
+            self.cache[key] = self.builder_.add_func(_prim_func(tensors), "tq_hx_requantize")
+        args = [t, relax.const(fp.multiplier.astype(np.int32)),
+                relax.const(zp.astype(np.int32))]
+        self.report.append({"fixed": True, "wide": fp.wide, "shift": fp.shift,
+                            "pre_shift": fp.pre_shift, "error_bound": fp.error_bound})
+        return relax.call_tir(self.cache[key], args, relax.TensorType(list(shape), out))
 
 
 def fixed_point_requantize(mod: tvm.IRModule) -> tuple[tvm.IRModule, list[dict]]:
-    """Rewrite float requantize chains to multiplier + shift integer code (not yet)."""
-    raise NotImplementedError("requantize='fixed' is not implemented yet for Hexagon; "
-                              "use requantize='float' (bit-exact with x86)")
+    """Rewrite the float requantize chains of every Relax function (see the module docstring);
+    returns the module and one report entry per chain."""
+    rewriter = _Rewriter(mod)
+    for gvar, func in mod.functions.items():
+        if isinstance(func, relax.Function):
+            rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
+    new = rewriter.builder_.get()
+    return relax.transform.DeadCodeElimination()(new), rewriter.report

@@ -110,6 +110,9 @@ CONV_CASES = [
     ((1, 8, 6, 6), 16, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, "uint8", 255, "int32"),
     ((1, 16, 10, 10), 16, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 16, "uint8", 127, "int32"),
     ((1, 16, 9, 9), 16, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 16, "int8", 127, "int32"),
+    # depthwise large enough for the parallel schedule (padded copy per chunk of rows)
+    ((1, 32, 64, 64), 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 32, "uint8", 127, "int32"),
+    ((1, 48, 57, 57), 48, (5, 5), (2, 2), (1, 1, 2, 2), (1, 1), 48, "uint8", 127, "int32"),
 ]
 
 
@@ -344,3 +347,75 @@ def test_nhwc_propagates_through_conv_chains() -> None:
         bb.emit_func_output(out)
     arg = tvm.runtime.tensor(x)
     np.testing.assert_array_equal(vm["main"](arg).numpy(), _vm(bb.get())["main"](arg).numpy())
+
+
+def _rounding_shift(bb, v, s: int):
+    """The integer pass's ``rhe(v / 2^s)`` on int64 (q + round-up condition)."""
+    c = lambda value: relax.const(value, "int64")  # noqa: E731
+    q = bb.emit(relax.op.right_shift(v, c(s)))
+    r = bb.emit(relax.op.subtract(v, relax.op.left_shift(q, c(s))))
+    half = 1 << (s - 1)
+    up = relax.op.logical_or(
+        relax.op.greater(r, c(half)),
+        relax.op.logical_and(relax.op.equal(r, c(half)),
+                             relax.op.equal(relax.op.bitwise_and(q, c(1)), c(1))))
+    return bb.emit(relax.op.add(q, relax.op.astype(up, "int64")))
+
+
+@pytest.mark.parametrize("shift", [3, 28])
+def test_rounding_shift_float_form_is_exact(shift: int) -> None:
+    """conv → int64 fixed-point requantize (the form the integer pass emits, including a
+    two-input residual add) is rewritten to float64 and stays bit-identical to the default
+    build; ``shift=3`` makes round-half-to-even ties frequent."""
+    x = _random((1, 16, 10, 10), "uint8")
+    y = _random((1, 32, 10, 10), "uint8")
+    w = RNG.integers(-127, 128, size=(32, 16, 1, 1)).astype(np.int8)
+    top = 1 << 29 if shift == 28 else 5
+    m1 = RNG.integers(1, top, size=(1, 32, 1, 1)).astype(np.int64)
+    m2 = RNG.integers(1, top, size=(1, 32, 1, 1)).astype(np.int64)
+    b = RNG.integers(-(1 << 36), 1 << 36, size=(1, 32, 1, 1)).astype(np.int64)
+    if shift == 3:
+        b = b % 64
+
+    def body(bb, xv, yv):
+        acc = bb.emit(relax.op.nn.conv2d(xv, relax.const(w), out_dtype="int32"))
+        acc = bb.emit(relax.op.subtract(acc, relax.const(7, "int32")))
+        v = bb.emit(relax.op.add(
+            relax.op.multiply(relax.op.astype(acc, "int64"), relax.const(m1, "int64")),
+            relax.const(b, "int64")))
+        a = bb.emit(relax.op.astype(relax.op.clip(_rounding_shift(bb, v, shift), 0, 255),
+                                    "uint8"))
+        s = bb.emit(relax.op.add(
+            relax.op.multiply(relax.op.subtract(relax.op.astype(a, "int64"),
+                                                relax.const(3, "int64")), relax.const(m1, "int64")),
+            relax.op.multiply(relax.op.astype(yv, "int64"), relax.const(m2, "int64"))))
+        out = _rounding_shift(bb, s, shift)
+        return bb.emit(relax.op.astype(relax.op.clip(out, 0, 255), "uint8"))
+
+    inputs = [("x", x.shape, "uint8"), ("y", y.shape, "uint8")]
+    vm, report, _ = _build(body, inputs)
+    assert report.float_roundings == 2
+    bb = relax.BlockBuilder()
+    params = [relax.Var(n, relax.TensorType(sh, d)) for n, sh, d in inputs]
+    with bb.function("main", params):
+        with bb.dataflow():
+            out = bb.emit_output(body(bb, *params))
+        bb.emit_func_output(out)
+    args = [tvm.runtime.tensor(x), tvm.runtime.tensor(y)]
+    got = vm["main"](*args).numpy()
+    np.testing.assert_array_equal(got, _vm(bb.get())["main"](*args).numpy())
+    assert 0 < np.count_nonzero(got) < got.size or shift == 3
+
+
+def test_rounding_shift_unbounded_is_kept() -> None:
+    """An int64 rounding shift whose input range cannot be bounded below 2^53 stays int64."""
+    x = RNG.integers(-(1 << 62), 1 << 62, size=(4, 16)).astype(np.int64)
+
+    def body(bb, xv):
+        return bb.emit(relax.op.clip(_rounding_shift(bb, xv, 9), -(1 << 40), 1 << 40))
+
+    vm, report, _ = _build(body, [("x", x.shape, "int64")])
+    assert report.float_roundings == 0
+    q, r = x >> 9, x & 511
+    expected = np.clip(q + ((r > 256) | ((r == 256) & (q & 1 == 1))), -(1 << 40), 1 << 40)
+    np.testing.assert_array_equal(vm["main"](tvm.runtime.tensor(x)).numpy(), expected)

@@ -32,6 +32,7 @@ from tvm import relax, tirx
 from . import kernels as K
 from .intrin import has_vnni
 from .profile import kernel_macs
+from .rounding import exact_float_rounding
 from .schedule import Tile, schedule_function
 
 #: ``op_pattern`` of the kernels: an output-elementwise-fusable reduction (FuseOps kinds).
@@ -68,10 +69,13 @@ class LoweringReport:
     kernels: list[dict] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     schedules: dict[str, str] = field(default_factory=dict)
+    #: int64 rounding shifts rewritten to their exact float64 form (:mod:`.rounding`).
+    float_roundings: int = 0
 
     def to_json(self) -> str:
         return json.dumps({"kernels": self.kernels, "skipped": self.skipped,
-                           "schedules": self.schedules})
+                           "schedules": self.schedules,
+                           "float_roundings": self.float_roundings})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -567,6 +571,7 @@ def lower_integer_kernels(
         target = tvm.target.Target(target)
     report = report if report is not None else LoweringReport()
     with target:
+        mod, report.float_roundings = exact_float_rounding(mod)
         mod = rewrite_kernels(mod, target, report)
         mod = fuse_passes()(mod)
     if tune:

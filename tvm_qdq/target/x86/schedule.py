@@ -232,17 +232,19 @@ def _schedule_spatial(sch: s_tir.Schedule, block, lanes: int = 16) -> None:
 PARALLEL_CHUNKS = 4
 
 
-def _parallel_chunks(sch: s_tir.Schedule, loop) -> None:
-    """Parallelize ``loop`` over at most :data:`PARALLEL_CHUNKS` chunks (a divisor of it)."""
+def _parallel_chunks(sch: s_tir.Schedule, loop):
+    """Parallelize ``loop`` over at most :data:`PARALLEL_CHUNKS` chunks (a divisor of it);
+    returns the parallel loop (None when the loop has no divisor > 1 within the limit)."""
     extent = _extent(sch, loop)
     chunks = max((d for d in range(1, PARALLEL_CHUNKS + 1) if extent % d == 0), default=1)
     if chunks <= 1:
-        return
+        return None
     if chunks == extent:
         sch.parallel(loop)
-        return
+        return loop
     outer, _ = sch.split(loop, [chunks, None])
     sch.parallel(outer)
+    return outer
 
 
 def _schedule_reduction_generic(sch: s_tir.Schedule, block) -> None:
@@ -483,41 +485,64 @@ def _schedule_padding(sch: s_tir.Schedule, block) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+#: Output pixels per depthwise register tile (one accumulator vector each).
+DW_PIXELS = 8
+
+
 def schedule_depthwise(func: tirx.PrimFunc, parallel: bool | None = None) -> tirx.PrimFunc:
-    """Vectorize the depthwise accumulation over channels, epilogue per output row tile."""
+    """Schedule a depthwise conv (``tq_dw`` block) and its fused epilogue.
+
+    Register tile: up to :data:`DW_PIXELS` output pixels of one row × 16 channels (int32
+    lanes), one accumulator vector per pixel; for each tap ``(rh, rw)`` one weight vector is
+    loaded and multiplied into every pixel's accumulator (taps and pixels unrolled). The
+    epilogue runs per tile from the accumulators (all intermediates in registers / ``local``).
+    The padded input copy (``tq_scratch``) is made per parallel chunk of output rows (only the
+    input rows the chunk reads), so it is parallel too.
+    """
     sch = s_tir.Schedule(func)
     _inline_elementwise(sch, keep=lambda n: n.startswith(("tq_dw", "tq_scratch")))
     main = next(b for b in _blocks(sch) if _name(sch, b).startswith("tq_dw"))
     n, oh, ow, c, rh, rw = sch.get_loops(main)
     macs = math.prod(_spatial_extents(sch, main)) * _extent(sch, rh) * _extent(sch, rw)
     row = sch.fuse(n, oh)
-    wo, wi = sch.split(ow, [None, _largest_divisor(_extent(sch, ow), 8)])
-    sch.reorder(row, wo, rh, rw, wi, c)
+    wo, wi = sch.split(ow, [None, _largest_divisor(_extent(sch, ow), DW_PIXELS)])
+    co, ci = _vector_split(sch, c, 16)
+    if ci is None:
+        raise ValueError("depthwise channels not a multiple of 2")
+    sch.reorder(row, wo, co, rh, rw, wi, ci)
     if parallel is None:
         parallel = macs >= PARALLEL_MIN_MACS
-    if parallel:
-        _parallel_chunks(sch, row)
+    chunk = _parallel_chunks(sch, row) if parallel else None
+    for block in _blocks(sch):
+        if _name(sch, block).startswith("tq_scratch"):
+            if chunk is not None:
+                sch.compute_at(block, chunk)
+                _, vec = _vector_split(sch, sch.get_loops(block)[-1], 64)
+                if vec is not None:
+                    sch.vectorize(vec)
+            else:
+                _schedule_padding(sch, block)
     outputs = {_name(sch, b) for b in _output_blocks(sch)}
     if _name(sch, main) in outputs:
         consumers = [sch.cache_write(main, 0, "local")]
-        sch.reverse_compute_at(consumers[0], wo)
+        sch.reverse_compute_at(consumers[0], co)
     else:
         consumers = [b for b in _blocks(sch) if not _name(sch, b).startswith(
             ("tq_dw", "tq_scratch"))]
         for block in consumers:
-            sch.reverse_compute_at(block, wo)
+            sch.reverse_compute_at(block, co)
         sch.set_scope(main, 0, "local")
-    _, cvec = _vector_split(sch, c, 64)
-    sch.vectorize(cvec if cvec is not None else c)
-    sch.unroll(wi)
+        for block in consumers:
+            if _name(sch, block) not in outputs:
+                sch.set_scope(block, 0, "local")
+    sch.vectorize(ci)
     init = sch.decompose_reduction(main, rh)
+    for loop in (wi, rw, rh):
+        sch.unroll(loop)
     for block in [init, *consumers]:
         inner = sch.get_loops(block)[-1]
-        _, vec = _vector_split(sch, inner, 64)
+        _, vec = _vector_split(sch, inner, 16)
         sch.vectorize(vec if vec is not None else inner)
-    for block in _blocks(sch):
-        if _name(sch, block).startswith("tq_scratch"):
-            _schedule_padding(sch, block)
     return sch.mod["main"]
 
 

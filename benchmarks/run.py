@@ -63,6 +63,7 @@ ROWS: list[tuple[str, str]] = [
     ("resnet_cnn", "qop_u8s8_perchannel"),
     ("efficientnet_lite0", "u8s8_perchannel"),
     ("efficientnet_lite0", "u16s8"),
+    ("efficientnet_lite0", "mixed_u8u16"),
     ("efficientnet_lite0", "qop_u8s8_perchannel"),
     ("mlp", "u8s8_perchannel"),
     ("mlp", "u16s8"),
@@ -74,6 +75,7 @@ ROWS: list[tuple[str, str]] = [
     ("transformer_encoder", "dyn_s8"),
     ("minilm_l6", "u8s8_perchannel"),
     ("minilm_l6", "u16s8"),
+    ("minilm_l6", "mixed_u8u16"),
     ("minilm_l6", "qop_u8s8_perchannel"),
     ("minilm_l6", "dyn_s8"),
     ("minilm_l6", "torch_dynamic"),
@@ -81,6 +83,11 @@ ROWS: list[tuple[str, str]] = [
 
 #: Mixed u8/u16 rows: the case of :data:`tvm_qdq.testing.mixed_models.MIXED_CASES`.
 MIXED = {"resnet_cnn": "resnet_region_u16", "transformer_encoder": "transformer_region_u16"}
+
+#: Mixed u8/u16 rows of the real models: the tensors promoted to uint16 (a residual sum in
+#: the middle of the network; ORT's QNN override fixer adds the conversions around it).
+MIXED_REAL = {"efficientnet_lite0": ["/_blocks.6/Add_output_0"],
+              "minilm_l6": ["/bert/encoder/layer.2/output/Add_output_0"]}
 
 
 def row_id(model: str, config: str) -> str:
@@ -148,6 +155,39 @@ def _quantize_cached(float_model, config: str, calibration: list[dict], tag: str
     return qmodel
 
 
+def _mixed_cached(float_model, promote: list[str], calibration: list[dict], tag: str):
+    """``float_model`` quantized to uint8 (uint8 weights) with ``promote`` overridden to
+    uint16 by ORT's QNN mixed-precision flow, our calibration feeds; cached."""
+    import onnx
+    import onnxruntime
+
+    from tvm_qdq.testing.models import _FeedsReader, default_cache_dir
+
+    key = hashlib.sha256(float_model.SerializeToString() + repr(
+        (sorted(promote), onnxruntime.__version__, len(calibration))).encode()).hexdigest()
+    cached = default_cache_dir() / f"{tag}.mixed_u8u16.{key[:16]}.onnx"
+    if cached.is_file():
+        return onnx.load_model(cached)
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize
+    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
+
+    class Reader(_FeedsReader, CalibrationDataReader):
+        pass
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, out = Path(tmp) / "float.onnx", Path(tmp) / "q.onnx"
+        onnx.save_model(float_model, src)
+        config = get_qnn_qdq_config(
+            str(src), Reader(calibration), activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QUInt8,
+            init_overrides={t: [{"quant_type": QuantType.QUInt16}] for t in promote})
+        quantize(str(src), str(out), config)
+        qmodel = onnx.load_model(out)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(qmodel, cached)
+    return qmodel
+
+
 def _minilm_inputs():
     from tvm_qdq.testing import torch_models as tm
 
@@ -200,6 +240,9 @@ def build_case(model: str, config: str) -> Case:
 
         if config == "u8s8_perchannel":
             proto = efficientnet_lite0_qdq()
+        elif config == "mixed_u8u16":
+            proto = _mixed_cached(efficientnet_lite0_float(), MIXED_REAL[model],
+                                  image_feeds(8), model)
         else:
             proto = _quantize_cached(efficientnet_lite0_float(), config, image_feeds(8),
                                      "efficientnet_lite0")
@@ -230,7 +273,11 @@ def build_case(model: str, config: str) -> Case:
                         note=f"PyTorch fp32 {fp32_ms:.1f} ms")
         float_model = _minilm_float(encoder, ids, mask)
         calibration = _minilm_calibration(tokenizer, ids.shape[1])
-        return Case(_quantize_cached(float_model, config, calibration, "minilm_l6"), feeds)
+        if config == "mixed_u8u16":
+            proto = _mixed_cached(float_model, MIXED_REAL[model], calibration, model)
+        else:
+            proto = _quantize_cached(float_model, config, calibration, model)
+        return Case(proto, feeds)
     if config == "mixed_u8u16":
         from tvm_qdq.testing.mixed_models import mixed_case
 

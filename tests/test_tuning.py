@@ -43,6 +43,16 @@ def test_db_round_trip(tmp_path) -> None:
     assert tuning.TuningDB(tmp_path / "missing.json").records == {}
 
 
+def test_stored_tile_must_fit() -> None:
+    db = tuning.TuningDB(None)
+    db.put("fits", tuning.TuningRecord(Tile(4, 2), rows=[1, 4, 4], n_blocks=2))
+    db.put("stale", tuning.TuningRecord(Tile(3, 1), rows=[1, 4, 4], n_blocks=2))
+    db.put("unknown", tuning.TuningRecord(Tile(3, 1)))
+    assert db.get("fits") == Tile(4, 2)
+    assert db.get("stale") is None  # the heuristic decides instead
+    assert db.get("unknown") == Tile(3, 1)
+
+
 def test_db_path_resolution(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv(tuning.DB_ENV, raising=False)
     assert tuning.resolve_db_path() == tuning.DEFAULT_DB
@@ -69,6 +79,7 @@ def test_tune_resume_and_compile_uses_stored_tiles(model, tmp_path, monkeypatch,
     assert len(db) >= 1
     for record in db.records.values():
         assert record.machine.get("cpu") and record.date and record.measured
+        assert record.rows and record.n_blocks and record.fits()
 
     # --resume measures nothing more.
     def no_measure(*args, **kwargs):

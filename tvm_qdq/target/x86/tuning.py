@@ -94,8 +94,14 @@ class TuningRecord:
     name: str = ""
     model: str = ""
     measured: dict[str, float] = field(default_factory=dict)
+    rows: list[int] = field(default_factory=list)  # kernel shape (see kernel_shape)
+    n_blocks: int = 0
     machine: dict[str, object] = field(default_factory=dict)
     date: str = ""
+
+    def fits(self) -> bool:
+        """Whether :attr:`tile` still fits the recorded kernel shape (unknown shape: yes)."""
+        return not self.rows or tile_fits(self.tile, self.rows, self.n_blocks)
 
     def to_json(self) -> dict:
         out: dict[str, object] = {"tile": [self.tile.mr, self.tile.nr]}
@@ -107,6 +113,7 @@ class TuningRecord:
             out["default_seconds"] = _round(self.default_seconds)
         out.update({"name": self.name, "model": self.model,
                     "measured": {k: _round(v) for k, v in self.measured.items()},
+                    "rows": self.rows, "n_blocks": self.n_blocks,
                     "machine": self.machine, "date": self.date})
         return out
 
@@ -121,6 +128,8 @@ class TuningRecord:
             name=data.get("name", ""),
             model=data.get("model", ""),
             measured=dict(data.get("measured", {})),
+            rows=[int(r) for r in data.get("rows", [])],
+            n_blocks=int(data.get("n_blocks", 0)),
             machine=dict(data.get("machine", {})),
             date=data.get("date", ""),
         )
@@ -154,8 +163,9 @@ class TuningDB:
         return len(self.records)
 
     def get(self, key: str) -> Tile | None:
+        """The stored tile of ``key`` if it still fits its kernel, else None."""
         record = self.records.get(key)
-        return record.tile if record is not None else None
+        return record.tile if record is not None and record.fits() else None
 
     def put(self, key: str, record: TuningRecord) -> None:
         self.records[key] = record
@@ -227,13 +237,25 @@ def kernel_key(func: tirx.PrimFunc, target: tvm.target.Target) -> str:
     return f"{tvm_ffi.structural_hash(func)}:{target}"
 
 
-def candidate_tiles(func: tirx.PrimFunc, limit: int = CANDIDATES) -> list[Tile]:
-    """The register tiles that fit ``func``'s VNNI block, best heuristic score first."""
+def kernel_shape(func: tirx.PrimFunc) -> tuple[list[int], int]:
+    """(row extents before the channel axis, 16-channel column blocks) of the VNNI block."""
     sch = s_tir.Schedule(func)
     _inline_elementwise(sch, keep=lambda n: n.startswith(("tq_vnni", "tq_scratch")))
     main = next(b for b in _blocks(sch) if _name(sch, b).startswith("tq_vnni"))
-    extents = _spatial_extents(sch, main)
-    rows, n_blocks = extents[:-1], extents[-1] // 16
+    extents = [int(e) for e in _spatial_extents(sch, main)]
+    return extents[:-1], extents[-1] // 16
+
+
+def tile_fits(tile: Tile, rows: list[int], n_blocks: int) -> bool:
+    """Whether the scheduler accepts ``tile`` for a kernel of this shape (a stored tile is
+    used only if it still does, e.g. after the accumulator budget changed)."""
+    return (tile.mr * tile.nr <= MAX_ACCUMULATORS and n_blocks % tile.nr == 0
+            and tile.mr in valid_row_tiles(rows, max(tile.mr, 64)))
+
+
+def candidate_tiles(func: tirx.PrimFunc, limit: int = CANDIDATES) -> list[Tile]:
+    """The register tiles that fit ``func``'s VNNI block, best heuristic score first."""
+    rows, n_blocks = kernel_shape(func)
     tiles = [
         Tile(mr, nr)
         for nr in range(1, min(n_blocks, 4) + 1) if n_blocks % nr == 0
@@ -250,6 +272,7 @@ def measure_tile(func: tirx.PrimFunc, target: tvm.target.Target,
     """Time :func:`candidate_tiles` of ``func`` (the first is the heuristic's pick) and
     return the fastest as a record; a tile that fails to build is skipped."""
     tiles = candidate_tiles(func, candidates)
+    rows, n_blocks = kernel_shape(func)
     measured: dict[str, float] = {}
     best: tuple[float, Tile] | None = None
     for tile in tiles:
@@ -266,7 +289,8 @@ def measure_tile(func: tirx.PrimFunc, target: tvm.target.Target,
         seconds=best[0] if best is not None else None,
         default_tile=default,
         default_seconds=measured.get(f"{default.mr}x{default.nr}") if default else None,
-        name=name, model=model, measured=measured, machine=machine_info(),
+        name=name, model=model, measured=measured, rows=rows, n_blocks=n_blocks,
+        machine=machine_info(),
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
@@ -355,9 +379,13 @@ def tune_module(mod: tvm.IRModule, target: tvm.target.Target) -> dict[str, Tile]
                                             "hit" if tile is not None else "miss",
                                             session.db.records.get(key), 0.0))
             continue
+        stored = session.db.records.get(key)
+        if stored is not None and not stored.rows:  # older record: add the kernel shape
+            stored.rows, stored.n_blocks = kernel_shape(func)
+            session.db.save()
         if key in session.done:
             status = "duplicate"
-        elif session.resume and key in session.db:
+        elif session.resume and stored is not None and stored.fits():
             status = "stored"
         else:
             record = measure_tile(func, target, session.candidates, name, session.model)

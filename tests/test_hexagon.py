@@ -282,6 +282,21 @@ def test_fixed_point_epilogues_are_hvx_integer_code() -> None:
 
 
 @needs_toolchain
+def test_depthwise_conv_and_elementwise_kernels_run_on_hvx() -> None:
+    """Non-GEMM kernels: the depthwise conv (a reduction, vectorized along the output row) and
+    the integer elementwise kernels contain HVX instructions in the default (fixed) build."""
+    _, fixed = _built_fixed("resnet_cnn", "u8s8_perchannel")
+    mix = fixed.instruction_mix()
+    functions = fixed.meta["functions"]
+    depthwise = [s for s, f in functions.items() if f.startswith("fused_conv2d")]
+    assert depthwise, functions
+    for sym in depthwise:
+        assert mix[sym]["hvx"] > 0, (sym, mix[sym])
+    requant = [s for s, f in functions.items() if f.startswith("fused_tq_hx_requantize")]
+    assert requant and all(mix[s]["hvx"] > 0 for s in requant), {s: mix[s] for s in requant}
+
+
+@needs_toolchain
 def test_conv_and_matmul_kernels_use_vrmpy() -> None:
     _, hexagon, _ = _built("resnet_cnn", "u8s8_perchannel")
     mix = hexagon.instruction_mix()

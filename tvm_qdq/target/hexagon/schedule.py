@@ -52,36 +52,85 @@ def _widest_bits(sch: s_tir.Schedule, block) -> int:
     return max(bits + [8])
 
 
-def _vectorize_inner(sch: s_tir.Schedule, block) -> bool:
-    """Vectorize the innermost loop of ``block`` over at most one HVX vector."""
-    loops = sch.get_loops(block)
-    if not loops:
+def _lanes(sch: s_tir.Schedule, block) -> int:
+    return VECTOR_BYTES * 8 // _widest_bits(sch, block)
+
+
+def _tail(sch: s_tir.Schedule, loops: list, lanes: int) -> list:
+    """The innermost loops whose fused extent first reaches ``lanes`` (or all of them)."""
+    tail, extent = [], 1
+    for loop in reversed(loops):
+        if extent >= lanes:
+            break
+        tail.insert(0, loop)
+        extent *= _extent(sch, loop)
+    return tail
+
+
+def _fusable(sch: s_tir.Schedule, block) -> bool:
+    """True when the block reads and writes whole buffers at the same indices as its loops
+    (pure elementwise: fusing its loops keeps every access contiguous)."""
+    node = sch.get(block)
+    write = node.writes[0].source.shape if len(node.writes) == 1 else None
+    if write is None:
         return False
-    lanes = VECTOR_BYTES * 8 // _widest_bits(sch, block)
-    inner = loops[-1]
-    extent = _extent(sch, inner)
-    if extent <= 1:
-        return False
+    for region in node.reads:
+        shape = region.source.shape
+        if len(shape) == len(write) and any(int(a) != int(b) for a, b in zip(shape, write,
+                                                                          strict=True)):
+            return False
+    return "if_then_else" not in str(node.body)
+
+
+def _split_vector(sch: s_tir.Schedule, loops: list, lanes: int):
+    """Fuse ``loops`` and split off the widest power-of-two vector (≤ ``lanes``) that divides
+    their extent: ``(outer, inner)`` or None when that is under 2 lanes."""
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    extent = _extent(sch, fused)
     width = 1
     while width * 2 <= lanes and extent % (width * 2) == 0:
         width *= 2
     if width < 2:
+        return None
+    if width == extent:
+        return None, fused
+    return tuple(sch.split(fused, [None, width]))
+
+
+def _vectorize_inner(sch: s_tir.Schedule, block) -> bool:
+    """Vectorize the innermost loops of ``block`` (fused when one is shorter than a vector and
+    the block is :func:`_fusable`) over at most one HVX vector; not int64 arithmetic."""
+    loops = sch.get_loops(block)
+    if not loops or 'Cast("int64"' in str(sch.get(block).body):
+        return False  # int64 lanes (the Add's fixed-point sum): HVX emulation costs more
+    lanes = _lanes(sch, block)
+    tail = _tail(sch, loops, lanes) if _fusable(sch, block) else loops[-1:]
+    split = _split_vector(sch, tail, lanes)
+    if split is None:
         return False
-    if width < extent:
-        _, inner = sch.split(inner, [None, width])
-    sch.vectorize(inner)
+    sch.vectorize(split[1])
     return True
 
 
+def _feeds_reduction(sch: s_tir.Schedule, block) -> bool:
+    return any(_is_reduction(sch, c) for c in sch.get_consumers(block))
+
+
 def _inline_elementwise(sch: s_tir.Schedule, keep: set[str]) -> None:
-    """Inline spatial blocks (not in ``keep``) into their consumers or producer, to a fixpoint."""
+    """Inline spatial blocks (not in ``keep``) into their consumers or producer, to a fixpoint.
+
+    A producer of a reduction (a padding, a cast) stays a block of its own: inlined, its
+    per-lane bounds checks would make the reduction's vector loads scalar.
+    """
     changed = True
     while changed:
         changed = False
         for block in _blocks(sch):
             if _name(sch, block) in keep or _is_reduction(sch, block):
                 continue
-            for primitive in (sch.compute_inline, sch.reverse_compute_inline):
+            primitives = (sch.reverse_compute_inline,) if _feeds_reduction(sch, block) else (
+                sch.compute_inline, sch.reverse_compute_inline)
+            for primitive in primitives:
                 try:
                     primitive(block)
                 except _ERRORS:
@@ -125,15 +174,62 @@ def schedule_vrmpy(sch: s_tir.Schedule) -> str:
     return f"vrmpy ({intrin_name})"
 
 
+def _unit_stride(sch: s_tir.Schedule, block, var: tirx.Var) -> bool:
+    """True when every read of ``block`` that depends on ``var`` indexes its innermost
+    dimension with ``var`` at stride 1 (vector loads, not gathers)."""
+    from tvm.sym.pattern import detect_linear_equation
+
+    for region in sch.get(block).reads:
+        for axis, rng in enumerate(region.region):
+            coef = detect_linear_equation(rng.min, [var])
+            if not coef:
+                return False
+            step = int(coef[0]) if isinstance(coef[0], tirx.IntImm) else None
+            if step is None or (step != 0 and (axis != len(region.region) - 1 or step != 1)):
+                return False
+    return True
+
+
+def _vectorize_reduction(sch: s_tir.Schedule, block) -> bool:
+    """Vectorize a reduction (pooling, depthwise conv, ...) over its innermost spatial axes.
+
+    The loops ``S..., s, R...`` become ``S..., s_outer, R..., s_lanes``: each reduction step
+    updates one vector of outputs (lanes along the innermost spatial axis, e.g. the output
+    row); the init (run when the reduction indices are 0) vectorizes with it. Only when the
+    reads along ``s`` are contiguous (a depthwise conv; not a strided pool or a sum over the
+    other axes, where lanes would be gathers).
+    """
+    loops = sch.get_loops(block)
+    kinds = [int(iv.iter_type) for iv in sch.get(block).iter_vars]
+    if len(loops) != len(kinds):
+        return False
+    spatial = [lp for lp, k in zip(loops, kinds, strict=True) if k == 0]
+    reduce = [lp for lp, k in zip(loops, kinds, strict=True) if k != 0]
+    last = [iv.var for iv, k in zip(sch.get(block).iter_vars, kinds, strict=True) if k == 0]
+    if not spatial or not reduce or not _unit_stride(sch, block, last[-1]):
+        return False
+    lanes = _lanes(sch, block)
+    tail = spatial[-1:]
+    sch.reorder(*spatial[:len(spatial) - len(tail)], *reduce, *tail)
+    split = _split_vector(sch, tail, lanes)
+    if split is None:
+        return False
+    outer, inner = split
+    if outer is not None:
+        sch.reorder(outer, *reduce, inner)
+    sch.vectorize(inner)
+    return True
+
+
 def schedule_elementwise(sch: s_tir.Schedule) -> str:
-    """Inline elementwise chains; vectorize the innermost loop of every spatial block."""
+    """Inline elementwise chains; vectorize the innermost loop of every spatial block and the
+    innermost spatial loop of every reduction block (:func:`_vectorize_reduction`)."""
     _inline_elementwise(sch, keep=set())
     done = 0
     for block in _blocks(sch):
-        if _is_reduction(sch, block):
-            continue
+        vectorize = _vectorize_reduction if _is_reduction(sch, block) else _vectorize_inner
         try:
-            done += _vectorize_inner(sch, block)
+            done += vectorize(sch, block)
         except _ERRORS:
             continue
     return f"elementwise ({done} vectorized)" if done else "default"

@@ -297,6 +297,20 @@ def test_depthwise_conv_and_elementwise_kernels_run_on_hvx() -> None:
 
 
 @needs_toolchain
+def test_mixed_model_uint8_weight_convs_use_vrmpy_offset_form() -> None:
+    """The mixed u8/u16 model's uint8 weights with a zero point (``|w - zw| ≤ 255``) take
+    ``vrmpy`` through the per-channel offset form (u8 and u16 activations); the results are
+    bit-exact with x86 in ``test_model_runs_on_hexagon_bit_exact_with_x86[mixed-...]``."""
+    _, hexagon = _built_fixed("mixed", "seeds_op4_u16")
+    convs = [k for k in hexagon.meta["notes"]["kernels"] if k["op"] == "conv2d"]
+    assert convs and all(k["vrmpy"] and k["offset"] for k in convs), convs
+    assert {k["act"] for k in convs} == {"uint8", "uint16"}
+    mix = hexagon.instruction_mix()
+    dots = [s for s, f in hexagon.meta["functions"].items() if "tq_hx_conv2d" in f]
+    assert dots and all(mix[s]["vrmpy"] > 0 for s in dots)
+
+
+@needs_toolchain
 def test_conv_and_matmul_kernels_use_vrmpy() -> None:
     _, hexagon, _ = _built("resnet_cnn", "u8s8_perchannel")
     mix = hexagon.instruction_mix()

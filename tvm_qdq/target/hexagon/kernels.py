@@ -16,6 +16,12 @@ instruction depends on the operand types (all products exact, int32 lane sums):
 * ``uint16 × int8``: two uint8 planes ``x = 256 · hi + lo``, two ``vrmpybusv`` sums combined
   as ``lo + 256 · hi`` in the output type (each partial sum fits int32 when
   ``255 · max_o Σ|w[o]| < 2^31``, checked).
+* **offset uint8 weights** (uint8 weights with a zero point: ``w' = w - zw`` spans
+  ``[-255, 255]``, not 8 bits) for uint8 / uint16 activations: per output channel
+  ``b[o] = min_k w'[o, k]`` makes ``w'' = w' - b[o]`` uint8 (when the channel's range is at
+  most 255), and one extra lane (output channel ``O``) of all-ones weights accumulates
+  ``Σ_k x_k``; then ``Σ x·w' = acc[o] + b[o] · acc[O]`` (``vrmpyubv``, one extra lane, where
+  splitting ``w'`` into int8 terms would double or triple the vrmpy count).
 
 Layouts: the conv kernel takes NCHW and returns NCHW (the Relax signature of ``conv2d``); it
 packs the activation into a zero-padded ``[P, Hp, Wp, C4]`` scratch (``P`` planes, ``C``
@@ -57,6 +63,28 @@ def weight_kind(w: np.ndarray, act: str) -> str | None:
     if act == "uint8" and lo >= 0 and hi <= 255:
         return "uint8"
     return None
+
+
+def weight_offsets(w: np.ndarray, out_axis: int, act: str) -> np.ndarray | None:
+    """Per-output-channel ``b[o] = min w'[o]`` when ``w' - b`` fits uint8 for every channel
+    and the activation is unsigned (the offset form, see the module docstring), else None."""
+    if act not in ("uint8", "uint16") or w.size == 0 or not np.issubdtype(w.dtype, np.integer):
+        return None
+    per_out = np.moveaxis(w.astype(np.int64), out_axis, 0).reshape(w.shape[out_axis], -1)
+    lo, hi = per_out.min(axis=1), per_out.max(axis=1)
+    return lo if np.all(hi - lo <= 255) else None
+
+
+def offset_fits_int32(w: np.ndarray, offsets: np.ndarray, out_axis: int, act: str) -> bool:
+    """True when the offset form's partial sums (per uint8 plane) and the combined
+    ``acc[o] + b[o]·acc[O]`` stay below 2^31 for every input."""
+    per_out = np.moveaxis(w.astype(np.int64), out_axis, 0).reshape(w.shape[out_axis], -1)
+    shifted = (per_out - offsets[:, None]).sum(axis=1)
+    k = per_out.shape[1]
+    largest = 65535 if act == "uint16" else 255
+    planes_fit = 255 * max(int(shifted.max(initial=0)), k) < 2**31
+    combined = largest * (int(shifted.max(initial=0)) + int(np.abs(offsets).max(initial=0)) * k)
+    return planes_fit and combined < 2**31
 
 
 def planes(act: str) -> int:
@@ -124,6 +152,7 @@ class Conv2dSpec:
     act: str
     weight: str
     out_dtype: str
+    offset: bool = False  # offset uint8 weights: lane O accumulates Σx
 
     @property
     def oh(self) -> int:
@@ -141,18 +170,22 @@ class Conv2dSpec:
 
     @property
     def ob(self) -> int:
-        return _ceil(self.o, LANES)
+        return _ceil(self.o + self.offset, LANES)
 
     @property
     def macs(self) -> int:
         return self.n * self.oh * self.ow * self.o * self.c * self.kh * self.kw
 
 
-def pack_conv_weight(w: np.ndarray, kind: str) -> np.ndarray:
-    """OIHW ``w`` → ``[O32/32, KH, KW, C4/4, 32, 4]`` (``kind``: int8 or uint8)."""
+def pack_conv_weight(w: np.ndarray, kind: str, offsets: np.ndarray | None = None) -> np.ndarray:
+    """OIHW ``w`` → ``[O32/32, KH, KW, C4/4, 32, 4]`` (``kind``: int8 or uint8); with
+    ``offsets``, ``w - b[o]`` and an all-ones output channel ``O`` (the offset form)."""
     o, c, kh, kw = w.shape
-    ob, cq = _ceil(o, LANES), _ceil(c, KGROUP)
+    ob, cq = _ceil(o + (offsets is not None), LANES), _ceil(c, KGROUP)
     full = np.zeros((ob * LANES, cq * KGROUP, kh, kw), kind)
+    if offsets is not None:
+        w = w.astype(np.int64) - offsets.reshape(o, 1, 1, 1)
+        full[o, :c] = 1
     full[:o, :c] = w.astype(kind)
     packed = full.reshape(ob, LANES, cq, KGROUP, kh, kw).transpose(0, 4, 5, 2, 1, 3)
     return np.ascontiguousarray(packed)
@@ -197,8 +230,19 @@ def conv2d_te(spec: Conv2dSpec) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
     def unpack(n, o, h, w):
         return _combine(acc, ((n, 0, h, w, o), (n, 1, h, w, o)), n_planes, spec.out_dtype)
 
-    out = te.compute(_i64((spec.n, spec.o, spec.oh, spec.ow)), unpack, name="tq_hx_unpack")
-    return x, wp, out
+    if not spec.offset:
+        out = te.compute(_i64((spec.n, spec.o, spec.oh, spec.ow)), unpack, name="tq_hx_unpack")
+        return x, wp, out
+    offsets = te.placeholder(_i64((spec.o,)), "int32", name="b")
+
+    def unpack_offset(n, o, h, w):
+        ones = tirx.IntImm("int64", spec.o)
+        total = _combine(acc, ((n, 0, h, w, ones), (n, 1, h, w, ones)), n_planes, spec.out_dtype)
+        return unpack(n, o, h, w) + offsets[o].astype(spec.out_dtype) * total
+
+    out = te.compute(_i64((spec.n, spec.o, spec.oh, spec.ow)), unpack_offset,
+                     name="tq_hx_unpack")
+    return x, wp, offsets, out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -324,17 +368,22 @@ def conv2d_spec(call: relax.Call) -> tuple[Conv2dSpec | None, str]:
         return None, "layout not NCHW/OIHW"
     if int(attrs.groups) != 1:
         return None, f"groups={int(attrs.groups)}"
-    kind = weight_kind(w, act)
+    kind, offset = weight_kind(w, act), False
     if kind is None:
-        return None, "weights do not fit 8 bits"
-    if act == "uint16" and not partial_sums_fit(w, 0, act):
+        offsets = weight_offsets(w, 0, act)
+        if offsets is None:
+            return None, "weights do not fit 8 bits (nor uint8 with a per-channel offset)"
+        if not offset_fits_int32(w, offsets, 0, act):
+            return None, "offset-form sums could overflow int32"
+        kind, offset = "uint8", True
+    elif act == "uint16" and not partial_sums_fit(w, 0, act):
         return None, "uint16 partial sums could overflow int32"
     pad = [int(p) for p in attrs.padding]
     if len(pad) == 2:
         pad = pad * 2
     spec = Conv2dSpec(shape[0], shape[1], shape[2], shape[3], w.shape[0], w.shape[2],
                       w.shape[3], tuple(int(s) for s in attrs.strides), tuple(pad),
-                      tuple(int(d) for d in attrs.dilation), act, kind, out_dtype)
+                      tuple(int(d) for d in attrs.dilation), act, kind, out_dtype, offset)
     if spec.c != w.shape[1]:
         return None, "channel mismatch"
     return spec, ""
@@ -391,13 +440,16 @@ class _DotRewriter(relax.PyExprMutator):
                 return call
             w = _const(call.args[1])
             gvar = self._kernel(("conv", spec), lambda: (conv2d_te(spec), "tq_hx_conv2d"))
-            packed = relax.const(pack_conv_weight(w, spec.weight))
+            offsets = weight_offsets(w, 0, spec.act) if spec.offset else None
+            args = [call.args[0], relax.const(pack_conv_weight(w, spec.weight, offsets))]
+            if offsets is not None:
+                args.append(relax.const(offsets.astype(np.int32)))
             out_ty = relax.TensorType([spec.n, spec.o, spec.oh, spec.ow], spec.out_dtype)
             self.report.append({"op": "conv2d", "vrmpy": True,
                                 "instruction": INTRINSIC_OF[(spec.act, spec.weight)],
                                 "act": spec.act, "weight": spec.weight, "out": spec.out_dtype,
-                                "macs": spec.macs})
-            return relax.call_tir(gvar, [call.args[0], packed], out_ty)
+                                "offset": spec.offset, "macs": spec.macs})
+            return relax.call_tir(gvar, args, out_ty)
         if name == "relax.matmul":
             spec, why = matmul_spec(call)
             if spec is None:

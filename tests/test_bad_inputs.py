@@ -331,10 +331,6 @@ def test_bias_on_the_accumulator_grid_with_16bit_output_is_exact() -> None:
     assert_single_op_contract(tvm_qdq.compile(model).run(feeds)[0], expected, exact=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (relay_passes/rules/elementwise.py add_bias): an int32 bias whose scale is 0.5·s_x·s_w "
-    "is rounded to the accumulator grid (rint(b·0.5)), losing 0.5·s_x·s_w; the int16 output "
-    "scale is s_x·s_w/64, so the result is 32 LSB off ORT"))
 def test_bias_off_the_accumulator_grid_with_16bit_output_matches_ort() -> None:
     model, feeds = _conv_16bit_out(0.5)
     expected = run_ort(model, feeds, optimization_level=ORT_REF)[0]
@@ -399,18 +395,11 @@ def _supported_or_names_the_dim(model: onnx.ModelProto, dim: str, feeds_list: li
                                   info.scale, info.zero_point)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a symbolic input dim crashes in the Q converter (ConversionError 'x_q': TypeError "
-    "int() ... 'Var' from qdq._shape) instead of compiling or saying which input dim is "
-    "dynamic"))
 def test_dynamic_batch_dimension_is_supported_or_named() -> None:
     _supported_or_names_the_dim(_dynamic({0: "batch"}), "batch",
                                 [_feed([1, 4, 5, 5]), _feed([3, 4, 5, 5])])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: an input without shape crashes in the Q converter (ConversionError 'x_q': "
-    "AttributeError 'NoneType' object has no attribute 'values') instead of a clear error"))
 def test_input_without_shape_is_named() -> None:
     model = conv_model()
     model.graph.input[0].type.tensor_type.ClearField("shape")
@@ -420,11 +409,52 @@ def test_input_without_shape_is_named() -> None:
     assert not isinstance(info.value, tvm_qdq.ConversionError), str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: an unnamed dynamic dim (dim without value or param) crashes in the Q converter "
-    "instead of compiling or saying which input dim is dynamic"))
 def test_anonymous_dynamic_spatial_dims_are_supported_or_named() -> None:
     _supported_or_names_the_dim(_dynamic({2: None, 3: None}), "2", [_feed()])
+
+
+def test_dynamic_batch_compiles_with_shapes_override() -> None:
+    """``shapes=`` fixes a symbolic dim: batch 3 compiles and matches ORT; the caller's model
+    keeps its symbolic dim."""
+    model = _dynamic({0: "batch"})
+    compiled = tvm_qdq.compile(model, shapes={"x": [3, 4, 5, 5]})
+    assert compiled.inputs[0].shape == [3, 4, 5, 5]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    feeds = _feed([3, 4, 5, 5])
+    info = output_quant_info(model)["y"]
+    assert_single_op_contract(compiled.run(feeds)[0],
+                              run_ort(model, feeds, optimization_level=ORT_REF)[0],
+                              info.scale, info.zero_point)
+
+
+def test_input_without_shape_compiles_with_shapes_override() -> None:
+    model = conv_model()
+    model.graph.input[0].type.tensor_type.ClearField("shape")
+    compiled = tvm_qdq.compile(model, shapes={"x": X_SHAPE})
+    feeds = _feed()
+    info = output_quant_info(model)["y"]
+    assert_single_op_contract(compiled.run(feeds)[0],
+                              run_ort(model, feeds, optimization_level=ORT_REF)[0],
+                              info.scale, info.zero_point)
+
+
+@pytest.mark.parametrize(("shapes", "match"), [
+    ({"x": [1, 4, 5]}, "has rank 3"),
+    ({"x": [1, 3, 5, 5]}, "dimension 1 is fixed to 4"),
+    ({"x": [1, 4, 0, 5]}, "must be positive"),
+    ({"X": [1, 4, 5, 5]}, "not graph inputs"),
+], ids=["rank", "fixed_dim", "zero", "unknown_input"])
+def test_bad_shapes_override_is_named(shapes: dict, match: str) -> None:
+    with pytest.raises(tvm_qdq.TvmQdqError, match=match):
+        tvm_qdq.from_onnx(_dynamic({0: "batch"}), shapes=shapes)
+
+
+def test_dynamic_dim_error_says_what_to_do() -> None:
+    with pytest.raises(tvm_qdq.TvmQdqError) as info:
+        tvm_qdq.from_onnx(_dynamic({0: "batch"}))
+    message = str(info.value)
+    assert "input 'x'" in message and "dimension 0 ('batch')" in message
+    assert "shapes={'x': [1, 4, 5, 5]}" in message
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,11 +505,6 @@ def _resize_model(mode: str) -> onnx.ModelProto:
     return model
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: Resize coordinate_transformation_mode='half_pixel_symmetric' (opset 18+, ORT runs "
-    "it) imports, then tvm.compile's legalization raises a raw ValueError 'Unsupported "
-    "coordinate_transformation_mode' (topi/image/resize.py): neither ORT's result nor a "
-    "tvm-qdq error naming the node"))
 def test_resize_half_pixel_symmetric_matches_ort_or_names_the_node() -> None:
     model = _resize_model("half_pixel_symmetric")
     feeds = _feed()

@@ -98,9 +98,12 @@ def test_generator_is_deterministic_and_replays_from_json(spec: fuzz.GraphSpec) 
         np.testing.assert_array_equal(a.feeds[name], b.feeds[name])
 
 
-def test_qoperator_generation_is_off_by_default() -> None:
-    """QOperator forms wait for tvm-qdq to import them: the default config never makes one."""
-    assert fuzz.FuzzConfig().qoperator is False
+def test_qoperator_generation_is_on_by_default() -> None:
+    """tvm-qdq imports QOperator models: the default config makes QLinearConv / QLinearMatMul,
+    and the CI seeds include some."""
+    assert fuzz.FuzzConfig().qoperator is True
+    specs = [s for k in range(12) for s in fuzz.random_specs(CI_SEED * 1_000_003 + k, CI_CONFIG)]
+    assert any(r.get("qop") for s in specs for r in s.records)
 
 
 # ============================================================================================
@@ -108,19 +111,7 @@ def test_qoperator_generation_is_off_by_default() -> None:
 # ============================================================================================
 
 #: regression file stem → reason, for regressions of bugs not fixed yet (strict xfail).
-KNOWN_BUGS: dict[str, str] = {
-    "gemm_beta_half_bias_int16_out": (
-        "bug: Gemm beta=0.5 makes the int32 bias half accumulator units; add_bias rounds it "
-        "to the accumulator grid, 35 LSB of the int16 output (scale s_acc/70)"),
-    "resize_half_pixel_symmetric": (
-        "bug: Resize half_pixel_symmetric imports, then tvm.compile raises a raw ValueError"),
-    "resize_align_corners_size1_crash": (
-        "bug: Resize nearest align_corners with a spatial size of 1 (W: 1 → 1) crashes in "
-        "tvm.compile: InternalError 'Divide by zero' ((in-1)/(out-1) = 0/0)"),
-    "resize_nearest_fractional_scale": (
-        "bug: nearest Resize with scales [1, 1, 2, 0.5] on W=7 (7·0.5 not an integer) uses "
-        "out/in = 3/7 instead of 0.5 in the coordinate transform: other pixels than ORT"),
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _regression_params() -> list:
@@ -365,11 +356,6 @@ def _resize_check(mode: str, scales: list[float], shape: list[int]) -> None:
 
 
 @pytest.mark.parametrize("mode", ["half_pixel", "pytorch_half_pixel", "asymmetric"])
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (TVM's Relax ONNX Resize converter, used as is): with `scales` where "
-    "input_size·scale is not an integer (W=7, scale 0.5 → 3 columns; or 1.5 → 10), the "
-    "coordinate transform uses out/in (3/7) instead of the given scale (0.5), as ONNX and ORT "
-    "do: nearest picks other pixels (up to 62 LSB); align_corners and integral sizes are fine"))
 def test_resize_scales_with_fractional_output_size_match_ort(mode: str) -> None:
     _resize_check(mode, [1.0, 1.0, 1.0, 0.5], [1, 2, 7, 7])
 
@@ -384,11 +370,6 @@ def test_resize_scales_with_integral_output_size_match_ort(mode: str) -> None:
     ([1.0, 1.0, 1.0, 2.0], [1, 2, 1, 4]),   # H = 1 in and out
     ([1.0, 1.0, 0.25, 1.0], [1, 2, 4, 4]),  # H: 4 → 1
 ], ids=["h1_to_1", "h4_to_1"])
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: Resize nearest with coordinate_transformation_mode='align_corners' and a spatial "
-    "axis whose input or output size is 1 crashes inside tvm.compile (tvm InternalError "
-    "'Check failed: fb->value != 0: Divide by zero', the (in-1)/(out-1) ratio); ORT uses "
-    "coordinate 0 for a length-1 output and runs it"))
 def test_resize_align_corners_with_a_size_one_axis_matches_ort(scales, shape) -> None:
     _resize_check("align_corners", scales, shape)
 
@@ -420,10 +401,6 @@ def test_gemm_bias_beta_one_with_16bit_output_is_exact() -> None:
     assert_single_op_contract(tvm_qdq.compile(model).run(feeds)[0], expected, exact=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug (relay_passes/rules/elementwise.py add_bias): Gemm beta=0.5 scales the int32 bias "
-    "[1, -3, 5] to half accumulator units; add_bias rounds rint(0.5·b) onto the accumulator "
-    "grid s_a·s_w, an error of 0.5·s_a·s_w = 32 LSB of the int16 output (scale s_a·s_w/64)"))
 def test_gemm_bias_beta_half_with_16bit_output_matches_ort() -> None:
     model, feeds = _gemm_beta_model(0.5)
     expected = run_ort(model, feeds, optimization_level=fuzz.ORT_REFERENCE_LEVEL)[0]

@@ -18,7 +18,7 @@ from tvm import relax
 from tvm_qdq.qnn import QParams
 from tvm_qdq.qnn.ops import const, shape_of
 
-from ..qtensor import QTensor, RewriteContext
+from ..qtensor import QTensor, RewriteContext, scalar_constant
 from ..registry import forward_rule, output_rule
 
 SAME_OP = (
@@ -160,13 +160,27 @@ def concat(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     return value
 
 
+def _branch(ctx: RewriteContext, expr, out: QParams) -> relax.Expr | None:
+    """A ``where`` branch on the output grid: a requantized QTensor, or a float scalar
+    constant ``v`` as its code ``Q_out(v)`` (what ORT's QuantizeLinear makes of it)."""
+    t = ctx.qtensor(expr)
+    if t is not None:
+        return ctx.requantize(t.value, t.params, out)
+    value = scalar_constant(expr)
+    if value is None:
+        return None
+    return const(_pad_fill(value, out), out.qtype.container)
+
+
 @output_rule("relax.where")
 def where(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
-    """``Q(where(c, a, b)) = where(c, requantize(a), requantize(b))`` (selection commutes)."""
-    a, b = ctx.qtensor(call.args[1]), ctx.qtensor(call.args[2])
-    if a is None or b is None or not out.per_tensor:
+    """``Q(where(c, a, b)) = where(c, Q(a), Q(b))`` (selection commutes): tensor branches are
+    requantized, a float scalar branch becomes ``Q_out(v)``."""
+    if not out.per_tensor:
         return None
-    parts = [ctx.requantize(t.value, t.params, out) for t in (a, b)]
+    parts = [_branch(ctx, arg, out) for arg in call.args[1:]]
+    if any(p is None for p in parts) or all(ctx.qtensor(a) is None for a in call.args[1:]):
+        return None
     value = ctx.emit(relax.op.where(call.args[0], *parts), "qnn_where")
     ctx.record("relax.where", str(value.name), "integer", "branches requantized to output")
     return value

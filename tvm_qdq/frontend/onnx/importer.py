@@ -26,10 +26,11 @@ from ...errors import (
     UnsupportedTypeError,
     node_label,
 )
-from . import float_ops, qdq
+from . import float_ops, qdq, resize
 from . import qoperator as qop
 from .context import ConvertContext, onnx_type_name
 from .qparams import NodeRef
+from .shapes import with_static_inputs
 
 Converter = Callable[[ConvertContext, list, dict], "relax.Expr | None"]
 
@@ -42,6 +43,7 @@ CONVERTERS: dict[tuple[str, str], Converter] = {
     ("", "Clip"): float_ops.convert_clip,
     ("", "Pad"): float_ops.convert_pad,
     ("", "Gather"): float_ops.convert_gather,
+    ("", "Resize"): resize.convert_resize,
     ("", "QLinearConv"): qop.convert_qlinear_conv,
     ("", "QLinearMatMul"): qop.convert_qlinear_matmul,
     ("", "ConvInteger"): qop.convert_conv_integer,
@@ -201,8 +203,13 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
             raise ConversionError(node.name, op_name, f"{type(err).__name__}: {err}", dom) from err
 
 
-def from_onnx(model: str | os.PathLike | bytes | onnx.ModelProto) -> tvm.IRModule:
+def from_onnx(model: str | os.PathLike | bytes | onnx.ModelProto,
+              shapes: dict[str, list[int]] | None = None) -> tvm.IRModule:
     """Import a (quantized) ONNX model as a faithful Relax module.
+
+    Every graph input needs a static shape: ``shapes={"x": [1, 3, 224, 224]}`` fixes inputs
+    declared with symbolic or unnamed dimensions (or none); an input left dynamic raises
+    :class:`~tvm_qdq.frontend.onnx.shapes.InputShapeError` naming it and the dimension.
 
     Run as it is, the module computes what ORT's reference (float) semantics compute:
     every QuantizeLinear/DequantizeLinear is an explicit ``R.quantize``/``R.dequantize``.
@@ -214,6 +221,7 @@ def from_onnx(model: str | os.PathLike | bytes | onnx.ModelProto) -> tvm.IRModul
     proto = load_model(model)
     if proto.ir_version < 3:
         raise ModelLoadError(f"ONNX IR version {proto.ir_version} is too old (need >= 3)")
+    proto = with_static_inputs(proto, shapes)
     types = _elem_types(proto)
     _check_types(proto, types)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)

@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tvm
+from tvm import te
 
 import tvm_qdq
 from tvm_qdq.target.hexagon import DEBIAN_PACKAGES, PRESETS, hexagon_target, missing_tools
@@ -163,6 +164,37 @@ def test_fixed_point_requantize_within_one_lsb_of_the_float_formula() -> None:
     assert share[0] < 1e-3
 
 
+def test_fixed_point_add_within_one_lsb_of_the_exact_sum() -> None:
+    """The int32 Add ``round(Σ x_i · r_i)`` (ratios of either sign, u8/u16 operands shifted by
+    their zero points) is within 1 LSB of the exact sum, differing only near half integers."""
+    from tvm_qdq.qnn.fixed_point import add_fixed, plan_fixed_point_sum
+
+    rng = np.random.default_rng(11)
+    differ = total = 0
+    for trial in range(400):
+        bits = [9, 9] if trial % 2 else [17, 17]  # q - zp of uint8 / uint16
+        qmin, qmax = (0, 255) if trial % 2 else (0, 65535)
+        ratios = [np.array(2.0 ** rng.uniform(-9, 2) * rng.choice([-1, 1])) for _ in bits]
+        fp = plan_fixed_point_sum(ratios, bits)
+        assert fp is not None, (ratios, bits)
+        reach = [min(2 ** (b - 1), (qmax - qmin) / abs(float(r)))
+                 for b, r in zip(bits, ratios, strict=True)]
+        xs = [np.concatenate([rng.uniform(-1, 1, 200) * lim, [-(2 ** (b - 1)), 2 ** (b - 1) - 1]])
+              .astype(np.int64) for lim, b in zip(reach, bits, strict=True)]
+        zp = int(rng.integers(qmin, qmax + 1))
+        exact = sum(x.astype(np.float64) * float(r) for x, r in zip(xs, ratios, strict=True))
+        want = np.clip(np.rint(exact) + zp, qmin, qmax)
+        diff = np.abs(add_fixed(xs, fp, zp, qmin, qmax) - want)
+        assert diff.max() <= 1
+        if diff.any():
+            near = np.abs(exact - np.floor(exact) - 0.5)[diff > 0]
+            assert near.max() <= fp.error_bound, (near.max(), fp)
+        differ += int(np.count_nonzero(diff))
+        total += diff.size
+    print(f"\nfixed-point Add vs exact sum: {differ} of {total} elements 1 LSB apart")
+    assert differ / total < 1e-3
+
+
 def test_fixed_point_kernel_matches_numpy_reference() -> None:
     """The ``tq_hx_requantize`` PrimFunc (narrow and wide forms), built for the host, is
     bit-exact with :func:`tvm_qdq.qnn.fixed_point.requantize_fixed`."""
@@ -193,6 +225,29 @@ def test_fixed_point_kernel_matches_numpy_reference() -> None:
         lib["main"](*args, result)
         assert np.array_equal(result.numpy(), requantize_fixed(t, fp, zp, *qtype)), (acc, base)
     assert seen_wide == {False, True}
+
+
+def test_fixed_point_add_kernel_matches_numpy_reference() -> None:
+    """The ``tq_hx_add`` PrimFunc (broadcast operand, per-channel ratio), built for the host,
+    is bit-exact with :func:`tvm_qdq.qnn.fixed_point.add_fixed`."""
+    from tvm_qdq.qnn.fixed_point import add_fixed, plan_fixed_point_sum
+    from tvm_qdq.target.hexagon.requant_add import add_te
+
+    rng = np.random.default_rng(5)
+    ratios = [np.array([0.7, -1.3, 0.2]).reshape(1, 3, 1), np.array(0.45)]
+    fp = plan_fixed_point_sum(ratios, [17, 9])
+    shapes, dtypes = [(2, 3, 16), (3, 1)], ["int32", "int16"]
+    func = te.create_prim_func(add_te(shapes, dtypes, [r.shape for r in ratios], (),
+                                      (2, 3, 16), fp, 0, 65535, "uint16"))
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}),
+                      target="llvm")
+    xs = [rng.integers(-65535, 65536, size=shapes[0]).astype("int32"),
+          rng.integers(-255, 256, size=shapes[1]).astype("int16")]
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(a, dev) for a in (*xs, *fp.multipliers, np.array(9, np.int32))]
+    result = tvm.runtime.tensor(np.zeros(shapes[0], "uint16"), dev)
+    lib["main"](*args, result)
+    assert np.array_equal(result.numpy(), add_fixed(xs, fp, 9, 0, 65535))
 
 
 # -- toolchain and emulator ------------------------------------------------------------------------
@@ -235,7 +290,7 @@ def test_fixed_point_requantize_models_within_contract(name: str, config: str) -
     """``requantize="fixed"``: every requantize chain becomes integer code; every output stays
     within the DESIGN.md whole-model contract of ORT's reference path."""
     model, hexagon = _built_fixed(name, config)
-    notes = hexagon.meta["notes"]["requantize"]
+    notes = hexagon.meta["notes"]["requantize"] + hexagon.meta["notes"]["add"]
     assert notes and all(n["fixed"] for n in notes), notes
     qparams = output_qparams(model)
     for seed in (1, 2):

@@ -145,3 +145,70 @@ def requantize_fixed(t: np.ndarray, fp: FixedPoint, zero_point, qmin: int,
     h = high(t << fp.pre_shift, fp.multiplier)
     y = ((h + (1 << (fp.shift - 1))) >> fp.shift) + np.asarray(zero_point, np.int64)
     return np.clip(y, qmin, qmax)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sums: the integer Add ``y = saturate(round(Σ_i x_i · r_i) + zp)``
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FixedPointSum:
+    """``y = clip(((Σ_i h(x_i << L_i, M_i)) + 2^(s-1)) >> s) + zp, qmin, qmax)`` with the
+    narrow high word ``h`` of each term (``r_i ≈ M_i · 2^(L_i - 32 - s)``, ``M_i`` int32 of
+    either sign, one ``s``); ``x_i`` are signed ``bits_i``-bit values, never clipped."""
+
+    multipliers: tuple[np.ndarray, ...]  # int32 M_i
+    pre_shifts: tuple[int, ...]  # L_i
+    shift: int  # s
+    bits: tuple[int, ...]
+
+    @property
+    def error_bound(self) -> float:
+        """Bound (output LSB) on the deviation from ``Σ x_i · r_i`` before the rounding."""
+        terms = len(self.bits)
+        rounding = sum(2.0 ** (b - 1 + pre) for b, pre in zip(self.bits, self.pre_shifts,
+                                                               strict=True))
+        return 3 * terms * 2.0 ** -self.shift + rounding / 2.0 ** (33 + self.shift)
+
+
+def _sum_candidate(ratios: list[np.ndarray], bits: list[int], shift: int
+                   ) -> FixedPointSum | None:
+    mults, pres, reach = [], [], 2.0 ** (shift - 1)
+    for r, b in zip(ratios, bits, strict=True):
+        e = math.floor(math.log2(float(np.abs(r).max())))
+        pre = max(0, shift + 2 + e)
+        if b - 1 + pre > 30:  # |x << L| < 2^31
+            return None
+        m = np.rint(r * 2.0 ** (32 + shift - pre))
+        if np.abs(m).max() > INT32_MAX:
+            return None
+        mults.append(m.astype(np.int32))
+        pres.append(pre)
+        reach += 2.0 ** (b - 1 + pre) * float(np.abs(m).max()) / 2.0**32 + 1
+    if reach >= 2**31:  # Σ h_i + 2^(s-1) must stay int32
+        return None
+    fp = FixedPointSum(tuple(mults), tuple(pres), shift, tuple(bits))
+    return fp if fp.error_bound <= MAX_ERROR else None
+
+
+def plan_fixed_point_sum(ratios: list[np.ndarray], bits: list[int]) -> FixedPointSum | None:
+    """The int32 form of ``round(Σ_i x_i · r_i)`` with the largest common shift, or None
+    (a zero or non-finite ratio, or no shift within :data:`MAX_ERROR`)."""
+    ratios = [np.asarray(r, np.float64) for r in ratios]
+    if any(r.size == 0 or not np.all(np.isfinite(r)) or np.any(r == 0) for r in ratios):
+        return None
+    for shift in range(MAX_SHIFT, 0, -1):
+        fp = _sum_candidate(ratios, list(bits), shift)
+        if fp is not None:
+            return fp
+    return None
+
+
+def add_fixed(xs: list[np.ndarray], fp: FixedPointSum, zero_point, qmin: int,
+              qmax: int) -> np.ndarray:
+    """numpy reference of the integer sum (bit-exact with the kernels)."""
+    total = sum(high_word_narrow(np.asarray(x, np.int64) << pre, m)
+                for x, m, pre in zip(xs, fp.multipliers, fp.pre_shifts, strict=True))
+    y = ((total + (1 << (fp.shift - 1))) >> fp.shift) + np.asarray(zero_point, np.int64)
+    return np.clip(y, qmin, qmax)

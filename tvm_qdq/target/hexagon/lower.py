@@ -5,7 +5,8 @@
    :mod:`.kernels` (marked output-elementwise-fusable);
 2. with ``requantize="fixed"`` (the default) :func:`~.requant.fixed_point_requantize` turns
    the float64 requantize chains (``round(float64(acc) · m)``) into multiplier + shift
-   integer kernels that fuse into the conv / matmul epilogues;
+   integer kernels that fuse into the conv / matmul epilogues, and
+   :func:`~.requant_add.fixed_point_add` turns the Add's int64 sums into int32 lanes;
 3. TVM's CPU legalization: ``LegalizeOps``, ``AnnotateTIROpPattern``, ``FoldConstant``,
    ``FuseOps``, ``FuseTIR`` (the same passes ``tvm.compile`` runs for x86, so the integer
    and float math is the same), then ``DeadCodeElimination``;
@@ -62,6 +63,7 @@ def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
     """Lower an integer Relax module for ``target`` (see the module docstring)."""
     from .kernels import rewrite_dot_products
     from .requant import fixed_point_requantize
+    from .requant_add import fixed_point_add
     from .schedule import schedule_kernels
 
     notes: dict = {}
@@ -69,6 +71,7 @@ def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
         mod, notes["kernels"] = rewrite_dot_products(mod)
     if requantize == "fixed":
         mod, notes["requantize"] = fixed_point_requantize(mod)
+        mod, notes["add"] = fixed_point_add(mod)
     elif requantize != "float":
         raise ValueError(f"requantize must be 'float' or 'fixed', got {requantize!r}")
     with target:

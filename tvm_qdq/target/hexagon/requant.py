@@ -25,8 +25,9 @@ from tvm import relax, te, tirx
 
 from ...qnn.fixed_point import FixedPoint, plan_fixed_point
 
-#: ``op_pattern`` kBroadcast: fused after an output-elementwise-fusable kernel.
-BROADCAST = 0
+#: ``op_pattern`` kElemWise: ``FuseOps`` fuses it into the output-elementwise-fusable kernel
+#: it follows (its constant multiplier operands broadcast).
+ELEMWISE = 0
 INT_TYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16")
 
 
@@ -60,7 +61,16 @@ def _bits(dtype: str) -> int:
     return tvm.DataType(dtype).bits
 
 
-def _high_word_narrow(x: tirx.PrimExpr, mult: tirx.PrimExpr) -> tirx.PrimExpr:
+def pick(tensor: te.Tensor, idx) -> tirx.PrimExpr:
+    """``tensor`` at output index ``idx`` with numpy broadcasting (right-aligned, size-1 dims
+    read at 0)."""
+    dims = tensor.shape
+    tail = idx[len(idx) - len(dims):] if dims else []
+    return tensor[tuple(i if int(d) != 1 else tirx.IntImm("int64", 0)
+                        for i, d in zip(tail, dims, strict=True))]
+
+
+def high_word_narrow_te(x: tirx.PrimExpr, mult: tirx.PrimExpr) -> tirx.PrimExpr:
     """``a·c + ((a·d) >> 16) + ((b·c) >> 16)`` in int32 (``fixed_point.high_word_narrow``)."""
     sixteen, low16 = tirx.const(16, "int32"), tirx.const(0xFFFF, "int32")
     a, b = x >> sixteen, x & low16
@@ -78,12 +88,6 @@ def requantize_te(shape: tuple[int, ...], acc: str, mult_shape: tuple[int, ...],
     zp = te.placeholder([tirx.IntImm("int64", d) for d in zp_shape], "int32", name="zp")
     work = "int64" if fp.wide else "int32"
 
-    def pick(tensor: te.Tensor, idx) -> tirx.PrimExpr:
-        dims = tensor.shape
-        tail = idx[len(idx) - len(dims):] if dims else []
-        return tensor[tuple(i if int(d) != 1 else tirx.IntImm("int64", 0)
-                            for i, d in zip(tail, dims, strict=True))]
-
     def body(*idx):
         wide_in = "int64" if fp.wide or acc == "int64" else "int32"
         x = t[idx].astype(wide_in)
@@ -99,7 +103,7 @@ def requantize_te(shape: tuple[int, ...], acc: str, mult_shape: tuple[int, ...],
             low = (x & tirx.const(0xFFFFFFFF, "int64")) * m64
             h = high + (low >> tirx.const(32, "int64"))
         else:
-            h = _high_word_narrow(x, pick(mult, idx))
+            h = high_word_narrow_te(x, pick(mult, idx))
         y = (h + tirx.const(1 << (fp.shift - 1), work)) >> tirx.const(fp.shift, work)
         if fp.wide:
             y = tirx.max(tirx.min(y, tirx.const(2**31 - 1, "int64")),
@@ -114,7 +118,7 @@ def requantize_te(shape: tuple[int, ...], acc: str, mult_shape: tuple[int, ...],
 
 def _prim_func(tensors: list[te.Tensor]) -> tirx.PrimFunc:
     func = te.create_prim_func(tensors)
-    return func.with_attrs({"op_pattern": BROADCAST, "global_symbol": "tq_hx_requantize",
+    return func.with_attrs({"op_pattern": ELEMWISE, "global_symbol": "tq_hx_requantize",
                             "tirx.noalias": True})
 
 

@@ -204,3 +204,31 @@ def test_resize_to_an_empty_tensor_names_the_node() -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9)
     with pytest.raises(tvm_qdq.TvmQdqError, match="'shrink' \\(Resize\\).*empty"):
         tvm_qdq.compile(model)
+
+
+def test_per_channel_quantized_resize_and_gather_stay_integer() -> None:
+    """Per-channel (axis 1) parameters follow ``take`` along the spatial axes: Resize and a
+    Gather on W stay integer and equal ORT."""
+    inits = [_const("s", [0.05, 0.1, 0.02], np.float32), _const("z", [3, 100, 128], np.uint8),
+             _const("sc", [1, 1, 1.5, 0.6], np.float32), _const("idx", [5, 1], np.int64)]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=1),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"], axis=1),
+        helper.make_node("Resize", ["d", "", "sc"], ["r"], mode="nearest"),
+        helper.make_node("QuantizeLinear", ["r", "s", "z"], ["y"], axis=1),
+        helper.make_node("DequantizeLinear", ["y", "s", "z"], ["yd"], axis=1),
+        helper.make_node("Gather", ["yd", "idx"], ["g"], axis=3),
+        helper.make_node("QuantizeLinear", ["g", "s", "z"], ["y2"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "pc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 11])],
+        [helper.make_tensor_value_info(n, TensorProto.UINT8, None) for n in ("y", "y2")],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)],
+                              ir_version=10)
+    feeds = {"x": np.random.default_rng(4).normal(0, 3, (1, 3, 5, 11)).astype(np.float32)}
+    compiled = tvm_qdq.compile(model)
+    assert compiled.report.float_ops == []
+    expected = run_ort(model, feeds, optimization_level=ORT_REF)
+    for a, e in zip(compiled.run(feeds), expected, strict=True):
+        assert_single_op_contract(a, e, exact=True)

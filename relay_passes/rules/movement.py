@@ -2,8 +2,9 @@
 
 Reshape, permute_dims, squeeze, expand_dims, strided_slice, take, split, flatten, nearest
 resize: each output element is some input element, so ``real = (q - zp)·s`` commutes with
-the op. Per-axis parameters are followed through permute_dims and reshape (when the axis
-survives); other ops need per-tensor parameters. ``nn.pad`` with a value ``v`` on the input's
+the op. Per-axis parameters are followed through permute_dims, reshape (when the axis
+survives) and take along another axis (nearest Resize, Gather); other ops need per-tensor
+parameters. ``nn.pad`` with a value ``v`` on the input's
 grid pads with its code ``round(v / s) + zp`` (exactly ``zp`` for the usual ``v = 0``);
 otherwise it is an output rule, ``pad(requantize(x → out), Q_out(v))``, as ORT quantizes the
 padded value with the output's parameters. ``concat`` is an output rule: each input is
@@ -57,6 +58,12 @@ def _follow_axis(call, q: QTensor, out_shape) -> int | None | bool:
     if name == "relax.reshape":
         new = _reshaped_axis(q.shape, out_shape, axis)
         return False if new is None else new
+    if name == "relax.take" and call.attrs.axis is not None:
+        taken = int(call.attrs.axis) % q.ndim
+        index_rank = len(call.args[1].ty.shape.values)
+        if axis == taken:
+            return False  # the parameters themselves would need gathering
+        return axis if axis < taken else axis + index_rank - 1
     return False
 
 

@@ -1804,8 +1804,11 @@ def run_campaign(graphs: int, seed: int, out: str | os.PathLike[str],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tvm_qdq.testing.fuzz``: a long campaign, or replay of saved specs."""
+    """``python -m tvm_qdq.testing.fuzz``: a long campaign, or replay of saved specs.
+
+    SIGTERM or Ctrl-C ends a campaign early with its report (``stats.txt``) all the same."""
     import argparse
+    import signal
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--graphs", type=int, default=2000, help="graphs to try (default 2000)")
@@ -1833,7 +1836,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1 if bad else 0
     config = FuzzConfig(max_ops=args.max_ops, act4=args.act4, qoperator=args.qoperator,
                         known_bugs=frozenset() if args.known_bugs else KNOWN_BUGS)
-    stats = run_campaign(args.graphs, args.seed, Path(args.out) / f"seed{args.seed}", config)
+    stats = CampaignStats()
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # a time-boxed campaign (kill <pid>) still reports
+    try:
+        run_campaign(args.graphs, args.seed, Path(args.out) / f"seed{args.seed}", config,
+                     stats=stats)
+    except KeyboardInterrupt:
+        print(f"stopped after {stats.graphs} graphs")
     print(stats.report())
     (Path(args.out) / f"seed{args.seed}").mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"seed{args.seed}" / "stats.txt").write_text(stats.report() + "\n")

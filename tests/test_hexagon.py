@@ -31,6 +31,7 @@ CASES = [
     ("resnet_cnn", "u16s8"),
     ("mixed", "seeds_op4_u16"),
     ("mlp", "u16s8"),
+    ("mlp", "u16u8"),  # uint8 weights with a zero point: the matmul offset form
 ]
 
 
@@ -362,6 +363,18 @@ def test_mixed_model_uint8_weight_convs_use_vrmpy_offset_form() -> None:
     assert {k["act"] for k in convs} == {"uint8", "uint16"}
     mix = hexagon.instruction_mix()
     dots = [s for s, f in hexagon.meta["functions"].items() if "tq_hx_conv2d" in f]
+    assert dots and all(mix[s]["vrmpy"] > 0 for s in dots)
+
+
+@needs_toolchain
+def test_uint8_weight_matmuls_use_vrmpy_offset_form() -> None:
+    """The MLP u16/u8 (uint8 weights with a zero point) takes vrmpy through the per-column
+    offset form; bit-exact with x86 in ``test_model_runs_on_hexagon_bit_exact_with_x86``."""
+    _, hexagon, _ = _built("mlp", "u16u8")
+    matmuls = [k for k in hexagon.meta["notes"]["kernels"] if k["op"] == "matmul"]
+    assert matmuls and all(k["vrmpy"] and k["offset"] for k in matmuls), matmuls
+    mix = hexagon.instruction_mix()
+    dots = [s for s, f in hexagon.meta["functions"].items() if "tq_hx_matmul" in f]
     assert dots and all(mix[s]["vrmpy"] > 0 for s in dots)
 
 

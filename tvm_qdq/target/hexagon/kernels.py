@@ -21,7 +21,8 @@ instruction depends on the operand types (all products exact, int32 lane sums):
   ``b[o] = min_k w'[o, k]`` makes ``w'' = w' - b[o]`` uint8 (when the channel's range is at
   most 255), and one extra lane (output channel ``O``) of all-ones weights accumulates
   ``Σ_k x_k``; then ``Σ x·w' = acc[o] + b[o] · acc[O]`` (``vrmpyubv``, one extra lane, where
-  splitting ``w'`` into int8 terms would double or triple the vrmpy count).
+  splitting ``w'`` into int8 terms would double or triple the vrmpy count). The matmul does
+  the same per column ``n`` with an all-ones column ``N``.
 
 Layouts: the conv kernel takes NCHW and returns NCHW (the Relax signature of ``conv2d``); it
 packs the activation into a zero-padded ``[P, Hp, Wp, C4]`` scratch (``P`` planes, ``C``
@@ -261,6 +262,7 @@ class MatmulSpec:
     act: str
     weight: str
     out_dtype: str
+    offset: bool = False  # offset uint8 weights: column N accumulates Σa
 
     @property
     def kq(self) -> int:
@@ -268,18 +270,23 @@ class MatmulSpec:
 
     @property
     def nb(self) -> int:
-        return _ceil(self.n, LANES)
+        return _ceil(self.n + self.offset, LANES)
 
     @property
     def macs(self) -> int:
         return int(np.prod(self.batch, dtype=np.int64)) * self.m * self.k * self.n
 
 
-def pack_matmul_weight(b: np.ndarray, kind: str) -> np.ndarray:
-    """``b[K, N]`` → ``[N32/32, K4/4, 32, 4]`` (``kind``: int8 or uint8)."""
+def pack_matmul_weight(b: np.ndarray, kind: str, offsets: np.ndarray | None = None
+                       ) -> np.ndarray:
+    """``b[K, N]`` → ``[N32/32, K4/4, 32, 4]`` (``kind``: int8 or uint8); with ``offsets``,
+    ``b - off[n]`` and an all-ones column ``N`` (the offset form)."""
     k, n = b.shape
-    kq, nb = _ceil(k, KGROUP), _ceil(n, LANES)
+    kq, nb = _ceil(k, KGROUP), _ceil(n + (offsets is not None), LANES)
     full = np.zeros((kq * KGROUP, nb * LANES), kind)
+    if offsets is not None:
+        b = b.astype(np.int64) - offsets.reshape(1, n)
+        full[:k, n] = 1
     full[:k, :n] = b.astype(kind)
     return np.ascontiguousarray(full.reshape(kq, KGROUP, nb, LANES).transpose(2, 0, 3, 1))
 
@@ -317,8 +324,19 @@ def matmul_te(spec: MatmulSpec) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
         row, col = idx[:-1], idx[-1]
         return _combine(acc, ((*row, 0, col), (*row, 1, col)), n_planes, spec.out_dtype)
 
-    out = te.compute(_i64((*spec.batch, spec.m, spec.n)), unpack, name="tq_hx_unpack")
-    return a, bp, out
+    if not spec.offset:
+        out = te.compute(_i64((*spec.batch, spec.m, spec.n)), unpack, name="tq_hx_unpack")
+        return a, bp, out
+    offsets = te.placeholder(_i64((spec.n,)), "int32", name="off")
+
+    def unpack_offset(*idx):
+        row, col = idx[:-1], idx[-1]
+        ones = tirx.IntImm("int64", spec.n)
+        total = _combine(acc, ((*row, 0, ones), (*row, 1, ones)), n_planes, spec.out_dtype)
+        return unpack(*idx) + offsets[col].astype(spec.out_dtype) * total
+
+    out = te.compute(_i64((*spec.batch, spec.m, spec.n)), unpack_offset, name="tq_hx_unpack")
+    return a, bp, offsets, out
 
 
 def _prim_func(tensors, name: str) -> tirx.PrimFunc:
@@ -399,15 +417,20 @@ def matmul_spec(call: relax.Call) -> tuple[MatmulSpec | None, str]:
         return None, "right operand not a constant matrix"
     if act not in ACT_DTYPES or out_dtype not in ("int32", "int64"):
         return None, f"{act} → {out_dtype} not an integer vrmpy form"
-    kind = weight_kind(b, act)
+    kind, offset = weight_kind(b, act), False
     if kind is None:
-        return None, "weights do not fit 8 bits"
-    if act == "uint16" and not partial_sums_fit(b, 1, act):
+        offsets = weight_offsets(b, 1, act)
+        if offsets is None:
+            return None, "weights do not fit 8 bits (nor uint8 with a per-column offset)"
+        if not offset_fits_int32(b, offsets, 1, act):
+            return None, "offset-form sums could overflow int32"
+        kind, offset = "uint8", True
+    elif act == "uint16" and not partial_sums_fit(b, 1, act):
         return None, "uint16 partial sums could overflow int32"
     if shape[-1] != b.shape[0]:
         return None, "inner dimension mismatch"
     return MatmulSpec(tuple(shape[:-2]), shape[-2], shape[-1], b.shape[1], act, kind,
-                      out_dtype), ""
+                      out_dtype, offset), ""
 
 
 INTRINSIC_OF = {("uint8", "int8"): "vrmpybusv", ("int8", "int8"): "vrmpybv",
@@ -457,13 +480,16 @@ class _DotRewriter(relax.PyExprMutator):
                 return call
             b = _const(call.args[1])
             gvar = self._kernel(("matmul", spec), lambda: (matmul_te(spec), "tq_hx_matmul"))
-            packed = relax.const(pack_matmul_weight(b, spec.weight))
+            offsets = weight_offsets(b, 1, spec.act) if spec.offset else None
+            args = [call.args[0], relax.const(pack_matmul_weight(b, spec.weight, offsets))]
+            if offsets is not None:
+                args.append(relax.const(offsets.astype(np.int32)))
             out_ty = relax.TensorType([*spec.batch, spec.m, spec.n], spec.out_dtype)
             self.report.append({"op": "matmul", "vrmpy": True,
                                 "instruction": INTRINSIC_OF[(spec.act, spec.weight)],
                                 "act": spec.act, "weight": spec.weight, "out": spec.out_dtype,
-                                "macs": spec.macs})
-            return relax.call_tir(gvar, [call.args[0], packed], out_ty)
+                                "offset": spec.offset, "macs": spec.macs})
+            return relax.call_tir(gvar, args, out_ty)
         return call
 
 

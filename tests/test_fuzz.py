@@ -452,3 +452,36 @@ def test_pad_value_not_on_the_input_grid_matches_ort(args) -> None:
 ], ids=["same_params", "zero_value", "on_input_grid"])
 def test_pad_value_on_the_input_grid_matches_ort(args) -> None:
     _pad_check(*args)
+
+
+def test_mul_with_a_per_axis_operand_of_lower_rank_matches_ort() -> None:
+    """Found by the seed-5 campaign: ``Mul([1, 2, 5, 8], [2, 5, 8])`` whose second operand is
+    quantized per axis 1 (5 channels). The multiply rule shaped that operand's scales for the
+    product's rank (axis 1 of 4, length 2) instead of its own (right-aligned: axis 2 of 4):
+    tvm-qdq raised a broadcast ValueError."""
+    inits = [numpy_helper.from_array(np.float32(0.02), "a_s"),
+             numpy_helper.from_array(np.int8(0), "a_zp"),
+             numpy_helper.from_array(np.array([0.01, 0.02, 0.03, 0.04, 0.05], np.float32), "b_s"),
+             numpy_helper.from_array(np.full(5, 7, np.uint8), "b_zp"),
+             numpy_helper.from_array(np.float32(0.004), "y_s"),
+             numpy_helper.from_array(np.uint8(128), "y_zp")]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["a", "a_s", "a_zp"], ["aq"]),
+        helper.make_node("DequantizeLinear", ["aq", "a_s", "a_zp"], ["ad"]),
+        helper.make_node("QuantizeLinear", ["b", "b_s", "b_zp"], ["bq"], axis=1),
+        helper.make_node("DequantizeLinear", ["bq", "b_s", "b_zp"], ["bd"], axis=1),
+        helper.make_node("Mul", ["ad", "bd"], ["m"]),
+        helper.make_node("QuantizeLinear", ["m", "y_s", "y_zp"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "mul", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 2, 5, 8]),
+                       helper.make_tensor_value_info("b", TensorProto.FLOAT, [2, 5, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=9)
+    rng = np.random.default_rng(6)
+    feeds = {"a": rng.normal(0, 1, (1, 2, 5, 8)).astype(np.float32),
+             "b": rng.uniform(0, 5, (2, 5, 8)).astype(np.float32)}
+    expected = run_ort(model, feeds, optimization_level=fuzz.ORT_REFERENCE_LEVEL)[0]
+    compiled = tvm_qdq.compile(model)
+    assert compiled.report.float_ops == []
+    assert_single_op_contract(compiled.run(feeds)[0], expected)

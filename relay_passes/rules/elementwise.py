@@ -152,8 +152,9 @@ def multiply(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     sa = ctx.emit(relax.op.astype(shift_to_signed(ctx.bb, a.value, a.params), work))
     sb = ctx.emit(relax.op.astype(shift_to_signed(ctx.bb, b.value, b.params), work))
     product = ctx.emit(relax.op.multiply(sa, sb), "qnn_mul")
-    ndim = len(product.ty.shape.values)
-    scale = a.params.broadcast(a.params.scale, ndim) * b.params.broadcast(b.params.scale, ndim)
+    # Each operand's (per-axis) scale shaped for its own rank; numpy broadcasting then aligns
+    # them from the right exactly as the product does (a rank-3 operand in a rank-4 product).
+    scale = a.params.broadcast(a.params.scale, a.ndim) * b.params.broadcast(b.params.scale, b.ndim)
     multiplier = scale / out.scale
     ctx.record("relax.multiply", str(product.name), "integer", f"{work} product")
     return requantize_by(ctx.bb, product, np.zeros(()), multiplier, out, "qnn_mul_requantize")

@@ -43,15 +43,19 @@ def _const(name: str, values, dtype) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(values, dtype), name)
 
 
-def _resize_node(i: int, x: str, inits: list, scales, sizes, roi, **attrs) -> onnx.NodeProto:
+def _resize_node(i: int, x: str, inits: list, scales, sizes, roi, opset: int = 19,
+                 **attrs) -> onnx.NodeProto:
+    """Resize node ``i``; at opset 11–12 ``roi`` and ``scales`` are required inputs (empty
+    tensors when unused)."""
     ins = [x, "", "", ""]
-    if attrs.get("coordinate_transformation_mode") == "tf_crop_and_resize":
-        inits.append(_const(f"roi{i}", roi, np.float32))
+    if attrs.get("coordinate_transformation_mode") == "tf_crop_and_resize" or opset < 13:
+        used = attrs.get("coordinate_transformation_mode") == "tf_crop_and_resize"
+        inits.append(_const(f"roi{i}", roi if used else [], np.float32))
         ins[1] = f"roi{i}"
-    if scales is not None:
-        inits.append(_const(f"scales{i}", scales, np.float32))
+    if scales is not None or opset < 13:
+        inits.append(_const(f"scales{i}", scales if scales is not None else [], np.float32))
         ins[2] = f"scales{i}"
-    else:
+    if scales is None:
         inits.append(_const(f"sizes{i}", sizes, np.int64))
         ins[3] = f"sizes{i}"
     while ins[-1] == "":
@@ -71,8 +75,9 @@ def _float_model(coord: str, opset: int = 19) -> tuple[onnx.ModelProto, dict]:
         for nearest in NEAREST:
             i = len(nodes)
             extra = {"extrapolation_value": -7.5} if coord == "tf_crop_and_resize" else {}
-            nodes.append(_resize_node(i, name, inits, scales, sizes, roi, nearest_mode=nearest,
-                                      coordinate_transformation_mode=coord, **extra))
+            nodes.append(_resize_node(i, name, inits, scales, sizes, roi, opset,
+                                      nearest_mode=nearest, coordinate_transformation_mode=coord,
+                                      **extra))
             outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None))
     graph = helper.make_graph(nodes, "resize", inputs, outputs, inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
@@ -232,3 +237,12 @@ def test_per_channel_quantized_resize_and_gather_stay_integer() -> None:
     expected = run_ort(model, feeds, optimization_level=ORT_REF)
     for a, e in zip(compiled.run(feeds), expected, strict=True):
         assert_single_op_contract(a, e, exact=True)
+
+
+def test_opset11_tf_half_pixel_for_nn_matches_ort() -> None:
+    """The opset-11 mode ``tf_half_pixel_for_nn`` (``(i + 0.5) / s``), every nearest mode."""
+    model, feeds = _float_model("tf_half_pixel_for_nn", opset=11)
+    expected = run_ort(model, feeds, optimization_level=ORT_REF)
+    actual = tvm_qdq.compile(model).run(feeds)
+    for out, a, e in zip(model.graph.output, actual, expected, strict=True):
+        assert_single_op_contract(a, e, exact=True, name=out.name)

@@ -9,6 +9,9 @@ Peak: a TIR kernel of independent ``vpdpbusd`` accumulator chains (a register ti
 the model kernels), best of a few tile shapes, one core (TVM_NUM_THREADS=1 is forced).
 One vpdpbusd = 16 lanes × 4 uint8·int8 products = 64 MACs.
 
+Models: the synthetic benchmark models in each ``--configs`` configuration, and
+EfficientNet-Lite0 (real weights, when the ``bench`` extra is installed).
+
 Kernels: each model is lowered with ``tvm_qdq.target.x86.lower_integer_kernels``; every fused
 PrimFunc is built and timed on its own (best of repeats, random inputs, hot cache). The
 largest conv and the largest matmul of each model (by MACs, as executed: channel padding to
@@ -31,6 +34,25 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 MODELS = ["resnet_cnn", "mlp", "transformer_encoder"]
+#: Benchmark model with real weights (``benchmarks/run.py``); measured when its packages (the
+#: ``bench`` extra) are installed, in its one configuration.
+REAL_MODELS = {"efficientnet_lite0": "u8s8_perchannel"}
+
+
+def _models(configs: list[str]) -> list[tuple[str, str, object]]:
+    """(name, config, ONNX model) of every model measured (see the module docstring)."""
+    from tvm_qdq.testing.models import quantized_model
+
+    models = [(name, config, quantized_model(name, config))
+              for config in configs for name in MODELS]
+    try:
+        from tvm_qdq.testing.real_models import efficientnet_lite0_qdq
+
+        models.append(("efficientnet_lite0", REAL_MODELS["efficientnet_lite0"],
+                       efficientnet_lite0_qdq()))
+    except ImportError as err:  # the bench extra is not installed
+        print(f"skipping efficientnet_lite0: {err}", file=sys.stderr)
+    return models
 
 
 def measure(configs: list[str], list_all: bool) -> dict:
@@ -41,7 +63,6 @@ def measure(configs: list[str], list_all: bool) -> dict:
     from tvm_qdq.target import resolve_target
     from tvm_qdq.target.x86 import LoweringReport, has_vnni, lower_integer_kernels
     from tvm_qdq.target.x86.profile import bare_kernel_seconds, kernel_times, vnni_peak_gmacs
-    from tvm_qdq.testing.models import quantized_model
 
     target = resolve_target("x86")
     if not has_vnni(target):
@@ -50,42 +71,40 @@ def measure(configs: list[str], list_all: bool) -> dict:
     print(f"VNNI peak: {peak:.1f} GMAC/s per core ({tvm.target.codegen.llvm_get_system_cpu()})",
           file=sys.stderr)
     rows = []
-    for config in configs:
-        for name in MODELS:
-            model = quantized_model(name, config)
-            report = LoweringReport()
-            lowered = lower_integer_kernels(tvm_qdq.to_integer(tvm_qdq.from_onnx(model)),
-                                            target, report=report)
-            kernels = kernel_times(lowered, target)
-            bare = {}
-            for kind in ("vnni_conv2d", "vnni_matmul"):
-                of_kind = [k for k in report.kernels if k["kind"] == kind]
-                if of_kind:
-                    k = max(of_kind, key=lambda k: k["macs"])
-                    seconds, macs = bare_kernel_seconds(kind, k["spec"], target,
-                                                        k.get("weight_terms", 1))
-                    bare[kind.split("_")[1]] = {"us": seconds * 1e6, "macs": macs,
-                                                "pct_peak": 100 * macs / seconds / 1e9 / peak}
-            total = sum(k.seconds for k in kernels)
-            picked = []  # the largest conv / matmul (every one of them on a tie)
-            for kind in ("conv2d", "matmul"):
-                of_kind = [k for k in kernels if k.kind == kind]
-                if of_kind:
-                    most = max(k.macs for k in of_kind)
-                    picked += [k for k in of_kind if k.macs == most]
-            chosen = kernels if list_all else picked
-            for k in chosen:
-                rows.append({
-                    "model": name, "config": config, "kernel": k.name, "kind": k.kind,
-                    "macs": k.macs, "us": k.seconds * 1e6, "gmacs": k.gmacs,
-                    "pct_peak": 100 * k.gmacs / peak if k.macs else None,
-                    "share_of_model": 100 * k.seconds / total,
-                    "largest": k in picked,
-                    "bare_pct_peak": bare[k.kind]["pct_peak"]
-                    if k in picked and k.kind in bare else None,
-                })
-            print(f"{name}/{config}: {len(kernels)} kernels, {total * 1e6:.1f} us in kernels",
-                  file=sys.stderr)
+    for name, config, model in _models(configs):
+        report = LoweringReport()
+        lowered = lower_integer_kernels(tvm_qdq.to_integer(tvm_qdq.from_onnx(model)),
+                                        target, report=report)
+        kernels = kernel_times(lowered, target)
+        bare = {}
+        for kind in ("vnni_conv2d", "vnni_matmul"):
+            of_kind = [k for k in report.kernels if k["kind"] == kind]
+            if of_kind:
+                k = max(of_kind, key=lambda k: k["macs"])
+                seconds, macs = bare_kernel_seconds(kind, k["spec"], target,
+                                                    k.get("weight_terms", 1))
+                bare[kind.split("_")[1]] = {"us": seconds * 1e6, "macs": macs,
+                                            "pct_peak": 100 * macs / seconds / 1e9 / peak}
+        total = sum(k.seconds for k in kernels)
+        picked = []  # the largest conv / matmul (every one of them on a tie)
+        for kind in ("conv2d", "matmul"):
+            of_kind = [k for k in kernels if k.kind == kind]
+            if of_kind:
+                most = max(k.macs for k in of_kind)
+                picked += [k for k in of_kind if k.macs == most]
+        chosen = kernels if list_all else picked
+        for k in chosen:
+            rows.append({
+                "model": name, "config": config, "kernel": k.name, "kind": k.kind,
+                "macs": k.macs, "us": k.seconds * 1e6, "gmacs": k.gmacs,
+                "pct_peak": 100 * k.gmacs / peak if k.macs else None,
+                "share_of_model": 100 * k.seconds / total,
+                "largest": k in picked,
+                "bare_pct_peak": bare[k.kind]["pct_peak"]
+                if k in picked and k.kind in bare else None,
+            })
+        print(f"{name}/{config}: {len(kernels)} kernels, {total * 1e6:.1f} us in kernels",
+              file=sys.stderr)
     return {"peak_gmacs": peak, "rows": rows}
 
 

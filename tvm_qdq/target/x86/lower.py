@@ -2,6 +2,8 @@
 
 Steps (all on the Relax module the integer pass produced):
 
+0. **Exact float64 rounding** (:mod:`.rounding`): int64 fixed-point requantize chains whose
+   values provably stay below 2^53 are rewritten to their (bit-identical) float64 form.
 1. **Kernels and layout** (:func:`rewrite_kernels`). Every ``R.nn.conv2d`` with a uint8 /
    int8 / uint16 activation, a constant weight whose values fit int8, ``groups == 1`` and an
    int32/int64 result becomes a ``call_tir`` to a VNNI kernel (:mod:`.kernels`) in **NHWC**

@@ -11,8 +11,10 @@ import tvm
 #: Hexagon versions the presets know (v68 is the default: integer HVX runs under qemu).
 ARCHES = ("v68", "v69", "v73")
 TRIPLE = "hexagon-unknown-linux-musl"
-#: HVX float (qfloat / IEEE) off: qemu-hexagon does not implement it, and the float parts of
-#: a quantized model (requantize, float islands) stay scalar IEEE code, like x86's results.
+#: HVX float (qfloat / IEEE) off: qemu-hexagon does not implement it; the float parts of a
+#: quantized model (the input quantize, float islands, and the requantize with
+#: ``requantize="float"``) stay scalar IEEE code, like x86's results. The default fixed-point
+#: requantize is int32 HVX code (:mod:`.requant`).
 NO_HVX_FLOAT = ("-hvx-qfloat", "-hvx-ieee-fp")
 #: qemu-hexagon's newest CPU model; it executes v68+ integer and HVX code.
 QEMU_CPU = "v67"

@@ -610,6 +610,7 @@ def _tune(rows: list[tuple[str, str]], resume: bool, db_path: str | None) -> int
     db = TuningDB(db_path or default_db_path())
     start = time.perf_counter()
     print(f"tuning database {db.path} ({len(db)} kernels stored)", flush=True)
+    done: set[str] = set()  # kernels shared by several rows are measured once
     for model_name, config in rows:
         rid = row_id(model_name, config)
         try:
@@ -620,7 +621,8 @@ def _tune(rows: list[tuple[str, str]], resume: bool, db_path: str | None) -> int
         print(f"{rid}:", flush=True)
         try:
             events = tune_model(case.model, "x86", db, resume=resume, label=rid,
-                                progress=lambda e: print("  " + format_event(e), flush=True))
+                                progress=lambda e: print("  " + format_event(e), flush=True),
+                                done=done)
         except Exception as err:  # a model the lowering cannot handle: tune the others
             print(f"  failed: {type(err).__name__}: {str(err)[:200]}")
             continue

@@ -82,15 +82,17 @@ def _cmd_tune(args) -> int:
           + (", resuming" if args.resume else ""))
     total_start = time.perf_counter()
     measured = 0
+    done: set[str] = set()  # a kernel shared by several models is measured once
     for model in args.models:
         start = time.perf_counter()
         print(f"{model}:", flush=True)
         events = tune_model(model, _target(args.target), db, resume=args.resume,
                             candidates=args.candidates, label=os.path.basename(model),
-                            progress=lambda e: print("  " + format_event(e), flush=True))
-        done = sum(e.status == "measured" for e in events)
-        measured += done
-        print(f"  {len(events)} kernels, {done} measured in {time.perf_counter() - start:.1f} s")
+                            progress=lambda e: print("  " + format_event(e), flush=True),
+                            done=done)
+        count = sum(e.status == "measured" for e in events)
+        measured += count
+        print(f"  {len(events)} kernels, {count} measured in {time.perf_counter() - start:.1f} s")
     print(f"{measured} kernels measured in {time.perf_counter() - total_start:.1f} s; "
           f"{len(db)} stored in {db.path}")
     return 0

@@ -415,7 +415,8 @@ def stored_tiles(mod: tvm.IRModule, target: tvm.target.Target, db: TuningDB
 def tune_model(model, target: str | dict | tvm.target.Target = "x86",
                db: TuningDB | None = None, *, resume: bool = True,
                candidates: int = CANDIDATES, label: str = "",
-               progress: Callable[[TuneEvent], None] | None = None) -> list[TuneEvent]:
+               progress: Callable[[TuneEvent], None] | None = None,
+               done: set[str] | None = None) -> list[TuneEvent]:
     """Measure the VNNI tiles of every kernel of ``model`` and store them in ``db``.
 
     ``model``: what :func:`tvm_qdq.compile` takes (ONNX path/bytes/proto, or a Relax module
@@ -423,7 +424,9 @@ def tune_model(model, target: str | dict | tvm.target.Target = "x86",
     ``compile`` (integer rewrite, signedness legalization, kernel rewrite, fusion), so the keys
     are the ones ``compile`` looks up. ``db`` defaults to :func:`default_db_path`'s file;
     it is saved after every measured kernel, so an interrupted run loses at most one kernel
-    and ``resume=True`` continues it. Returns one event per kernel.
+    and ``resume=True`` continues it. ``done``: keys already handled in this run (shared
+    across several calls, so a kernel common to two models is measured once even without
+    ``resume``; updated in place). Returns one event per kernel.
     """
     from relay_passes.legalize_target import legalize_signedness
 
@@ -441,6 +444,8 @@ def tune_model(model, target: str | dict | tvm.target.Target = "x86",
         db = TuningDB(default_db_path() or DEFAULT_DB)
     with use_database(db, measure=True, resume=resume, candidates=candidates, model=label,
                       progress=progress) as session:
+        if done is not None:
+            session.done = done
         lower_integer_kernels(mod, tgt, tune=True)
     return session.events
 

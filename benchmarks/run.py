@@ -79,6 +79,8 @@ ROWS: list[tuple[str, str]] = [
     ("minilm_l6", "qop_u8s8_perchannel"),
     ("minilm_l6", "dyn_s8"),
     ("minilm_l6", "torch_dynamic"),
+    ("bert_tiny", "torch_dynamic"),
+    ("torch_mlp", "torch_dynamic"),
 ]
 
 #: Mixed u8/u16 rows: the case of :data:`tvm_qdq.testing.mixed_models.MIXED_CASES`.
@@ -248,29 +250,10 @@ def build_case(model: str, config: str) -> Case:
                                      "efficientnet_lite0")
         return Case(proto, image_feeds(1, seed=5)[0])
     if model == "minilm_l6":
-        import torch
-
-        from tvm_qdq.testing import torch_models as tm
-
         encoder, tokenizer, ids, mask = _minilm_inputs()
         feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
         if config == "torch_dynamic":
-            import tvm_qdq
-
-            qmodel = tm.quantize_dynamic(encoder)
-            with torch.no_grad():
-                traced = torch.jit.trace(qmodel, (ids, mask))
-                reference = qmodel(ids, mask).numpy()
-                fp32_ms = _median_ms(lambda: encoder(ids, mask), 10, budget_s=3.0)
-            mod = tvm_qdq.from_torch(traced, (ids, mask),
-                                     input_names=["input_ids", "attention_mask"])
-
-            def forward(q=qmodel):
-                with torch.no_grad():
-                    return q(ids, mask)
-
-            return Case(mod, feeds, onnx=False, torch_fn=forward, torch_out=reference,
-                        note=f"PyTorch fp32 {fp32_ms:.1f} ms")
+            return _torch_case(encoder, (ids, mask), ["input_ids", "attention_mask"])
         float_model = _minilm_float(encoder, ids, mask)
         calibration = _minilm_calibration(tokenizer, ids.shape[1])
         if config == "mixed_u8u16":
@@ -278,6 +261,20 @@ def build_case(model: str, config: str) -> Case:
         else:
             proto = _quantize_cached(float_model, config, calibration, model)
         return Case(proto, feeds)
+    if model == "bert_tiny":  # PyTorch only: random BERT, hidden 64, 2 layers, pooled
+        from tvm_qdq.testing import torch_models as tm
+
+        ids, mask = tm.token_batch(4, 32, tm.BertConfig().vocab_size, seed=3)
+        encoder = tm.SentenceEncoder(tm.random_bert(tm.BertConfig(), seed=0)).eval()
+        return _torch_case(encoder, (ids, mask), ["input_ids", "attention_mask"])
+    if model == "torch_mlp":  # PyTorch only: Linear+ReLU ×2, Linear; 64 rows of 32
+        import torch
+
+        from tvm_qdq.testing import torch_models as tm
+
+        torch.manual_seed(0)
+        x = torch.randn(64, 32)
+        return _torch_case(tm.MLP().eval().fused(), (x,), ["x"])
     if config == "mixed_u8u16":
         from tvm_qdq.testing.mixed_models import mixed_case
 
@@ -285,6 +282,30 @@ def build_case(model: str, config: str) -> Case:
     else:
         proto = quantized_model(model, config)
     return Case(proto, random_feeds(proto))
+
+
+def _torch_case(float_model, inputs: tuple, names: list[str]) -> Case:
+    """PyTorch's dynamic int8 version of ``float_model`` (every ``nn.Linear``), traced and
+    imported with ``tvm_qdq.from_torch``; its output is the reference."""
+    import torch
+
+    import tvm_qdq
+    from tvm_qdq.testing import torch_models as tm
+
+    qmodel = tm.quantize_dynamic(float_model)
+    with torch.no_grad():
+        traced = torch.jit.trace(qmodel, inputs)
+        reference = qmodel(*inputs).numpy()
+        fp32_ms = _median_ms(lambda: float_model(*inputs), 10, budget_s=3.0)
+    mod = tvm_qdq.from_torch(traced, inputs, input_names=names)
+
+    def forward():
+        with torch.no_grad():
+            return qmodel(*inputs)
+
+    feeds = {n: t.numpy() for n, t in zip(names, inputs, strict=True)}
+    return Case(mod, feeds, onnx=False, torch_fn=forward, torch_out=reference,
+                note=f"PyTorch fp32 {fp32_ms:.3g} ms")
 
 
 # ----------------------------------------------------------------------------------------------

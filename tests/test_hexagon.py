@@ -128,9 +128,7 @@ def test_fixed_point_requantize_within_one_lsb_of_the_float_formula() -> None:
     """DESIGN.md §2: the fixed-point requantize differs from
     ``saturate(round_half_even(t · m) + zp)`` by at most 1 LSB, and only where ``t · m`` is
     within the plan's error bound of a half integer."""
-    from tvm_qdq.dtypes import QTYPES
     from tvm_qdq.qnn.fixed_point import plan_fixed_point, requantize_fixed
-    from tvm_qdq.qnn.reference import requantize as float_requantize
 
     rng = np.random.default_rng(7)
     qtypes = {(0, 255): "uint8", (-128, 127): "int8", (0, 65535): "uint16",
@@ -142,16 +140,17 @@ def test_fixed_point_requantize_within_one_lsb_of_the_float_formula() -> None:
         qtype = list(qtypes)[trial % 4]
         acc_bits = 64 if trial % 3 == 0 else 32
         m, zp, t = _random_requantize_case(rng, qtype, acc_bits)
-        fp = plan_fixed_point(m, acc_bits, np.array(zp), *qtype)
+        c = rng.uniform(-50, 50, size=m.shape) if trial % 5 == 4 else None
+        fp = plan_fixed_point(m, acc_bits, np.array(zp), *qtype, c)
         assert fp is not None, (m.ravel(), zp, qtype, acc_bits)
         narrow += not fp.wide
         got = requantize_fixed(t, fp, zp, *qtype)
-        want = float_requantize(t, m, 0, 1.0, zp, QTYPES[qtypes[qtype]]).astype(np.int64)
+        exact = t.astype(np.float64) * m + (0.0 if c is None else c)
+        want = np.clip(np.rint(exact) + zp, *qtype)
         diff = np.abs(got - want)
         assert diff.max() <= 1, (m.ravel(), zp, qtype, acc_bits)
         if diff.any():
-            exact = (t.astype(np.float64) * m)[diff > 0]
-            distance = np.abs(exact - np.floor(exact) - 0.5)
+            distance = np.abs(exact - np.floor(exact) - 0.5)[diff > 0]
             assert distance.max() <= fp.error_bound, (distance.max(), fp)
         tie_rows = np.zeros(len(t), bool)
         tie_rows[64:80] = True
@@ -203,13 +202,15 @@ def test_fixed_point_kernel_matches_numpy_reference() -> None:
     from tvm_qdq.target.hexagon.requant import _prim_func, requantize_te
 
     rng = np.random.default_rng(3)
-    cases = [("int32", 32, (0, 255), 3e-4), ("int32", 32, (-128, 127), 5.0),
-             ("int64", 64, (0, 65535), 1e-9), ("int64", 64, (0, 255), 2e-3)]
+    cases = [("int32", 32, (0, 255), 3e-4, None), ("int32", 32, (-128, 127), 5.0, None),
+             ("int64", 64, (0, 65535), 1e-9, None), ("int64", 64, (0, 255), 2e-3, None),
+             ("int32", 32, (0, 255), 3e-4, [0.37, -4.5, 12.25, 0.0])]  # bias off the grid
     seen_wide = set()
-    for acc, bits, qtype, base in cases:
+    for acc, bits, qtype, base, offset in cases:
         m = base * np.linspace(1, 3, 4).reshape(1, 4, 1)
         zp = np.array([[[qtype[0] + 7]]])
-        fp = plan_fixed_point(m, bits, zp, *qtype)
+        c = None if offset is None else np.array(offset).reshape(1, 4, 1)
+        fp = plan_fixed_point(m, bits, zp, *qtype, c)
         seen_wide.add(fp.wide)
         out = {(0, 255): "uint8", (-128, 127): "int8", (0, 65535): "uint16"}[qtype]
         func = _prim_func(requantize_te((2, 4, 32), acc, m.shape, zp.shape, fp, *qtype, out))
@@ -221,7 +222,9 @@ def test_fixed_point_kernel_matches_numpy_reference() -> None:
         t[1, :, :2] = [lo, hi]
         t = t.astype(acc)
         dev = tvm.cpu()
-        args = [tvm.runtime.tensor(a, dev) for a in (t, fp.multiplier, zp.astype(np.int32))]
+        inputs = (t, fp.multiplier, zp.astype(np.int32)) + (
+            () if fp.offset is None else (fp.offset,))
+        args = [tvm.runtime.tensor(a, dev) for a in inputs]
         result = tvm.runtime.tensor(np.zeros(t.shape, out), dev)
         lib["main"](*args, result)
         assert np.array_equal(result.numpy(), requantize_fixed(t, fp, zp, *qtype)), (acc, base)

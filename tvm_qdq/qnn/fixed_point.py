@@ -64,12 +64,14 @@ class FixedPoint:
     pre_shift: int  # L
     clamp: int | None  # C, or None when t needs no clip
     wide: bool  # t' needs int64 (scalar code)
+    offset: np.ndarray | None = None  # int32 round(c · 2^s) of a real offset c, added to h
 
     @property
     def error_bound(self) -> float:
         """Bound (output LSB) on ``|δ|``, the deviation before the final rounding."""
         largest = ((self.clamp if self.clamp is not None else INT32_MAX) + 1) << self.pre_shift
-        return (1 if self.wide else 3) * 2.0 ** -self.shift + largest / 2.0 ** (33 + self.shift)
+        bound = (1 if self.wide else 3) * 2.0 ** -self.shift + largest / 2.0 ** (33 + self.shift)
+        return bound + (2.0 ** -(self.shift + 1) if self.offset is not None else 0.0)
 
 
 def saturation_range(zero_point: np.ndarray, qmin: int, qmax: int) -> int:
@@ -78,8 +80,8 @@ def saturation_range(zero_point: np.ndarray, qmin: int, qmax: int) -> int:
     return int(max(int(qmax - zp.min()), int(zp.max() - qmin))) + 2
 
 
-def _candidate(m: np.ndarray, shift: int, acc_bits: int, r: int, wide: bool
-               ) -> FixedPoint | None:
+def _candidate(m: np.ndarray, shift: int, acc_bits: int, r: int, wide: bool,
+               offset: np.ndarray | None = None) -> FixedPoint | None:
     e = math.floor(math.log2(float(m.max())))  # m_max in [2^e, 2^(e+1))
     pre = max(0, shift + 2 + e)  # M_max = m_max · 2^(32+s-L) in [2^30, 2^31) when L > 0
     multiplier = np.rint(m * 2.0 ** (32 + shift - pre))
@@ -96,23 +98,36 @@ def _candidate(m: np.ndarray, shift: int, acc_bits: int, r: int, wide: bool
             return None
     else:
         clamp = None
-    fp = FixedPoint(multiplier.astype(np.int32), shift, pre, clamp, wide)
+    scaled = None
+    if offset is not None:
+        scaled = np.rint(offset * 2.0**shift)
+        if np.abs(scaled).max() >= 2**29:  # |h| < 2^30, h + c·2^s + 2^(s-1) stays int32
+            return None
+        scaled = scaled.astype(np.int32)
+    fp = FixedPoint(multiplier.astype(np.int32), shift, pre, clamp, wide, scaled)
     return fp if fp.error_bound <= MAX_ERROR else None
 
 
 def plan_fixed_point(multiplier: np.ndarray, acc_bits: int, zero_point: np.ndarray,
-                     qmin: int, qmax: int) -> FixedPoint | None:
-    """The fixed-point form of ``saturate(round(t · multiplier) + zp)`` for a signed
-    ``acc_bits``-bit ``t``: the narrow form with the largest shift ``s``, else the wide one;
-    None for a multiplier that is not finite and positive or whose error bound exceeds
-    :data:`MAX_ERROR`."""
+                     qmin: int, qmax: int, offset: np.ndarray | None = None
+                     ) -> FixedPoint | None:
+    """The fixed-point form of ``saturate(round(t · multiplier [+ offset]) + zp)`` for a
+    signed ``acc_bits``-bit ``t`` (``offset``: a real per-channel constant, e.g. a bias off
+    the accumulator grid, added as ``round(c · 2^s)`` before the rounding shift): the narrow
+    form with the largest shift ``s``, else the wide one; None for a multiplier that is not
+    finite and positive or whose error bound exceeds :data:`MAX_ERROR`."""
     m = np.asarray(multiplier, np.float64)
     if m.size == 0 or not np.all(np.isfinite(m)) or np.any(m <= 0):
         return None
     r = saturation_range(zero_point, qmin, qmax)
+    if offset is not None:
+        offset = np.asarray(offset, np.float64)
+        if not np.all(np.isfinite(offset)):
+            return None
+        r += math.ceil(float(np.abs(offset).max(initial=0)))
     for wide in (False, True) if acc_bits > 32 else (False,):
         for shift in range(MAX_SHIFT, 0, -1):
-            fp = _candidate(m, shift, max(acc_bits, 32), r, wide)
+            fp = _candidate(m, shift, max(acc_bits, 32), r, wide, offset)
             if fp is not None:
                 return fp
     return None
@@ -143,6 +158,8 @@ def requantize_fixed(t: np.ndarray, fp: FixedPoint, zero_point, qmin: int,
         t = np.clip(t, -fp.clamp, fp.clamp)
     high = high_word if fp.wide else high_word_narrow
     h = high(t << fp.pre_shift, fp.multiplier)
+    if fp.offset is not None:
+        h = h + np.asarray(fp.offset, np.int64)
     y = ((h + (1 << (fp.shift - 1))) >> fp.shift) + np.asarray(zero_point, np.int64)
     return np.clip(y, qmin, qmax)
 

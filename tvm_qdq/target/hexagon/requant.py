@@ -2,10 +2,11 @@
 
 The integer pass (``tvm_qdq.qnn.ops.requantize_by``) emits every requantize as::
 
-    f = astype(t, float64); f = multiply(f, m); f = round(f); [f = add(f, zp)]
+    f = astype(t, float64); f = multiply(f, m); [f = add(f, c)]; f = round(f); [f = add(f, zp)]
     f = clip(f, qmin, qmax); y = astype(f, container)
 
-(``t`` the integer accumulator, ``m = s_in / s_out`` a constant, per tensor or per channel).
+(``t`` the integer accumulator, ``m = s_in / s_out`` a constant, per tensor or per channel;
+``c`` a bias off the accumulator grid, see ``relay_passes/rules/elementwise.py``).
 :func:`fixed_point_requantize` replaces each such chain by a ``call_tir`` to a
 ``tq_hx_requantize`` PrimFunc computing the multiplier + shift form of
 :mod:`tvm_qdq.qnn.fixed_point` (round half up, at most 1 LSB from the float formula). The
@@ -86,6 +87,8 @@ def requantize_te(shape: tuple[int, ...], acc: str, mult_shape: tuple[int, ...],
     t = te.placeholder([tirx.IntImm("int64", d) for d in shape], acc, name="t")
     mult = te.placeholder([tirx.IntImm("int64", d) for d in mult_shape], "int32", name="M")
     zp = te.placeholder([tirx.IntImm("int64", d) for d in zp_shape], "int32", name="zp")
+    off = None if fp.offset is None else te.placeholder(
+        [tirx.IntImm("int64", d) for d in fp.offset.shape], "int32", name="c")
     work = "int64" if fp.wide else "int32"
 
     def body(*idx):
@@ -104,6 +107,8 @@ def requantize_te(shape: tuple[int, ...], acc: str, mult_shape: tuple[int, ...],
             h = high + (low >> tirx.const(32, "int64"))
         else:
             h = high_word_narrow_te(x, pick(mult, idx))
+        if off is not None:
+            h = h + pick(off, idx).astype(work)
         y = (h + tirx.const(1 << (fp.shift - 1), work)) >> tirx.const(fp.shift, work)
         if fp.wide:
             y = tirx.max(tirx.min(y, tirx.const(2**31 - 1, "int64")),
@@ -113,7 +118,7 @@ def requantize_te(shape: tuple[int, ...], acc: str, mult_shape: tuple[int, ...],
         return y.astype(out)
 
     y = te.compute(t.shape, body, name="tq_hx_requantize")
-    return [t, mult, zp, y]
+    return [t, mult, zp, y] if off is None else [t, mult, zp, off, y]
 
 
 def _prim_func(tensors: list[te.Tensor]) -> tirx.PrimFunc:
@@ -154,7 +159,15 @@ class _Rewriter(relax.PyExprMutator):
             zp = _const(add.args[1])
             inner = self._value(add.args[0])
         rnd = inner if _is_op(inner, "relax.round") else None
-        mul = self._call(rnd.args[0], "relax.multiply") if rnd is not None else None
+        offset = None
+        biased = self._call(rnd.args[0], "relax.add") if rnd is not None else None
+        if biased is not None:  # round(t · m + c): a bias off the accumulator grid
+            offset = _const(biased.args[1])
+            if offset is None:
+                return None
+        product = biased.args[0] if biased is not None else (
+            rnd.args[0] if rnd is not None else None)
+        mul = self._call(product, "relax.multiply") if product is not None else None
         cast = self._call(mul.args[0], "relax.astype") if mul is not None else None
         if cast is None or zp is None or qmin is None or qmax is None:
             return None
@@ -162,7 +175,7 @@ class _Rewriter(relax.PyExprMutator):
         t = cast.args[0]
         if m is None or _dtype(t) not in INT_TYPES or np.any(zp != np.rint(zp)):
             return None
-        return t, m, zp, int(qmin), int(qmax)
+        return t, m, offset, zp, int(qmin), int(qmax)
 
     def visit_call_(self, call: relax.Call):  # noqa: D102 - visitor hook
         call = super().visit_call_(call)
@@ -174,21 +187,21 @@ class _Rewriter(relax.PyExprMutator):
         found = self._match(call)
         if found is None:
             return call
-        t, m, zp, qmin, qmax = found
+        t, m, offset, zp, qmin, qmax = found
         acc = _dtype(t)
-        fp = plan_fixed_point(m, max(32, _bits(acc)), zp, qmin, qmax)
+        fp = plan_fixed_point(m, max(32, _bits(acc)), zp, qmin, qmax, offset)
         if fp is None:
-            self.report.append({"fixed": False, "why": "no fixed-point form within the bound",
-                                "multiplier": [float(m.min()), float(m.max())]})
-            return call
+            return call  # reported by _float_leftovers
         shape = _shape(t)
         key = (shape, acc, m.shape, zp.shape, fp.shift, fp.pre_shift, fp.clamp, fp.wide,
-               qmin, qmax, out)
+               None if fp.offset is None else fp.offset.shape, qmin, qmax, out)
         if key not in self.cache:
             tensors = requantize_te(shape, acc, m.shape, zp.shape, fp, qmin, qmax, out)
             self.cache[key] = self.builder_.add_func(_prim_func(tensors), "tq_hx_requantize")
         args = [t, relax.const(fp.multiplier.astype(np.int32)),
                 relax.const(zp.astype(np.int32))]
+        if fp.offset is not None:
+            args.append(relax.const(fp.offset))
         self.report.append({"fixed": True, "wide": fp.wide, "shift": fp.shift,
                             "pre_shift": fp.pre_shift, "error_bound": fp.error_bound})
         return relax.call_tir(self.cache[key], args, relax.TensorType(list(shape), out))
@@ -201,5 +214,22 @@ def fixed_point_requantize(mod: tvm.IRModule) -> tuple[tvm.IRModule, list[dict]]
     for gvar, func in mod.functions.items():
         if isinstance(func, relax.Function):
             rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
-    new = rewriter.builder_.get()
-    return relax.transform.DeadCodeElimination()(new), rewriter.report
+    new = relax.transform.DeadCodeElimination()(rewriter.builder_.get())
+    return new, rewriter.report + _float_leftovers(new)
+
+
+def _float_leftovers(mod: tvm.IRModule) -> list[dict]:
+    """One report entry per float64 → integer cast left in the module: a requantize that kept
+    its float code (no fixed-point form within the bound, or not the expected chain)."""
+    left = []
+    for gvar, func in mod.functions.items():
+        if not isinstance(func, relax.Function):
+            continue
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                value = binding.value
+                if _is_op(value, "relax.astype") and _dtype(value.args[0]) == "float64" and \
+                        str(value.attrs.dtype) in INT_TYPES:
+                    left.append({"fixed": False, "function": str(gvar.name_hint),
+                                 "var": str(binding.var.name_hint), "why": "kept float"})
+    return left

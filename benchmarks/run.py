@@ -670,12 +670,15 @@ def main() -> int:
                         help="measure the rows' VNNI tiles into the tuning database instead")
     parser.add_argument("--resume", action="store_true", help="with --tune: skip stored kernels")
     parser.add_argument("--db", help="with --tune: database file")
+    parser.add_argument("--row-ids", nargs="+", help=argparse.SUPPRESS)  # exact, for workers
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--compiled-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stock-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     repeat = args.repeat or (10 if args.quick else 50)
     rows = select_rows(args.rows)
+    if args.row_ids:
+        rows = [r for r in ROWS if row_id(*r) in args.row_ids]
     if args.list:
         print("\n".join(row_id(*r) for r in rows))
         return 0
@@ -697,9 +700,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="compiled.", dir=_mkdir(SCRATCH)) as compiled:
         for threads in args.threads:
             cmd = [sys.executable, __file__, "--worker", str(threads), "--repeat",
-                   str(repeat), "--compiled-dir", compiled]
-            if args.rows:
-                cmd += ["--rows", *args.rows]
+                   str(repeat), "--compiled-dir", compiled,
+                   "--row-ids", *[row_id(*r) for r in rows]]
             proc = subprocess.Popen(cmd, env=_worker_env(threads), stdout=subprocess.PIPE,
                                     text=True)
             stdout, _ = proc.communicate()
@@ -723,8 +725,8 @@ def main() -> int:
         r["stock_note"] = s.get("error", "n/a" if args.no_stock else "")
         r["ort_over_tvm_qdq"] = _ratio(r["ort_ms"], r["tvm_qdq_ms"])
         r["stock_over_tvm_qdq"] = _ratio(r["stock_tvm_ms"], r["tvm_qdq_ms"])
-    order = {row_id(*r): i for i, r in enumerate(ROWS)}
-    results.sort(key=lambda r: (r["threads"], order[row_id(r["model"], r["config"])]))
+    order = {row_id(*r): i for i, r in enumerate(rows)}
+    results.sort(key=lambda r: (r["threads"], order.get(row_id(r["model"], r["config"]), 0)))
     wall_s = time.perf_counter() - wall
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     table = render(results, _machine(), date, None if subset else wall_s)

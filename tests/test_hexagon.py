@@ -231,6 +231,47 @@ def test_fixed_point_kernel_matches_numpy_reference() -> None:
     assert seen_wide == {False, True}
 
 
+def test_fixed_point_rewrite_of_the_relax_chains_runs_like_the_reference() -> None:
+    """``fixed_point_requantize`` on the Relax chains the integer pass emits (plain, and with a
+    bias off the accumulator grid): every chain is rewritten, and the rewritten module, built
+    for the host, equals the numpy reference."""
+    from tvm import relax
+
+    from tvm_qdq.qnn.fixed_point import plan_fixed_point, requantize_fixed
+    from tvm_qdq.target.hexagon.requant import fixed_point_requantize
+
+    m = np.array([2e-4, 5e-4, 1e-3]).reshape(1, 3, 1)
+    c = np.array([0.25, -3.4, 7.9]).reshape(1, 3, 1)
+    zp = np.array([[[3]]], np.float64)
+    bb = relax.BlockBuilder()
+    t = relax.Var("t", relax.TensorType([2, 3, 64], "int32"))
+    with bb.function("main", [t]):
+        with bb.dataflow():
+            outs = []
+            for bias in (None, c):
+                f = bb.emit(relax.op.astype(t, "float64"))
+                f = bb.emit(relax.op.multiply(f, relax.const(m, "float64")))
+                if bias is not None:
+                    f = bb.emit(relax.op.add(f, relax.const(bias, "float64")))
+                f = bb.emit(relax.op.round(f))
+                f = bb.emit(relax.op.add(f, relax.const(zp, "float64")))
+                f = bb.emit(relax.op.clip(f, 0, 255))
+                outs.append(bb.emit(relax.op.astype(f, "uint8")))
+            result = bb.emit_output(relax.Tuple(outs))
+        bb.emit_func_output(result)
+    mod, report = fixed_point_requantize(bb.get())
+    assert len(report) == 2 and all(r["fixed"] for r in report), report
+    executable = tvm.compile(mod, target="llvm")
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    rng = np.random.default_rng(2)
+    values = rng.integers(-(2**20), 2**20, size=(2, 3, 64)).astype("int32")
+    values[0, :, :2] = [-(2**31), 2**31 - 1]
+    got = vm["main"](tvm.runtime.tensor(values, tvm.cpu()))
+    for out, bias in zip(got, (None, c), strict=True):
+        fp = plan_fixed_point(m, 32, zp, 0, 255, bias)
+        assert np.array_equal(out.numpy(), requantize_fixed(values, fp, zp, 0, 255))
+
+
 def test_fixed_point_add_kernel_matches_numpy_reference() -> None:
     """The ``tq_hx_add`` PrimFunc (broadcast operand, per-channel ratio), built for the host,
     is bit-exact with :func:`tvm_qdq.qnn.fixed_point.add_fixed`."""

@@ -197,7 +197,10 @@ class _Rewriter(relax.PyExprMutator):
                None if fp.offset is None else fp.offset.shape, qmin, qmax, out)
         if key not in self.cache:
             tensors = requantize_te(shape, acc, m.shape, zp.shape, fp, qmin, qmax, out)
-            self.cache[key] = self.builder_.add_func(_prim_func(tensors), "tq_hx_requantize")
+            func = _prim_func(tensors)
+            gvar = self.builder_.add_func(func, "tq_hx_requantize")
+            self.builder_.update_func(gvar, func.with_attr("global_symbol", gvar.name_hint))
+            self.cache[key] = gvar
         args = [t, relax.const(fp.multiplier.astype(np.int32)),
                 relax.const(zp.astype(np.int32))]
         if fp.offset is not None:

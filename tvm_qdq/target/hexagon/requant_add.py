@@ -156,6 +156,7 @@ class _AddRewriter(relax.PyExprMutator):
         func = func.with_attrs({"op_pattern": ELEMWISE, "global_symbol": "tq_hx_add",
                                 "tirx.noalias": True})
         gvar = self.builder_.add_func(func, "tq_hx_add")
+        self.builder_.update_func(gvar, func.with_attr("global_symbol", gvar.name_hint))
         args = [*xs, *(relax.const(m) for m in fp.multipliers),
                 relax.const(np.asarray(zp).astype(np.int32))]
         self.report.append({"op": "add", "fixed": True, "shift": fp.shift, "bits": bits,

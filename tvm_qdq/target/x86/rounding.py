@@ -302,6 +302,9 @@ class _Analysis:
                 inner = _const(src)
                 if inner is not None:
                     return [], _exact(inner)
+                offset = self.constant_offset(src)
+                if offset is not None:  # src = base + offset without wrap-around
+                    return [(offset[0], one)], offset[1]
                 return [(src, one)], zero
         for op in ("relax.add", "relax.subtract", "relax.multiply"):
             call = self.call(expr, op)
@@ -321,6 +324,40 @@ class _Analysis:
             return [(s, c * factor) for s, c in terms], const * factor
         if _dtype(expr) == "int64":
             return [(expr, one)], zero
+        return None
+
+    def constant_offset(self, expr: relax.Expr) -> tuple[relax.Expr, np.ndarray] | None:
+        """``(base, c)`` when ``expr`` is ``base ± constant c`` computed in ``expr``'s integer
+        dtype and provably without wrap-around (so ``int64(expr) = int64(base) + c``); casts
+        to the same dtype are looked through."""
+        same = self.call(expr, "relax.astype")
+        if same is not None and _dtype(same) == _dtype(same.args[0]):
+            return self.constant_offset(same.args[0])
+        for op, sign in (("relax.add", 1), ("relax.subtract", -1)):
+            call = self.call(expr, op)
+            if call is None:
+                continue
+            base, c = call.args
+            value = _const(c)
+            if value is None and op == "relax.add":
+                base, c = c, base
+                value = _const(c)
+            if value is None or not np.issubdtype(value.dtype, np.integer) or \
+                    _const(base) is not None or _dtype(base) != _dtype(call):
+                return None
+            rng, iv = _dtype_range(_dtype(call)), self.interval(base)
+            if rng is None or iv is None:
+                return None
+            shift = _exact(value) * sign
+            lo, hi = _obj(iv[0] + shift), _obj(iv[1] + shift)
+            if min(lo.reshape(-1).tolist()) < rng[0] or max(hi.reshape(-1).tolist()) > rng[1]:
+                return None
+            try:
+                np.broadcast_shapes(np.shape(shift), tuple(
+                    int(d) for d in _ty(call).shape.values))
+            except (ValueError, TypeError, AttributeError):
+                return None
+            return base, shift
         return None
 
     def bound(self, terms: list[tuple[relax.Expr, np.ndarray]], const: np.ndarray

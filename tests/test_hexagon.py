@@ -47,10 +47,8 @@ def _built(name: str, config: str):
     """(model, hexagon compiled with the float requantize, x86 compiled), built once."""
     key = (name, config)
     if key not in _BUILT:
-        from tvm_qdq.target.hexagon import compile_model
-
         model = _model(name, config)
-        _BUILT[key] = (model, compile_model(model, "hexagon", requantize="float"),
+        _BUILT[key] = (model, tvm_qdq.compile(model, "hexagon", requantize="float"),
                        tvm_qdq.compile(model, "x86"))
     return _BUILT[key]
 
@@ -67,6 +65,12 @@ def _built_fixed(name: str, config: str):
 
 
 # -- no toolchain needed --------------------------------------------------------------------------
+
+
+def test_requantize_option_is_hexagon_only() -> None:
+    model = _model("mlp", "u8s8_perchannel")
+    with pytest.raises(ValueError, match="Hexagon option"):
+        tvm_qdq.compile(model, "x86", requantize="fixed")
 
 
 def test_presets_are_llvm_hexagon_dicts() -> None:

@@ -224,8 +224,13 @@ def compile(  # noqa: A001 - the public name the design asks for
     integer: bool = True,
     tuning_db: str | os.PathLike | bool | None = None,
     shapes: dict[str, list[int]] | None = None,
+    requantize: str | None = None,
 ) -> Compiled:
     """Import (if needed), rewrite to integer (unless ``integer=False``) and build.
+
+    ``requantize`` (Hexagon only): ``"fixed"`` (the default there: int32 multiplier + shift,
+    within 1 LSB of the float formula) or ``"float"`` (float64 formula, bit-exact with x86).
+    x86 always uses the exact float64 formula.
 
     ``shapes`` fixes graph inputs declared with dynamic dimensions (see ``from_onnx``).
 
@@ -243,7 +248,10 @@ def compile(  # noqa: A001 - the public name the design asks for
 
         with scalar_nearbyint():
             return compile_hexagon(mod, tgt, inputs=inputs, outputs=outputs,
-                                   report=pass_report(mod))
+                                   report=pass_report(mod), requantize=requantize or "fixed")
+    if requantize not in (None, "float"):
+        raise ValueError(f"requantize={requantize!r} is a Hexagon option; the {tgt.kind.name} "
+                         "build uses the exact float64 requantize (pass requantize=None)")
     if integer:
         mod = legalize_signedness(mod, target_family(tgt))
     executable = None

@@ -419,3 +419,33 @@ def test_rounding_shift_unbounded_is_kept() -> None:
     q, r = x >> 9, x & 511
     expected = np.clip(q + ((r > 256) | ((r == 256) & (q & 1 == 1))), -(1 << 40), 1 << 40)
     np.testing.assert_array_equal(vm["main"](tvm.runtime.tensor(x)).numpy(), expected)
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect"])
+def test_edge_and_reflect_pad_lower_without_fallback(mode: str) -> None:
+    """TVM's ONNX converter emits these pads as PrimFuncs of the module (``replicate_pad``,
+    ``mirror_pad``); the x86 lowering must keep them callable (no fallback warning) and the
+    integer result must equal ORT's reference path exactly (a pad moves codes only)."""
+    import warnings
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.float32(0.1), "s"),
+             numpy_helper.from_array(np.uint8(3), "zp"),
+             numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 2, 1], np.int64), "pads")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["xq"], name="x_q"),
+             helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["xd"], name="x_dq"),
+             helper.make_node("Pad", ["xd", "pads"], ["p"], mode=mode, name="pad"),
+             helper.make_node("QuantizeLinear", ["p", "s", "zp"], ["y"], name="y_q")]
+    graph = helper.make_graph(
+        nodes, "pad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [None] * 4)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    onnx.checker.check_model(model)
+    x = {"x": np.random.default_rng(0).uniform(0, 2, (1, 3, 4, 5)).astype(np.float32)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compiled = tvm_qdq.compile(model, target="x86")
+    expected = run_ort(model, x, optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    assert np.array_equal(compiled.run(x)[0], expected[0])

@@ -483,7 +483,7 @@ def rewrite_kernels(mod: tvm.IRModule, target: tvm.target.Target,
     for gvar, func in mod.functions.items():
         if not isinstance(func, relax.Function) and gvar.name_hint not in [
                 g.name_hint for g in out.functions]:
-            out[gvar.name_hint] = func
+            out[gvar] = func  # the same GlobalVar: the rewritten calls still refer to it
     if mod.attrs is not None:
         out = out.with_attrs(dict(mod.attrs))
     return out

@@ -89,6 +89,38 @@ def _specs(mod: tvm.IRModule) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return inputs, outputs
 
 
+def order_feeds(feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+                input_names: list[str]) -> list:
+    """Feeds as a list in the model's input order (a mapping by name, or a sequence)."""
+    if isinstance(feeds, Mapping):
+        unknown = sorted(set(feeds) - set(input_names))
+        missing = [n for n in input_names if n not in feeds]
+        if unknown or missing:
+            raise InputError(
+                f"feeds do not match the model inputs {input_names}: "
+                + (f"missing {missing} " if missing else "")
+                + (f"unknown {unknown}" if unknown else "")
+            )
+        return [feeds[n] for n in input_names]
+    feeds = list(feeds)
+    if len(feeds) != len(input_names):
+        raise InputError(
+            f"the model takes {len(input_names)} input(s) {input_names}, got {len(feeds)}"
+        )
+    return feeds
+
+
+def checked_element_type(spec: TensorSpec, value) -> np.ndarray:
+    """``value`` as an array, refused unless its element type is the input's."""
+    array = np.asarray(value)
+    if numpy_name(array.dtype) != spec.type and str(array.dtype) != spec.type:
+        raise InputError(
+            f"input '{spec.name}': expected element type {spec.type}, got {array.dtype}; "
+            f"convert it with .astype('{spec.type}')"
+        )
+    return array
+
+
 class Compiled:
     """A compiled model: ``run(feeds)`` → outputs in the model's output order."""
 
@@ -124,31 +156,10 @@ class Compiled:
         return [s.name for s in self.outputs]
 
     def _ordered(self, feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> list:
-        if isinstance(feeds, Mapping):
-            unknown = sorted(set(feeds) - set(self.input_names))
-            missing = [n for n in self.input_names if n not in feeds]
-            if unknown or missing:
-                raise InputError(
-                    f"feeds do not match the model inputs {self.input_names}: "
-                    + (f"missing {missing} " if missing else "")
-                    + (f"unknown {unknown}" if unknown else "")
-                )
-            return [feeds[n] for n in self.input_names]
-        feeds = list(feeds)
-        if len(feeds) != len(self.inputs):
-            raise InputError(
-                f"the model takes {len(self.inputs)} input(s) {self.input_names}, "
-                f"got {len(feeds)}"
-            )
-        return feeds
+        return order_feeds(feeds, self.input_names)
 
     def _check(self, spec: TensorSpec, value) -> np.ndarray:
-        array = np.asarray(value)
-        if numpy_name(array.dtype) != spec.type and str(array.dtype) != spec.type:
-            raise InputError(
-                f"input '{spec.name}': expected element type {spec.type}, got {array.dtype}; "
-                f"convert it with .astype('{spec.type}')"
-            )
+        array = checked_element_type(spec, value)
         shape = list(array.shape)
         if len(shape) != len(spec.shape) or any(
             want is not None and want != got for want, got in zip(spec.shape, shape, strict=False)

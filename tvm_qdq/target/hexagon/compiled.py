@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import tvm
 
-from ...dtypes import from_container, numpy_name, to_container
+from ...dtypes import from_container, to_container
 from ...errors import InputError
 from . import isa
 from .driver import link_elf, write_sources
@@ -122,27 +122,14 @@ class HexagonCompiled:
         return self.folder / ELF_FILE
 
     def _ordered(self, feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> list:
-        if isinstance(feeds, Mapping):
-            unknown = sorted(set(feeds) - set(self.input_names))
-            missing = [n for n in self.input_names if n not in feeds]
-            if unknown or missing:
-                raise InputError(
-                    f"feeds do not match the model inputs {self.input_names}: "
-                    + (f"missing {missing} " if missing else "")
-                    + (f"unknown {unknown}" if unknown else ""))
-            return [feeds[n] for n in self.input_names]
-        feeds = list(feeds)
-        if len(feeds) != len(self.inputs):
-            raise InputError(f"the model takes {len(self.inputs)} input(s) {self.input_names}, "
-                             f"got {len(feeds)}")
-        return feeds
+        from ...compile import order_feeds
+
+        return order_feeds(feeds, self.input_names)
 
     def _check(self, spec, value, plan_in: dict) -> np.ndarray:
-        array = np.asarray(value)
-        if numpy_name(array.dtype) != spec.type and str(array.dtype) != spec.type:
-            raise InputError(
-                f"input '{spec.name}': expected element type {spec.type}, got {array.dtype}; "
-                f"convert it with .astype('{spec.type}')")
+        from ...compile import checked_element_type
+
+        array = checked_element_type(spec, value)
         if list(array.shape) != list(plan_in["shape"]):
             raise InputError(f"input '{spec.name}': expected shape {plan_in['shape']}, got "
                              f"{list(array.shape)} (the Hexagon build has static shapes)")

@@ -1,0 +1,16 @@
+"""Schedules for matmuls whose both operands are activations (no VNNI weight packing).
+
+:func:`matmul_attempts` returns the (kind, schedule) pairs that apply to a function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tvm import tirx
+
+
+def matmul_attempts(func: tirx.PrimFunc, names: list[str]
+                    ) -> list[tuple[str, Callable[[], tirx.PrimFunc]]]:
+    """Specialized schedules for ``func`` (none yet: the generic schedule applies)."""
+    return []

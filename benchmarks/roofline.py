@@ -1,23 +1,28 @@
 """Roofline of the x86 VNNI kernels: this CPU's int8 peak and the biggest kernels against it.
 
-    .venv/bin/python benchmarks/roofline.py                  # u8s8_perchannel models
-    .venv/bin/python benchmarks/roofline.py --configs u8s8_perchannel u16s8 --all
+    .venv/bin/python benchmarks/roofline.py                  # every model, u8s8_perchannel
+    .venv/bin/python benchmarks/roofline.py --rows minilm_l6/u8s8_perchannel --all
     .venv/bin/python benchmarks/roofline.py --json out.json
+
+``benchmarks/run.py`` runs it after the latency rows and puts its table under the latency
+table (README and ``benchmarks/results/latest.md``).
 
 Peak: a TIR kernel of independent ``vpdpbusd`` accumulator chains (a register tile of
 ``rows × 16-lane`` blocks over operands that stay in L1, scheduled and tensorized exactly like
 the model kernels), best of a few tile shapes, one core (TVM_NUM_THREADS=1 is forced).
 One vpdpbusd = 16 lanes × 4 uint8·int8 products = 64 MACs.
 
-Models: the synthetic benchmark models in each ``--configs`` configuration, and
-EfficientNet-Lite0 (real weights, when the ``bench`` extra is installed).
+Models: the benchmark's models (``benchmarks/run.py`` ``build_case``) in their QDQ u8/s8
+per-channel form; the real-weight ones (EfficientNet-Lite0, all-MiniLM-L6-v2) when the
+``bench`` extra is installed.
 
-Kernels: each model is lowered with ``tvm_qdq.target.x86.lower_integer_kernels``; every fused
-PrimFunc is built and timed on its own (best of repeats, random inputs, hot cache). The
-largest conv and the largest matmul of each model (by MACs, as executed: channel padding to
-multiples of 4 / 16 included) are reported at % of peak — as fused (with the requantize
+Kernels: each model is lowered as ``tvm_qdq.compile`` lowers it (stored tiles of the tuning
+database). The largest conv and the largest matmul of each model (by MACs, as executed:
+channel padding to multiples of 4 / 16 included) are built and timed on their own (best of
+repeats, random inputs, hot cache) and reported at % of peak — as fused (with the requantize
 epilogue the integer pass emits, residual adds included) and bare (the same VNNI kernel
-writing its int32 accumulators, no epilogue); ``--all`` lists every kernel.
+writing its int32 accumulators, no epilogue) — with whether the built kernel's assembly
+contains ``vpdpbusd``; ``--all`` also lists every kernel of each model.
 """
 
 from __future__ import annotations
@@ -33,36 +38,72 @@ os.environ["TVM_NUM_THREADS"] = "1"  # one core: must be set before TVM starts i
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MODELS = ["resnet_cnn", "mlp", "transformer_encoder"]
-#: Benchmark model with real weights (``benchmarks/run.py``); measured when its packages (the
-#: ``bench`` extra) are installed, in its one configuration.
-REAL_MODELS = {"efficientnet_lite0": "u8s8_perchannel"}
+#: Benchmark rows (``benchmarks/run.py``) measured by default: every model in its QDQ u8/s8
+#: per-channel form (the real-weight models need the ``bench`` extra; skipped without it).
+ROWS = [("resnet_cnn", "u8s8_perchannel"), ("efficientnet_lite0", "u8s8_perchannel"),
+        ("mlp", "u8s8_perchannel"), ("transformer_encoder", "u8s8_perchannel"),
+        ("minilm_l6", "u8s8_perchannel")]
 
 
-def _models(configs: list[str]) -> list[tuple[str, str, object]]:
-    """(name, config, ONNX model) of every model measured (see the module docstring)."""
-    from tvm_qdq.testing.models import quantized_model
+def _models(rows: list[tuple[str, str]]) -> list[tuple[str, str, object]]:
+    """(name, config, ONNX model) of every row, built exactly as ``benchmarks/run.py`` does."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import run as bench
 
-    models = [(name, config, quantized_model(name, config))
-              for config in configs for name in MODELS]
-    try:
-        from tvm_qdq.testing.real_models import efficientnet_lite0_qdq
-
-        models.append(("efficientnet_lite0", REAL_MODELS["efficientnet_lite0"],
-                       efficientnet_lite0_qdq()))
-    except ImportError as err:  # the bench extra is not installed
-        print(f"skipping efficientnet_lite0: {err}", file=sys.stderr)
+    models = []
+    for name, config in rows:
+        try:
+            models.append((name, config, bench.build_case(name, config).model))
+        except ImportError as err:  # the bench extra is not installed
+            print(f"skipping {name}: {err}", file=sys.stderr)
     return models
 
 
-def measure(configs: list[str], list_all: bool) -> dict:
-    """Peak and per-model kernel rows (see the module docstring)."""
+def _largest(lowered, kind: str) -> list:
+    """(GlobalVar, PrimFunc) of the ``kind`` ("conv2d"/"matmul") VNNI kernels of ``lowered``
+    with the most multiply-accumulates (every one of them on a tie)."""
+    from tvm import tirx
+
+    from tvm_qdq.target.x86.profile import kernel_macs
+
+    found = []
+    for gvar, func in lowered.functions.items():
+        if isinstance(func, tirx.PrimFunc):
+            macs, k = kernel_macs(func)
+            if k == kind and macs:
+                found.append((macs, gvar, func))
+    if not found:
+        return []
+    most = max(m for m, _, _ in found)
+    return [(g, f) for m, g, f in found if m == most]
+
+
+def _has_vpdpbusd(func, target) -> bool:
+    """Whether the assembly of ``func`` built alone for ``target`` contains ``vpdpbusd``."""
+    import tvm
+
+    from tvm_qdq.target.x86 import asm_of
+
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
+    return "vpdpbusd" in asm_of(lib)
+
+
+def measure(rows: list[tuple[str, str]], list_all: bool = False) -> dict:
+    """Peak and, per model, its largest conv and matmul (see the module docstring)."""
     import tvm
 
     import tvm_qdq
+    from relay_passes.legalize_target import legalize_signedness
     from tvm_qdq.target import resolve_target
     from tvm_qdq.target.x86 import LoweringReport, has_vnni, lower_integer_kernels
-    from tvm_qdq.target.x86.profile import bare_kernel_seconds, kernel_times, vnni_peak_gmacs
+    from tvm_qdq.target.x86.profile import (
+        bare_kernel_seconds,
+        kernel_macs,
+        kernel_times,
+        time_primfunc,
+        vnni_peak_gmacs,
+    )
+    from tvm_qdq.target.x86.tuning import open_db, resolve_db_path, use_database
 
     target = resolve_target("x86")
     if not has_vnni(target):
@@ -70,12 +111,14 @@ def measure(configs: list[str], list_all: bool) -> dict:
     peak = vnni_peak_gmacs(target)
     print(f"VNNI peak: {peak:.1f} GMAC/s per core ({tvm.target.codegen.llvm_get_system_cpu()})",
           file=sys.stderr)
-    rows = []
-    for name, config, model in _models(configs):
+    db = open_db(resolve_db_path(None))
+    out = []
+    for name, config, model in _models(rows):
         report = LoweringReport()
-        lowered = lower_integer_kernels(tvm_qdq.to_integer(tvm_qdq.from_onnx(model)),
-                                        target, report=report)
-        kernels = kernel_times(lowered, target)
+        # the module tvm_qdq.compile lowers for x86
+        mod = legalize_signedness(tvm_qdq.to_integer(tvm_qdq.from_onnx(model)), "x86")
+        with use_database(db):  # the stored tiles, as tvm_qdq.compile uses them
+            lowered = lower_integer_kernels(mod, target, tune=len(db) > 0, report=report)
         bare = {}
         for kind in ("vnni_conv2d", "vnni_matmul"):
             of_kind = [k for k in report.kernels if k["kind"] == kind]
@@ -83,60 +126,72 @@ def measure(configs: list[str], list_all: bool) -> dict:
                 k = max(of_kind, key=lambda k: k["macs"])
                 seconds, macs = bare_kernel_seconds(kind, k["spec"], target,
                                                     k.get("weight_terms", 1))
-                bare[kind.split("_")[1]] = {"us": seconds * 1e6, "macs": macs,
-                                            "pct_peak": 100 * macs / seconds / 1e9 / peak}
-        total = sum(k.seconds for k in kernels)
-        picked = []  # the largest conv / matmul (every one of them on a tie)
+                bare[kind.split("_")[1]] = 100 * macs / seconds / 1e9 / peak
+        if list_all:
+            for k in kernel_times(lowered, target):
+                out.append({"model": name, "config": config, "kernel": k.name, "kind": k.kind,
+                            "macs": k.macs, "us": k.seconds * 1e6, "gmacs": k.gmacs,
+                            "pct_peak": 100 * k.gmacs / peak if k.macs else None,
+                            "largest": False, "of_same_size": None, "bare_pct_peak": None,
+                            "vpdpbusd": None})
         for kind in ("conv2d", "matmul"):
-            of_kind = [k for k in kernels if k.kind == kind]
-            if of_kind:
-                most = max(k.macs for k in of_kind)
-                picked += [k for k in of_kind if k.macs == most]
-        chosen = kernels if list_all else picked
-        for k in chosen:
-            rows.append({
-                "model": name, "config": config, "kernel": k.name, "kind": k.kind,
-                "macs": k.macs, "us": k.seconds * 1e6, "gmacs": k.gmacs,
-                "pct_peak": 100 * k.gmacs / peak if k.macs else None,
-                "share_of_model": 100 * k.seconds / total,
-                "largest": k in picked,
-                "bare_pct_peak": bare[k.kind]["pct_peak"]
-                if k in picked and k.kind in bare else None,
-            })
-        print(f"{name}/{config}: {len(kernels)} kernels, {total * 1e6:.1f} us in kernels",
-              file=sys.stderr)
-    return {"peak_gmacs": peak, "rows": rows}
+            tied = _largest(lowered, kind)
+            if not tied:
+                continue
+            # several kernels of the same size (e.g. one per layer): report the median one
+            timed = sorted(((time_primfunc(func, target), gvar, func) for gvar, func in tied),
+                           key=lambda t: t[0])
+            seconds, gvar, func = timed[(len(timed) - 1) // 2]
+            macs, _ = kernel_macs(func)
+            gmacs = macs / seconds / 1e9
+            out.append({"model": name, "config": config, "kernel": gvar.name_hint,
+                        "kind": kind, "macs": macs, "us": seconds * 1e6, "gmacs": gmacs,
+                        "pct_peak": 100 * gmacs / peak, "largest": True, "of_same_size":
+                        len(tied), "bare_pct_peak": bare.get(kind),
+                        "vpdpbusd": _has_vpdpbusd(func, target)})
+        print(f"{name}/{config}: measured", file=sys.stderr)
+    return {"peak_gmacs": peak, "rows": out}
 
 
 def render(result: dict) -> str:
+    """Markdown: the peak, then one line per kernel (the largest conv and matmul of each
+    model, every kernel with ``--all``)."""
     lines = [
-        f"int8 VNNI peak: **{result['peak_gmacs']:.1f} GMAC/s** per core "
-        "(independent vpdpbusd chains, operands in L1).",
+        f"Roofline: int8 VNNI peak **{result['peak_gmacs']:.1f} GMAC/s** per core "
+        "(independent vpdpbusd chains, operands in L1, `benchmarks/roofline.py`); each "
+        "model's largest conv and matmul (QDQ u8/s8 form, stored tiles), timed alone on one "
+        "core: fused (with its requantize epilogue) and bare (the same VNNI kernel writing "
+        "int32, no epilogue). When a model has several kernels of that size (one per layer), "
+        "the median one is shown.",
         "",
-        "| model | config | kernel | kind | MACs | µs | GMAC/s | % of peak | bare: % of peak "
-        "| % of model |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | kernel | kind | MACs | µs | GMAC/s | % of peak | bare: % of peak "
+        "| vpdpbusd in asm |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         pct = f"{r['pct_peak']:.0f}%" if r["pct_peak"] is not None else ""
         bare = f"{r['bare_pct_peak']:.0f}%" if r.get("bare_pct_peak") is not None else ""
-        mark = " **(largest)**" if r["largest"] else ""
-        name = r["kernel"] if len(r["kernel"]) <= 48 else r["kernel"][:45] + "..."
+        asm = {True: "yes", False: "**no**", None: ""}[r.get("vpdpbusd")]
+        name = r["kernel"] if len(r["kernel"]) <= 40 else r["kernel"][:37] + "..."
+        label = f"`{name}`"
+        if (r.get("of_same_size") or 1) > 1:
+            label += f" (median of {r['of_same_size']})"
         lines.append(
-            f"| {r['model']} | {r['config']} | `{name}`{mark} | {r['kind']} | {r['macs']} | "
-            f"{r['us']:.2f} | {r['gmacs']:.1f} | {pct} | {bare} | {r['share_of_model']:.0f}% |"
-        )
+            f"| {r['model']} | {label} | {r['kind']} | {r['macs']} | {r['us']:.1f} | "
+            f"{r['gmacs']:.1f} | {pct} | {bare} | {asm} |")
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", nargs="*", default=["u8s8_perchannel"])
-    parser.add_argument("--all", action="store_true", help="list every kernel")
+    parser.add_argument("--rows", nargs="*", metavar="MODEL/CONFIG",
+                        help="benchmark rows (default: every model's u8s8_perchannel form)")
+    parser.add_argument("--all", action="store_true", help="also list every kernel")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args()
-    result = measure(args.configs, args.all)
+    rows = [tuple(r.split("/", 1)) for r in args.rows] if args.rows else ROWS
+    result = measure(rows, args.all)
     print(render(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))

@@ -21,7 +21,10 @@ is the first's). ORT runs without thread spinning. Stock TVM Relax (``from_onnx`
 its own subprocess with a time limit (``n/a (>N s)`` when it does not finish). Agreement is in
 LSB of the output scale against ORT's reference path (optimizations off) and ORT's default
 session; float outputs (dynamic models, embeddings) give the largest absolute difference.
-``torch_dynamic`` rows compare with PyTorch's own output.
+``torch_dynamic`` rows compare with PyTorch's own output. Full runs (or ``--roofline``) then
+run ``benchmarks/roofline.py`` (one thread): the VNNI peak and each model's largest conv and
+matmul at % of it, with whether their assembly contains ``vpdpbusd``; its table follows the
+latency table.
 
 The full run writes ``benchmarks/results/latest.{md,csv,json,png}`` and the README table
 between the ``bench:start`` / ``bench:end`` markers; ``--rows`` / ``--quick`` runs write to
@@ -566,11 +569,13 @@ def _update_readme(table: str) -> None:
     readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
-def _write(rows: list[dict], out: Path, table: str, date: str) -> None:
+def _write(rows: list[dict], out: Path, table: str, date: str,
+           roofline: dict | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.md").write_text(table + "\n")
     (out / "latest.json").write_text(json.dumps({"date": date, "machine": _machine(),
-                                                 "rows": rows}, indent=1))
+                                                 "rows": rows, "roofline": roofline},
+                                                indent=1))
     flat = []
     for r in rows:
         f = {k: v for k, v in r.items() if k not in ("vs_ref", "vs_opt")}
@@ -591,6 +596,25 @@ def _write(rows: list[dict], out: Path, table: str, date: str) -> None:
 # ----------------------------------------------------------------------------------------------
 # Driver
 # ----------------------------------------------------------------------------------------------
+
+
+def _roofline(timeout_s: float = 1800.0) -> dict | None:
+    """``benchmarks/roofline.py`` on every model's u8/s8 form, in a one-thread subprocess:
+    {"peak_gmacs", "rows"} (None when it fails: the table then says so)."""
+    with tempfile.TemporaryDirectory(prefix="roofline.", dir=_mkdir(SCRATCH)) as tmp:
+        path = Path(tmp) / "roofline.json"
+        cmd = [sys.executable, str(Path(__file__).with_name("roofline.py")), "--json", str(path)]
+        try:
+            proc = subprocess.run(cmd, env=_worker_env(1), capture_output=True, text=True,
+                                  timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            print(f"roofline: no result within {timeout_s:.0f} s", file=sys.stderr)
+            return None
+        if proc.returncode != 0 or not path.is_file():
+            print(f"roofline failed (exit {proc.returncode}): {proc.stderr[-2000:]}",
+                  file=sys.stderr)
+            return None
+        return json.loads(path.read_text())
 
 
 def _worker_env(threads: int) -> dict[str, str]:
@@ -665,6 +689,8 @@ def main() -> int:
                         help="seconds per stock TVM row (import, build, runs)")
     parser.add_argument("--out", type=Path, help="results folder")
     parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--roofline", action=argparse.BooleanOptionalAction, default=None,
+                        help="measure the VNNI roofline (default: on full runs only)")
     parser.add_argument("--list", action="store_true", help="print the row names")
     parser.add_argument("--tune", action="store_true",
                         help="measure the rows' VNNI tiles into the tuning database instead")
@@ -729,8 +755,19 @@ def main() -> int:
     results.sort(key=lambda r: (r["threads"], order.get(row_id(r["model"], r["config"]), 0)))
     wall_s = time.perf_counter() - wall
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    roof = None
+    if args.roofline or (args.roofline is None and not subset):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from roofline import render as render_roofline
+
+        roof = _roofline()
+        wall_s = time.perf_counter() - wall
     table = render(results, _machine(), date, None if subset else wall_s)
-    _write(results, out_dir, table, date)
+    if roof is not None:
+        table += "\n\n" + render_roofline(roof)
+    elif args.roofline or not subset:
+        table += "\n\nRoofline: not measured (benchmarks/roofline.py failed; see stderr)."
+    _write(results, out_dir, table, date, roof)
     if not subset and not args.no_readme and args.out is None:
         _update_readme(table)
     print(table)

@@ -12,7 +12,7 @@ import tvm
 
 import tvm_qdq
 from tvm_qdq.cli import main as cli_main
-from tvm_qdq.testing.models import default_model, random_feeds
+from tvm_qdq.testing.models import default_model, quantized_model, random_feeds
 from tvm_qdq.testing.oracle import run_ort
 
 
@@ -99,3 +99,19 @@ def test_cli_reports_bad_model_without_traceback(tmp_path) -> None:
                            str(tmp_path / "o")], capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "tvm-qdq: error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_run_outputs_are_independent_arrays():
+    """Each run returns arrays of its own: a later run does not overwrite an earlier result,
+    and writing into a result changes nothing else."""
+    model = quantized_model("mlp", "u8s8_perchannel")
+    compiled = tvm_qdq.compile(model, "x86")
+    feeds = random_feeds(model)
+    first = compiled.run(feeds)[0]
+    kept = first.copy()
+    other = {k: np.ascontiguousarray(np.flip(v)) for k, v in feeds.items()}
+    second = compiled.run(other)[0]
+    assert np.array_equal(first, kept)
+    assert not np.shares_memory(first, second)
+    first[...] = 0
+    assert np.array_equal(compiled.run(feeds)[0], kept)

@@ -179,7 +179,8 @@ class Compiled:
         """Run once. ``feeds``: a dict by input name or a list in input order.
 
         Inputs are copied into preallocated TVM tensors (checked only when their dtype or
-        shape is not the compiled one); outputs are returned as new numpy arrays.
+        shape is not the compiled one); outputs are returned as numpy arrays that share
+        nothing with other calls (views of the tensors this call allocated).
         """
         values = None
         if isinstance(feeds, dict) and len(feeds) == len(self._names):
@@ -208,7 +209,9 @@ class Compiled:
         result = self._main(*args)
         flat = list(result) if not hasattr(result, "numpy") else [result]
         if self._plain_outputs:
-            return [np.from_dlpack(r).copy() for r in flat]
+            # The VM allocates the returned tensors on every call (never reused while
+            # referenced), so a numpy view of each is the caller's own array: no copy.
+            return [np.from_dlpack(r) for r in flat]
         return [from_container(np.from_dlpack(r).copy(), s.type)
                 for r, s in zip(flat, self.outputs, strict=True)]
 

@@ -24,6 +24,7 @@ from relay_passes.legalize_target import legalize_signedness
 from .dtypes import from_container, numpy_name, to_container
 from .errors import InputError
 from .frontend.onnx import from_onnx
+from .index_bounds import index_input_ranges
 from .target import resolve_target, target_family
 from .target.tir_ops import scalar_nearbyint
 
@@ -63,9 +64,14 @@ class TensorSpec:
     type: str
     dtype: str
     shape: list[int | None]
+    #: [lowest, highest] valid value of an input used as gather indices (token ids), else None
+    index_range: list[int] | None = None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "type": self.type, "dtype": self.dtype, "shape": self.shape}
+        out = {"name": self.name, "type": self.type, "dtype": self.dtype, "shape": self.shape}
+        if self.index_range is not None:
+            out["index_range"] = list(self.index_range)
+        return out
 
 
 def _specs(mod: tvm.IRModule) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -74,10 +80,13 @@ def _specs(mod: tvm.IRModule) -> tuple[list[TensorSpec], list[TensorSpec]]:
     params = list(func.params)[:num_input]
     names = _attr(mod, "tvm_qdq.input_names") or [str(p.name) for p in params]
     types = _attr(mod, "tvm_qdq.input_types") or [str(p.ty.dtype) for p in params]
+    ranges = index_input_ranges(mod)
     inputs = []
     for name, typ, param in zip(names, types, params, strict=True):
         shape = [int(d) if isinstance(d, tvm.tirx.IntImm) else None for d in param.ty.shape.values]
-        inputs.append(TensorSpec(name, typ, str(param.ty.dtype), shape))
+        bounds = ranges.get(str(param.name))
+        inputs.append(TensorSpec(name, typ, str(param.ty.dtype), shape,
+                                 list(bounds) if bounds is not None else None))
     ret = func.ret_ty if hasattr(func, "ret_ty") else func.body.ty
     fields = list(ret.fields) if isinstance(ret, relax.TupleType) else [ret]
     out_names = _attr(mod, "tvm_qdq.output_names") or [f"output_{i}" for i in range(len(fields))]
@@ -108,6 +117,21 @@ def order_feeds(feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray],
             f"the model takes {len(input_names)} input(s) {input_names}, got {len(feeds)}"
         )
     return feeds
+
+
+def check_index_range(spec: TensorSpec, array: np.ndarray) -> None:
+    """Raise :class:`InputError` when an index input (``spec.index_range`` set) holds a value
+    outside its table: the compiled gather would read outside it."""
+    if spec.index_range is None or array.size == 0:
+        return
+    low, high = spec.index_range
+    lo, hi = array.min(), array.max()
+    if lo < low or hi > high:
+        bad = lo if lo < low else hi
+        where = tuple(int(i) for i in np.argwhere(array == bad)[0])
+        raise InputError(
+            f"input '{spec.name}': value {int(bad)} at index {where} is outside [{low}, {high}], "
+            f"the rows of the table it gathers from (Gather/embedding indices)")
 
 
 def checked_element_type(spec: TensorSpec, value) -> np.ndarray:
@@ -146,6 +170,7 @@ class Compiled:
                       if s.dtype == s.type and None not in s.shape else None for s in inputs]
         self._names = [s.name for s in inputs]
         self._plain_outputs = all(s.type not in ("int4", "uint4") for s in outputs)
+        self._index_inputs = [i for i, s in enumerate(inputs) if s.index_range is not None]
 
     @property
     def input_names(self) -> list[str]:
@@ -206,6 +231,9 @@ class Compiled:
                 args.append(self._buffers[i])
             else:
                 args.append(tvm.runtime.tensor(array))
+        for i in self._index_inputs:
+            check_index_range(self.inputs[i], self._views[i] if self._buffers is not None
+                              else args[i].numpy())
         result = self._main(*args)
         flat = list(result) if not hasattr(result, "numpy") else [result]
         if self._plain_outputs:

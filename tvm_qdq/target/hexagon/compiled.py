@@ -136,8 +136,12 @@ class HexagonCompiled:
         return np.ascontiguousarray(to_container(array)).astype(plan_in["dtype"], copy=False)
 
     def _stdin(self, feeds) -> bytes:
+        from ...compile import check_index_range  # lazy: tvm_qdq.compile imports this package
+
         arrays = [self._check(s, v, p) for s, v, p in
                   zip(self.inputs, self._ordered(feeds), self.meta["plan_inputs"], strict=True)]
+        for spec, array in zip(self.inputs, arrays, strict=True):
+            check_index_range(spec, array)
         return b"".join(a.tobytes() for a in arrays)
 
     def _decode(self, data: bytes) -> list[np.ndarray]:

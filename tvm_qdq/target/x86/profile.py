@@ -62,6 +62,8 @@ def _random_args(func: tirx.PrimFunc, rng: np.random.Generator) -> list:
         dtype = str(ty.dtype)
         if "float" in dtype:
             value = rng.random(shape).astype(dtype)
+        elif np.dtype(dtype).itemsize >= 4:  # maybe gather indices: keep them in any table
+            value = rng.integers(0, 2, shape).astype(dtype)
         else:
             info = np.iinfo(dtype)
             value = rng.integers(max(info.min, -100), min(info.max, 100) + 1, shape).astype(dtype)

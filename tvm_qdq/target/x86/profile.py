@@ -62,6 +62,8 @@ def _random_args(func: tirx.PrimFunc, rng: np.random.Generator) -> list:
         dtype = str(ty.dtype)
         if "float" in dtype:
             value = rng.random(shape).astype(dtype)
+        elif dtype == "bool":
+            value = rng.integers(0, 2, shape).astype(bool)
         elif np.dtype(dtype).itemsize >= 4:  # maybe gather indices: keep them in any table
             value = rng.integers(0, 2, shape).astype(dtype)
         else:

@@ -24,6 +24,7 @@ from tvm import relax
 
 from tvm_qdq.dtypes import QTYPES
 from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn.ops import QLINEAR_BINARY_PREFIX
 
 from . import rules  # noqa: F401  (registers every rule)
 from .qtensor import OpRecord, QTensor, RewriteContext, constant_value
@@ -124,6 +125,8 @@ def _rewrite_function(func: relax.Function, name: str) -> tuple[relax.Function, 
                     mapping[binding.var] = var
                     ctx.originals.add(var)
                     ctx.producers[var] = value
+                    if str(binding.var.name).startswith(QLINEAR_BINARY_PREFIX):
+                        ctx.qlinear.add(value)
                     if is_op and value.op.name in FORWARD_RULES:
                         result = FORWARD_RULES[value.op.name](ctx, value)
                         if result is not None:

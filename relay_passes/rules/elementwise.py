@@ -11,6 +11,20 @@
   integer arithmetic (int64, see :func:`tvm_qdq.qnn.ops.add_integer`).
 * a × b (output rule): ``y = requantize((a - za)·(b - zb), sa·sb → sy)`` with an exact int32
   product.
+* a ± c, c - a, a × c with ``c`` one constant value (a scalar, or a constant tensor whose
+  elements are all equal) and ``a`` per tensor, at most 16 bits (output rule, before the two
+  above): a lookup table over every code ``i`` of ``a``, computed in float32 exactly as the
+  float graph computes it (ORT's reference session)::
+
+      table[i - qmin] = saturate(rint(float32(float32(DQ_a(i)) op float32(DQ_c)) / sy) + zy)
+
+  with ``DQ(q) = float32(q - zp) · float32(s)``. The exact real sum is not the same thing
+  when the scales are "round": GELU's ``Erf(x/√2) + 1`` with ``1.0`` quantized as
+  ``255 · (1/255)`` and the output scale ``2/255`` (both float32) puts ``(e - 128) + 127.5``
+  exactly on a tie for every code ``e``. ORT's float32 ``DQ(1.0)`` is exactly ``1.0``, below
+  the tie by 7.5e-6 LSB, and its float32 sum and division then round each tie one way or the
+  other; half to even on the exact value differs from it by 1 LSB on ~40 % of all elements,
+  which the next GELU / LayerNorm amplify (14 LSB of ``Erf`` per LSB of its input).
 """
 
 from __future__ import annotations
@@ -115,11 +129,83 @@ def _shifted(ctx: RewriteContext, q: QTensor) -> relax.Expr:
     return shift_to_signed(ctx.bb, q.value, q.params)
 
 
+#: float32 arithmetic of the float graph, per op: ``f(a, b)`` on float32 arrays.
+_FLOAT32_OPS = {
+    "relax.add": np.add,
+    "relax.subtract": np.subtract,
+    "relax.multiply": np.multiply,
+}
+
+
+def _single_value(q: QTensor) -> np.float32 | None:
+    """``float32(DQ(c))`` of a constant QTensor whose dequantized elements are all equal
+    (ORT's float32 dequantize: ``float32(c - zp) · float32(s)``), else None."""
+    if q.const is None or q.const.size == 0:
+        return None
+    p = q.params
+    zp = p.broadcast(p.zero_point, q.ndim).astype(np.int64)
+    scale = p.broadcast(np.asarray(p.scale, np.float32), q.ndim)
+    real = (q.const.astype(np.int64) - zp).astype(np.float32) * scale
+    first = np.float32(real.reshape(-1)[0])
+    return first if bool(np.all(real == first)) else None
+
+
+def constant_operand_table(call_op: str, a: QTensor, c: np.float32, a_first: bool,
+                           out: QParams) -> np.ndarray:
+    """``table[i - qmin]`` of :func:`scalar_operand_lookup` (the formula is in the module
+    docstring), one entry per code ``i`` of ``a``'s type."""
+    qt = a.params.qtype
+    levels = np.arange(qt.qmin, qt.qmax + 1, dtype=np.int64)
+    real = (levels - int(a.params.zero_point)).astype(np.float32) * np.float32(a.params.scale)
+    other = np.full_like(real, c)
+    fn = _FLOAT32_OPS[call_op]
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = fn(real, other) if a_first else fn(other, real)
+        code = np.rint(y.astype(np.float32) / np.float32(out.scale))
+    code = np.nan_to_num(code, nan=0.0) + int(out.zero_point)  # ORT: NaN → zero point
+    return np.clip(code, out.qtype.qmin, out.qtype.qmax).astype(out.qtype.container)
+
+
+def scalar_operand_lookup(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
+    """``a op c`` (``c op a``) with a single-valued constant ``c`` as a table lookup on ``a``'s
+    code, exact with respect to the float graph's float32 arithmetic (module docstring);
+    None unless ``a`` is a per-tensor runtime tensor of at most 16 bits and ``out`` is per
+    tensor."""
+    if call in ctx.qlinear:  # QLinearAdd / QLinearMul: ORT's kernel rounds the exact value
+        return None
+    a, b = ctx.qtensor(call.args[0]), ctx.qtensor(call.args[1])
+    if a is None or b is None or not out.per_tensor:
+        return None
+    if (a.const is None) == (b.const is None):
+        return None
+    a_first = b.const is not None
+    x, c = (a, b) if a_first else (b, a)
+    if x.is_accumulator or not x.params.per_tensor or x.params.qtype.bits > 16:
+        return None
+    value = _single_value(c)
+    if value is None or not np.isfinite(value):
+        return None
+    if np.broadcast_shapes(x.shape, c.shape) != x.shape:
+        return None  # the constant broadcasts the tensor up: leave it to the general rules
+    table = constant_operand_table(call.op.name, x, value, a_first, out)
+    index = ctx.emit(relax.op.astype(x.value, "int32"))
+    if x.params.qtype.qmin != 0:
+        index = ctx.emit(relax.op.subtract(index, const(x.params.qtype.qmin, "int32")))
+    result = ctx.emit(relax.op.take(const(table, out.qtype.container), index, axis=0,
+                                    mode="clip"), "qnn_lookup")
+    ctx.record(call.op.name, str(result.name), "integer",
+               f"constant operand: {len(table)}-entry float32-exact lookup table")
+    return result
+
+
 @output_rule("relax.add", "relax.subtract")
 def add(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     a, b = ctx.qtensor(call.args[0]), ctx.qtensor(call.args[1])
     if a is None or b is None or not out.per_tensor:
         return None
+    looked_up = scalar_operand_lookup(ctx, call, out)
+    if looked_up is not None:
+        return looked_up
     pair = _accumulator_and_bias(ctx, call) if call.op.name == "relax.add" else None
     if pair is not None:  # a bias add_bias did not fold (off the grid, or huge)
         acc, bias = pair
@@ -147,6 +233,9 @@ def multiply(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     a, b = ctx.qtensor(call.args[0]), ctx.qtensor(call.args[1])
     if a is None or b is None or not out.per_tensor:
         return None
+    looked_up = scalar_operand_lookup(ctx, call, out)
+    if looked_up is not None:
+        return looked_up
     # |a - za| · |b - zb| < 2^31 for 8-bit operands; a 16-bit operand needs int64.
     work = "int32" if max(a.params.qtype.bits, b.params.qtype.bits) <= 8 else "int64"
     sa = ctx.emit(relax.op.astype(shift_to_signed(ctx.bb, a.value, a.params), work))

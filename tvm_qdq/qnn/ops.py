@@ -14,6 +14,13 @@ from .params import ACCUMULATORS, QParams
 
 INT32_LIMIT = 2**31 - 1
 
+#: Name prefix of the float op an ONNX QLinearAdd / QLinearMul is imported as (the float
+#: graph is ``Q(op(DQ(a), DQ(b)))`` either way). ORT's QLinearAdd / QLinearMul kernels round
+#: the real result computed from the codes and the scale ratios (an exact tie: half to even of
+#: the exact value), while a QDQ graph's reference is the float32 ``DQ → op → Q`` pipeline;
+#: the integer pass keeps the exact form for the ops carrying this prefix.
+QLINEAR_BINARY_PREFIX = "qlinear_"
+
 
 def dtype_of(expr: relax.Expr) -> str:
     return str(expr.ty.dtype)

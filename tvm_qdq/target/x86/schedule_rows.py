@@ -1,16 +1,269 @@
-"""Schedules for row-wise functions (softmax, layer norm, reductions, gathers).
+"""Schedules for row-wise functions (softmax, layer norm, reductions, gathers, transposes).
 
-:func:`row_attempts` returns the (kind, schedule) pairs that apply to a function.
+:func:`row_attempts` returns the (kind, schedule) pairs that apply to a function. Every
+schedule is a composition of semantics-preserving primitives that keep each float reduction's
+order of operations, so the outputs are bit-identical to the generic schedule's:
+
+* ``row_allreduce`` — a reduction of a whole tensor to a scalar by ``max`` / ``min`` (or any
+  integer reduction), e.g. DynamicQuantizeLinear's range: ``rfactor`` over
+  :data:`ALLREDUCE_LANES` lanes (lane ``l`` reduces the elements ``i ≡ l`` modulo the lane
+  count, vectorized), then one reduction of the lanes. ``max``/``min`` are associative and
+  commutative (exactly, in floating point too), so the result is unchanged. Float sums are
+  not re-associated (they would round differently) and are left to the generic schedule.
+* ``row_reduce`` — functions whose reductions run along the last axis of rows (layer norm,
+  softmax): each row's reduction is still one sequential chain ``acc = acc ⊕ x[r, k]``
+  for ``k = 0, 1, …`` (hence the identical result), but :data:`ROW_LANES` rows are reduced
+  side by side (the row loop inside the ``k`` loop, vectorized), which turns a latency-bound
+  scalar chain into independent vector lanes. Elementwise stages are vectorized along the
+  last axis as in the generic schedule.
+* ``row_copy`` — pure data movement (reshape/transpose chains): the output's last axis is
+  split at the granularity at which the input is contiguous, so the copy is vectorized.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
-from tvm import tirx
+import numpy as np
+from tvm import ir, s_tir, tirx
+from tvm import sym as arith
+
+from .schedule import (
+    _ERRORS,
+    PARALLEL_MIN_ELEMS,
+    _blocks,
+    _extent,
+    _inline_elementwise,
+    _is_reduction,
+    _name,
+    _schedule_spatial,
+)
+
+#: Lanes of the partial reduction of ``row_allreduce`` (4 AVX-512 vectors of float32: enough
+#: independent chains to hide the latency of ``vmaxps``).
+ALLREDUCE_LANES = 64
+#: Rows reduced side by side by ``row_reduce`` (one AVX-512 vector of float32).
+ROW_LANES = 16
+
+_Attempt = tuple[str, Callable[[], tirx.PrimFunc]]
 
 
-def row_attempts(func: tirx.PrimFunc, names: list[str]
-                 ) -> list[tuple[str, Callable[[], tirx.PrimFunc]]]:
-    """Specialized schedules for ``func`` (none yet: the generic schedule applies)."""
+def _iter_types(sch: s_tir.Schedule, block) -> list[int]:
+    return [int(iv.iter_type) for iv in sch.get(block).iter_vars]
+
+
+def _update_value(sch: s_tir.Schedule, block) -> tirx.PrimExpr | None:
+    body = sch.get(block).body
+    return body.value if isinstance(body, tirx.BufferStore) else None
+
+
+def _order_free(sch: s_tir.Schedule, block) -> bool:
+    """True when the block's reduction can be re-associated without changing its result:
+    ``max``/``min`` (exact in any order) or any integer combiner (exact, wrapping)."""
+    value = _update_value(sch, block)
+    if value is None:
+        return False
+    if isinstance(value, tirx.Max | tirx.Min):
+        return True
+    return not str(value.dtype).startswith(("float", "bfloat"))
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole-tensor reduction
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_allreduce(sch: s_tir.Schedule) -> bool:
+    blocks = _blocks(sch)
+    if len(blocks) != 1:
+        return False
+    types = _iter_types(sch, blocks[0])
+    return bool(types) and all(t != 0 for t in types) and _order_free(sch, blocks[0])
+
+
+def schedule_allreduce(func: tirx.PrimFunc, lanes: int = ALLREDUCE_LANES) -> tirx.PrimFunc:
+    """``out = ⊕_i x[i]`` as ``part[l] = ⊕_{i ≡ l (mod lanes)} x[i]`` (vectorized over ``l``,
+    parallel over chunks of ``i`` when large), then ``out = ⊕_l part[l]``."""
+    sch = s_tir.Schedule(func)
+    (block,) = _blocks(sch)
+    loops = sch.get_loops(block)
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    total = _extent(sch, fused)
+    if total % lanes:
+        raise ValueError(f"{total} elements not a multiple of {lanes} lanes")
+    chunks = 2 if total >= PARALLEL_MIN_ELEMS and (total // lanes) % 2 == 0 else 1
+    outer, mid, lane = sch.split(fused, [chunks, None, lanes])
+    sch.reorder(outer, lane, mid)
+    part_loop = sch.fuse(outer, lane)
+    rf = sch.rfactor(part_loop, 0)
+    # rf block loops: (part_loop [spatial], mid [reduce]); split the part back into
+    # (chunk, lane) and put the lanes innermost.
+    p, m = sch.get_loops(rf)
+    chunk, lane = sch.split(p, [chunks, lanes])
+    sch.reorder(chunk, m, lane)
+    sch.vectorize(lane)
+    if chunks > 1:
+        sch.parallel(chunk)
+    init = sch.decompose_reduction(rf, m)
+    sch.vectorize(sch.get_loops(init)[-1])
+    return sch.mod["main"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Row reductions (layer norm, softmax)
+# ----------------------------------------------------------------------------------------------
+
+
+def _row_reductions(sch: s_tir.Schedule) -> list:
+    """Reduction blocks of the form ``S…S R`` (rows × one trailing reduction axis); raises
+    when a reduction has another shape."""
+    found = []
+    for block in _blocks(sch):
+        if not _is_reduction(sch, block):
+            continue
+        types = _iter_types(sch, block)
+        if len(types) < 2 or types[-1] == 0 or any(t != 0 for t in types[:-1]):
+            raise ValueError("not a row reduction")
+        found.append(block)
+    return found
+
+
+def _schedule_row_reduction(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """Reduce ``lanes`` rows side by side: loops ``(row tile, k, row lane)``, lanes
+    vectorized; each row's chain over ``k`` keeps its order."""
+    loops = sch.get_loops(block)
+    rows = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+    k = loops[-1]
+    n_rows = _extent(sch, rows)
+    width = math.gcd(n_rows, lanes)
+    if width < 4:
+        raise ValueError(f"{n_rows} rows: no row tile")
+    tile, lane = sch.split(rows, [None, width])
+    sch.reorder(tile, k, lane)
+    sch.vectorize(lane)
+    if n_rows * _extent(sch, k) >= PARALLEL_MIN_ELEMS and _extent(sch, tile) > 1:
+        sch.parallel(tile)
+    init = sch.decompose_reduction(block, k)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def schedule_row_reduce(func: tirx.PrimFunc, lanes: int = ROW_LANES) -> tirx.PrimFunc:
+    """Generic inlining, then row reductions :data:`ROW_LANES` rows at a time and the
+    elementwise stages vectorized along their last axis."""
+    sch = s_tir.Schedule(func)
+    _inline_elementwise(sch, keep=lambda _: False)
+    reductions = _row_reductions(sch)
+    if not reductions:
+        raise ValueError("no row reduction")
+    names = {_name(sch, b) for b in reductions}
+    for block in _blocks(sch):
+        if _name(sch, block) in names:
+            _schedule_row_reduction(sch, block, lanes)
+        else:
+            try:
+                _schedule_spatial(sch, block)
+            except _ERRORS:
+                continue
+    return sch.mod["main"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Copies (reshape / transpose chains)
+# ----------------------------------------------------------------------------------------------
+
+#: Candidate vector widths (elements) of a copy, widest first; capped at 64 bytes.
+_COPY_WIDTHS = (64, 32, 16, 8, 4)
+
+
+def _copy_load(sch: s_tir.Schedule, block):
+    """The single load a pure-copy block stores (possibly through a cast), else None."""
+    value = _update_value(sch, block)
+    while isinstance(value, tirx.Cast):
+        value = value.value
+    return value if isinstance(value, ir.expr.TensorLoad) else None
+
+
+def _input_stride(sch: s_tir.Schedule, block, load, width: int) -> int | None:
+    """Stride (in input elements) between consecutive iterations of the inner part when the
+    block's last axis is split by ``width``; None when it is not constant."""
+    ivs = list(sch.get(block).iter_vars)
+    extent = int(ivs[-1].dom.extent)
+    ana = arith.Analyzer()
+    dtype = str(ivs[-1].var.ty)
+    outer, inner = tirx.Var("o", dtype), tirx.Var("i", dtype)
+    for iv in ivs[:-1]:
+        ana.bind(iv.var, ir.Range.from_min_extent(iv.dom.min, iv.dom.extent))
+    ana.bind(outer, ir.Range.from_min_extent(0, extent // width))
+    ana.bind(inner, ir.Range.from_min_extent(0, width))
+    ana.bind(ivs[-1].var, outer * width + inner)
+    offset = tirx.const(0, dtype)
+    for index, dim in zip(load.indices, load.source.shape, strict=True):
+        offset = offset * dim + index
+    coef = arith.detect_linear_equation(ana.simplify(offset), [inner])
+    if len(coef) != 2 or not isinstance(coef[0], tirx.IntImm):
+        return None
+    return int(coef[0])
+
+
+def schedule_copy(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """A pure data movement: inline the chain into the output, split the output's last axis
+    by the widest width at which the input is contiguous too (a vector load and store), or
+    else by up to 16 (a gathered load), vectorize that, parallelize the outermost loop."""
+    sch = s_tir.Schedule(func)
+    for block in _blocks(sch)[:-1]:  # copies are free to recompute: inline them all
+        sch.compute_inline(block)
+    blocks = _blocks(sch)
+    if len(blocks) != 1 or _is_reduction(sch, blocks[0]):
+        raise ValueError("not a single copy block")
+    (block,) = blocks
+    load = _copy_load(sch, block)
+    if load is None:
+        raise ValueError("not a pure copy")
+    loops = sch.get_loops(block)
+    extent = _extent(sch, loops[-1])
+    itemsize = np.dtype(str(load.ty)).itemsize
+    widths = [w for w in _COPY_WIDTHS if extent % w == 0 and w * itemsize <= 64]
+    unit = [w for w in widths if _input_stride(sch, block, load, w) == 1]
+    gathered = [w for w in widths if w <= 16]
+    width = unit[0] if unit else (gathered[0] if gathered else None)
+    if width is None:
+        raise ValueError("no vector width")
+    if width < extent:
+        _, inner = sch.split(loops[-1], [None, width])
+    else:
+        inner = loops[-1]
+    sch.vectorize(inner)
+    total = math.prod(_extent(sch, lp) for lp in sch.get_loops(block))
+    outer = sch.get_loops(block)[0]
+    if total >= PARALLEL_MIN_ELEMS and not outer.same_as(inner) and _extent(sch, outer) > 1:
+        sch.parallel(outer)
+    return sch.mod["main"]
+
+
+def _is_copy(sch: s_tir.Schedule) -> bool:
+    """Every block spatial, the output block a (cast) load: reshape/transpose chains."""
+    blocks = _blocks(sch)
+    return bool(blocks) and not any(_is_reduction(sch, b) for b in blocks) and all(
+        _copy_load(sch, b) is not None for b in blocks)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dispatch
+# ----------------------------------------------------------------------------------------------
+
+
+def row_attempts(func: tirx.PrimFunc, names: list[str]) -> list[_Attempt]:
+    """Specialized schedules for ``func`` (see the module docstring), most specific first."""
+    try:
+        sch = s_tir.Schedule(func)
+        if _is_allreduce(sch):
+            return [("row_allreduce", lambda: schedule_allreduce(func))]
+        if any(_is_reduction(sch, b) for b in _blocks(sch)):
+            _row_reductions(sch)
+            return [("row_reduce", lambda: schedule_row_reduce(func))]
+        if _is_copy(sch) and any("transpose" in n or "reshape" in n for n in names):
+            return [("row_copy", lambda: schedule_copy(func))]
+    except _ERRORS:
+        return []
     return []

@@ -1,0 +1,130 @@
+"""Row-wise schedules of the x86 lowering (:mod:`tvm_qdq.target.x86.schedule_rows`).
+
+Every PrimFunc of small QDQ and dynamic-quant transformers that gets a row schedule
+(layer norm, softmax, DynamicQuantizeLinear's min/max, transposes) must give bit-identical
+outputs to the generic schedule on random inputs; the whole model built with the row
+schedules must be bit-identical to the build without them and meet the ORT contract.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tvm
+from tvm import relax, tirx
+
+import tvm_qdq
+from tvm_qdq.compile import legalize_signedness
+from tvm_qdq.target import resolve_target
+from tvm_qdq.target.x86 import lower_integer_kernels, schedule_rows
+from tvm_qdq.target.x86.lower import (
+    LoweringReport,
+    exact_float_rounding,
+    fuse_passes,
+    rewrite_kernels,
+)
+from tvm_qdq.target.x86.profile import _random_args as random_inputs
+from tvm_qdq.target.x86.schedule import block_names, lowers, schedule_generic
+from tvm_qdq.testing.models import quantized_model, random_feeds
+from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort
+
+TARGET = resolve_target("x86")
+REFERENCE_LEVEL = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+CONFIGS = ["u8s8_perchannel", "dyn_s8"]
+
+
+#: Float outputs (dynamic quantization): cosine similarity to ORT's reference path.
+MIN_COSINE = 0.999
+
+
+def _integer(config: str) -> tvm.IRModule:
+    """The integer module of the small transformer, as the x86 lowering receives it."""
+    model = quantized_model("transformer_encoder", config)
+    return legalize_signedness(tvm_qdq.to_integer(tvm_qdq.from_onnx(model)), "x86")
+
+
+def _fused_primfuncs(config: str) -> dict[str, tirx.PrimFunc]:
+    """The unscheduled PrimFuncs of the model (what :func:`schedule_module` receives)."""
+    mod = _integer(config)
+    with TARGET:
+        mod, _ = exact_float_rounding(mod)
+        mod = rewrite_kernels(mod, TARGET, LoweringReport())
+        mod = fuse_passes()(mod)
+    return {g.name_hint: f for g, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
+
+
+def _outputs(func: tirx.PrimFunc, seed: int) -> list[np.ndarray]:
+    """Every buffer of ``func`` after one call on the profiler's random inputs for ``seed``."""
+    func = func.with_attr("global_symbol", "main")
+    lib = tvm.compile(tvm.IRModule({"main": func}), TARGET)
+    tensors = random_inputs(func, np.random.default_rng(seed))
+    lib["main"](*tensors)
+    return [t.numpy() for t in tensors]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_row_schedules_bit_identical_to_generic(config: str) -> None:
+    """Each function a row schedule applies to: same outputs as the generic schedule."""
+    funcs = _fused_primfuncs(config)
+    kinds: dict[str, str] = {}
+    for name, func in funcs.items():
+        attempts = schedule_rows.row_attempts(func, block_names(func))
+        if not attempts:
+            continue
+        kind, attempt = attempts[0]
+        scheduled = attempt()
+        assert lowers(scheduled, TARGET), name
+        kinds[name] = kind
+        generic = schedule_generic(func)
+        for seed in (0, 1):
+            for got, want in zip(_outputs(scheduled, seed), _outputs(generic, seed),
+                                 strict=True):
+                np.testing.assert_array_equal(got, want, err_msg=f"{name} ({kind})")
+    assert "row_reduce" in kinds.values(), kinds  # layer norm, softmax
+    assert "row_copy" in kinds.values(), kinds  # head split / merge transposes
+    if config.startswith("dyn"):
+        assert "row_allreduce" in kinds.values(), kinds  # DynamicQuantizeLinear min/max
+
+
+def _lowered(config: str, rows: bool, monkeypatch: pytest.MonkeyPatch
+             ) -> tuple[relax.VirtualMachine, LoweringReport]:
+    mod = _integer(config)
+    with monkeypatch.context() as patch:
+        if not rows:
+            patch.setattr(schedule_rows, "row_attempts", lambda func, names: [])
+        report = LoweringReport()
+        lowered = lower_integer_kernels(mod, TARGET, report=report)
+    executable = tvm.compile(lowered, TARGET)
+    return relax.VirtualMachine(executable, tvm.cpu()), report
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_model_with_row_schedules(config: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole transformer: row schedules applied, outputs bit-identical to the build
+    without them, and within the ORT contract."""
+    model = quantized_model("transformer_encoder", config)
+    vm_rows, report = _lowered(config, True, monkeypatch)
+    vm_plain, plain_report = _lowered(config, False, monkeypatch)
+    kinds = set(report.schedules.values())
+    assert "row_reduce" in kinds, report.schedules
+    assert not {k for k in plain_report.schedules.values() if k.startswith("row_")}
+    names = [i.name for i in model.graph.input]
+    out_name = model.graph.output[0].name
+    qparams = output_qparams(model).get(out_name)
+    for seed in (1, 2):
+        feeds = random_feeds(model, seed=seed)
+        args = [tvm.runtime.tensor(feeds[n]) for n in names]
+        got = vm_rows["main"](*args)
+        want = vm_plain["main"](*args)
+        got = got[0] if isinstance(got, tvm.ir.Array | list | tuple) else got
+        want = want[0] if isinstance(want, tvm.ir.Array | list | tuple) else want
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        reference = run_ort(model, feeds, optimization_level=REFERENCE_LEVEL)[0]
+        if qparams is not None:
+            assert_model_contract(got.numpy(), reference, *qparams,
+                                  name=f"transformer/{config}/{seed}")
+        else:
+            a, b = got.numpy().ravel().astype(np.float64), reference.ravel().astype(np.float64)
+            cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+            assert cosine >= MIN_COSINE, cosine

@@ -1,16 +1,283 @@
 """Schedules for matmuls whose both operands are activations (no VNNI weight packing).
 
-:func:`matmul_attempts` returns the (kind, schedule) pairs that apply to a function.
+These are the attention matmuls of transformer models (``Q·Kᵀ`` and ``softmax·V``): batched
+``C[b…, i, j] = Σ_k A[b…, i, k] · B[b…, k, j]`` (``NN``) or ``Σ_k A[b…, i, k] · B[b…, j, k]``
+(``NT``), with int16 operands (u8/s8 activations minus their zero points) accumulated in int32,
+or float32 operands accumulated in float32; usually followed by a fused elementwise epilogue
+(requantize chain, scale + mask, ...).
+
+:func:`schedule_activation_matmul` register-tiles each batch's ``M × N`` output: tiles of
+``mr`` rows × ``nr`` vectors of ``lanes`` columns (≤ 16: one zmm of int32/float32 each), the
+reduction loop outside the tile, so that each step ``k`` loads ``nr`` row vectors of ``B``,
+broadcasts ``mr`` scalars of ``A`` and does ``mr · nr`` vector multiply-adds into accumulators
+that stay in registers (tile loops unrolled, lanes vectorized). The epilogue is computed per
+tile from the accumulators (intermediates in ``local`` buffers) and vectorized along ``j``.
+For ``NT`` operands, ``B`` is first copied per batch into a ``K × N`` buffer (a transpose of
+``N · K`` elements, against ``M · N · K`` MACs) so that its rows are unit-stride. The batch
+loops are fused and parallel (in chunks) when the kernel is large.
+
+Numerics: each output element is still the sum over ``k`` in increasing order of the same
+products, so integer results are exact and float32 results are those of the plain loop (up to
+the compiler's fp-contraction of ``a · b + c`` into an FMA, as for every other float kernel).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from tvm import tirx
+from tvm import s_tir, tirx
+
+from .schedule import (
+    _ERRORS,
+    PARALLEL_MIN_MACS,
+    _blocks,
+    _extent,
+    _inline_elementwise,
+    _name,
+    _output_blocks,
+    _parallel_chunks,
+)
+
+#: Names of the reduction blocks of TVM's legalized ``matmul`` (Relax ``R.matmul``, topi).
+MATMUL_BLOCK = re.compile(r"^(T_|NT_)?matmul(_NT|_NN)?\d*$|^T_batch_matmul(_NT|_NN)?\d*$")
+#: Maximum number of vector accumulators in a register tile (of the 32 zmm registers; the
+#: rest hold the ``B`` row vectors and the ``A`` broadcasts).
+MAX_ACCUMULATORS = 16
+#: Vector width in 32-bit lanes (one zmm).
+LANES = 16
+#: Accumulator dtypes (and operand dtypes) handled.
+_ACC_DTYPES = ("int32", "float32")
+_OPERAND_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "float32")
+
+
+@dataclass(frozen=True)
+class MatmulShape:
+    """A batched matmul block: ``batch`` extents, ``m × n`` output per batch, reduction ``k``;
+    ``b_transposed`` when ``B`` is indexed ``[…, j, k]`` (NT)."""
+
+    batch: tuple[int, ...]
+    m: int
+    n: int
+    k: int
+    b_transposed: bool
+    dtype: str
+
+    @property
+    def macs(self) -> int:
+        return math.prod(self.batch) * self.m * self.n * self.k
+
+
+@dataclass(frozen=True)
+class MatmulTile:
+    """Register tile: ``mr`` rows × ``nr`` vectors of ``lanes`` columns."""
+
+    mr: int
+    nr: int
+    lanes: int
+
+
+def _var_names(expr) -> set[str]:
+    """Names of the variables an index expression uses."""
+    return {str(v.name) for v in tirx.analysis.undefined_vars(expr)}
+
+
+def _index_vars(region) -> list[set[str]]:
+    return [_var_names(r.min) if int(r.extent) == 1 else {"*"} for r in region.region]
+
+
+def matmul_shape(sch: s_tir.Schedule, block) -> MatmulShape:
+    """The :class:`MatmulShape` of a matmul reduction block; raises ``ValueError`` when the
+    block is not a (batched) matmul of two operands with the reduction innermost."""
+    node = sch.get(block)
+    ivs = list(node.iter_vars)
+    kinds = [int(iv.iter_type) for iv in ivs]
+    if len(ivs) < 3 or kinds[-1] == 0 or any(kinds[:-1]):
+        raise ValueError("not a matmul: expected spatial iterators then one reduction")
+    loops = sch.get_loops(block)
+    if len(loops) != len(ivs) or any(
+            int(sch.get(lp).extent) != int(iv.dom.extent) for lp, iv in zip(loops, ivs,
+                                                                          strict=True)):
+        raise ValueError("matmul block already scheduled")
+    names = [str(iv.var.name) for iv in ivs]
+    vi, vj, vk = names[-3], names[-2], names[-1]
+    if len(node.writes) != 1:
+        raise ValueError("matmul writes several buffers")
+    out = node.writes[0].source
+    acc_dtype = str(out.dtype)
+    if acc_dtype not in _ACC_DTYPES:
+        raise ValueError(f"accumulator dtype {acc_dtype}")
+    operands = [r for r in node.reads if not r.source.same_as(out)]
+    if len(operands) != 2:
+        raise ValueError("matmul must read two operands")
+    a, b = operands
+    if any(str(r.source.dtype) not in _OPERAND_DTYPES for r in (a, b)):
+        raise ValueError("operand dtype")
+    ia, ib = _index_vars(a), _index_vars(b)
+    if len(ia) < 2 or ia[-2:] != [{vi}, {vk}]:
+        raise ValueError("A must be indexed [..., i, k]")
+    if len(ib) < 2:
+        raise ValueError("B must be indexed [..., k, j] or [..., j, k]")
+    if ib[-2:] == [{vk}, {vj}]:
+        transposed = False
+    elif ib[-2:] == [{vj}, {vk}]:
+        transposed = True
+    else:
+        raise ValueError("B must be indexed [..., k, j] or [..., j, k]")
+    # Batch dims of the operands: only batch iterators (or broadcast constants).
+    batch_names = set(names[:-3])
+    for dims in (ia[:-2], ib[:-2]):
+        if any(not d <= batch_names for d in dims):
+            raise ValueError("operand batch index uses a row/column/reduction iterator")
+    ext = [int(iv.dom.extent) for iv in ivs]
+    return MatmulShape(tuple(ext[:-3]), ext[-3], ext[-2], ext[-1], transposed, acc_dtype)
+
+
+def default_matmul_tile(m: int, n: int) -> MatmulTile:
+    """Register tile for an ``m × n`` output: ``lanes`` = 16 when 16 divides ``n`` (else the
+    largest of 8, 4 dividing it, else ``n`` itself when ``n ≤ 16``); then ``nr`` vectors (≤ 4,
+    dividing) and ``mr`` rows (dividing ``m``) maximizing ``mr · nr ≤`` :data:`MAX_ACCUMULATORS`
+    (ties: the squarer tile, fewer loads per multiply-add)."""
+    lanes = next((w for w in (LANES, 8, 4) if n % w == 0), n if n <= LANES else 0)
+    if lanes == 0:
+        raise ValueError(f"no vector width for {n} columns")
+    blocks = n // lanes
+    best, best_key = MatmulTile(1, 1, lanes), (-1, 0.0)
+    for nr in range(1, min(blocks, 4) + 1):
+        if blocks % nr:
+            continue
+        for mr in range(1, min(m, MAX_ACCUMULATORS) + 1):
+            if m % mr or mr * nr > MAX_ACCUMULATORS:
+                continue
+            key = (mr * nr, -(mr + nr) / (mr * nr))
+            if key > best_key:
+                best, best_key = MatmulTile(mr, nr, lanes), key
+    return best
+
+
+def _matmul_block(sch: s_tir.Schedule):
+    blocks = [b for b in _blocks(sch) if MATMUL_BLOCK.match(_name(sch, b))
+              and any(int(iv.iter_type) != 0 for iv in sch.get(b).iter_vars)]
+    if len(blocks) != 1:
+        raise ValueError(f"expected one matmul block, found {len(blocks)}")
+    return blocks[0]
+
+
+def schedule_activation_matmul(func: tirx.PrimFunc, tile: MatmulTile | None = None,
+                               parallel: bool | None = None) -> tirx.PrimFunc:
+    """Register-tiled schedule of a batched activation × activation matmul and its fused
+    epilogue (see the module docstring). ``tile`` defaults to :func:`default_matmul_tile`,
+    ``parallel`` to ``MACs ≥ PARALLEL_MIN_MACS``."""
+    sch = s_tir.Schedule(func)
+    main = _matmul_block(sch)
+    matmul_name = _name(sch, main)
+    _inline_elementwise(sch, keep=lambda n: n == matmul_name)
+    main = _matmul_block(sch)
+    shape = matmul_shape(sch, main)
+    if tile is None:
+        tile = default_matmul_tile(shape.m, shape.n)
+    if shape.m % tile.mr or shape.n % (tile.nr * tile.lanes):
+        raise ValueError(f"tile {tile} does not fit {shape}")
+    if parallel is None:
+        parallel = shape.macs >= PARALLEL_MIN_MACS
+
+    *batch_loops, li, lj, lk = sch.get_loops(main)
+    batch_loops = [lp for lp in batch_loops if _extent(sch, lp) > 1]
+    if len(batch_loops) > 1:
+        batch = sch.fuse(*batch_loops)
+    elif batch_loops:
+        batch = batch_loops[0]
+    else:
+        batch = None
+    io, ii = sch.split(li, [None, tile.mr])
+    jo, jn, jl = sch.split(lj, [None, tile.nr, tile.lanes])
+    sch.reorder(io, jo, lk, ii, jn, jl)
+    if parallel and batch is not None:
+        _parallel_chunks(sch, batch)
+
+    if shape.b_transposed:
+        # B[..., j, k] → a per-batch K × N copy (unit-stride rows for the j vectors).
+        if batch is None:
+            raise ValueError("NT matmul without batch loop")
+        packed = sch.cache_read(main, 1, "global")
+        sch.compute_at(packed, sch.get_loops(main)[_loop_index(sch, main, io) - 1])
+        sch.transform_layout(main, ("read", 1), _swap_last_two(len(sch.get(packed).writes[0]
+                                                                   .source.shape)))
+
+    outputs = {_name(sch, b) for b in _output_blocks(sch)}
+    if matmul_name in outputs:
+        consumers = [sch.cache_write(main, 0, "local")]
+        sch.reverse_compute_at(consumers[0], jo)
+    else:
+        consumers = _dependents(sch, main)
+        for block in consumers:
+            sch.reverse_compute_at(block, jo)
+        sch.set_scope(main, 0, "local")
+        for block in consumers:
+            if _name(sch, block) not in outputs:
+                sch.set_scope(block, 0, "local")
+
+    # Vectorize while the block is still a reduction (the update block alone is not).
+    sch.vectorize(jl)
+    sch.unroll(jn)
+    sch.unroll(ii)
+    init = sch.decompose_reduction(main, lk)
+    _vectorize_inner(sch, init, tile.lanes)
+    for block in consumers:
+        _vectorize_inner(sch, block, tile.lanes)
+    return sch.mod["main"]
+
+
+def _loop_index(sch: s_tir.Schedule, block, loop) -> int:
+    loops = sch.get_loops(block)
+    for idx, lp in enumerate(loops):
+        if sch.get(lp).same_as(sch.get(loop)):
+            return idx
+    raise ValueError("loop not found")
+
+
+def _swap_last_two(rank: int):
+    def index_map(*idx):
+        return (*idx[:-2], idx[-1], idx[-2])
+
+    if rank < 2:
+        raise ValueError("rank < 2")
+    return index_map
+
+
+def _dependents(sch: s_tir.Schedule, main) -> list:
+    """The root blocks that (transitively) consume ``main``'s output, in block order."""
+    names = {_name(sch, main)}
+    out = []
+    for block in _blocks(sch):
+        if any(_name(sch, p) in names for p in sch.get_producers(block)):
+            names.add(_name(sch, block))
+            out.append(block)
+    return out
+
+
+def _vectorize_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
+    """Vectorize the innermost loop of ``block`` (split to ``lanes`` when longer)."""
+    inner = sch.get_loops(block)[-1]
+    extent = _extent(sch, inner)
+    if extent > lanes and extent % lanes == 0:
+        _, inner = sch.split(inner, [None, lanes])
+    elif extent > lanes:
+        return
+    try:
+        sch.vectorize(inner)
+    except _ERRORS:
+        pass
 
 
 def matmul_attempts(func: tirx.PrimFunc, names: list[str]
                     ) -> list[tuple[str, Callable[[], tirx.PrimFunc]]]:
-    """Specialized schedules for ``func`` (none yet: the generic schedule applies)."""
-    return []
+    """The activation-matmul schedule for a function with one matmul reduction block (named
+    ``matmul``/``T_matmul``/``NT_matmul``…) and no VNNI/depthwise kernel; none otherwise."""
+    if any(n.startswith(("tq_vnni", "tq_dw")) for n in names):
+        return []
+    if sum(1 for n in names if MATMUL_BLOCK.match(n)) != 1:
+        return []
+    return [("activation_matmul", lambda: schedule_activation_matmul(func))]

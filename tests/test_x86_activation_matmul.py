@@ -1,0 +1,256 @@
+"""Activation × activation matmul schedule of the x86 lowering
+(:mod:`tvm_qdq.target.x86.schedule_matmul`): the attention matmuls of transformers.
+
+* Synthetic batched matmuls (int16 → int32 and float32, ``B`` as ``[k, j]`` or ``[j, k]``,
+  with and without an elementwise epilogue, shapes that do and do not fill a register tile):
+  the scheduled function gives bit-identical outputs to the unscheduled one.
+* The small QDQ and dynamic-quant transformers: every activation matmul of the model gets the
+  schedule (``tvm_qdq.scheduled`` / the lowering report say ``activation_matmul``), each such
+  function is bit-identical to the generic schedule, and the whole model is bit-identical to
+  the build without the schedule and within the ORT contract.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tvm
+from tvm import relax, te, tirx
+
+import tvm_qdq
+from tvm_qdq.compile import legalize_signedness
+from tvm_qdq.target import resolve_target
+from tvm_qdq.target.x86 import lower_integer_kernels, schedule_matmul
+from tvm_qdq.target.x86.lower import (
+    LoweringReport,
+    exact_float_rounding,
+    fuse_passes,
+    rewrite_kernels,
+)
+from tvm_qdq.target.x86.schedule import (
+    block_names,
+    lowers,
+    schedule_function,
+    schedule_generic,
+)
+from tvm_qdq.target.x86.schedule_matmul import (
+    MatmulTile,
+    default_matmul_tile,
+    schedule_activation_matmul,
+)
+from tvm_qdq.testing.models import quantized_model, random_feeds
+from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort
+
+TARGET = resolve_target("x86")
+REFERENCE_LEVEL = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+CONFIGS = ["u8s8_perchannel", "dyn_s8"]
+KIND = "activation_matmul"
+#: Float outputs (dynamic quantization): cosine similarity to ORT's reference path.
+MIN_COSINE = 0.999
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _random_args(func: tirx.PrimFunc, rng: np.random.Generator) -> list[np.ndarray]:
+    """Random arguments: floats ~ N(0, 3²), integers uniform in [-300, 300] ∩ the dtype."""
+    args = []
+    for param in func.params:
+        shape = [int(s) for s in param.ty.shape]
+        dtype = str(param.ty.dtype)
+        if "float" in dtype:
+            args.append((rng.standard_normal(shape) * 3).astype(dtype))
+        else:
+            info = np.iinfo(dtype)
+            args.append(rng.integers(max(info.min, -300), min(info.max, 300) + 1,
+                                     shape).astype(dtype))
+    return args
+
+
+def _run(func: tirx.PrimFunc, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), TARGET)
+    tensors = [tvm.runtime.tensor(a.copy()) for a in arrays]
+    lib["main"](*tensors)
+    return [t.numpy() for t in tensors]
+
+
+def _batched_matmul(dtype: str, batch: tuple[int, ...], m: int, n: int, k: int,
+                    transposed: bool, epilogue: bool) -> tirx.PrimFunc:
+    """``C[b, i, j] = Σ_k A[b, i, k] · B[b, k, j]`` (``B[b, j, k]`` when ``transposed``),
+    accumulated in int32 (int16 operands) or float32; with ``epilogue`` a requantize-like
+    ``uint8(clip(round(C · s + bias[j]) + 7, 0, 255))`` (float64) or ``C / 5.5 + bias[j]``."""
+    acc = "float32" if dtype == "float32" else "int32"
+    a = te.placeholder((*batch, m, k), dtype, name="a")
+    b = te.placeholder((*batch, n, k) if transposed else (*batch, k, n), dtype, name="b")
+    r = te.reduce_axis((0, k), name="k")
+
+    def body(*idx):
+        *bb, i, j = idx
+        rhs = b[(*bb, j, r)] if transposed else b[(*bb, r, j)]
+        return te.sum(a[(*bb, i, r)].astype(acc) * rhs.astype(acc), axis=r)
+
+    c = te.compute((*batch, m, n), body, name="matmul")
+    if not epilogue:
+        return te.create_prim_func([a, b, c])
+    bias = te.placeholder((n,), acc, name="bias")
+    if acc == "int32":
+        def requantize(*idx):
+            scaled = c(*idx).astype("float64") * 0.0123 + bias[idx[-1]].astype("float64")
+            rounded = te.round(scaled) + 7.0
+            return te.max(te.min(rounded, 255.0), 0.0).astype("uint8")
+        out = te.compute(c.shape, requantize, name="requantize")
+    else:
+        out = te.compute(c.shape, lambda *idx: c(*idx) / 5.5 + bias[idx[-1]], name="scale")
+    return te.create_prim_func([a, b, bias, out])
+
+
+# ----------------------------------------------------------------------------------------------
+# Synthetic matmuls
+# ----------------------------------------------------------------------------------------------
+
+CASES = [
+    # dtype, batch, m, n, k, transposed, epilogue
+    ("int16", (2, 3), 16, 16, 32, False, True),
+    ("int16", (2, 3), 16, 32, 16, False, False),
+    ("int16", (3,), 12, 48, 10, True, True),
+    ("int16", (2, 2), 5, 7, 3, False, True),
+    ("float32", (2, 3), 16, 16, 32, False, True),
+    ("float32", (4,), 16, 32, 16, True, False),
+    ("float32", (2, 1), 9, 8, 5, True, True),
+]
+
+
+@pytest.mark.parametrize(("dtype", "batch", "m", "n", "k", "transposed", "epilogue"), CASES)
+def test_synthetic_matmul_bit_identical(dtype: str, batch: tuple[int, ...], m: int, n: int,
+                                        k: int, transposed: bool, epilogue: bool) -> None:
+    func = _batched_matmul(dtype, batch, m, n, k, transposed, epilogue)
+    scheduled = schedule_activation_matmul(func, parallel=True)
+    assert lowers(scheduled, TARGET)
+    _, kind = schedule_function(func, target=TARGET)
+    assert kind == KIND
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        arrays = _random_args(func, rng)
+        got, want = _run(scheduled, arrays)[-1], _run(func, arrays)[-1]
+        np.testing.assert_array_equal(got, want)
+
+
+def test_explicit_tiles_bit_identical() -> None:
+    func = _batched_matmul("int16", (2,), 16, 32, 16, False, True)
+    arrays = _random_args(func, np.random.default_rng(5))
+    want = _run(func, arrays)[-1]
+    for tile in (MatmulTile(1, 1, 16), MatmulTile(4, 2, 16), MatmulTile(16, 1, 16),
+                 MatmulTile(2, 1, 8)):
+        got = _run(schedule_activation_matmul(func, tile, parallel=False), arrays)[-1]
+        np.testing.assert_array_equal(got, want, err_msg=str(tile))
+
+
+def test_default_tile() -> None:
+    assert default_matmul_tile(16, 16) == MatmulTile(16, 1, 16)
+    assert default_matmul_tile(16, 32) == MatmulTile(8, 2, 16)
+    assert default_matmul_tile(5, 7) == MatmulTile(5, 1, 7)
+    tile = default_matmul_tile(12, 48)
+    assert tile.lanes == 16 and tile.mr * tile.nr <= schedule_matmul.MAX_ACCUMULATORS
+
+
+def test_not_a_matmul_gets_no_attempt() -> None:
+    """A reduction that is no (batched) matmul is left to the other schedules."""
+    a = te.placeholder((8, 16), "int16", name="a")
+    r = te.reduce_axis((0, 16), name="k")
+    c = te.compute((8,), lambda i: te.sum(a[i, r].astype("int32"), axis=r), name="matmul")
+    func = te.create_prim_func([a, c])
+    _, kind = schedule_function(func, target=TARGET)
+    assert kind != KIND
+
+
+# ----------------------------------------------------------------------------------------------
+# Transformers
+# ----------------------------------------------------------------------------------------------
+
+
+def _integer(config: str) -> tvm.IRModule:
+    model = quantized_model("transformer_encoder", config)
+    return legalize_signedness(tvm_qdq.to_integer(tvm_qdq.from_onnx(model)), "x86")
+
+
+def _fused_primfuncs(config: str) -> dict[str, tirx.PrimFunc]:
+    """The unscheduled PrimFuncs of the model (what ``schedule_module`` receives)."""
+    mod = _integer(config)
+    with TARGET:
+        mod, _ = exact_float_rounding(mod)
+        mod = rewrite_kernels(mod, TARGET, LoweringReport())
+        mod = fuse_passes()(mod)
+    return {g.name_hint: f for g, f in mod.functions.items() if isinstance(f, tirx.PrimFunc)}
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_attention_matmuls_bit_identical_to_generic(config: str) -> None:
+    funcs = _fused_primfuncs(config)
+    scheduled_names = []
+    for name, func in funcs.items():
+        attempts = schedule_matmul.matmul_attempts(func, block_names(func))
+        if not attempts:
+            continue
+        kind, attempt = attempts[0]
+        assert kind == KIND
+        scheduled = attempt()
+        assert lowers(scheduled, TARGET), name
+        scheduled_names.append(name)
+        generic = schedule_generic(func)
+        rng = np.random.default_rng(0)
+        for _ in range(2):
+            arrays = _random_args(func, rng)
+            for got, want in zip(_run(scheduled, arrays), _run(generic, arrays), strict=True):
+                np.testing.assert_array_equal(got, want, err_msg=name)
+    # Q·Kᵀ and softmax·V (the two layers may share their functions); every matmul block
+    # outside a VNNI kernel is one of them.
+    expected = [n for n, f in funcs.items() if "matmul" in block_names(f)
+                and not any(b.startswith("tq_") for b in block_names(f))]
+    assert len(scheduled_names) >= 2 and scheduled_names == expected, scheduled_names
+
+
+def _lowered(config: str, enabled: bool, monkeypatch: pytest.MonkeyPatch
+             ) -> tuple[relax.VirtualMachine, LoweringReport, tvm.IRModule]:
+    mod = _integer(config)
+    with monkeypatch.context() as patch:
+        if not enabled:
+            patch.setattr(schedule_matmul, "matmul_attempts", lambda func, names: [])
+        report = LoweringReport()
+        lowered = lower_integer_kernels(mod, TARGET, report=report)
+    executable = tvm.compile(lowered, TARGET)
+    return relax.VirtualMachine(executable, tvm.cpu()), report, lowered
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_model_with_activation_matmuls(config: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = quantized_model("transformer_encoder", config)
+    vm_new, report, lowered = _lowered(config, True, monkeypatch)
+    vm_plain, plain_report, _ = _lowered(config, False, monkeypatch)
+    applied = [n for n, k in report.schedules.items() if k == KIND]
+    assert len(applied) >= 2, report.schedules
+    assert KIND not in plain_report.schedules.values()
+    for gvar, func in lowered.functions.items():
+        if gvar.name_hint in applied:
+            assert str(func.attrs["tvm_qdq.scheduled"]) == KIND
+    names = [i.name for i in model.graph.input]
+    out_name = model.graph.output[0].name
+    qparams = output_qparams(model).get(out_name)
+    for seed in (1, 2):
+        feeds = random_feeds(model, seed=seed)
+        args = [tvm.runtime.tensor(feeds[n]) for n in names]
+        got = vm_new["main"](*args)
+        want = vm_plain["main"](*args)
+        got = got[0] if isinstance(got, tvm.ir.Array | list | tuple) else got
+        want = want[0] if isinstance(want, tvm.ir.Array | list | tuple) else want
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        reference = run_ort(model, feeds, optimization_level=REFERENCE_LEVEL)[0]
+        if qparams is not None:
+            assert_model_contract(got.numpy(), reference, *qparams,
+                                  name=f"transformer/{config}/{seed}")
+        else:
+            a, b = got.numpy().ravel().astype(np.float64), reference.ravel().astype(np.float64)
+            cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+            assert cosine >= MIN_COSINE, cosine

@@ -21,7 +21,7 @@ from tvm import relax, te, tirx
 import tvm_qdq
 from tvm_qdq.compile import legalize_signedness
 from tvm_qdq.target import resolve_target
-from tvm_qdq.target.x86 import lower_integer_kernels, schedule_matmul
+from tvm_qdq.target.x86 import asm_of, has_vnni, lower_integer_kernels, schedule_matmul
 from tvm_qdq.target.x86.lower import (
     LoweringReport,
     exact_float_rounding,
@@ -45,9 +45,10 @@ from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_or
 TARGET = resolve_target("x86")
 REFERENCE_LEVEL = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 CONFIGS = ["u8s8_perchannel", "dyn_s8"]
-KIND = "activation_matmul"
+KINDS = (schedule_matmul.KIND, schedule_matmul.KIND_PAIRS)
 #: Float outputs (dynamic quantization): cosine similarity to ORT's reference path.
 MIN_COSINE = 0.999
+pytestmark = pytest.mark.skipif(not has_vnni(TARGET), reason="host CPU has no AVX-512 VNNI")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,15 +128,25 @@ CASES = [
 def test_synthetic_matmul_bit_identical(dtype: str, batch: tuple[int, ...], m: int, n: int,
                                         k: int, transposed: bool, epilogue: bool) -> None:
     func = _batched_matmul(dtype, batch, m, n, k, transposed, epilogue)
-    scheduled = schedule_activation_matmul(func, parallel=True)
-    assert lowers(scheduled, TARGET)
+    variants = [schedule_activation_matmul(func, parallel=True)]
+    shape_ok = dtype == "int16" and k % 2 == 0 and n % 16 == 0
+    if shape_ok:
+        variants.append(schedule_activation_matmul(func, parallel=True, pairs=True))
+        assert "vpdpwssd" in asm_of(tvm.compile(tvm.IRModule(
+            {"main": variants[-1].with_attr("global_symbol", "main")}), TARGET))
+    else:
+        with pytest.raises(ValueError):
+            schedule_activation_matmul(func, pairs=True)
+    for scheduled in variants:
+        assert lowers(scheduled, TARGET)
     _, kind = schedule_function(func, target=TARGET)
-    assert kind == KIND
+    assert kind == (schedule_matmul.KIND_PAIRS if shape_ok else schedule_matmul.KIND)
     rng = np.random.default_rng(3)
     for _ in range(2):
         arrays = _random_args(func, rng)
-        got, want = _run(scheduled, arrays)[-1], _run(func, arrays)[-1]
-        np.testing.assert_array_equal(got, want)
+        want = _run(func, arrays)[-1]
+        for scheduled in variants:
+            np.testing.assert_array_equal(_run(scheduled, arrays)[-1], want)
 
 
 def test_explicit_tiles_bit_identical() -> None:
@@ -144,8 +155,10 @@ def test_explicit_tiles_bit_identical() -> None:
     want = _run(func, arrays)[-1]
     for tile in (MatmulTile(1, 1, 16), MatmulTile(4, 2, 16), MatmulTile(16, 1, 16),
                  MatmulTile(2, 1, 8)):
-        got = _run(schedule_activation_matmul(func, tile, parallel=False), arrays)[-1]
-        np.testing.assert_array_equal(got, want, err_msg=str(tile))
+        for pairs in (False, tile.lanes == 16):
+            got = _run(schedule_activation_matmul(func, tile, parallel=False, pairs=pairs),
+                       arrays)[-1]
+            np.testing.assert_array_equal(got, want, err_msg=f"{tile} pairs={pairs}")
 
 
 def test_default_tile() -> None:
@@ -163,7 +176,7 @@ def test_not_a_matmul_gets_no_attempt() -> None:
     c = te.compute((8,), lambda i: te.sum(a[i, r].astype("int32"), axis=r), name="matmul")
     func = te.create_prim_func([a, c])
     _, kind = schedule_function(func, target=TARGET)
-    assert kind != KIND
+    assert kind not in KINDS
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,17 +207,23 @@ def test_attention_matmuls_bit_identical_to_generic(config: str) -> None:
         attempts = schedule_matmul.matmul_attempts(func, block_names(func))
         if not attempts:
             continue
-        kind, attempt = attempts[0]
-        assert kind == KIND
-        scheduled = attempt()
-        assert lowers(scheduled, TARGET), name
+        assert [kind for kind, _ in attempts] == list(reversed(KINDS))
         scheduled_names.append(name)
         generic = schedule_generic(func)
+        int16 = all(str(p.ty.dtype) == "int16" for p in func.params[:2])
         rng = np.random.default_rng(0)
-        for _ in range(2):
-            arrays = _random_args(func, rng)
-            for got, want in zip(_run(scheduled, arrays), _run(generic, arrays), strict=True):
-                np.testing.assert_array_equal(got, want, err_msg=name)
+        for kind, attempt in attempts:
+            if kind == schedule_matmul.KIND_PAIRS and not int16:
+                with pytest.raises(ValueError):
+                    attempt()
+                continue
+            scheduled = attempt()
+            assert lowers(scheduled, TARGET), name
+            for _ in range(2):
+                arrays = _random_args(func, rng)
+                for got, want in zip(_run(scheduled, arrays), _run(generic, arrays),
+                                     strict=True):
+                    np.testing.assert_array_equal(got, want, err_msg=f"{name} {kind}")
     # Q·Kᵀ and softmax·V (the two layers may share their functions); every matmul block
     # outside a VNNI kernel is one of them.
     expected = [n for n, f in funcs.items() if "matmul" in block_names(f)
@@ -229,12 +248,14 @@ def test_model_with_activation_matmuls(config: str, monkeypatch: pytest.MonkeyPa
     model = quantized_model("transformer_encoder", config)
     vm_new, report, lowered = _lowered(config, True, monkeypatch)
     vm_plain, plain_report, _ = _lowered(config, False, monkeypatch)
-    applied = [n for n, k in report.schedules.items() if k == KIND]
+    # int16 operands (QDQ): vpdpwssd; float32 operands (dynamic quantization): vector FMAs.
+    expected = schedule_matmul.KIND if config.startswith("dyn") else schedule_matmul.KIND_PAIRS
+    applied = [n for n, k in report.schedules.items() if k == expected]
     assert len(applied) >= 2, report.schedules
-    assert KIND not in plain_report.schedules.values()
+    assert not set(KINDS) & set(plain_report.schedules.values())
     for gvar, func in lowered.functions.items():
         if gvar.name_hint in applied:
-            assert str(func.attrs["tvm_qdq.scheduled"]) == KIND
+            assert str(func.attrs["tvm_qdq.scheduled"]) == expected
     names = [i.name for i in model.graph.input]
     out_name = model.graph.output[0].name
     qparams = output_qparams(model).get(out_name)

@@ -28,7 +28,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import tvm
 from tvm import s_tir, tirx
+from tvm.s_tir import TensorIntrin
+from tvm.script import tirx as T
 
 from .schedule import (
     _ERRORS,
@@ -46,11 +49,62 @@ MATMUL_BLOCK = re.compile(r"^(T_|NT_)?matmul(_NT|_NN)?\d*$|^T_batch_matmul(_NT|_
 #: Maximum number of vector accumulators in a register tile (of the 32 zmm registers; the
 #: rest hold the ``B`` row vectors and the ``A`` broadcasts).
 MAX_ACCUMULATORS = 16
+#: Schedule kinds (``tvm_qdq.scheduled``): vector multiply-adds; ``vpdpwssd`` on int16 pairs.
+KIND = "activation_matmul"
+KIND_PAIRS = "activation_matmul_vnni"
 #: Vector width in 32-bit lanes (one zmm).
 LANES = 16
 #: Accumulator dtypes (and operand dtypes) handled.
 _ACC_DTYPES = ("int32", "float32")
 _OPERAND_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "float32")
+
+
+#: ``vpdpwssd`` step on a 16-lane tile (see :func:`_pairs_desc`).
+PAIRS_INTRIN = "tvm_qdq_x86_vpdpwssd_s16s16s32_16x2"
+_INTERLEAVE = [x for lane in range(16) for x in (lane, lane + 16)]
+
+
+@T.prim_func(s_tir=True)
+def _pairs_desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+    """``C[i] += Σ_{t<2} int32(A[t]) · int32(B[t, i])``, ``i < 16``: two consecutive reduction
+    steps of one output row vector (``A``: 2 int16 of the left row, ``B``: the two matching
+    rows of 16 int16 of the right operand, any row stride; ``C``: int32 accumulators)."""
+    s0 = T.int32()
+    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (2, 16), "int16", offset_factor=1, strides=[s0, 1])
+    C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope="local")
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:2], B[0:2, 0:16])
+        T.writes(C[0:16])
+        for i in T.serial(0, 16):
+            for t in T.serial(0, 2):
+                with T.sblock("update"):
+                    vi, vt = T.axis.remap("SR", [i, t])
+                    C[vi] = C[vi] + T.cast(A[vt], "int32") * T.cast(B[vt, vi], "int32")
+
+
+@T.prim_func(s_tir=True)
+def _pairs_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+    """One ``vpdpwssd``: the ``A`` pair broadcast as an int32, the two ``B`` rows interleaved
+    (lane ``i`` holds ``B[0, i], B[1, i]``). Each lane adds ``A[0]·B[0, i] + A[1]·B[1, i]``
+    with int32 wrap-around, i.e. exactly the two int32 multiply-adds it replaces (modulo 2³²,
+    as int32 accumulation itself)."""
+    s0 = T.int32()
+    A = T.match_buffer(a, (2,), "int16", offset_factor=1)
+    B = T.match_buffer(b, (2, 16), "int16", offset_factor=1, strides=[s0, 1])
+    C = T.match_buffer(c, (16,), "int32", offset_factor=1, scope="local")
+    with T.sblock("root"):
+        T.reads(C[0:16], A[0:2], B[0:2, 0:16])
+        T.writes(C[0:16])
+        pair = T.reinterpret("int32", A.vload([0], "int16x2"))
+        C[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
+            "int32x16", "llvm.x86.avx512.vpdpwssd.512",
+            C.vload([0], "int32x16"),
+            T.reinterpret("int16x32", T.broadcast(pair, 16)),
+            T.Shuffle([B.vload([0, 0], "int16x16"), B.vload([1, 0], "int16x16")], _INTERLEAVE))
+
+
+TensorIntrin.register(PAIRS_INTRIN, _pairs_desc, _pairs_impl, override=True)
 
 
 @dataclass(frozen=True)
@@ -64,6 +118,7 @@ class MatmulShape:
     k: int
     b_transposed: bool
     dtype: str
+    operand_dtypes: tuple[str, str]
 
     @property
     def macs(self) -> int:
@@ -132,7 +187,8 @@ def matmul_shape(sch: s_tir.Schedule, block) -> MatmulShape:
         if any(not d <= batch_names for d in dims):
             raise ValueError("operand batch index uses a row/column/reduction iterator")
     ext = [int(iv.dom.extent) for iv in ivs]
-    return MatmulShape(tuple(ext[:-3]), ext[-3], ext[-2], ext[-1], transposed, acc_dtype)
+    return MatmulShape(tuple(ext[:-3]), ext[-3], ext[-2], ext[-1], transposed, acc_dtype,
+                       (str(a.source.dtype), str(b.source.dtype)))
 
 
 def default_matmul_tile(m: int, n: int) -> MatmulTile:
@@ -165,11 +221,21 @@ def _matmul_block(sch: s_tir.Schedule):
     return blocks[0]
 
 
+def pairs_apply(shape: MatmulShape, tile: MatmulTile) -> bool:
+    """True when the ``vpdpwssd`` step (:data:`PAIRS_INTRIN`) fits: int16 × int16 → int32,
+    an even reduction and 16-lane column vectors."""
+    return (shape.operand_dtypes == ("int16", "int16") and shape.dtype == "int32"
+            and shape.k % 2 == 0 and tile.lanes == LANES)
+
+
 def schedule_activation_matmul(func: tirx.PrimFunc, tile: MatmulTile | None = None,
-                               parallel: bool | None = None) -> tirx.PrimFunc:
+                               parallel: bool | None = None, pairs: bool = False
+                               ) -> tirx.PrimFunc:
     """Register-tiled schedule of a batched activation × activation matmul and its fused
     epilogue (see the module docstring). ``tile`` defaults to :func:`default_matmul_tile`,
-    ``parallel`` to ``MACs ≥ PARALLEL_MIN_MACS``."""
+    ``parallel`` to ``MACs ≥ PARALLEL_MIN_MACS``. ``pairs``: int16 operands, two reduction
+    steps per ``vpdpwssd`` (AVX-512 VNNI; raises ``ValueError`` when :func:`pairs_apply` is
+    false)."""
     sch = s_tir.Schedule(func)
     main = _matmul_block(sch)
     matmul_name = _name(sch, main)
@@ -180,29 +246,35 @@ def schedule_activation_matmul(func: tirx.PrimFunc, tile: MatmulTile | None = No
         tile = default_matmul_tile(shape.m, shape.n)
     if shape.m % tile.mr or shape.n % (tile.nr * tile.lanes):
         raise ValueError(f"tile {tile} does not fit {shape}")
+    if pairs and not pairs_apply(shape, tile):
+        raise ValueError(f"vpdpwssd does not apply to {shape} / {tile}")
     if parallel is None:
         parallel = shape.macs >= PARALLEL_MIN_MACS
 
     *batch_loops, li, lj, lk = sch.get_loops(main)
-    batch_loops = [lp for lp in batch_loops if _extent(sch, lp) > 1]
-    if len(batch_loops) > 1:
-        batch = sch.fuse(*batch_loops)
-    elif batch_loops:
-        batch = batch_loops[0]
-    else:
-        batch = None
+    n_batch = len(batch_loops)
+    if parallel:
+        # Chunks of the first non-unit batch loop (fused batch loops would leave div/mod
+        # bindings that tensorize cannot blockize).
+        for loop in batch_loops:
+            if _extent(sch, loop) > 1:
+                _parallel_chunks(sch, loop)
+                break
     io, ii = sch.split(li, [None, tile.mr])
     jo, jn, jl = sch.split(lj, [None, tile.nr, tile.lanes])
-    sch.reorder(io, jo, lk, ii, jn, jl)
-    if parallel and batch is not None:
-        _parallel_chunks(sch, batch)
+    if pairs:
+        lk, lt = sch.split(lk, [None, 2])
+        sch.reorder(io, jo, lk, ii, jn, jl, lt)
+    else:
+        sch.reorder(io, jo, lk, ii, jn, jl)
 
     if shape.b_transposed:
         # B[..., j, k] → a per-batch K × N copy (unit-stride rows for the j vectors).
-        if batch is None:
+        if not n_batch:
             raise ValueError("NT matmul without batch loop")
         packed = sch.cache_read(main, 1, "global")
         sch.compute_at(packed, sch.get_loops(main)[_loop_index(sch, main, io) - 1])
+        _vectorize_inner(sch, packed, tile.lanes)
         sch.transform_layout(main, ("read", 1), _swap_last_two(len(sch.get(packed).writes[0]
                                                                    .source.shape)))
 
@@ -219,11 +291,16 @@ def schedule_activation_matmul(func: tirx.PrimFunc, tile: MatmulTile | None = No
             if _name(sch, block) not in outputs:
                 sch.set_scope(block, 0, "local")
 
-    # Vectorize while the block is still a reduction (the update block alone is not).
-    sch.vectorize(jl)
+    if pairs:
+        init = sch.decompose_reduction(main, lk)
+        sch.tensorize(jl, PAIRS_INTRIN)
+    else:
+        # Vectorize while the block is still a reduction (the update block alone is not).
+        sch.vectorize(jl)
     sch.unroll(jn)
     sch.unroll(ii)
-    init = sch.decompose_reduction(main, lk)
+    if not pairs:
+        init = sch.decompose_reduction(main, lk)
     _vectorize_inner(sch, init, tile.lanes)
     for block in consumers:
         _vectorize_inner(sch, block, tile.lanes)
@@ -280,4 +357,20 @@ def matmul_attempts(func: tirx.PrimFunc, names: list[str]
         return []
     if sum(1 for n in names if MATMUL_BLOCK.match(n)) != 1:
         return []
-    return [("activation_matmul", lambda: schedule_activation_matmul(func))]
+    attempts = []
+    if _target_has_vnni():
+        attempts.append((KIND_PAIRS, lambda: schedule_activation_matmul(func, pairs=True)))
+    attempts.append((KIND, lambda: schedule_activation_matmul(func)))
+    return attempts
+
+
+def _target_has_vnni() -> bool:
+    """AVX-512 VNNI on the current target (``with target:``), else on the host's x86 target
+    (the one :func:`tvm_qdq.target.resolve_target` gives)."""
+    from .. import resolve_target
+    from .intrin import has_vnni
+
+    target = tvm.target.Target.current(allow_none=True)
+    if target is None or target.kind.name != "llvm":
+        target = resolve_target("x86")
+    return has_vnni(target)

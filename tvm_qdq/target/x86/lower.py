@@ -32,6 +32,7 @@ import tvm
 from tvm import relax, tirx
 
 from . import kernels as K
+from .group_scalars import group_scalar_chains
 from .intrin import has_vnni
 from .profile import kernel_macs
 from .rounding import exact_float_rounding
@@ -521,11 +522,15 @@ def _rewrite_function(bb: relax.BlockBuilder, name: str, func: relax.Function, v
 
 
 def fuse_passes() -> tvm.transform.Pass:
-    """Legalize to TIR and fuse (the CPU pipeline's legalize passes)."""
+    """Legalize to TIR and fuse (the CPU pipeline's legalize passes), with the scalar side
+    computations (dynamic quantization's min / max / scale / zero point) grouped into one
+    kernel each first (:mod:`.group_scalars`)."""
     return tvm.transform.Sequential([
         relax.transform.LegalizeOps(),
         relax.transform.AnnotateTIROpPattern(),
         relax.transform.FoldConstant(),
+        tvm.transform.module_pass(lambda mod, _ctx: group_scalar_chains(mod), opt_level=0,
+                                  name="GroupScalarChains"),
         relax.transform.FuseOps(),
         relax.transform.FuseTIR(),
         relax.transform.DeadCodeElimination(),

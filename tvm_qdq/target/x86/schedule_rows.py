@@ -74,19 +74,29 @@ def _order_free(sch: s_tir.Schedule, block) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
+def _allreduce_blocks(sch: s_tir.Schedule) -> list[str]:
+    """Names of the whole-tensor order-free reductions of the function when every other block
+    is 0-d arithmetic (e.g. DynamicQuantizeLinear's min, max and the scale / zero point
+    computed from them, grouped by :mod:`.group_scalars`); [] otherwise."""
+    reductions, others = [], []
+    for block in _blocks(sch):
+        types = _iter_types(sch, block)
+        if types and all(t != 0 for t in types) and _order_free(sch, block):
+            reductions.append(_name(sch, block))
+        else:
+            others.append([int(iv.dom.extent) for iv in sch.get(block).iter_vars])
+    if any(extent != 1 for extents in others for extent in extents):  # not 0-d arithmetic
+        return []
+    return reductions
+
+
 def _is_allreduce(sch: s_tir.Schedule) -> bool:
-    blocks = _blocks(sch)
-    if len(blocks) != 1:
-        return False
-    types = _iter_types(sch, blocks[0])
-    return bool(types) and all(t != 0 for t in types) and _order_free(sch, blocks[0])
+    return bool(_allreduce_blocks(sch))
 
 
-def schedule_allreduce(func: tirx.PrimFunc, lanes: int = ALLREDUCE_LANES) -> tirx.PrimFunc:
+def _allreduce_block(sch: s_tir.Schedule, block, lanes: int) -> None:
     """``out = ⊕_i x[i]`` as ``part[l] = ⊕_{i ≡ l (mod lanes)} x[i]`` (vectorized over ``l``,
     parallel over chunks of ``i`` when large), then ``out = ⊕_l part[l]``."""
-    sch = s_tir.Schedule(func)
-    (block,) = _blocks(sch)
     loops = sch.get_loops(block)
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     total = _extent(sch, fused)
@@ -107,6 +117,18 @@ def schedule_allreduce(func: tirx.PrimFunc, lanes: int = ALLREDUCE_LANES) -> tir
         sch.parallel(chunk)
     init = sch.decompose_reduction(rf, m)
     sch.vectorize(sch.get_loops(init)[-1])
+
+
+def schedule_allreduce(func: tirx.PrimFunc, lanes: int = ALLREDUCE_LANES) -> tirx.PrimFunc:
+    """Every whole-tensor reduction of ``func`` as :func:`_allreduce_block` (0-d blocks as
+    they are)."""
+    sch = s_tir.Schedule(func)
+    names = _allreduce_blocks(sch)
+    for block in _blocks(sch):  # rfactor rejects loop-less sibling blocks: give them a loop
+        if not sch.get_loops(block):
+            sch.add_unit_loop(block)
+    for name in names:
+        _allreduce_block(sch, sch.get_sblock(name), lanes)
     return sch.mod["main"]
 
 

@@ -32,6 +32,7 @@ import tvm
 from tvm import relax, tirx
 
 from . import kernels as K
+from .fast_math import use_fast_math
 from .group_scalars import group_scalar_chains
 from .intrin import has_vnni
 from .profile import kernel_macs
@@ -585,6 +586,7 @@ def lower_integer_kernels(
     with target:
         mod, report.float_roundings = exact_float_rounding(mod)
         mod = rewrite_kernels(mod, target, report)
+        mod = use_fast_math(mod)  # vectorizable float32 erf / exp (see .fast_math)
         mod = fuse_passes()(mod)
     if tune:
         from .tuning import tune_module

@@ -1,0 +1,261 @@
+"""Vectorizable float32 ``erf`` and ``exp`` for the x86 build.
+
+TVM lowers ``tirx.erf`` to a call of libm's ``erff`` (the op is not ``TVectorizable``, so a
+vectorized loop holding it is scalarized) and ``tirx.exp`` to LLVM's ``llvm.exp.v16f32``,
+which the x86 backend expands into 16 calls of ``expf``. In a GELU epilogue fused to a VNNI
+matmul this costs ~18 ns per output element (the matmul itself ~1 ns). Here both are
+polynomials built from ``+ × floor min max select`` and integer bit operations only, so
+the loop stays a vector loop (AVX-512: 16 lanes).
+
+:func:`use_fast_math` rewrites the Relax module before legalization: every float32
+``R.erf``, ``R.exp`` and ``R.nn.softmax`` becomes a ``call_tir`` of the TE functions below
+(same PrimFunc names as TVM's own legalization, so fusion, schedules and tuned tiles are
+unchanged). Compile-time math (e.g. the QDQ models' GELU lookup tables, computed in numpy)
+is untouched; only run-time float32 arithmetic changes.
+
+**exp** (:func:`exp_expr`): ``x`` is clamped to ``[-104, 89]`` (``e^-104`` is below half
+the smallest subnormal, ``e^89`` above ``FLT_MAX``: the clamp changes no result),
+``n = floor(x·log2(e) + 1/2)``, ``r = (x − n·ln2_hi) − n·ln2_lo`` (``ln2_hi`` has 16
+significant bits, so ``n·ln2_hi`` is exact), ``|r| ≲ ln2/2``, and
+``e^x = p(r) · 2^⌊n/2⌋ · 2^(n−⌊n/2⌋)`` with ``p`` a degree-6 weighted-minimax polynomial of
+``e^r`` (relative error 1.9e-9) and each power of two built from its exponent bits (two
+factors keep both in the normal range for ``n ∈ [−150, 128]``, so subnormal results and
+overflow to ``inf`` come out of the final multiplications). NaN propagates.
+
+**erf** (:func:`erf_expr`), with ``a = |x|``:
+
+* ``a ≤ 0.921875``: ``erf(x) = x + x·R(x²)`` (one FMA), ``R`` of degree 6 fitted to
+  ``erf(x)/x − 1`` on ``[0, 0.921875²]`` (minimax error 4e-10). Adding ``x`` last keeps the
+  rounding of ``R`` out of the leading term (``x·P(x²)`` with ``P = 1 + R`` was 2.8 ulp);
+* ``a > 0.921875``: ``erf(x) = ±(1 − e^Q(u))``, ``u = min(a, 4) − 0.921875``, ``Q`` of
+  degree 7 fitted to ``ln erfc`` on ``[0.921875, 4]`` with weight ``erfc`` (the error of
+  ``erf``: 4e-11). ``erfc(4) = 1.5e-8`` is below half an ulp of 1, so ``erf(a ≥ 4)`` is
+  ``±1`` exactly as in float32 (float32 ``erf`` rounds to 1 from ``a = 3.919206``).
+  ``e^Q`` uses the reduction above with ``Q ∈ [−17.7, −1.6]`` (one power of two, no clamps).
+
+Coefficients: iteratively reweighted least squares (Lawson's algorithm) on 6000 Chebyshev
+nodes in float64, rounded to float32.
+
+Measured (``tests/test_x86_fast_math.py``; the built AVX-512 kernel against float64
+``math.erf`` / ``math.exp`` rounded to float32):
+
+* erf, every float32 ``x`` with ``|x| ≤ 4.5`` (2.2e9 values) and beyond: max error
+  **2 ulp** of the float32 result (:data:`ERF_MAX_ULP`), max abs error 1.2e-7
+  (:data:`ERF_MAX_ABS`).
+* exp on ``[−104, 89]``: max relative error 2.4e-7 (**2 ulp**, :data:`EXP_MAX_ULP`) for
+  normal results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import tvm
+from tvm import relax, te, tirx
+
+# ----------------------------------------------------------------------------------------------
+# Coefficients (see the module docstring)
+# ----------------------------------------------------------------------------------------------
+
+#: erf(x) = x + x·R(x²) for |x| ≤ ERF_SPLIT; R's coefficients, constant term first.
+ERF_SPLIT = 0.921875
+ERF_SMALL = (0.12837916612625122, -0.37612634897232056, 0.11283701658248901,
+             -0.026859702542424202, 0.005201716907322407, -0.0008149815257638693,
+             8.397829515160993e-05)
+#: erfc(a) = exp(Q(a − ERF_CENTER)) for ERF_SPLIT ≤ a ≤ ERF_ONE; Q's coefficients.
+ERF_CENTER = ERF_SPLIT
+ERF_ONE = 4.0
+ERF_LARGE = (-1.6485618352890015, -2.508012533187866, -0.8329886198043823,
+             -0.044826023280620575, 0.010854143649339676, -0.0021452377550303936,
+             0.00029877296765334904, -2.118417432939168e-05)
+#: e^r on |r| ≤ ln2/2, constant term first.
+EXP_POLY = (1.0, 1.0, 0.49999991059303284, 0.16666419804096222, 0.04166822507977486,
+            0.008374815806746483, 0.0013836845755577087)
+LOG2E = 1.4426950216293335
+LN2_HI = 0.693145751953125  # 0x3f317200: 16 significant bits
+LN2_LO = 1.428606765330187e-06  # ln 2 − LN2_HI
+EXP_LO, EXP_HI = -104.0, 89.0
+
+#: Measured accuracy of the built kernels (tests/test_x86_fast_math.py asserts these).
+ERF_MAX_ULP = 2
+ERF_MAX_ABS = 1.2e-7
+EXP_MAX_ULP = 2
+
+_F32 = "float32"
+
+
+# ----------------------------------------------------------------------------------------------
+# Expressions
+# ----------------------------------------------------------------------------------------------
+
+
+def _c(value: float) -> tirx.PrimExpr:
+    return tirx.const(value, _F32)
+
+
+def _let(name: str, value: tirx.PrimExpr,
+         body: Callable[[tirx.Var], tirx.PrimExpr]) -> tirx.PrimExpr:
+    """``let v = value in body(v)`` (one evaluation of ``value``, however often it is used)."""
+    var = tirx.Var(name, value.ty)
+    return tirx.Let(var, value, body(var))
+
+
+def _horner(u: tirx.PrimExpr, coeffs: Sequence[float]) -> tirx.PrimExpr:
+    """``Σ coeffs[k]·u^k`` by Horner's rule (LLVM contracts each step to one FMA)."""
+    acc = _c(coeffs[-1])
+    for c in reversed(coeffs[:-1]):
+        acc = acc * u + _c(c)
+    return acc
+
+
+def _pow2(n: tirx.PrimExpr) -> tirx.PrimExpr:
+    """``2^n`` for an int32 ``n ∈ [−126, 127]``: the float32 with biased exponent ``n+127``."""
+    bits = tirx.shift_left(n + tirx.const(127, "int32"), tirx.const(23, "int32"))
+    return tirx.reinterpret(_F32, bits)
+
+
+def _exp_reduced(y: tirx.PrimExpr, body: Callable[[tirx.PrimExpr, tirx.PrimExpr],
+                                                   tirx.PrimExpr]) -> tirx.PrimExpr:
+    """``body(p(r), n)`` with ``e^y = p(r)·2^n`` (``n`` int32, ``|r| ≲ ln2/2``)."""
+    def with_n(nf: tirx.Var) -> tirx.PrimExpr:
+        r = (y - nf * _c(LN2_HI)) - nf * _c(LN2_LO)
+        return _let("fm_r", r, lambda rv: body(_horner(rv, EXP_POLY),
+                                               tirx.Cast("int32", nf)))
+
+    return _let("fm_n", tirx.floor(y * _c(LOG2E) + _c(0.5)), with_n)
+
+
+def exp_expr(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    """float32 ``e^x`` (see the module docstring; max error :data:`EXP_MAX_ULP` ulp)."""
+    def body(xv: tirx.Var) -> tirx.PrimExpr:
+        y = tirx.Min(tirx.Max(xv, _c(EXP_LO)), _c(EXP_HI))
+
+        def scale(p: tirx.PrimExpr, n: tirx.PrimExpr) -> tirx.PrimExpr:
+            def halves(nv: tirx.Var) -> tirx.PrimExpr:
+                n1 = tirx.shift_right(nv, tirx.const(1, "int32"))  # ⌊n/2⌋
+                return _let("fm_n1", n1, lambda h: p * _pow2(h) * _pow2(nv - h))
+            return _let("fm_ni", n, halves)
+
+        value = _let("fm_y", y, lambda yv: _exp_reduced(yv, scale))
+        return tirx.Select(tirx.isnan(xv), xv, value)  # NaN in, NaN out
+
+    return _let("fm_x", x, body)
+
+
+def erf_expr(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    """float32 ``erf(x)`` (see the module docstring; max error :data:`ERF_MAX_ULP` ulp)."""
+    def body(xv: tirx.Var) -> tirx.PrimExpr:
+        def by_size(a: tirx.Var) -> tirx.PrimExpr:
+            small = _let("fm_t", xv * xv, lambda t: xv * _horner(t, ERF_SMALL) + xv)
+            u = tirx.Min(tirx.Max(a, _c(ERF_SPLIT)), _c(ERF_ONE)) - _c(ERF_CENTER)
+            q = _let("fm_u", u, lambda uv: _horner(uv, ERF_LARGE))
+            one_minus = _let("fm_q", q, lambda qv: _exp_reduced(
+                qv, lambda p, n: _c(1.0) - p * _pow2(n)))
+            large = _let("fm_big", one_minus,
+                         lambda b: tirx.Select(xv < _c(0.0), _c(0.0) - b, b))
+            # NaN: a > split is false, and x + x·R(x²) is NaN.
+            return tirx.Select(a > _c(ERF_SPLIT), large, small)
+
+        return _let("fm_a", tirx.abs(xv), by_size)
+
+    return _let("fm_x", x, body)
+
+
+# ----------------------------------------------------------------------------------------------
+# TE functions (what the Relax ops legalize to here)
+# ----------------------------------------------------------------------------------------------
+
+
+def te_erf(x: te.Tensor) -> te.Tensor:
+    """Elementwise :func:`erf_expr`."""
+    return te.compute(x.shape, lambda *i: erf_expr(x(*i)), name="T_erf", tag="elemwise")
+
+
+def te_exp(x: te.Tensor) -> te.Tensor:
+    """Elementwise :func:`exp_expr`."""
+    return te.compute(x.shape, lambda *i: exp_expr(x(*i)), name="T_exp", tag="elemwise")
+
+
+def te_softmax(x: te.Tensor, axis: int) -> te.Tensor:
+    """``softmax(x)_i = e^(x_i − m) / Σ_j e^(x_j − m)``, ``m = max_j x_j`` along ``axis``:
+    the four stages of TVM's legalization (max, exp, sum in index order, divide) with
+    :func:`exp_expr` for the exponential."""
+    ndim = len(x.shape)
+    axis = axis % ndim
+    rows = [d for k, d in enumerate(x.shape) if k != axis]
+
+    def full(row: Sequence, k) -> list:
+        return [*row[:axis], k, *row[axis:]]
+
+    def row_of(index: Sequence) -> list:
+        return [v for k, v in enumerate(index) if k != axis]
+
+    k1 = te.reduce_axis((0, x.shape[axis]), name="k")
+    maxelem = te.compute(rows, lambda *r: te.max(x(*full(r, k1)), axis=k1),
+                         name="T_softmax_maxelem")
+    exp = te.compute(x.shape, lambda *i: exp_expr(x(*i) - maxelem(*row_of(i))),
+                     name="T_softmax_exp")
+    k2 = te.reduce_axis((0, x.shape[axis]), name="k")
+    expsum = te.compute(rows, lambda *r: te.sum(exp(*full(r, k2)), axis=k2),
+                        name="T_softmax_expsum")
+    return te.compute(x.shape, lambda *i: exp(*i) / expsum(*row_of(i)),
+                      name="T_softmax_norm")
+
+
+# ----------------------------------------------------------------------------------------------
+# Relax rewrite
+# ----------------------------------------------------------------------------------------------
+
+_ERF = tvm.ir.Op.get("relax.erf")
+_EXP = tvm.ir.Op.get("relax.exp")
+_SOFTMAX = tvm.ir.Op.get("relax.nn.softmax")
+
+
+def _is_f32(expr: relax.Expr) -> bool:
+    ty = expr.ty
+    return isinstance(ty, relax.TensorType) and str(ty.dtype) == _F32 and ty.shape is not None
+
+
+@relax.expr_functor.mutator
+class _FastMath(relax.PyExprMutator):
+    """``R.erf`` / ``R.exp`` / ``R.nn.softmax`` on float32 → ``call_tir`` of the TE above."""
+
+    def __init__(self, mod: tvm.IRModule) -> None:
+        super().__init__(mod)
+        self.mod_ = mod
+        self.count = 0
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = self.visit_expr_post_order(call)
+        if not isinstance(call.op, tvm.ir.Op) or not call.args or not _is_f32(call.args[0]):
+            return call
+        if call.op.same_as(_ERF):
+            self.count += 1
+            return self.builder_.call_te(te_erf, call.args[0], primfunc_name_hint="erf")
+        if call.op.same_as(_EXP):
+            self.count += 1
+            return self.builder_.call_te(te_exp, call.args[0], primfunc_name_hint="exp")
+        if call.op.same_as(_SOFTMAX):
+            self.count += 1
+            return self.builder_.call_te(te_softmax, call.args[0], int(call.attrs.axis),
+                                         primfunc_name_hint="softmax")
+        return call
+
+    def run(self) -> tvm.IRModule:
+        for gvar, func in self.mod_.functions.items():
+            if isinstance(func, relax.Function):
+                self.builder_.update_func(gvar, self.visit_expr(func))
+        return self.builder_.get()
+
+
+def use_fast_math(mod: tvm.IRModule) -> tvm.IRModule:
+    """Replace float32 ``R.erf``, ``R.exp`` and ``R.nn.softmax`` of ``mod`` by vectorizable
+    TE implementations (``call_tir``; see the module docstring). Other dtypes are kept."""
+    out = _FastMath(mod).run()
+    if mod.attrs is not None:
+        out = out.with_attrs(dict(mod.attrs))
+    return out
+
+
+__all__: Sequence[str] = ["erf_expr", "exp_expr", "te_erf", "te_exp", "te_softmax",
+                          "use_fast_math"]

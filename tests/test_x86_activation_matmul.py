@@ -236,7 +236,7 @@ def _lowered(config: str, enabled: bool, monkeypatch: pytest.MonkeyPatch
     mod = _integer(config)
     with monkeypatch.context() as patch:
         if not enabled:
-            patch.setattr(schedule_matmul, "matmul_attempts", lambda func, names: [])
+            patch.setattr(schedule_matmul, "matmul_attempts", lambda func, names, target=None: [])
         report = LoweringReport()
         lowered = lower_integer_kernels(mod, TARGET, report=report)
     executable = tvm.compile(lowered, TARGET)

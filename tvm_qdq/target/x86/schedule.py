@@ -578,7 +578,8 @@ def lowers(func: tirx.PrimFunc, target: tvm.target.Target | None = None) -> bool
     return True
 
 
-def special_attempts(func: tirx.PrimFunc, names: list[str]
+def special_attempts(func: tirx.PrimFunc, names: list[str],
+                     target: tvm.target.Target | None = None
                      ) -> list[tuple[str, Callable[[], tirx.PrimFunc]]]:
     """Schedules for particular kinds of non-VNNI functions, tried before the generic one:
     activation × activation matmuls (:mod:`.schedule_matmul`) and row-wise ops such as
@@ -586,7 +587,7 @@ def special_attempts(func: tirx.PrimFunc, names: list[str]
     from .schedule_matmul import matmul_attempts
     from .schedule_rows import row_attempts
 
-    return [*matmul_attempts(func, names), *row_attempts(func, names)]
+    return [*matmul_attempts(func, names, target), *row_attempts(func, names)]
 
 
 def schedule_function(func: tirx.PrimFunc, tiles: dict[str, Tile] | None = None,
@@ -605,7 +606,7 @@ def schedule_function(func: tirx.PrimFunc, tiles: dict[str, Tile] | None = None,
         attempts.append(("vnni", lambda: schedule_vnni(func, Tile(1, 1))))
     if any(n.startswith("tq_dw") for n in names):
         attempts.append(("depthwise", lambda: schedule_depthwise(func)))
-    attempts.extend(special_attempts(func, names))
+    attempts.extend(special_attempts(func, names, target))
     attempts.append(("generic", lambda: schedule_generic(func)))
     for kind, attempt in attempts:
         try:

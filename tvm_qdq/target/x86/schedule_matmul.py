@@ -356,27 +356,31 @@ def _vectorize_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
         pass
 
 
-def matmul_attempts(func: tirx.PrimFunc, names: list[str]
+def matmul_attempts(func: tirx.PrimFunc, names: list[str],
+                    target: tvm.target.Target | None = None
                     ) -> list[tuple[str, Callable[[], tirx.PrimFunc]]]:
     """The activation-matmul schedule for a function with one matmul reduction block (named
-    ``matmul``/``T_matmul``/``NT_matmul``…) and no VNNI/depthwise kernel; none otherwise."""
+    ``matmul``/``T_matmul``/``NT_matmul``…) and no VNNI/depthwise kernel; none otherwise.
+    ``vpdpwssd`` only when ``target`` (default: see :func:`_target_has_vnni`) has VNNI."""
     if any(n.startswith(("tq_vnni", "tq_dw")) for n in names):
         return []
     if sum(1 for n in names if MATMUL_BLOCK.match(n)) != 1:
         return []
     attempts = []
-    if _target_has_vnni():
+    if _target_has_vnni(target):
         attempts.append((KIND_PAIRS, lambda: schedule_activation_matmul(func, pairs=True)))
     attempts.append((KIND, lambda: schedule_activation_matmul(func)))
     return attempts
 
 
-def _target_has_vnni() -> bool:
-    """AVX-512 VNNI on the current target (``with target:``), else on the host's x86 target
-    (the one :func:`tvm_qdq.target.resolve_target` gives)."""
+def _target_has_vnni(target: tvm.target.Target | None = None) -> bool:
+    """AVX-512 VNNI on ``target``, else on the current target (``with target:``), else on
+    the host's x86 target (the one :func:`tvm_qdq.target.resolve_target` gives)."""
     from .. import resolve_target
     from .intrin import has_vnni
 
+    if target is not None:
+        return target.kind.name == "llvm" and has_vnni(target)
     target = tvm.target.Target.current(allow_none=True)
     if target is None or target.kind.name != "llvm":
         target = resolve_target("x86")

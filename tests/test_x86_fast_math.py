@@ -1,11 +1,11 @@
 """Vectorizable float32 erf / exp of the x86 build (:mod:`tvm_qdq.target.x86.fast_math`).
 
-* Accuracy of the built AVX-512 kernels against float64 ``math.erf`` / ``math.exp`` rounded
-  to float32, in ulp of the float32 result: erf ≤ ``ERF_MAX_ULP`` (2) ulp and ≤
-  ``ERF_MAX_ABS`` (1.2e-7) absolute; exp ≤ ``EXP_MAX_ULP`` (2) ulp for normal results. The
-  bounds were measured on every float32 (erf: |x| ≤ 4.5; exp: [−104, 89]); the tests check a
-  dense sample (every 331st float32, both signs) plus the neighbourhood of the branch point
-  and of the worst cases, and the special values.
+* Accuracy of the built AVX-512 kernels against float64 ``math.erf`` / ``math.exp``, in ulp
+  of the float32 nearest the exact value: erf ≤ ``ERF_MAX_ULP`` (1.1) ulp and ≤
+  ``ERF_MAX_ABS`` (6.5e-8) absolute; exp ≤ ``EXP_MAX_ULP`` (1.1) ulp for normal results.
+  Exhaustive sweeps measured 1.08 ulp / 6.4e-8 (erf, every float32 with |x| ≤ 4.5) and
+  1.06 ulp (exp on [−104, 89]); the tests check a dense sample (every 331st float32, both
+  signs), the neighbourhoods of the branch point and of the worst cases, and special values.
 * The kernels are vector code: no ``erff``/``expf`` call, ``vfmadd…ps`` on ``zmm`` registers.
 * A small dynamic-quant transformer (Erf-GELU FFN, softmax attention) agrees with ORT, and
   no libm erf/exp call is left in the whole model's assembly.
@@ -97,7 +97,7 @@ def exp_kernel():
 def test_erf_accuracy(erf_kernel) -> None:
     """max ulp ≤ ERF_MAX_ULP and max abs error ≤ ERF_MAX_ABS vs float64 math.erf."""
     pos = np.concatenate([_bits(0.0, 4.5, SAMPLE_STRIDE), _bits(4.5, 1e4, 4099),
-                          _around([fm.ERF_SPLIT, 0.9256467, 1.0, 2.0, 3.919206, 4.0])])
+                          _around([fm.ERF_SPLIT, 0.9236708, 0.4769363, 1.0, 2.0, 3.919206, 4.0])])
     x = np.concatenate([pos, -pos])
     ref = np.frompyfunc(math.erf, 1, 1)(x.astype(np.float64)).astype(np.float64)
     got = _run(erf_kernel, x)
@@ -125,7 +125,7 @@ def test_exp_accuracy(exp_kernel) -> None:
     """max ulp ≤ EXP_MAX_ULP vs float64 math.exp (normal results)."""
     pos = _bits(0.0, 89.0, SAMPLE_STRIDE)
     neg = -_bits(0.0, 104.0, SAMPLE_STRIDE)
-    x = np.concatenate([pos, neg, _around([0.5 * math.log(2), 87.0, 88.5])])
+    x = np.concatenate([pos, neg, _around([0.5 * math.log(2), 5.201181, 87.0, 88.5])])
     ref = np.exp(x.astype(np.float64))
     got = _run(exp_kernel, x)
     normal = (ref >= np.finfo(np.float32).tiny) & (ref <= np.finfo(np.float32).max)

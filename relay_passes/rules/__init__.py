@@ -1,3 +1,17 @@
-"""One module per family of ops; importing this package registers every rule."""
+"""One module per family of ops; importing this package registers every rule.
 
-from . import activation, conv, elementwise, lookup, matmul, movement, pool, qdq  # noqa: F401
+``lut_fold`` wraps the elementwise output rules of ``activation``, ``elementwise`` and
+``lookup`` (it imports them first), so their results fold into lookup tables when they can.
+"""
+
+from . import (  # noqa: F401
+    activation,
+    conv,
+    elementwise,
+    lookup,
+    lut_fold,
+    matmul,
+    movement,
+    pool,
+    qdq,
+)

@@ -26,9 +26,11 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import tvm
 from tvm import ir, s_tir, tirx
 from tvm import sym as arith
 
+from .lut_gather import lut_attempts
 from .schedule import (
     _ERRORS,
     PARALLEL_MIN_ELEMS,
@@ -275,8 +277,13 @@ def _is_copy(sch: s_tir.Schedule) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-def row_attempts(func: tirx.PrimFunc, names: list[str]) -> list[_Attempt]:
-    """Specialized schedules for ``func`` (see the module docstring), most specific first."""
+def row_attempts(func: tirx.PrimFunc, names: list[str],
+                 target: tvm.target.Target | None = None) -> list[_Attempt]:
+    """Specialized schedules for ``func`` (see the module docstring), most specific first;
+    256-entry byte table lookups first of all (:mod:`.lut_gather`, on ``target``)."""
+    lookups = lut_attempts(func, names, target)
+    if lookups:
+        return lookups
     try:
         sch = s_tir.Schedule(func)
         if _is_allreduce(sch):

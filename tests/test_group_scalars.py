@@ -65,3 +65,23 @@ def test_static_models_unchanged(config, monkeypatch):
     """No run-time scalar chains in a static QDQ model: the same kernels either way."""
     assert _calls(_lowered(config, True, monkeypatch)) == \
         _calls(_lowered(config, False, monkeypatch))
+
+
+def test_torch_dynamic_qparams_with_constants_are_grouped():
+    """PyTorch's choose_qparams passes constants to its scalar kernels: they become arguments
+    of the grouped kernel (FuseTIR accepts no constants inside), and the model still lowers
+    (the test configuration turns a lowering fallback into an error)."""
+    torch = pytest.importorskip("torch")
+    from tvm_qdq.testing import torch_models as tm
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 32)
+    qmodel = tm.quantize_dynamic(tm.MLP().eval())
+    with torch.no_grad():
+        traced = torch.jit.trace(qmodel, (x,))
+        expected = qmodel(x).numpy()
+    mod = tvm_qdq.from_torch(traced, (x,), input_names=["x"])
+    lowered = lower_integer_kernels(legalize_signedness(tvm_qdq.to_integer(mod), "x86"), TARGET)
+    assert any(c.startswith("fused_scalars") for c in _calls(lowered))
+    ours = tvm_qdq.compile(mod, "x86").run({"x": x.numpy()})[0]
+    np.testing.assert_array_equal(ours, expected)

@@ -95,10 +95,10 @@ def _group_function(group: _Group, mod_builder: relax.BlockBuilder, used_outside
                     ) -> tuple[relax.GlobalVar, list[relax.Expr], list[relax.Var]]:
     """(GlobalVar of the Primitive function, its arguments, the group vars it returns)."""
     members = group.vars
-    inputs: list[relax.Expr] = []
+    inputs: list[relax.Expr] = []  # variables and constants (FuseTIR takes no constants)
     for b in group.bindings:
         for arg in _call_args(b.value):
-            if isinstance(arg, relax.Var) and arg not in members and arg not in inputs:
+            if arg not in members and not any(arg.same_as(i) for i in inputs):
                 inputs.append(arg)
     outputs = [b.var for b in group.bindings if b.var in used_outside]
     params = [relax.Var(f"p{i}", v.ty) for i, v in enumerate(inputs)]
@@ -131,7 +131,7 @@ class _Rewriter(relax.PyExprMutator):
         group = self.last.get(binding.var)
         if group is not None:
             gvar, inputs, outputs = _group_function(group, self.builder_, self.used_outside)
-            call = relax.Call(gvar, [self.visit_expr(v) for v in inputs])
+            call = relax.Call(gvar, [self.visit_expr(v) for v in inputs])  # vars or consts
             result = self.builder_.emit(call, "scalars")
             for i, var in enumerate(outputs):
                 value = result if len(outputs) == 1 else \

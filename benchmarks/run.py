@@ -399,8 +399,14 @@ def measure(threads: int, rows: list[tuple[str, str]], repeat: int, compiled_dir
                 compiled = tvm_qdq.load(folder)
             else:
                 start = time.perf_counter()
-                compiled = tvm_qdq.compile(case.model, target="x86")
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    compiled = tvm_qdq.compile(case.model, target="x86")
                 row["compile_s"] = time.perf_counter() - start
+                fallback = [w for w in caught if "lowering failed" in str(w.message)]
+                if fallback:  # say so: the row then runs TVM's unscheduled default build
+                    row["note"] = (row["note"] + "; " if row["note"] else "") + \
+                        "x86 lowering FAILED, default build: " + str(fallback[0].message)[:120]
                 compiled.export(folder)
             actual = compiled.run(case.feeds)[0]
             row["tvm_qdq_ms"] = _median_ms(lambda c=compiled, f=case.feeds: c.run(f), repeat)

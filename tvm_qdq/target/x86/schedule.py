@@ -587,7 +587,7 @@ def special_attempts(func: tirx.PrimFunc, names: list[str],
     from .schedule_matmul import matmul_attempts
     from .schedule_rows import row_attempts
 
-    return [*matmul_attempts(func, names, target), *row_attempts(func, names)]
+    return [*matmul_attempts(func, names, target), *row_attempts(func, names, target)]
 
 
 def schedule_function(func: tirx.PrimFunc, tiles: dict[str, Tile] | None = None,

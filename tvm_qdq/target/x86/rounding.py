@@ -372,6 +372,206 @@ class _Analysis:
         return int(max(total.reshape(-1).tolist()))
 
 
+# ----------------------------------------------------------------------------------------------
+# Float requantize with the saturation moved onto the integer input
+# ----------------------------------------------------------------------------------------------
+#
+# The integer pass requantizes an integer ``d`` (a conv / matmul accumulator) in float64::
+#
+#     out = qtype(clip(R(d), qlo, qhi)),   R(d) = rhe(F(d)) [+ z],   F(d) = float64(d) · m [+ c]
+#
+# (``m > 0``, ``c``, ``z`` constants per channel, ``z`` integer). ``F`` is monotone
+# nondecreasing in ``d`` whether the multiply-add is fused or not (each float64 rounding is
+# monotone), hence so is ``R``. With per-channel integers ``a_lo ≤ a_hi`` such that
+# ``R(a_lo) = qlo`` (or ``a_lo`` = the least value ``d`` takes and ``R(a_lo) ≥ qlo``) and
+# ``R(a_hi) = qhi`` (or ``a_hi`` = the largest ``d`` and ``R(a_hi) ≤ qhi``), both checked under
+# both semantics of the multiply-add::
+#
+#     out = qtype(int32(R(min(max(d, a_lo), a_hi))))
+#
+# exactly: for ``d < a_lo``, ``R(d) ≤ R(a_lo) = qlo`` so the old clip gives ``qlo``; symmetric
+# above ``a_hi``; in between ``qlo ≤ R(d) ≤ qhi`` and the clip did nothing. The float clip goes
+# away (the int32 clip of ``d`` is two cheap integer ops per vector) and the rounding plus
+# conversion become one instruction (``lrint``, see :func:`lrint_casts`).
+
+
+def _float_rhe_fused(a: int, m: float, c: float) -> int:
+    """``rhe(fl(a · m + c))`` with one rounding (fused multiply-add), exactly."""
+    from fractions import Fraction
+
+    value = float(Fraction(a) * Fraction(m) + Fraction(c))  # correctly rounded
+    return int(round(value))
+
+
+def _float_rhe_separate(a: int, m: float, c: float) -> int:
+    """``rhe(fl(fl(a · m) + c))`` (two roundings)."""
+    return int(round(float(np.float64(a) * np.float64(m) + np.float64(c))))
+
+
+def _rounded(a: int, m: float, c: float, z: int) -> tuple[int, int]:
+    return _float_rhe_fused(a, m, c) + z, _float_rhe_separate(a, m, c) + z
+
+
+def saturation_bounds(m: float, c: float, z: int, qlo: int, qhi: int, dlo: int, dhi: int
+                      ) -> tuple[int, int, float, float] | None:
+    """``(a_lo, a_hi, m', c')`` for one channel (see the section comment), or None.
+
+    ``m', c'`` are ``m, c`` except for a channel saturated for every ``d`` in ``[dlo, dhi]``:
+    then ``m' = 0``, ``c' = q - z`` with ``q`` its constant output (``0 · d + c'`` is exactly
+    ``c'``), and ``a_lo = a_hi = 0``.
+    """
+    if not (np.isfinite(m) and np.isfinite(c)) or m < 0 or dlo > dhi:
+        return None
+    if max(_rounded(dhi, m, c, z)) <= qlo:
+        return 0, 0, 0.0, float(qlo - z)
+    if min(_rounded(dlo, m, c, z)) >= qhi:
+        return 0, 0, 0.0, float(qhi - z)
+    if m == 0:
+        return None
+
+    def search(target: int) -> int | None:
+        guess = (target - z - c) / m
+        if not np.isfinite(guess):
+            return None
+        base = int(np.clip(np.floor(guess), dlo, dhi))
+        for a in sorted(range(base - 3, base + 4), key=lambda v: abs(v - base)):
+            if dlo <= a <= dhi and _rounded(a, m, c, z) == (target, target):
+                return a
+        return None
+
+    low, high = _rounded(dlo, m, c, z), _rounded(dhi, m, c, z)
+    a_lo = dlo if min(low) >= qlo else search(qlo)
+    a_hi = dhi if max(high) <= qhi else search(qhi)
+    if a_lo is None or a_hi is None or a_lo > a_hi:
+        return None
+    if min(_rounded(a_lo, m, c, z)) < qlo or max(_rounded(a_hi, m, c, z)) > qhi:
+        return None
+    return a_lo, a_hi, m, c
+
+
+def _float_const(expr: relax.Expr) -> np.ndarray | None:
+    value = _const(expr)
+    if value is None or value.dtype != np.float64:
+        return None
+    return value
+
+
+def _scalar_bound(expr) -> float | None:
+    """The number of a clip bound (a prim value, an immediate or a scalar constant)."""
+    if type(expr).__name__ == "PrimValue":
+        expr = expr.value
+    if hasattr(expr, "value") and isinstance(expr.value, int | float):
+        return float(expr.value)
+    value = _const(expr) if isinstance(expr, relax.Expr) else None
+    return float(value.reshape(())) if value is not None and value.size == 1 else None
+
+
+def _match_requantize(analysis: _Analysis, value: relax.Expr):
+    """``(d, m, c, z, qlo, qhi, out dtype)`` when ``value`` is the float64 requantize of the
+    section comment (``astype(clip(R(d)), q)``), else None."""
+    out_dtype = _dtype(value)
+    cast = analysis.call(value, "relax.astype")
+    if cast is None or out_dtype not in ("uint8", "int8", "uint16", "int16"):
+        return None
+    clip = analysis.call(cast.args[0], "relax.clip")
+    if clip is None or _dtype(clip) != "float64":
+        return None
+    bounds = [_scalar_bound(a) for a in clip.args[1:]]
+    if any(b is None for b in bounds):
+        return None
+    qlo, qhi = bounds
+    rng = _dtype_range(out_dtype)
+    if qlo != int(qlo) or qhi != int(qhi) or rng is None or qlo < rng[0] or qhi > rng[1]:
+        return None
+    inner, z = clip.args[0], np.zeros((), np.float64)
+    add = analysis.call(inner, "relax.add")
+    if add is not None:
+        for a, b in (add.args, add.args[::-1]):
+            zc = _float_const(b)
+            if zc is not None and analysis.call(a, "relax.round") is not None:
+                inner, z = a, zc
+                break
+        else:
+            return None
+    if np.any(z != np.round(z)):
+        return None
+    rnd = analysis.call(inner, "relax.round")
+    if rnd is None:
+        return None
+    f, c, m = rnd.args[0], np.zeros((), np.float64), np.ones((), np.float64)
+    for op, value in (("relax.add", 0.0), ("relax.multiply", 1.0)):
+        call = analysis.call(f, op)
+        if call is None:
+            continue
+        found = [(a, _float_const(b)) for a, b in (call.args, call.args[::-1])
+                 if _float_const(b) is not None]
+        if not found:
+            return None
+        f = found[0][0]
+        if value == 0.0:
+            c = found[0][1]
+        else:
+            m = found[0][1]
+    to_float = analysis.call(f, "relax.astype")
+    if to_float is None or _dtype(to_float) != "float64":
+        return None
+    d = to_float.args[0]
+    if _dtype(d) not in ("int32", "int16", "int8", "uint8", "uint16"):
+        return None
+    return d, m, c, z, int(qlo), int(qhi), out_dtype
+
+
+#: Most distinct (m, c, z) parameter sets a requantize may have (per channel, not per element).
+MAX_CHANNELS = 8192
+
+
+def saturate_before_requantize(analysis: _Analysis, value: relax.Expr, get
+                               ) -> relax.Expr | None:
+    """The float64 requantize ``value`` with its saturation moved onto the integer input (see
+    the section comment), or None when it is not one or a bound cannot be proved."""
+    match = _match_requantize(analysis, value)
+    if match is None:
+        return None
+    d, m, c, z, qlo, qhi, out_dtype = match
+    ty = _ty(d)
+    try:
+        shape = tuple(int(s) for s in ty.shape.values)
+        pshape = np.broadcast_shapes(m.shape, c.shape, z.shape)
+        np.broadcast_shapes(shape, pshape)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if len(pshape) > len(shape) or int(np.prod(pshape)) > MAX_CHANNELS:
+        return None
+    iv = analysis.interval(d)
+    if iv is None:
+        return None
+    dlo = min(_obj(iv[0]).reshape(-1).tolist())
+    dhi = max(_obj(iv[1]).reshape(-1).tolist())
+    mb, cb, zb = (np.broadcast_to(a, pshape).reshape(-1) for a in (m, c, z))
+    rows = []
+    for mi, ci, zi in zip(mb.tolist(), cb.tolist(), zb.tolist(), strict=True):
+        bounds = saturation_bounds(mi, ci, int(zi), qlo, qhi, dlo, dhi)
+        if bounds is None:
+            return None
+        rows.append(bounds)
+    dtype = _dtype(d)
+    lows, highs, ms, cs = zip(*rows, strict=True)
+    lo = relax.const(np.array(lows, dtype).reshape(pshape), dtype)
+    hi = relax.const(np.array(highs, dtype).reshape(pshape), dtype)
+    if not (np.array_equal(np.array(ms), mb) and np.array_equal(np.array(cs), cb)):
+        m = np.array(ms, np.float64).reshape(pshape)  # saturated channels: m' = 0, c' = q - z
+        c = np.array(cs, np.float64).reshape(pshape)
+    x = relax.op.astype(relax.op.minimum(relax.op.maximum(get(d), lo), hi), "float64")
+    if not np.all(m == 1.0):
+        x = relax.op.multiply(x, relax.const(m, "float64"))
+    if np.any(c != 0):
+        x = relax.op.add(x, relax.const(c, "float64"))
+    q = relax.op.astype(relax.op.round(x), "int32")
+    if np.any(z != 0):
+        q = relax.op.add(q, relax.const(z.astype(np.int32), "int32"))
+    return relax.op.astype(q, out_dtype)
+
+
 def _float_rounding(terms, const: np.ndarray, s: int, get) -> relax.Expr:
     """``int64(nearbyint(Σ float64(src) · coef · 2^-s + const · 2^-s))`` (see module doc)."""
     scale = 2.0 ** -s
@@ -438,6 +638,10 @@ def _rewrite_function(bb: relax.BlockBuilder, name: str, func: relax.Function,
                         if bound is not None and bound < FLOAT64_EXACT:
                             new_value = _float_rounding(form[0], form[1], match[1], get)
                             counter[0] += 1
+                if new_value is None and ctx is not None:
+                    new_value = saturate_before_requantize(analysis, value, get)
+                    if new_value is not None:
+                        counter[1] += 1
                 if new_value is None:
                     new_value = get(value)
                 if ctx is not None and not isinstance(var, relax.DataflowVar):
@@ -452,21 +656,21 @@ def _rewrite_function(bb: relax.BlockBuilder, name: str, func: relax.Function,
 
 def exact_float_rounding(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
     """Rewrite every provably exact int64 rounding shift of ``mod``'s Relax functions into
-    its float64 form (see the module docstring); returns (module, number rewritten). The
-    replaced int64 bindings are left dead (run ``DeadCodeElimination`` afterwards)."""
+    its float64 form (see the module docstring) and move the saturation of float64
+    requantizes onto their integer input (see :func:`saturate_before_requantize`); returns
+    (module, number of rounding shifts rewritten). Every function keeps its GlobalVar."""
     bb = relax.BlockBuilder()
-    counter = [0]
+    counter = [0, 0]
     names = []
     for gvar, func in mod.functions.items():
         if isinstance(func, relax.Function):
             _rewrite_function(bb, gvar.name_hint, func, counter)
             names.append(gvar.name_hint)
-    if counter[0] == 0:
+    if counter[0] == 0 and counter[1] == 0:
         return mod, 0
-    out = bb.get()
-    for gvar, func in mod.functions.items():
-        if gvar.name_hint not in names:
-            out[gvar.name_hint] = func
+    built = bb.get()
+    out = tvm.IRModule({gvar: built[gvar.name_hint] if gvar.name_hint in names else func
+                        for gvar, func in mod.functions.items()})
     if mod.attrs is not None:
         out = out.with_attrs(dict(mod.attrs))
     return relax.transform.DeadCodeElimination()(out), counter[0]

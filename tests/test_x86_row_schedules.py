@@ -92,7 +92,7 @@ def _lowered(config: str, rows: bool, monkeypatch: pytest.MonkeyPatch
     mod = _integer(config)
     with monkeypatch.context() as patch:
         if not rows:
-            patch.setattr(schedule_rows, "row_attempts", lambda func, names: [])
+            patch.setattr(schedule_rows, "row_attempts", lambda func, names, target=None: [])
         report = LoweringReport()
         lowered = lower_integer_kernels(mod, TARGET, report=report)
     executable = tvm.compile(lowered, TARGET)

@@ -26,7 +26,7 @@ from ...errors import (
     UnsupportedTypeError,
     node_label,
 )
-from . import float_ops, qdq, resize
+from . import float_ops, layer_norm, qdq, resize
 from . import qoperator as qop
 from .context import ConvertContext, onnx_type_name
 from .qparams import NodeRef
@@ -44,6 +44,7 @@ CONVERTERS: dict[tuple[str, str], Converter] = {
     ("", "Pad"): float_ops.convert_pad,
     ("", "Gather"): float_ops.convert_gather,
     ("", "Resize"): resize.convert_resize,
+    ("", "LayerNormalization"): layer_norm.convert_layer_norm,
     ("", "QLinearConv"): qop.convert_qlinear_conv,
     ("", "QLinearMatMul"): qop.convert_qlinear_matmul,
     ("", "ConvInteger"): qop.convert_conv_integer,

@@ -8,8 +8,8 @@ polynomials built from ``+ × floor min max select`` and integer bit operations 
 the loop stays a vector loop (AVX-512: 16 lanes).
 
 :func:`use_fast_math` rewrites the Relax module before legalization: every float32
-``R.erf``, ``R.exp`` and ``R.nn.softmax`` becomes a ``call_tir`` of the TE functions below
-(same PrimFunc names as TVM's own legalization, so fusion, schedules and tuned tiles are
+``R.erf``, ``R.exp``, ``R.nn.gelu`` and ``R.nn.softmax`` becomes a ``call_tir`` of the TE
+functions below (same PrimFunc names as TVM's own legalization, so fusion and schedules are
 unchanged). Compile-time math (e.g. the QDQ models' GELU lookup tables, computed in numpy)
 is untouched; only run-time float32 arithmetic changes.
 
@@ -178,6 +178,15 @@ def te_exp(x: te.Tensor) -> te.Tensor:
     return te.compute(x.shape, lambda *i: exp_expr(x(*i)), name="T_exp", tag="elemwise")
 
 
+def te_gelu(x: te.Tensor) -> te.Tensor:
+    """``gelu(x) = x · (½ + erf(x·√½) · ½)`` (the order of TVM's own legalization of
+    ``R.nn.gelu``) with :func:`erf_expr` for the error function."""
+    half = tirx.const(0.5, x.dtype)
+    root_half = tirx.const(0.5**0.5, x.dtype)
+    return te.compute(x.shape, lambda *i: x(*i) * (half + erf_expr(x(*i) * root_half) * half),
+                      name="T_gelu", tag="elemwise")
+
+
 def te_softmax(x: te.Tensor, axis: int) -> te.Tensor:
     """``softmax(x)_i = e^(x_i − m) / Σ_j e^(x_j − m)``, ``m = max_j x_j`` along ``axis``:
     the four stages of TVM's legalization (max, exp, sum in index order, divide) with
@@ -211,6 +220,7 @@ def te_softmax(x: te.Tensor, axis: int) -> te.Tensor:
 _ERF = tvm.ir.Op.get("relax.erf")
 _EXP = tvm.ir.Op.get("relax.exp")
 _SOFTMAX = tvm.ir.Op.get("relax.nn.softmax")
+_GELU = tvm.ir.Op.get("relax.nn.gelu")  # PyTorch's GELU arrives as this op
 
 
 def _is_f32(expr: relax.Expr) -> bool:
@@ -220,7 +230,8 @@ def _is_f32(expr: relax.Expr) -> bool:
 
 @relax.expr_functor.mutator
 class _FastMath(relax.PyExprMutator):
-    """``R.erf`` / ``R.exp`` / ``R.nn.softmax`` on float32 → ``call_tir`` of the TE above."""
+    """``R.erf`` / ``R.exp`` / ``R.nn.gelu`` / ``R.nn.softmax`` on float32 → ``call_tir`` of
+    the TE above."""
 
     def __init__(self, mod: tvm.IRModule) -> None:
         super().__init__(mod)
@@ -237,6 +248,9 @@ class _FastMath(relax.PyExprMutator):
         if call.op.same_as(_EXP):
             self.count += 1
             return self.builder_.call_te(te_exp, call.args[0], primfunc_name_hint="exp")
+        if call.op.same_as(_GELU):
+            self.count += 1
+            return self.builder_.call_te(te_gelu, call.args[0], primfunc_name_hint="gelu")
         if call.op.same_as(_SOFTMAX):
             self.count += 1
             return self.builder_.call_te(te_softmax, call.args[0], int(call.attrs.axis),
@@ -251,13 +265,14 @@ class _FastMath(relax.PyExprMutator):
 
 
 def use_fast_math(mod: tvm.IRModule) -> tvm.IRModule:
-    """Replace float32 ``R.erf``, ``R.exp`` and ``R.nn.softmax`` of ``mod`` by vectorizable
-    TE implementations (``call_tir``; see the module docstring). Other dtypes are kept."""
+    """Replace float32 ``R.erf``, ``R.exp``, ``R.nn.gelu`` and ``R.nn.softmax`` of ``mod`` by
+    vectorizable TE implementations (``call_tir``; see the module docstring). Other dtypes
+    are kept."""
     out = _FastMath(mod).run()
     if mod.attrs is not None:
         out = out.with_attrs(dict(mod.attrs))
     return out
 
 
-__all__: Sequence[str] = ["erf_expr", "exp_expr", "te_erf", "te_exp", "te_softmax",
-                          "use_fast_math"]
+__all__: Sequence[str] = ["erf_expr", "exp_expr", "te_erf", "te_exp", "te_gelu",
+                          "te_softmax", "use_fast_math"]

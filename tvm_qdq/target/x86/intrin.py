@@ -80,15 +80,33 @@ def _make_nearbyint_vectorizable() -> None:
 _make_nearbyint_vectorizable()
 
 
-def has_vnni(target: tvm.target.Target) -> bool:
-    """True when ``target`` is an LLVM target whose ``mcpu``/``mattr`` give AVX-512 VNNI."""
+def has_cpu_features(target: tvm.target.Target, features) -> bool:
+    """True when ``target`` is an LLVM target whose ``mcpu``/``mattr`` give every feature."""
     if target.kind.name != "llvm":
         return False
     try:
-        features = tvm.target.codegen.llvm_get_cpu_features(target)
+        available = tvm.target.codegen.llvm_get_cpu_features(target)
     except Exception:  # noqa: BLE001 - LLVM without the x86 backend
         return False
-    return all(f in features for f in REQUIRED_FEATURES)
+    return all(f in available for f in features)
+
+
+def has_vnni(target: tvm.target.Target) -> bool:
+    """True when ``target`` is an LLVM target whose ``mcpu``/``mattr`` give AVX-512 VNNI."""
+    return has_cpu_features(target, REQUIRED_FEATURES)
+
+
+def schedule_target(target: tvm.target.Target | None = None) -> tvm.target.Target:
+    """The target a schedule is chosen for: ``target``, else the current one (``with
+    target:``) when it is LLVM, else the host's x86 target
+    (:func:`tvm_qdq.target.resolve_target`)."""
+    from .. import resolve_target
+
+    if target is not None:
+        return target
+    current = tvm.target.Target.current(allow_none=True)
+    return current if current is not None and current.kind.name == "llvm" \
+        else resolve_target("x86")
 
 
 def asm_of(executable) -> str:

@@ -29,6 +29,7 @@ import tvm
 from tvm import ir, s_tir, tirx
 from tvm.script import tirx as T
 
+from .intrin import has_cpu_features, schedule_target
 from .schedule import _ERRORS, PARALLEL_MIN_ELEMS, _blocks
 
 #: CPU feature of the byte permutes (``llvm -mattr`` name).
@@ -43,21 +44,9 @@ _Attempt = tuple[str, Callable[[], tirx.PrimFunc]]
 
 def has_vbmi(target: tvm.target.Target | None = None) -> bool:
     """AVX-512 VBMI on ``target``, else on the current target (``with target:``), else on the
-    host's x86 target (the one :func:`tvm_qdq.target.resolve_target` gives), like the VNNI
-    choice of :mod:`.schedule_matmul`."""
-    from .. import resolve_target
-
-    if target is None:
-        target = tvm.target.Target.current(allow_none=True)
-        if target is None or target.kind.name != "llvm":
-            target = resolve_target("x86")
-    if target.kind.name != "llvm":
-        return False
-    try:
-        features = tvm.target.codegen.llvm_get_cpu_features(target)
-    except Exception:  # noqa: BLE001 - LLVM without the x86 backend
-        return False
-    return VBMI_FEATURE in features
+    host's x86 target (:func:`.intrin.schedule_target`), like the VNNI choice of
+    :mod:`.schedule_matmul`."""
+    return has_cpu_features(schedule_target(target), (VBMI_FEATURE,))
 
 
 def _shape(buffer) -> list[int]:

@@ -376,12 +376,6 @@ def matmul_attempts(func: tirx.PrimFunc, names: list[str],
 def _target_has_vnni(target: tvm.target.Target | None = None) -> bool:
     """AVX-512 VNNI on ``target``, else on the current target (``with target:``), else on
     the host's x86 target (the one :func:`tvm_qdq.target.resolve_target` gives)."""
-    from .. import resolve_target
-    from .intrin import has_vnni
+    from .intrin import has_vnni, schedule_target
 
-    if target is not None:
-        return target.kind.name == "llvm" and has_vnni(target)
-    target = tvm.target.Target.current(allow_none=True)
-    if target is None or target.kind.name != "llvm":
-        target = resolve_target("x86")
-    return has_vnni(target)
+    return has_vnni(schedule_target(target))

@@ -653,3 +653,32 @@ def assert_model_contract(
     if problems:
         raise AssertionError(f"{prefix}{'; '.join(problems)} [{_describe(a, e, ag)}]")
     return ag
+
+
+def assert_builds_agree(model: onnx.ModelProto, vm_new, vm_plain, name: str,
+                        min_cosine: float, seeds: tuple[int, ...] = (1, 2)) -> None:
+    """Two builds of ``model`` (Relax VMs ``vm_new`` and ``vm_plain``, e.g. with and without
+    a schedule) give bit-identical first outputs on random feeds, and ``vm_new``'s meets the
+    ORT contract against ORT's reference path (optimizations off): the LSB contract for a
+    quantized output, cosine ≥ ``min_cosine`` for a float one."""
+    import tvm
+
+    from .models import random_feeds
+
+    names = [i.name for i in model.graph.input]
+    qparams = output_qparams(model).get(model.graph.output[0].name)
+    for seed in seeds:
+        feeds = random_feeds(model, seed=seed)
+        args = [tvm.runtime.tensor(feeds[n]) for n in names]
+        got, want = vm_new["main"](*args), vm_plain["main"](*args)
+        got = got[0] if isinstance(got, tvm.ir.Array | list | tuple) else got
+        want = want[0] if isinstance(want, tvm.ir.Array | list | tuple) else want
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        reference = run_ort(model, feeds,
+                            optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)[0]
+        if qparams is not None:
+            assert_model_contract(got.numpy(), reference, *qparams, name=f"{name}/{seed}")
+        else:
+            a, b = got.numpy().ravel().astype(np.float64), reference.ravel().astype(np.float64)
+            cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+            assert cosine >= min_cosine, cosine

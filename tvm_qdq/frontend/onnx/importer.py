@@ -26,7 +26,7 @@ from ...errors import (
     UnsupportedTypeError,
     node_label,
 )
-from . import float_ops, layer_norm, qdq, resize
+from . import contrib_float, contrib_quant, float_ops, layer_norm, lstm, qdq, resize, stft
 from . import qoperator as qop
 from .context import ConvertContext, onnx_type_name
 from .qparams import NodeRef
@@ -64,6 +64,11 @@ CONVERTERS: dict[tuple[str, str], Converter] = {
     ("com.microsoft", "DynamicQuantizeMatMul"): qop.convert_dynamic_quantize_matmul,
     ("com.microsoft", "MatMulIntegerToFloat"): qop.convert_matmul_integer_to_float,
 }
+# Contrib ops written by ORT's optimizers and quantizers, recurrent and signal ops: each
+# module owns its table.
+for _table in (contrib_float.CONVERTERS, contrib_quant.CONVERTERS, lstm.CONVERTERS,
+               stft.CONVERTERS):
+    CONVERTERS.update(_table)
 
 # Ops TVM's importer knows but that tvm-qdq refuses (control flow and friends).
 REFUSED = {"If", "Loop", "Scan"}

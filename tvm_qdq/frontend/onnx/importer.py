@@ -140,6 +140,21 @@ def _check_types(model: onnx.ModelProto, types: dict[str, int]) -> None:
                 )
 
 
+def unsupported_ops(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
+    """(node name, op type, domain) of every node that neither tvm-qdq's table nor TVM's own
+    converters import; needs no input shapes."""
+    known = tvm_onnx._get_convert_map()
+    missing = []
+    for node in graph.node:
+        dom = _domain(node)
+        ok = (dom, node.op_type) in CONVERTERS or (
+            dom == "" and node.op_type in known and node.op_type not in REFUSED
+        )
+        if not ok:
+            missing.append((node.name, node.op_type, dom))
+    return missing
+
+
 class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
     """TVM's Relax ONNX importer with tvm-qdq's converters for quantized ops.
 
@@ -158,15 +173,7 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
 
     # --- TVM hooks -----------------------------------------------------------------------
     def _check_for_unsupported_ops(self, graph: onnx.GraphProto) -> None:
-        known = tvm_onnx._get_convert_map()
-        missing = []
-        for node in graph.node:
-            dom = _domain(node)
-            ok = (dom, node.op_type) in CONVERTERS or (
-                dom == "" and node.op_type in known and node.op_type not in REFUSED
-            )
-            if not ok:
-                missing.append((node.name, node.op_type, dom))
+        missing = unsupported_ops(graph)
         if missing:
             raise UnsupportedOpsError(missing)
         self._queue = collections.deque(graph.node)

@@ -10,10 +10,28 @@ import time
 import numpy as np
 
 
+def parse_shape(text: str) -> tuple[str, list[int]]:
+    """``NAME=1x3x224x224`` (or ``NAME=1,3,224,224``) → ``("NAME", [1, 3, 224, 224])``."""
+    name, sep, dims = text.rpartition("=")
+    try:
+        shape = [int(d) for d in dims.replace(",", "x").split("x")] if sep and name else None
+    except ValueError:
+        shape = None
+    if shape is None or any(d <= 0 for d in shape):
+        raise argparse.ArgumentTypeError(
+            f"--shape {text!r}: expected NAME=DIMS with positive sizes, e.g. input=1x3x224x224")
+    return name, shape
+
+
+def _shapes(args) -> dict[str, list[int]] | None:
+    """The ``--shape`` options as ``shapes=`` for ``from_onnx`` (None when none given)."""
+    return dict(args.shape) if args.shape else None
+
+
 def _cmd_inspect(args) -> int:
     from .inspect import format_inspection, inspect
 
-    info = inspect(args.model)
+    info = inspect(args.model, shapes=_shapes(args))
     if args.json:
         print(json.dumps(info, indent=1))
     else:
@@ -40,7 +58,7 @@ def _cmd_compile(args) -> int:
     from .compile import compile
 
     start = time.perf_counter()
-    compiled = compile(args.model, target=_target(args.target))
+    compiled = compile(args.model, target=_target(args.target), shapes=_shapes(args))
     out = compiled.export(args.output)
     print(f"compiled {args.model} for {compiled.target} in {time.perf_counter() - start:.1f} s "
           f"→ {out}")
@@ -51,7 +69,7 @@ def _cmd_run(args) -> int:
     from .compile import compile, load
 
     if args.model.endswith(".onnx"):
-        compiled = compile(args.model, target=_target(args.target))
+        compiled = compile(args.model, target=_target(args.target), shapes=_shapes(args))
     else:
         compiled = load(args.model)
     with np.load(args.inputs) as data:
@@ -70,6 +88,7 @@ def _cmd_tune(args) -> int:
 
     # Tiles are timed with the TVM thread pool; it reads TVM_NUM_THREADS when TVM starts.
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
+    from .frontend.onnx import from_onnx
     from .target.x86.tuning import TuningDB, default_db_path, format_event, tune_model
 
     path = args.db or default_db_path()
@@ -86,7 +105,8 @@ def _cmd_tune(args) -> int:
     for model in args.models:
         start = time.perf_counter()
         print(f"{model}:", flush=True)
-        events = tune_model(model, _target(args.target), db, resume=args.resume,
+        source = from_onnx(model, shapes=_shapes(args)) if args.shape else model
+        events = tune_model(source, _target(args.target), db, resume=args.resume,
                             candidates=args.candidates, label=os.path.basename(model),
                             progress=lambda e: print("  " + format_event(e), flush=True),
                             done=done)
@@ -115,6 +135,12 @@ def _cmd_demo(args) -> int:
     return run_demo(threads=args.threads)
 
 
+def _add_shape_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shape", action="append", type=parse_shape, metavar="NAME=DIMS",
+                        help="fix an input declared with symbolic sizes, e.g. "
+                             "--shape input=1x3x224x224 (repeat for each input)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tvm-qdq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,17 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", action="store_true",
                    help="print precision regions, conversion chains and accumulators")
     p.add_argument("--graph", help="write the precision map picture here (.svg/.png/.dot)")
+    _add_shape_option(p)
     p.set_defaults(fn=_cmd_inspect)
     p = sub.add_parser("compile", help="compile a model and export it to a directory")
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.add_argument("--target", default="x86", help="preset name or TVM target JSON")
+    _add_shape_option(p)
     p.set_defaults(fn=_cmd_compile)
     p = sub.add_parser("run", help="run a model (.onnx or exported directory) on inputs")
     p.add_argument("model")
     p.add_argument("--inputs", required=True, help=".npz file with one array per input name")
     p.add_argument("--target", default="x86")
     p.add_argument("-o", "--output", help="write outputs to this .npz file")
+    _add_shape_option(p)
     p.set_defaults(fn=_cmd_run)
     p = sub.add_parser("tune", help="measure the best VNNI register tile of every kernel and "
                                      "store it in the tuning database compile reads")
@@ -147,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", type=int, default=6, help="tiles measured per kernel")
     p.add_argument("--threads", type=int, default=1,
                    help="TVM_NUM_THREADS while timing (unless already set; default 1)")
+    _add_shape_option(p)
     p.set_defaults(fn=_cmd_tune)
     p = sub.add_parser("check-overrides",
                        help="find type conflicts in ORT TensorQuantOverrides and show the fix")
@@ -161,9 +191,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except Exception as err:
         from .errors import TvmQdqError
+        from .frontend.onnx.shapes import InputShapeError
 
         if isinstance(err, TvmQdqError):
             print(f"tvm-qdq: error: {err}", file=sys.stderr)
+            if isinstance(err, InputShapeError):
+                print("tvm-qdq: on the command line: --shape NAME=DIMS, e.g. "
+                      "--shape input=1x3x224x224", file=sys.stderr)
             return 2
         raise
 

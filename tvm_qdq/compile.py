@@ -27,6 +27,7 @@ from .frontend.onnx import from_onnx
 from .index_bounds import index_input_ranges
 from .target import resolve_target, target_family
 from .target.tir_ops import scalar_nearbyint
+from .tvm_logs import routed_tvm_logs
 
 MODULE_FILE = "module.so"
 META_FILE = "meta.json"
@@ -243,6 +244,7 @@ class Compiled:
         return [from_container(np.from_dlpack(r).copy(), s.type)
                 for r, s in zip(flat, self.outputs, strict=True)]
 
+    @routed_tvm_logs()
     def export(self, path: str | os.PathLike) -> Path:
         """Write ``path/module.so`` and ``path/meta.json``; ``tvm_qdq.load(path)`` reads them."""
         out = Path(path)
@@ -273,6 +275,7 @@ def build_vm(mod: tvm.IRModule, target: tvm.target.Target):
         return relax.build(mod, target=target)
 
 
+@routed_tvm_logs()
 def compile(  # noqa: A001 - the public name the design asks for
     model: str | os.PathLike | bytes | onnx.ModelProto | tvm.IRModule,
     target: str | dict | tvm.target.Target = "x86",
@@ -330,6 +333,7 @@ def compile(  # noqa: A001 - the public name the design asks for
     return Compiled(executable, inputs, outputs, str(tgt), pass_report(mod))
 
 
+@routed_tvm_logs()
 def load(path: str | os.PathLike) -> Compiled:
     """Load what :meth:`Compiled.export` wrote."""
     folder = Path(path)

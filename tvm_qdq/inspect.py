@@ -55,8 +55,13 @@ def _quantized_tensors(proto: onnx.ModelProto) -> dict[str, dict]:
     return result
 
 
-def inspect(model: str | os.PathLike | bytes | onnx.ModelProto) -> dict:
+def inspect(model: str | os.PathLike | bytes | onnx.ModelProto,
+            shapes: dict[str, list[int]] | None = None) -> dict:
     """Describe ``model``: formats, quantized ops, tensor types, integer vs float ops.
+
+    ``shapes`` fixes inputs declared with symbolic dimensions, as for ``from_onnx``. Formats,
+    op counts and unsupported ops are reported even when input sizes are unknown; the integer
+    pass report needs them (``error`` then says which input size to pass).
 
     Returns a dict with keys ``formats``, ``op_counts``, ``quantized_tensors``,
     ``unsupported`` (node, op, domain triples), ``integer`` (what the pass made integer),
@@ -64,6 +69,7 @@ def inspect(model: str | os.PathLike | bytes | onnx.ModelProto) -> dict:
     """
     from .compile import pass_report, to_integer
     from .frontend.onnx import from_onnx, load_model
+    from .frontend.onnx.importer import unsupported_ops
 
     proto = load_model(model)
     info: dict = {
@@ -73,7 +79,7 @@ def inspect(model: str | os.PathLike | bytes | onnx.ModelProto) -> dict:
             for n in proto.graph.node
         )),
         "quantized_tensors": _quantized_tensors(proto),
-        "unsupported": [],
+        "unsupported": [list(op) for op in unsupported_ops(proto.graph)],
         "integer": [],
         "float_ops": [],
         "error": None,
@@ -85,12 +91,11 @@ def inspect(model: str | os.PathLike | bytes | onnx.ModelProto) -> dict:
         info["precision"] = precision_map(proto).to_dict()
     except Exception as err:  # the map is a report: a failure is reported, not raised
         info["precision"] = {"error": f"{type(err).__name__}: {err}"}
-    try:
-        report = pass_report(to_integer(from_onnx(proto)))
-    except UnsupportedOpsError as err:
-        info["unsupported"] = [list(op) for op in err.ops]
-        info["error"] = str(err)
+    if info["unsupported"]:
+        info["error"] = str(UnsupportedOpsError([tuple(op) for op in info["unsupported"]]))
         return info
+    try:
+        report = pass_report(to_integer(from_onnx(proto, shapes=shapes)))
     except Exception as err:  # inspection reports failures instead of raising them
         info["error"] = f"{type(err).__name__}: {err}"
         return info

@@ -1,0 +1,64 @@
+"""The real-model corpus, as its authors shipped it: import, integer, compile, run, agree.
+
+Each model of ``tvm_qdq.testing.real_corpus`` is compiled for x86 with no preprocessing
+(only ``shapes=`` for inputs declared with symbolic sizes), every quantized conv/matmul must
+be integer, and the output must agree with ORT's reference path under the float-output
+yardstick (``tvm_qdq.testing.yardstick``); classifiers must give the same top-1 class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import tvm_qdq
+from tvm_qdq.testing import real_corpus, yardstick
+
+pytestmark = pytest.mark.slow
+
+INTEGER_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "QGemm",
+               "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLSTM",
+               "QAttention"}
+COMPUTE_OPS = {"Conv", "MatMul", "Gemm", "ConvTranspose"}
+
+
+def quantized_compute_nodes(model: onnx.ModelProto) -> int:
+    """ONNX nodes whose math is integer: the integer ops, and Conv/MatMul/Gemm all of whose
+    data inputs (the first two) are produced by DequantizeLinear."""
+    producer = {out: node.op_type for node in model.graph.node for out in node.output}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type in INTEGER_OPS:
+            count += 1
+        elif node.op_type in COMPUTE_OPS and all(
+                producer.get(name) == "DequantizeLinear" for name in node.input[:2]):
+            count += 1
+    return count
+
+
+@pytest.mark.parametrize("name", [m.name for m in real_corpus.CORPUS])
+def test_real_model_imports_compiles_and_agrees(name: str) -> None:
+    entry = real_corpus.BY_NAME[name]
+    path = real_corpus.model_path(name)
+    proto = onnx.load_model(path)
+    compiled = tvm_qdq.compile(str(path), "x86", shapes=entry.shapes)
+
+    report = compiled.report
+    float_compute = [f for f in report.float_ops if f["compute"]]
+    if quantized_compute_nodes(proto):
+        assert not float_compute, f"quantized conv/matmul left float: {float_compute[:5]}"
+
+    feeds = entry.feeds(0)
+    expected = yardstick.reference(proto, feeds)
+    actual = compiled.run(feeds)
+    movement = yardstick.input_sensitivity(proto, feeds, expected)
+    for i, (got, want) in enumerate(zip(actual, expected, strict=True)):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        if not np.issubdtype(want.dtype, np.floating):
+            np.testing.assert_array_equal(got, want)
+            continue
+        verdict = yardstick.judge(got, want, None if movement is None else movement[i])
+        assert verdict.ok, f"{name} output {i}: {verdict}"
+        if entry.kind == "classifier":
+            assert np.array_equal(np.argmax(got, axis=-1), np.argmax(want, axis=-1))

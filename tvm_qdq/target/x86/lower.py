@@ -4,10 +4,12 @@ Steps (all on the Relax module the integer pass produced):
 
 0. **Exact float64 rounding** (:mod:`.rounding`): int64 fixed-point requantize chains whose
    values provably stay below 2^53 are rewritten to their (bit-identical) float64 form.
-1. **Kernels and layout** (:func:`rewrite_kernels`). Every ``R.nn.conv2d`` with a uint8 /
-   int8 / uint16 activation, a constant weight whose values fit int8, ``groups == 1`` and an
-   int32/int64 result becomes a ``call_tir`` to a VNNI kernel (:mod:`.kernels`) in **NHWC**
-   with the weight packed in numpy; a depthwise ``conv2d`` (``groups == C == O``) becomes a
+1. **Kernels and layout** (:func:`rewrite_kernels`). Every ``R.nn.conv2d`` / ``R.nn.conv1d``
+   (a 1-D map ``[N, C, W]`` is the 2-D map ``[N, C, 1, W]``) with a uint8 / int8 / uint16
+   activation, a constant weight whose values fit int8, ``groups == 1`` (or a few groups, as a
+   block-diagonal weight) and an int32/int64 result becomes a ``call_tir`` to a VNNI kernel
+   (:mod:`.kernels`) in **NHWC** with the weight packed in numpy; a depthwise conv
+   (``groups == C == O``) becomes a
    channel-vectorized NHWC kernel; ``R.matmul(a, constant b)`` with the same dtypes becomes a
    VNNI matmul. NHWC is propagated forward through layout-agnostic ops (elementwise,
    quantize/dequantize, pad, pooling, spatial reductions, reshapes of ``1×1`` maps), so a conv
@@ -46,6 +48,8 @@ _NCHW_TO_NHWC = (0, 2, 3, 1)
 _NHWC_TO_NCHW = (0, 3, 1, 2)
 #: Position of each NCHW axis in NHWC.
 _AXIS_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
+#: Position of each NCW axis in the NHWC form of its ``[N, C, 1, W]`` view.
+_AXIS_NWC = {0: 0, 1: 3, 2: 2}
 
 _UNARY = {
     "relax.astype", "relax.round", "relax.clip", "relax.floor", "relax.ceil", "relax.negative",
@@ -101,6 +105,12 @@ def _shape(expr: relax.Expr) -> list[int] | None:
         return None
 
 
+def _as_2d(shape: Sequence[int]) -> list[int]:
+    """``[N, C, W]`` (a 1-D map) as the 2-D map ``[N, C, 1, W]`` it equals."""
+    n, c, w = shape
+    return [n, c, 1, w]
+
+
 def _dtype(expr: relax.Expr) -> str:
     return str(_ty(expr).dtype)
 
@@ -113,6 +123,23 @@ def _const_value(expr: relax.Expr) -> np.ndarray | None:
 
 def _ints(values) -> list[int]:
     return [int(v) for v in values]
+
+
+#: Grouped convs with at most this many groups run as one VNNI conv with a block-diagonal
+#: weight (``groups``× the MACs, each at VNNI speed); more groups stay TVM's grouped conv.
+MAX_DENSE_GROUPS = 8
+
+
+def block_diagonal_weight(w: np.ndarray, groups: int) -> np.ndarray:
+    """The dense ``[O, C, KH, KW]`` weight of a grouped conv's ``[O, C/G, KH, KW]``:
+    ``W[o, g·C/G + c] = w[o, c]`` for ``g = o // (O/G)``, zero elsewhere, so that
+    ``conv(x, W) = grouped_conv(x, w)`` term for term."""
+    o, cg = int(w.shape[0]), int(w.shape[1])
+    og = o // groups
+    dense = np.zeros((o, cg * groups) + tuple(w.shape[2:]), w.dtype)
+    for g in range(groups):
+        dense[g * og:(g + 1) * og, g * cg:(g + 1) * cg] = w[g * og:(g + 1) * og]
+    return dense
 
 
 def _vnni_weight_ok(w: np.ndarray, out_dtype: str, rows_axis: int) -> str | None:
@@ -139,7 +166,12 @@ def _vnni_weight_ok(w: np.ndarray, out_dtype: str, rows_axis: int) -> str | None
 
 
 class _Rewriter:
-    """Re-emits one dataflow block, tracking for each original var its NCHW and/or NHWC form."""
+    """Re-emits one dataflow block, tracking for each original var its NCHW and/or NHWC form.
+
+    A 3-D ``[N, C, W]`` tensor (conv1d's NCW) is the 2-D map ``[N, C, 1, W]``: its NHWC form
+    is the 4-D ``[N, 1, W, C]`` (the same bytes as NWC), so a conv1d chain stays channels-last
+    through its epilogues exactly like a conv2d chain.
+    """
 
     def __init__(self, bb: relax.BlockBuilder, vnni: bool, report: LoweringReport):
         self.bb = bb
@@ -156,6 +188,9 @@ class _Rewriter:
                 return self.plain[expr]
             if expr in self.nhwc:
                 value = self.bb.emit(relax.op.permute_dims(self.nhwc[expr], _NHWC_TO_NCHW))
+                shape = _shape(expr)
+                if shape is not None and len(shape) == 3:  # [N, C, 1, W] → [N, C, W]
+                    value = self.bb.emit(relax.op.reshape(value, shape))
                 self.plain[expr] = value
                 return value
             return expr
@@ -166,7 +201,11 @@ class _Rewriter:
     def get_nhwc(self, expr: relax.Var) -> relax.Expr:
         if expr in self.nhwc:
             return self.nhwc[expr]
-        value = self.bb.emit(relax.op.permute_dims(self.get_plain(expr), _NCHW_TO_NHWC))
+        plain = self.get_plain(expr)
+        shape = _shape(expr)
+        if shape is not None and len(shape) == 3:  # [N, C, W] → [N, C, 1, W]
+            plain = self.bb.emit(relax.op.reshape(plain, _as_2d(shape)))
+        value = self.bb.emit(relax.op.permute_dims(plain, _NCHW_TO_NHWC))
         self.nhwc[expr] = value
         return value
 
@@ -215,8 +254,8 @@ class _Rewriter:
             return None
         if op == "relax.astype":
             return self._astype
-        if op == "relax.nn.conv2d":
-            return self._conv2d
+        if op in ("relax.nn.conv1d", "relax.nn.conv2d"):
+            return self._conv_call
         if op == "relax.matmul":
             return self._matmul
         if op in _UNARY or op in _NARY:
@@ -250,23 +289,26 @@ class _Rewriter:
         if not any(self.is_nhwc(a) for a in args):
             return None
         out_shape = _shape(var)
-        if out_shape is None or len(out_shape) != 4:
+        if out_shape is None or len(out_shape) not in (3, 4):
             return None
+        rank = len(out_shape)
         new_args = []
         for a in args:
             if isinstance(a, relax.Var):
                 shape = _shape(a)
-                if shape is None or (len(shape) != 4 and len(shape) != 0):
+                if shape is None or (len(shape) != rank and len(shape) != 0):
                     return None
-                new_args.append(self.get_nhwc(a) if len(shape) == 4 else self.get_plain(a))
+                new_args.append(self.get_nhwc(a) if len(shape) == rank else self.get_plain(a))
             elif isinstance(a, tvm.ir.Constant):
                 value = _const_value(a)
                 if value is None or value.ndim == 0:
                     new_args.append(a)
-                elif value.ndim > 4:
+                elif value.ndim > rank:
                     return None
                 else:
-                    full = value.reshape((1,) * (4 - value.ndim) + value.shape)
+                    full = value.reshape((1,) * (rank - value.ndim) + value.shape)
+                    if rank == 3:
+                        full = full.reshape(_as_2d(full.shape))
                     new_args.append(relax.const(np.ascontiguousarray(
                         full.transpose(_NCHW_TO_NHWC)), str(value.dtype)))
             elif isinstance(a, relax.PrimValue | relax.ShapeExpr | relax.StringImm):
@@ -277,10 +319,11 @@ class _Rewriter:
 
     def _qdq(self, var, call):
         data = call.args[0]
-        if not self.is_nhwc(data) or len(_shape(var) or []) != 4:
+        rank = len(_shape(var) or [])
+        if not self.is_nhwc(data) or rank not in (3, 4):
             return None
-        axis = int(call.attrs.axis)
-        axis = _AXIS_NHWC[axis % 4]
+        axis = int(call.attrs.axis) % rank
+        axis = _AXIS_NHWC[axis] if rank == 4 else _AXIS_NWC[axis]
         for p in call.args[1:]:
             shape = _shape(p)
             if shape is None or len(shape) > 1 or isinstance(p, relax.Var) and p in self.nhwc:
@@ -294,6 +337,8 @@ class _Rewriter:
         if not self.is_nhwc(data) or str(call.attrs.pad_mode) != "constant":
             return None
         width = _ints(call.attrs.pad_width)
+        if len(width) == 6:  # [N, C, W] as [N, C, 1, W]: nothing added along the unit height
+            width = width[:4] + [0, 0] + width[4:]
         if len(width) != 8:
             return None
         pairs = [width[2 * i: 2 * i + 2] for i in range(4)]
@@ -317,7 +362,7 @@ class _Rewriter:
     def _reduce(self, var, call):
         data = call.args[0]
         attrs = call.attrs
-        if not self.is_nhwc(data) or attrs.axis is None:
+        if not self.is_nhwc(data) or attrs.axis is None or len(_shape(data) or []) != 4:
             return None
         axes = sorted({int(a) % 4 for a in attrs.axis})
         keep = bool(attrs.keepdims)
@@ -334,38 +379,62 @@ class _Rewriter:
     def _reshape(self, var, call):
         data = call.args[0]
         shape = _shape(data)
-        if not self.is_nhwc(data) or shape is None or shape[2] != 1 or shape[3] != 1:
+        if not self.is_nhwc(data) or shape is None or len(shape) != 4 or shape[2] != 1 or \
+                shape[3] != 1:
             return None
         # [N, C, 1, 1] and [N, 1, 1, C] hold the same bytes in the same order.
         return relax.op.reshape(self.get_nhwc(data), call.args[1]), "plain"
 
     # -- kernels -------------------------------------------------------------------------------
 
-    def _conv2d(self, var, call):
+    def _conv_call(self, var, call):
+        """``R.nn.conv2d`` (NCHW/OIHW) or ``R.nn.conv1d`` (NCW/OIW) → :meth:`_conv`. A conv1d
+        ``[N, C, W] * [O, C/g, KW]`` is the conv2d of ``[N, C, 1, W]`` with ``[O, C/g, 1, KW]``
+        (stride and dilation 1, no padding along the unit height): the same sums, so the same
+        kernels."""
         attrs = call.attrs
         x, w = call.args
-        wv = _const_value(w)
-        xs, in_dtype, out_dtype = _shape(x), _dtype(x), str(attrs.out_dtype)
+        wv, xs = _const_value(w), _shape(x)
+        rank = 3 if call.op.name == "relax.nn.conv1d" else 4
+        layouts = ("NCW", "OIW") if rank == 3 else ("NCHW", "OIHW")
+        op = call.op.name.rsplit(".", 1)[-1]
         reason = None
-        if str(attrs.data_layout) != "NCHW" or str(attrs.kernel_layout) != "OIHW" or (
-                attrs.out_layout is not None and str(attrs.out_layout) != "NCHW"):
+        if (str(attrs.data_layout), str(attrs.kernel_layout)) != layouts or (
+                attrs.out_layout is not None and str(attrs.out_layout) != layouts[0]):
             reason = "layout"
-        elif wv is None or xs is None or len(xs) != 4:
+        elif wv is None or xs is None or len(xs) != rank or wv.ndim != rank:
             reason = "weight not constant / dynamic shape"
-        elif in_dtype not in K.VNNI_ACT_DTYPES or out_dtype not in ("int32", "int64"):
-            reason = f"dtypes {in_dtype} → {out_dtype}"
         if reason is not None:
-            self.report.skipped.append({"op": "conv2d", "var": str(var.name), "reason": reason})
+            self.report.skipped.append({"op": op, "var": str(var.name), "reason": reason})
             return None
-        pad = _ints(attrs.padding)
+        strides, pad, dilation = (_ints(a) for a in (attrs.strides, attrs.padding,
+                                                      attrs.dilation))
+        if rank == 3:
+            xs, wv = _as_2d(xs), wv[:, :, None, :]
+            strides, pad, dilation = [1, *strides], [0, pad[0], 0, pad[1]], [1, *dilation]
+        return self._conv(var, op, x, xs, wv, tuple(strides), tuple(pad), tuple(dilation),
+                          int(attrs.groups), str(attrs.out_dtype))
+
+    def _conv(self, var, op: str, x, xs: list[int], wv: np.ndarray, strides: tuple,
+              padding: tuple, dilation: tuple, groups: int, out_dtype: str):
+        """An NCHW/OIHW integer conv (``xs``: the 4-D input shape, ``wv``: the 4-D weight) as
+        a kernel producing NHWC: VNNI for ``groups == 1``; grouped convs with few groups as
+        one VNNI conv with the block-diagonal weight ``W[o, c] = w[o, c - g·C/G]`` for ``c``
+        in group ``g = o // (O/G)``, else 0 (exact: the added terms are 0); depthwise as the
+        channel-vectorized kernel."""
+        in_dtype, name = _dtype(x), str(var.name)
+        if in_dtype not in K.VNNI_ACT_DTYPES or out_dtype not in ("int32", "int64"):
+            self.report.skipped.append({"op": op, "var": name,
+                                        "reason": f"dtypes {in_dtype} → {out_dtype}"})
+            return None
         spec = K.Conv2dSpec(
             n=xs[0], h=xs[2], w=xs[3], c=xs[1], o=int(wv.shape[0]), kh=int(wv.shape[2]),
-            kw=int(wv.shape[3]), strides=tuple(_ints(attrs.strides)),
-            padding=(pad[0], pad[1], pad[2], pad[3]), dilation=tuple(_ints(attrs.dilation)),
+            kw=int(wv.shape[3]), strides=strides, padding=padding, dilation=dilation,
             in_dtype=in_dtype, out_dtype=out_dtype,
         )
-        groups = int(attrs.groups)
-        name = str(var.name)
+        if 1 < groups <= MAX_DENSE_GROUPS and groups != spec.c and wv.shape[1] * groups == spec.c:
+            wv = block_diagonal_weight(wv, groups)
+            groups = 1
         weight_issue = _vnni_weight_ok(wv, out_dtype, 0)
         if groups == 1 and self.vnni and weight_issue is None and wv.shape[1] == spec.c:
             return self._emit_vnni_conv(name, x, wv, spec), "nhwc"
@@ -383,7 +452,7 @@ class _Rewriter:
                 relax.const(wd, w_dtype),
                 primfunc_name_hint="tq_depthwise_conv2d",
                 primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE}), "nhwc"
-        self.report.skipped.append({"op": "conv2d", "var": name,
+        self.report.skipped.append({"op": op, "var": name,
                                     "reason": f"groups={groups}, {weight_issue or 'no VNNI'}"})
         return None
 

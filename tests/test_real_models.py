@@ -17,25 +17,6 @@ from tvm_qdq.testing import real_corpus, yardstick
 
 pytestmark = pytest.mark.slow
 
-INTEGER_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "QGemm",
-               "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLSTM",
-               "QAttention"}
-COMPUTE_OPS = {"Conv", "MatMul", "Gemm", "ConvTranspose"}
-
-
-def quantized_compute_nodes(model: onnx.ModelProto) -> int:
-    """ONNX nodes whose math is integer: the integer ops, and Conv/MatMul/Gemm all of whose
-    data inputs (the first two) are produced by DequantizeLinear."""
-    producer = {out: node.op_type for node in model.graph.node for out in node.output}
-    count = 0
-    for node in model.graph.node:
-        if node.op_type in INTEGER_OPS:
-            count += 1
-        elif node.op_type in COMPUTE_OPS and all(
-                producer.get(name) == "DequantizeLinear" for name in node.input[:2]):
-            count += 1
-    return count
-
 
 @pytest.mark.parametrize("name", [m.name for m in real_corpus.CORPUS])
 def test_real_model_imports_compiles_and_agrees(name: str) -> None:
@@ -46,7 +27,7 @@ def test_real_model_imports_compiles_and_agrees(name: str) -> None:
 
     report = compiled.report
     float_compute = [f for f in report.float_ops if f["compute"]]
-    if quantized_compute_nodes(proto):
+    if real_corpus.quantized_compute_nodes(proto):
         assert not float_compute, f"quantized conv/matmul left float: {float_compute[:5]}"
 
     feeds = entry.feeds(0)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from .models import default_cache_dir
 
@@ -132,6 +133,26 @@ CORPUS: tuple[RealModel, ...] = (
 )
 
 BY_NAME = {m.name: m for m in CORPUS}
+
+
+INTEGER_OPS = {"ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul", "QGemm",
+               "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLSTM",
+               "QAttention"}
+COMPUTE_OPS = {"Conv", "MatMul", "Gemm", "ConvTranspose"}
+
+
+def quantized_compute_nodes(model: onnx.ModelProto) -> int:
+    """ONNX nodes whose math is integer: the integer ops, and Conv/MatMul/Gemm all of whose
+    data inputs (the first two) are produced by DequantizeLinear."""
+    producer = {out: node.op_type for node in model.graph.node for out in node.output}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type in INTEGER_OPS:
+            count += 1
+        elif node.op_type in COMPUTE_OPS and all(
+                producer.get(name) == "DequantizeLinear" for name in node.input[:2]):
+            count += 1
+    return count
 
 
 class CorpusError(RuntimeError):

@@ -1,0 +1,225 @@
+"""Real models made by others: import, integer share, agreement and speed beside ORT/OpenVINO.
+
+``python benchmarks/real_models.py`` measures every model of the real-model corpus
+(``tvm_qdq/testing/real_corpus.py``) as its authors shipped it, at 1 thread by default, and
+writes ``benchmarks/results/real_models.{md,json}`` and the README table between the
+``real:start`` / ``real:end`` markers. ``benchmarks/run.py`` calls it after its own table.
+
+Per model: whether it imports (else the error's class), how many of its quantized
+conv/matmul nodes became integer, agreement with ORT's reference path under the float-output
+yardstick (``tvm_qdq/testing/yardstick.py``), and median latency of ONNX Runtime (default
+session options: its own thread spinning), OpenVINO (``PERFORMANCE_HINT=LATENCY``) and
+tvm-qdq with the stored tuning and untuned (``tuning_db=False``), measured interleaved in
+one process: each round runs every peer once, so drifts of the machine hit all alike.
+Each thread count runs in its own process (TVM reads ``TVM_NUM_THREADS`` once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MARKERS = ("<!-- real:start -->", "<!-- real:end -->")
+
+
+def _ort_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _openvino(path: Path, threads: int, shapes: dict[str, list[int]]):
+    """OpenVINO's compiled model, or the reason it refused the file."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None, "not installed"
+    try:
+        core = ov.Core()
+        model = core.read_model(str(path))
+        model.reshape({name: ov.PartialShape(dims) for name, dims in shapes.items()})
+        return core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                 "PERFORMANCE_HINT": "LATENCY",
+                                                 "NUM_STREAMS": 1}), None
+    except Exception as err:  # noqa: BLE001 - a refusal is a table entry
+        return None, f"{type(err).__name__}"
+
+
+def _interleaved_medians(runners: dict[str, Callable[[], object]], budget_s: float,
+                         max_rounds: int) -> dict[str, float]:
+    """Median ms of each runner over rounds that run every runner once, after one warm-up;
+    as many rounds as fit in ``budget_s`` (at least 3, at most ``max_rounds``)."""
+    start = time.perf_counter()
+    for fn in runners.values():
+        fn()
+    per_round = max(time.perf_counter() - start, 1e-6)
+    rounds = max(3, min(max_rounds, int(budget_s / per_round)))
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(rounds):
+        for key, fn in runners.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
+def measure_model(name: str, threads: int, budget_s: float, max_rounds: int) -> dict:
+    """One corpus model: import status, integer ops, agreement, peers' and our latency."""
+    import numpy as np
+    import onnx
+
+    import tvm_qdq
+    from tvm_qdq.testing import real_corpus, yardstick
+
+    entry = real_corpus.BY_NAME[name]
+    path = real_corpus.model_path(name)
+    proto = onnx.load_model(path)
+    row: dict = {"model": name, "source": entry.source, "format": entry.description,
+                 "threads": threads}
+    feeds = entry.feeds(0)
+    try:
+        t0 = time.perf_counter()
+        tuned = tvm_qdq.compile(str(path), "x86", shapes=entry.shapes)
+        row["compile_s"] = time.perf_counter() - t0
+        untuned = tvm_qdq.compile(str(path), "x86", shapes=entry.shapes, tuning_db=False)
+    except Exception as err:  # noqa: BLE001 - a failure is a table entry
+        row["import"] = type(err).__name__
+        return row
+    row["import"] = "ok"
+    compute_float = sum(1 for f in tuned.report.float_ops if f["compute"])
+    row["quantized_nodes"] = real_corpus.quantized_compute_nodes(proto)
+    row["float_compute"] = compute_float
+    expected = yardstick.reference(proto, feeds)
+    actual = tuned.run(feeds)
+    movement = yardstick.input_sensitivity(proto, feeds, expected)
+    verdict = yardstick.judge(actual[0], expected[0], None if movement is None else movement[0])
+    row["agreement"] = {"max_abs": verdict.max_abs, "movement": verdict.movement,
+                        "cosine": verdict.cosine, "ok": verdict.ok}
+    if entry.kind == "classifier":
+        row["agreement"]["top1"] = bool(np.array_equal(np.argmax(actual[0], -1),
+                                                       np.argmax(expected[0], -1)))
+    session = _ort_session(path, threads)
+    runners: dict[str, Callable[[], object]] = {
+        "ort": lambda: session.run(None, feeds),
+        "tvm_qdq": lambda: tuned.run(feeds),
+        "tvm_qdq_untuned": lambda: untuned.run(feeds),
+    }
+    ov_model, ov_error = _openvino(path, threads, entry.shapes)
+    if ov_model is not None:
+        request = ov_model.create_infer_request()
+        runners["openvino"] = lambda: request.infer(feeds)
+    else:
+        row["openvino_error"] = ov_error
+    row["ms"] = _interleaved_medians(runners, budget_s, max_rounds)
+    return row
+
+
+def _fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def render(rows: list[dict], machine: str, date: str) -> str:
+    """The README table (markdown)."""
+    lines = [
+        f"Measured {date} on {machine} by `benchmarks/real_models.py` (interleaved medians; "
+        "ratio > 1: tvm-qdq faster than the better peer). Agreement with ORT's reference "
+        "path: max |diff| against how far ORT's own output moves under a relative 1e-6 input "
+        "change, worst-row cosine; `ok` when within the yardstick (DESIGN.md §2).",
+        "",
+        "| model | source | format | threads | import | integer conv/matmul | agreement | "
+        "ORT ms | OpenVINO ms | tvm-qdq ms | untuned ms | best peer / tvm-qdq |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ms = r.get("ms", {})
+        if r.get("import") == "ok":
+            integer = (f"{r['quantized_nodes']} quantized, {r['float_compute']} float"
+                       if r["quantized_nodes"] else "weight-only: float by design")
+            ag = r["agreement"]
+            moved = "–" if ag["movement"] is None else f"{ag['movement']:.2g}"
+            agree = (f"{'ok' if ag['ok'] else 'OUT'}: {ag['max_abs']:.2g} vs {moved}, "
+                     f"cos {ag['cosine']:.5f}")
+            if "top1" in ag:
+                agree += ", top-1 " + ("same" if ag["top1"] else "DIFFERS")
+        else:
+            integer, agree = "–", "–"
+        peers = [v for k, v in ms.items() if k in ("ort", "openvino")]
+        ratio = (f"{min(peers) / ms['tvm_qdq']:.2f}" if peers and "tvm_qdq" in ms else "–")
+        ov = _fmt_ms(ms.get("openvino")) if "openvino" in ms else \
+            f"n/a ({r.get('openvino_error', '–')})"
+        lines.append(
+            f"| {r['model']} | {r['source']} | {r['format']} | {r['threads']} | "
+            f"{r['import']} | {integer} | {agree} | {_fmt_ms(ms.get('ort'))} | {ov} | "
+            f"{_fmt_ms(ms.get('tvm_qdq'))} | {_fmt_ms(ms.get('tvm_qdq_untuned'))} | {ratio} |")
+    return "\n".join(lines)
+
+
+def _update_readme(table: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = MARKERS
+    if start not in text or end not in text:
+        return
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+
+
+def _machine() -> str:
+    import tvm
+
+    cpu = str(tvm.target.codegen.llvm_get_system_cpu())
+    return f"{platform.machine()} {cpu}, {os.cpu_count()} cores"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--models", nargs="+", metavar="NAME", help="a subset of the corpus")
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds per model")
+    parser.add_argument("--max-rounds", type=int, default=30)
+    parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    from tvm_qdq.testing.real_corpus import CORPUS
+
+    names = args.models or [m.name for m in CORPUS]
+    if args.worker is not None:
+        rows = [measure_model(n, args.worker, args.budget, args.max_rounds) for n in names]
+        print(json.dumps(rows))
+        return 0
+    rows = []
+    for threads in args.threads:
+        env = dict(os.environ, TVM_NUM_THREADS=str(threads))
+        cmd = [sys.executable, __file__, "--worker", str(threads), "--budget",
+               str(args.budget), "--max-rounds", str(args.max_rounds), "--models", *names]
+        done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+        rows += json.loads(done.stdout.strip().splitlines()[-1])
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    table = render(rows, _machine(), date)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "real_models.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / "real_models.md").write_text(table + "\n")
+    print(table)
+    if not args.no_readme and args.models is None:
+        _update_readme(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Single-node graphs of ORT's quantized contrib ops with deterministic random data.
+
+Each builder returns ``(model, feeds)``: the model has its weights, scales and zero points as
+initializers and its activations as graph inputs; ``feeds`` holds the activations.
+
+* :func:`dynamic_quantize_lstm` — ``com.microsoft.DynamicQuantizeLSTM`` (what
+  ``quantize_dynamic`` writes for an LSTM): weights ``[dirs, in, 4H]`` int8/uint8, per
+  direction or per gate-column scales.
+* :func:`qattention` — ``com.microsoft.QAttention`` (uint8 input, int8/uint8 weight, optional
+  mask in the 1-D end-position or 2-D 0/1 form, per-tensor or per-column weight parameters).
+* :func:`qembed_layer_norm` — ``com.microsoft.QEmbedLayerNormalization``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from .qop_graphs import MS_DOMAIN, QopGraph
+
+__all__ = ["LstmCase", "dynamic_quantize_lstm", "qattention", "qembed_layer_norm"]
+
+
+def _weights(rng: np.random.Generator, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    lo, hi = (-127, 128) if dtype == np.int8 else (0, 256)
+    return rng.integers(lo, hi, size=shape).astype(dtype)
+
+
+@dataclass(frozen=True)
+class LstmCase:
+    """One DynamicQuantizeLSTM configuration (``seq``, ``batch``, ``inputs``, ``hidden``)."""
+
+    seq: int
+    batch: int
+    inputs: int
+    hidden: int
+    direction: str = "forward"
+    weight_dtype: str = "int8"
+    seed: int = 0
+    per_channel: bool = False
+    bias: bool = True
+    peephole: bool = False
+    initial_state: bool = False
+    input_forget: bool = False
+    clip: float | None = None
+    activations: tuple[str, ...] | None = None
+
+
+def dynamic_quantize_lstm(case: LstmCase) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """A DynamicQuantizeLSTM node with outputs ``Y``, ``Y_h``, ``Y_c``; ``X`` is N(0, 1).
+
+    Weight scales are ``~1/(20·K)`` so that the gate pre-activations span a few units (the
+    sigmoid/tanh are neither saturated nor linear); uint8 weights get a zero point near 128.
+    """
+    rng = np.random.default_rng(case.seed)
+    dtype = np.dtype(case.weight_dtype).type
+    dirs = 2 if case.direction == "bidirectional" else 1
+    t, b, i, h = case.seq, case.batch, case.inputs, case.hidden
+    g = QopGraph()
+    x = rng.normal(size=(t, b, i)).astype(np.float32)
+    feeds = {"X": x}
+    names = [g.input("X", x), g.init("W", _weights(rng, dtype, (dirs, i, 4 * h))),
+             g.init("R", _weights(rng, dtype, (dirs, h, 4 * h)))]
+    names.append(g.init("B", (rng.normal(size=(dirs, 8 * h)) * 0.3).astype(np.float32))
+                 if case.bias else "")
+    names.append("")  # sequence_lens
+    if case.initial_state:
+        feeds["initial_h"] = (rng.normal(size=(dirs, b, h)) * 0.5).astype(np.float32)
+        feeds["initial_c"] = rng.normal(size=(dirs, b, h)).astype(np.float32)
+        names += [g.input(k, feeds[k]) for k in ("initial_h", "initial_c")]
+    else:
+        names += ["", ""]
+    names.append(g.init("P", (rng.normal(size=(dirs, 3 * h)) * 0.2).astype(np.float32))
+                 if case.peephole else "")
+    cols = 4 * h if case.per_channel else 1
+    for name, k in (("W", i), ("R", h)):
+        scale = (rng.uniform(0.5, 2.0, size=(dirs, cols)) / (20 * k)).astype(np.float32)
+        if dtype == np.int8:
+            zp = np.zeros((dirs, cols), np.int8)
+        else:  # ORT requires one zero point per direction (repeated over the columns)
+            zp = np.repeat(rng.integers(110, 146, size=(dirs, 1)), cols, axis=1).astype(dtype)
+        shape = (dirs, cols) if case.per_channel else (dirs,)
+        names += [g.init(f"{name}_scale", scale.reshape(shape)),
+                  g.init(f"{name}_zero_point", zp.reshape(shape))]
+    attrs: dict = {"direction": case.direction, "hidden_size": h,
+                   "input_forget": int(case.input_forget)}
+    if case.clip is not None:
+        attrs["clip"] = case.clip
+    if case.activations is not None:
+        attrs["activations"] = list(case.activations)
+    g.node("DynamicQuantizeLSTM", names, ["Y", "Y_h", "Y_c"], domain=MS_DOMAIN, **attrs)
+    types = {"Y": (TensorProto.FLOAT, [t, dirs, b, h]), "Y_h": (TensorProto.FLOAT, [dirs, b, h]),
+             "Y_c": (TensorProto.FLOAT, [dirs, b, h])}
+    return g.model(["Y", "Y_h", "Y_c"], types), feeds
+
+
+def qattention(batch: int, seq: int, input_hidden: int, hidden: int, heads: int,
+               weight_dtype: str = "int8", seed: int = 0, mask: str | None = None,
+               per_column: bool = False, unidirectional: bool = False,
+               ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """A QAttention node (output ``y`` ``[B, S, hidden]``); ``mask`` is None, "1d" (end
+    positions ``[B]``) or "2d" (0/1 ``[B, S]``, first key always kept)."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(weight_dtype).type
+    g = QopGraph()
+    x = rng.integers(0, 256, size=(batch, seq, input_hidden)).astype(np.uint8)
+    feeds = {"x": x}
+    n = 3 * hidden if per_column else 1
+    w_scale = (rng.uniform(0.5, 1.5, size=n) * 2e-3).astype(np.float32)
+    w_zp = np.zeros(n, dtype) if dtype == np.int8 else rng.integers(110, 146, size=n).astype(dtype)
+    names = [g.input("x", x), g.init("weight", _weights(rng, dtype, (input_hidden, 3 * hidden))),
+             g.init("bias", (rng.normal(size=3 * hidden) * 0.1).astype(np.float32)),
+             g.init("input_scale", np.float32(0.02)),
+             g.init("weight_scale", w_scale if per_column else w_scale.reshape(()))]
+    if mask == "1d":
+        feeds["mask_index"] = rng.integers(1, seq + 1, size=batch).astype(np.int32)
+    elif mask == "2d":
+        feeds["mask_index"] = (rng.uniform(size=(batch, seq)) > 0.3).astype(np.int32)
+        feeds["mask_index"][:, 0] = 1
+    names.append(g.input("mask_index", feeds["mask_index"]) if mask else "")
+    names += [g.init("input_zero_point", np.uint8(rng.integers(100, 156))),
+              g.init("weight_zero_point", w_zp if per_column else w_zp.reshape(()))]
+    g.node("QAttention", names, ["y"], domain=MS_DOMAIN, num_heads=heads,
+           unidirectional=int(unidirectional))
+    return g.model(["y"], {"y": (TensorProto.FLOAT, [batch, seq, hidden])}), feeds
+
+
+def qembed_layer_norm(batch: int, seq: int, hidden: int, vocab: int, dtype_name: str = "uint8",
+                      seed: int = 0, segment: bool = True, mask: bool = True,
+                      ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """A QEmbedLayerNormalization node with outputs ``y`` ``[B, S, H]`` and ``mask_index``."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype_name).type
+    g = QopGraph()
+    feeds = {"input_ids": rng.integers(0, vocab, size=(batch, seq)).astype(np.int32)}
+
+    def zp() -> np.ndarray:
+        return np.asarray(0 if dtype == np.int8 else rng.integers(100, 156), dtype)
+
+    names = [g.input("input_ids", feeds["input_ids"])]
+    if segment:
+        feeds["segment_ids"] = rng.integers(0, 2, size=(batch, seq)).astype(np.int32)
+        names.append(g.input("segment_ids", feeds["segment_ids"]))
+    else:
+        names.append("")
+    names += [g.init("word", _weights(rng, dtype, (vocab, hidden))),
+              g.init("position", _weights(rng, dtype, (seq + 3, hidden))),
+              g.init("segment", _weights(rng, dtype, (2, hidden))) if segment else "",
+              g.init("gamma", _weights(rng, dtype, (hidden,))),
+              g.init("beta", _weights(rng, dtype, (hidden,)))]
+    if mask:
+        feeds["mask"] = (rng.uniform(size=(batch, seq)) > 0.3).astype(np.int32)
+        names.append(g.input("mask", feeds["mask"]))
+    else:
+        names.append("")
+    scales = {"word": 0.01, "position": 0.02, "segment": 0.015, "gamma": 0.008, "beta": 0.003}
+    names += ["" if (k == "segment" and not segment) else g.init(f"{k}_scale", np.float32(v))
+              for k, v in scales.items()]
+    names += ["" if (k == "segment" and not segment) else g.init(f"{k}_zero_point", zp())
+              for k in scales]
+    g.node("QEmbedLayerNormalization", names, ["y", "mask_index"], domain=MS_DOMAIN,
+           epsilon=1e-5)
+    types = {"y": (TensorProto.FLOAT, [batch, seq, hidden]),
+             "mask_index": (TensorProto.INT32, [batch])}
+    return g.model(["y", "mask_index"], types), feeds

@@ -1,8 +1,348 @@
-"""(filled in by its converter work) ONNX → faithful Relax converters; see ``CONVERTERS``."""
+"""Float ``com.microsoft`` ops that ORT's transformer optimizer writes into saved models.
+
+Each converter follows ONNX Runtime's CPU kernel (1.32, reference session, graph
+optimizations off) and emits the Relax ops the rest of tvm-qdq already handles, so the
+integer pass and the x86 fast paths apply unchanged:
+
+* ``FusedMatMul(A, B)`` = ``alpha · op(A) @ op(B)`` → ``R.permute_dims`` + ``R.matmul``
+  (+ ``R.multiply`` by ``alpha`` when ``alpha ≠ 1``: MLAS scales the finished sum);
+* ``SkipLayerNormalization`` = LayerNorm of ``v = (input + skip) + bias`` → ``R.add`` and
+  the LayerNorm function of :mod:`.layer_norm` (ORT's CPU order, x86 row schedule);
+* ``SimplifiedLayerNormalization`` / ``SkipSimplifiedLayerNormalization`` (RMS norm)
+  → :func:`ort_rms_norm_te`, ORT's 8-lane FMA sum of squares;
+* ``Gelu`` / ``BiasGelu`` = ``x · Φ(x)`` (erf) → ``R.nn.gelu`` (x86: vectorized erf of
+  ``fast_math.py``);
+* ``FastGelu`` = ``½v · (1 + tanh(v·(C·v² + B)))`` (tanh approximation, ``v = x + bias``);
+* ``QuickGelu`` = ``x · sigmoid(alpha · x)``.
+
+ORT evaluates erf, tanh and the logistic with its own MLAS polynomials, so the GELU family
+agrees to a few float32 ulps, not bit for bit (measured in ``tests/test_contrib_float_ops.py``).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
+import numpy as np
+from tvm import relax, te, tirx
+
+from .context import ConvertContext
+from .layer_norm import VAR_LANES, ort_layer_norm_te
+
+#: FastGelu's constants as ORT's kernel spells them (float32): √(2/π) and 0.044715·√(2/π).
+FAST_GELU_B = 0.7978845608028654
+FAST_GELU_C = 0.035677408136300125
+
+
+def _input(inputs: list, i: int) -> relax.Expr | None:
+    """The ``i``-th input, or None when it is absent (empty name or past the end)."""
+    return inputs[i] if len(inputs) > i else None
+
+
+def _shape(expr: relax.Expr) -> list[int] | None:
+    """Static shape of ``expr`` or None when any dimension is symbolic."""
+    values = getattr(getattr(expr.ty, "shape", None), "values", None)
+    if values is None or not all(isinstance(v, tirx.IntImm) for v in values):
+        return None
+    return [int(v) for v in values]
+
+
+def _is_float32(*exprs: relax.Expr | None) -> bool:
+    return all(e is None or str(e.ty.dtype) == "float32" for e in exprs)
+
+
+def _const(value: float) -> relax.Constant:
+    return relax.const(np.float32(value), "float32")
+
+
+# --- FusedMatMul -----------------------------------------------------------------------------
+
+
+def _matrix_operand(bb: relax.BlockBuilder, x: relax.Expr, trans: bool,
+                    trans_batch: bool) -> relax.Expr:
+    """``x`` as the ``[batch..., rows, cols]`` operand ORT's MatMul helper reads.
+
+    ``transBatch`` means the matrix's leading axis is axis 0 (``[M, B..., K]``), so the
+    operand is ``x`` permuted by ``[1, ..., r-2, 0, r-1]``; with ``trans`` as well the
+    stored matrix is ``K × M`` (``[K, B..., M]``): ``[1, ..., r-2, r-1, 0]``. ``trans``
+    alone swaps the last two axes. Rank-1 operands are never transposed (ORT ignores it).
+    """
+    rank = len(x.ty.shape.values)
+    if rank < 2 or not (trans or trans_batch):
+        return x
+    middle = list(range(1, rank - 1))
+    if trans_batch:
+        perm = [*middle, rank - 1, 0] if trans else [*middle, 0, rank - 1]
+    else:
+        perm = [*range(rank - 2), rank - 1, rank - 2]
+    if perm == list(range(rank)):
+        return x
+    return bb.emit(relax.op.permute_dims(x, perm))
+
+
+def convert_fused_matmul(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
+    """FusedMatMul(A, B) = ``alpha · op(A) @ op(B)`` with numpy batch broadcasting.
+
+    ``op`` applies ``transA``/``transB`` (last two axes) and ``transBatchA``/``transBatchB``
+    (see :func:`_matrix_operand`). MLAS computes ``alpha · Σ_k a·b`` (the sum first), so a
+    separate multiply by the float32 ``alpha`` follows the plain ``R.matmul`` — which the
+    integer pass's matmul rule sees, transposes of dequantized operands included."""
+    a, b = inputs[0], inputs[1]
+    if not _is_float32(a, b):
+        return None
+    bb = ctx.bb
+    a = _matrix_operand(bb, a, bool(attrs.get("transA", 0)), bool(attrs.get("transBatchA", 0)))
+    b = _matrix_operand(bb, b, bool(attrs.get("transB", 0)), bool(attrs.get("transBatchB", 0)))
+    y = relax.op.matmul(a, b)
+    alpha = float(np.float32(attrs.get("alpha", 1.0)))
+    if alpha == 1.0:
+        return y
+    return relax.op.multiply(bb.emit(y), _const(alpha))
+
+
+# --- layer norms ------------------------------------------------------------------------------
+
+
+def ort_rms_norm_te(x: te.Tensor, gamma: te.Tensor, epsilon: float,
+                    stats: bool = False) -> te.Tensor | list[te.Tensor]:
+    """RMS norm over the last axis of ``x`` (float32 ``[..., n]``) in ORT 1.32's CPU order.
+
+    ``Σ x²`` in ``VAR_LANES`` = 8 lanes, lane ``j`` one FMA chain ``acc = fma(x, x, acc)``
+    over ``x[8k + j]``, lanes combined as ``((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))``;
+    of the ``n mod 8`` trailing elements, when there are ≥ 4 the first four are added as
+    rounded products and the rest as FMAs (the tail of :mod:`.layer_norm`'s variance);
+    ``inv = 1 / sqrt(Σ/n + ε)``; ``y = (x · inv) · γ``. Returns ``y`` or ``[y, inv]``.
+    Measured bit-identical to ORT for ``n ≥ 16`` with ``n mod 8 ∈ {0, 4}``; other tails and
+    short rows are within a few ulps (ORT's kernel takes other paths there).
+    """
+    shape = [int(s) for s in x.shape]
+    lead, n = tuple(shape[:-1]), shape[-1]
+    f32 = "float32"
+    n_lanes = n // VAR_LANES
+    lanes = None
+    if n_lanes:
+        k = te.reduce_axis((0, n_lanes), "k8")
+
+        def square_lane(*i):
+            v = x[(*i[:-1], k * VAR_LANES + i[-1])]
+            return te.sum(v * v, axis=k)  # acc + v·v: one FMA per step
+
+        lanes = te.compute((*lead, VAR_LANES), square_lane, name="rms_lanes")
+
+    def inv_of_row(*r):
+        acc = tirx.const(0.0, f32)
+        if lanes is not None:
+            s = [lanes[(*r, j)] + lanes[(*r, j + 4)] for j in range(4)]
+            acc = (s[0] + s[2]) + (s[1] + s[3])
+        h = VAR_LANES * n_lanes
+        if n - h >= 4:
+            for j in range(4):
+                v = x[(*r, h + j)]
+                acc = acc + tirx.max(v * v, tirx.const(0.0, f32))  # rounded product, no FMA
+            h += 4
+        for j in range(h, n):
+            v = x[(*r, j)]
+            acc = acc + v * v  # FMA
+        mean_square = acc / tirx.const(float(n), f32)
+        return tirx.const(1.0, f32) / tirx.sqrt(mean_square + tirx.const(epsilon, f32))
+
+    inv = te.compute(lead, inv_of_row, name="rms_inv_std")
+    y = te.compute(tuple(shape), lambda *i: (x[i] * inv[i[:-1]]) * gamma[i[-1]],
+                   name="rms_out")
+    return [y, inv] if stats else y
+
+
+def _vector(bb: relax.BlockBuilder, p: relax.Expr | None, n: int) -> relax.Expr | None:
+    """A scale/bias of ``n`` float32 values as a 1-D tensor (None passes through)."""
+    if p is None:
+        return None
+    shape = _shape(p)
+    if shape is None or math.prod(shape) != n or not _is_float32(p):
+        raise ValueError(f"expected {n} float32 values, got shape {shape} {p.ty.dtype}")
+    return p if len(shape) == 1 else bb.emit(relax.op.reshape(p, [n]))
+
+
+def _norm_axis(ctx: ConvertContext, shape: list[int], axis: int) -> int:
+    ndim = len(shape)
+    axis = axis + ndim if axis < 0 else axis
+    if not 0 <= axis < ndim:
+        raise ctx.fail(f"axis {axis} out of range for rank {ndim}")
+    return axis
+
+
+def _row_stat(bb: relax.BlockBuilder, stat: relax.Expr, shape: list[int],
+              axis: int) -> relax.Expr:
+    """A per-row statistic reshaped to ORT's ``[rows..., 1, ..., 1]`` output shape."""
+    return bb.emit(relax.op.reshape(stat, [*shape[:axis]] + [1] * (len(shape) - axis)))
+
+
+def _skip_sum(ctx: ConvertContext, inputs: list, bias_index: int) -> tuple[relax.Expr, int]:
+    """``v = (input + skip) + bias`` in float32 (ORT's order; ``skip`` broadcasts over the
+    leading axes as ORT's ``offset % skip_size`` does) and the hidden size."""
+    x, skip = inputs[0], inputs[1]
+    bias = _input(inputs, bias_index)
+    shape = _shape(x)
+    if shape is None or not _is_float32(x, skip, bias):
+        raise ctx.fail("needs float32 input, skip and bias with static shapes")
+    v = ctx.bb.emit(relax.op.add(x, skip))
+    if bias is not None:
+        v = ctx.bb.emit(relax.op.add(v, bias))
+    return v, shape[-1]
+
+
+def _outputs(ctx: ConvertContext, by_position: dict[int, relax.Expr],
+             fill: relax.Expr) -> relax.Expr:
+    """The node's outputs as a Relax tuple (absent optional outputs get ``fill``)."""
+    count = len(ctx.onnx_node.output)
+    if count == 1:
+        return by_position[0]
+    return relax.Tuple([by_position.get(i, fill) for i in range(count)])
+
+
+def convert_skip_layer_norm(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
+    """SkipLayerNormalization(input, skip, gamma[, beta[, bias]]) → (output[, mean[,
+    inv_std_var[, input_skip_bias_sum]]]).
+
+    ``v = (input + skip) + bias`` (exactly ORT's float32 sum), then LayerNorm of ``v`` over
+    the last axis with ORT's LayerNormalization arithmetic (:func:`ort_layer_norm_te`:
+    float64 4-lane mean, two-pass float32 FMA variance, ``y = fma((v − μ)·inv, γ, β)``).
+    ``mean`` / ``inv_std_var`` have shape ``[..., 1]``."""
+    bb = ctx.bb
+    v, n = _skip_sum(ctx, inputs, 4)
+    shape = _shape(v)
+    gamma = _vector(bb, inputs[2], n)
+    beta = _vector(bb, _input(inputs, 3), n)
+    epsilon = float(np.float32(attrs.get("epsilon", 1e-12)))
+    names = list(ctx.onnx_node.output)
+    stats = any(names[1:3])
+    args = [v, gamma] + ([beta] if beta is not None else [])
+
+    def build(*t: te.Tensor):
+        return ort_layer_norm_te(t[0], t[1], t[2] if beta is not None else None, epsilon, stats)
+
+    result = bb.emit_te(build, *args, primfunc_name_hint="layer_norm")
+    if not stats:
+        return _outputs(ctx, {0: result, 3: v}, result)
+    y = bb.emit(relax.TupleGetItem(result, 0))
+    axis = len(shape) - 1
+    return _outputs(ctx, {
+        0: y,
+        1: _row_stat(bb, relax.TupleGetItem(result, 1), shape, axis),
+        2: _row_stat(bb, relax.TupleGetItem(result, 2), shape, axis),
+        3: v,
+    }, y)
+
+
+def _rms_norm(ctx: ConvertContext, x: relax.Expr, gamma: relax.Expr, axis: int,
+              epsilon: float, stats: bool) -> tuple[relax.Expr, relax.Expr | None]:
+    """RMS norm of ``x`` over axes ``axis..`` (flattened to one) → (y, inv_std or None)."""
+    bb = ctx.bb
+    shape = _shape(x)
+    n = math.prod(shape[axis:])
+    flat = x if axis == len(shape) - 1 else bb.emit(relax.op.reshape(x, [*shape[:axis], n]))
+    g = _vector(bb, gamma, n)
+
+    def build(t: te.Tensor, s: te.Tensor):
+        return ort_rms_norm_te(t, s, epsilon, stats)
+
+    result = bb.emit_te(build, flat, g, primfunc_name_hint="rms_norm")
+    if not stats:
+        y = result if axis == len(shape) - 1 else bb.emit(relax.op.reshape(result, shape))
+        return y, None
+    y = bb.emit(relax.TupleGetItem(result, 0))
+    if axis != len(shape) - 1:
+        y = bb.emit(relax.op.reshape(y, shape))
+    return y, _row_stat(bb, relax.TupleGetItem(result, 1), shape, axis)
+
+
+def convert_simplified_layer_norm(ctx: ConvertContext, inputs: list,
+                                  attrs: dict) -> relax.Expr | None:
+    """SimplifiedLayerNormalization(X, scale) → (Y[, inv_std_var]), ORT's RMS norm:
+    ``Y = X · (1/sqrt(mean(X²) + ε)) · scale`` over axes ``axis..rank-1``
+    (:func:`ort_rms_norm_te`). float32 only (``stash_type`` 1: float32 statistics)."""
+    x, gamma = inputs[0], inputs[1]
+    shape = _shape(x)
+    if shape is None or not _is_float32(x, gamma):
+        return None
+    if int(attrs.get("stash_type", 1)) != 1:
+        raise ctx.fail(f"stash_type {attrs.get('stash_type')} is not supported (float32 only)")
+    axis = _norm_axis(ctx, shape, int(attrs.get("axis", -1)))
+    epsilon = float(np.float32(attrs.get("epsilon", 1e-5)))
+    names = list(ctx.onnx_node.output)
+    y, inv = _rms_norm(ctx, x, gamma, axis, epsilon, any(names[1:]))
+    return _outputs(ctx, {0: y, 1: inv} if inv is not None else {0: y}, y)
+
+
+def convert_skip_simplified_layer_norm(ctx: ConvertContext, inputs: list,
+                                       attrs: dict) -> relax.Expr:
+    """SkipSimplifiedLayerNormalization(input, skip, gamma[, bias]) → (output[, mean[,
+    inv_std_var[, input_skip_bias_sum]]]): RMS norm (:func:`ort_rms_norm_te`) of
+    ``v = (input + skip) + bias`` over the last axis. ORT writes zeros to ``mean``."""
+    bb = ctx.bb
+    v, _ = _skip_sum(ctx, inputs, 3)
+    shape = _shape(v)
+    epsilon = float(np.float32(attrs.get("epsilon", 1e-12)))
+    names = list(ctx.onnx_node.output)
+    axis = len(shape) - 1
+    y, inv = _rms_norm(ctx, v, inputs[2], axis, epsilon, any(names[1:3]))
+    outs = {0: y, 3: v}
+    if inv is not None:
+        outs[2] = inv
+        outs[1] = bb.emit(relax.op.zeros([*shape[:-1], 1], "float32"))
+    return _outputs(ctx, outs, y)
+
+
+# --- GELU family ------------------------------------------------------------------------------
+
+
+def _biased(ctx: ConvertContext, inputs: list) -> relax.Expr:
+    """``x + bias`` (float32, bias broadcast along the last axis) or ``x`` without bias."""
+    x, bias = inputs[0], _input(inputs, 1)
+    if not _is_float32(x, bias):
+        raise ctx.fail("float32 input and bias only")
+    return x if bias is None else ctx.bb.emit(relax.op.add(x, bias))
+
+
+def convert_gelu(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
+    """Gelu(X) = ``X · ½(1 + erf(X/√2))`` → ``R.nn.gelu`` (x86: ``fast_math.te_gelu``).
+    ORT: ``MlasComputeErf(x·(1/√2))``, then ``½x · (erf + 1)``."""
+    return relax.op.nn.gelu(_biased(ctx, inputs[:1]))
+
+
+def convert_bias_gelu(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
+    """BiasGelu(A, B) = ``Gelu(A + B)`` (erf form; ORT adds the bias in float32 first)."""
+    return relax.op.nn.gelu(_biased(ctx, inputs))
+
+
+def convert_fast_gelu(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
+    """FastGelu(X[, bias]): ``v = X + bias``, ``u = v · ((C·v)·v + B)``,
+    ``Y = (½v) · (tanh(u) + 1)`` with ORT's float32 constants ``B = √(2/π)``,
+    ``C = 0.044715·√(2/π)`` (ORT's order; its tanh is MLAS's polynomial)."""
+    bb = ctx.bb
+    v = _biased(ctx, inputs)
+    cubic = bb.emit(relax.op.multiply(bb.emit(relax.op.multiply(_const(FAST_GELU_C), v)), v))
+    u = bb.emit(relax.op.multiply(v, bb.emit(relax.op.add(cubic, _const(FAST_GELU_B)))))
+    t = bb.emit(relax.op.add(bb.emit(relax.op.tanh(u)), _const(1.0)))
+    return relax.op.multiply(bb.emit(relax.op.multiply(v, _const(0.5))), t)
+
+
+def convert_quick_gelu(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
+    """QuickGelu(X) = ``X · sigmoid(alpha · X)`` (``alpha`` default 1.702, float32)."""
+    x = _biased(ctx, inputs[:1])
+    alpha = float(np.float32(attrs.get("alpha", 1.702)))
+    scaled = x if alpha == 1.0 else ctx.bb.emit(relax.op.multiply(x, _const(alpha)))
+    return relax.op.multiply(x, ctx.bb.emit(relax.op.sigmoid(scaled)))
+
+
 # (domain, op_type) → converter(ctx, inputs, attrs); merged into the importer's table.
-CONVERTERS: dict[tuple[str, str], Callable] = {}
+CONVERTERS: dict[tuple[str, str], Callable] = {
+    ("com.microsoft", "FusedMatMul"): convert_fused_matmul,
+    ("com.microsoft", "SkipLayerNormalization"): convert_skip_layer_norm,
+    ("com.microsoft", "SkipSimplifiedLayerNormalization"): convert_skip_simplified_layer_norm,
+    ("", "SimplifiedLayerNormalization"): convert_simplified_layer_norm,
+    ("com.microsoft", "Gelu"): convert_gelu,
+    ("com.microsoft", "BiasGelu"): convert_bias_gelu,
+    ("com.microsoft", "FastGelu"): convert_fast_gelu,
+    ("com.microsoft", "QuickGelu"): convert_quick_gelu,
+}

@@ -9,6 +9,8 @@ initializers and its activations as graph inputs; ``feeds`` holds the activation
 * :func:`qattention` — ``com.microsoft.QAttention`` (uint8 input, int8/uint8 weight, optional
   mask in the 1-D end-position or 2-D 0/1 form, per-tensor or per-column weight parameters).
 * :func:`qembed_layer_norm` — ``com.microsoft.QEmbedLayerNormalization``.
+* :func:`quantize_dynamic_bert_block` — a float ``EmbedLayerNormalization → Attention`` block
+  quantized by ORT's ``quantize_dynamic`` (what ORT's optimizer + quantizer produce).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from onnx import TensorProto
 
 from .qop_graphs import MS_DOMAIN, QopGraph
 
-__all__ = ["LstmCase", "dynamic_quantize_lstm", "qattention", "qembed_layer_norm"]
+__all__ = ["LstmCase", "dynamic_quantize_lstm", "qattention", "qembed_layer_norm",
+           "quantize_dynamic_bert_block"]
 
 
 def _weights(rng: np.random.Generator, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
@@ -166,3 +169,53 @@ def qembed_layer_norm(batch: int, seq: int, hidden: int, vocab: int, dtype_name:
     types = {"y": (TensorProto.FLOAT, [batch, seq, hidden]),
              "mask_index": (TensorProto.INT32, [batch])}
     return g.model(["y", "mask_index"], types), feeds
+
+
+def quantize_dynamic_bert_block(batch: int, seq: int, hidden: int, heads: int, vocab: int,
+                                seed: int = 0) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """``EmbedLayerNormalization → Attention`` (the ops ORT's transformer optimizer writes for
+    a BERT embedding and self-attention), float, then ``quantize_dynamic`` (int8 weights): ORT
+    makes it ``QEmbedLayerNormalization → DynamicQuantizeLinear → QAttention`` (the attention's
+    input scale and zero point computed at run time). Feeds: ``input_ids``, ``segment_ids``,
+    ``mask`` (0/1, first token kept)."""
+    import tempfile
+    from pathlib import Path
+
+    from onnx import helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(seed)
+
+    def init(name: str, *shape: int, std: float = 0.2, mean: float = 0.0) -> onnx.TensorProto:
+        value = (mean + std * rng.normal(size=shape)).astype(np.float32)
+        return numpy_helper.from_array(value, name)
+
+    inits = [init("word", vocab, hidden), init("position", seq, hidden), init("segment", 2, hidden),
+             init("gamma", hidden, mean=1.0), init("beta", hidden, std=0.1),
+             init("qkv_weight", hidden, 3 * hidden), init("qkv_bias", 3 * hidden, std=0.1)]
+    nodes = [
+        helper.make_node("EmbedLayerNormalization",
+                         ["input_ids", "segment_ids", "word", "position", "segment", "gamma",
+                          "beta", "mask"], ["embedded", "mask_index"], domain=MS_DOMAIN,
+                         epsilon=1e-12),
+        helper.make_node("Attention", ["embedded", "qkv_weight", "qkv_bias", "mask_index"],
+                         ["y"], domain=MS_DOMAIN, num_heads=heads),
+    ]
+    ints = [helper.make_tensor_value_info(n, TensorProto.INT32, [batch, seq])
+            for n in ("input_ids", "segment_ids", "mask")]
+    graph = helper.make_graph(
+        nodes, "bert_block", ints,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, seq, hidden])], inits)
+    model = helper.make_model(graph, ir_version=9, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid(MS_DOMAIN, 1)])
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "dynamic.onnx"
+        onnx.save(model, src)
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+        quantized = onnx.load_model(dst)
+    mask = (rng.uniform(size=(batch, seq)) > 0.3).astype(np.int32)
+    mask[:, 0] = 1
+    feeds = {"input_ids": rng.integers(0, vocab, size=(batch, seq)).astype(np.int32),
+             "segment_ids": rng.integers(0, 2, size=(batch, seq)).astype(np.int32),
+             "mask": mask}
+    return quantized, feeds

@@ -81,7 +81,7 @@ def _matrix_operand(bb: relax.BlockBuilder, x: relax.Expr, trans: bool,
     return bb.emit(relax.op.permute_dims(x, perm))
 
 
-def convert_fused_matmul(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
+def convert_fused_matmul(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
     """FusedMatMul(A, B) = ``alpha · op(A) @ op(B)`` with numpy batch broadcasting.
 
     ``op`` applies ``transA``/``transB`` (last two axes) and ``transBatchA``/``transBatchB``
@@ -90,7 +90,7 @@ def convert_fused_matmul(ctx: ConvertContext, inputs: list, attrs: dict) -> rela
     integer pass's matmul rule sees, transposes of dequantized operands included."""
     a, b = inputs[0], inputs[1]
     if not _is_float32(a, b):
-        return None
+        raise ctx.fail(f"float32 only, got {a.ty.dtype} × {b.ty.dtype}")
     bb = ctx.bb
     a = _matrix_operand(bb, a, bool(attrs.get("transA", 0)), bool(attrs.get("transBatchA", 0)))
     b = _matrix_operand(bb, b, bool(attrs.get("transB", 0)), bool(attrs.get("transBatchB", 0)))
@@ -153,14 +153,14 @@ def ort_rms_norm_te(x: te.Tensor, gamma: te.Tensor, epsilon: float,
     return [y, inv] if stats else y
 
 
-def _vector(bb: relax.BlockBuilder, p: relax.Expr | None, n: int) -> relax.Expr | None:
+def _vector(ctx: ConvertContext, p: relax.Expr | None, n: int) -> relax.Expr | None:
     """A scale/bias of ``n`` float32 values as a 1-D tensor (None passes through)."""
     if p is None:
         return None
     shape = _shape(p)
     if shape is None or math.prod(shape) != n or not _is_float32(p):
-        raise ValueError(f"expected {n} float32 values, got shape {shape} {p.ty.dtype}")
-    return p if len(shape) == 1 else bb.emit(relax.op.reshape(p, [n]))
+        raise ctx.fail(f"scale/bias must hold {n} float32 values, got {shape} {p.ty.dtype}")
+    return p if len(shape) == 1 else ctx.bb.emit(relax.op.reshape(p, [n]))
 
 
 def _norm_axis(ctx: ConvertContext, shape: list[int], axis: int) -> int:
@@ -211,8 +211,8 @@ def convert_skip_layer_norm(ctx: ConvertContext, inputs: list, attrs: dict) -> r
     bb = ctx.bb
     v, n = _skip_sum(ctx, inputs, 4)
     shape = _shape(v)
-    gamma = _vector(bb, inputs[2], n)
-    beta = _vector(bb, _input(inputs, 3), n)
+    gamma = _vector(ctx, inputs[2], n)
+    beta = _vector(ctx, _input(inputs, 3), n)
     epsilon = float(np.float32(attrs.get("epsilon", 1e-12)))
     names = list(ctx.onnx_node.output)
     stats = any(names[1:3])
@@ -241,7 +241,7 @@ def _rms_norm(ctx: ConvertContext, x: relax.Expr, gamma: relax.Expr, axis: int,
     shape = _shape(x)
     n = math.prod(shape[axis:])
     flat = x if axis == len(shape) - 1 else bb.emit(relax.op.reshape(x, [*shape[:axis], n]))
-    g = _vector(bb, gamma, n)
+    g = _vector(ctx, gamma, n)
 
     def build(t: te.Tensor, s: te.Tensor):
         return ort_rms_norm_te(t, s, epsilon, stats)
@@ -257,14 +257,14 @@ def _rms_norm(ctx: ConvertContext, x: relax.Expr, gamma: relax.Expr, axis: int,
 
 
 def convert_simplified_layer_norm(ctx: ConvertContext, inputs: list,
-                                  attrs: dict) -> relax.Expr | None:
+                                  attrs: dict) -> relax.Expr:
     """SimplifiedLayerNormalization(X, scale) → (Y[, inv_std_var]), ORT's RMS norm:
     ``Y = X · (1/sqrt(mean(X²) + ε)) · scale`` over axes ``axis..rank-1``
     (:func:`ort_rms_norm_te`). float32 only (``stash_type`` 1: float32 statistics)."""
     x, gamma = inputs[0], inputs[1]
     shape = _shape(x)
     if shape is None or not _is_float32(x, gamma):
-        return None
+        raise ctx.fail("needs float32 input and scale with static shapes")
     if int(attrs.get("stash_type", 1)) != 1:
         raise ctx.fail(f"stash_type {attrs.get('stash_type')} is not supported (float32 only)")
     axis = _norm_axis(ctx, shape, int(attrs.get("axis", -1)))

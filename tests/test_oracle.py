@@ -151,21 +151,48 @@ def test_agreement_summary() -> None:
     assert ag.max_lsb == pytest.approx(2.0, abs=1e-4)
     assert ag.worst_index == (10,)
     assert ag.frac_within_1 == pytest.approx(0.999)
+    assert ag.frac_exact == pytest.approx(0.997)  # 3 of 1000 elements moved
     assert ag.top1_equal is None
+    assert "99.7000% exact, 99.9000% of 1000 within 1 LSB" in str(ag)
 
 
 def test_agreement_empty() -> None:
     ag = agreement(np.zeros((0, 3), np.int8), np.zeros((0, 3), np.int8))
     assert (ag.max_lsb, ag.frac_within_1, ag.n, ag.worst_index) == (0.0, 1.0, 0, None)
+    assert ag.frac_exact == 1.0
+
+
+def test_frac_exact_counts_float_rounding_of_the_same_code_as_exact() -> None:
+    # A dequantized float output off by float32 rounding only (far below 1 LSB) is exact;
+    # an integer output is exact only where equal.
+    a, e = _quantized_pair()
+    noisy = (a.astype(np.float64) * (1 + 1e-7)).astype(np.float32)
+    assert agreement(noisy, e, np.float32(0.0123)).frac_exact == 1.0
+    q = np.arange(-50, 50, dtype=np.int8)
+    assert agreement(q + np.int8(1), q).frac_exact == 0.0
+    assert agreement(q, q).frac_exact == 1.0
 
 
 def test_single_op_contract_passes_within_one_lsb() -> None:
-    a, e = _quantized_pair(bumps={0: 1, 1: -1})
+    a, e = _quantized_pair(bumps={0: 1})  # one near-tie in 1000: 99.9 % exact
     ag = assert_single_op_contract(a, e, np.float32(0.0123))
     assert ag.max_lsb == pytest.approx(1.0, abs=1e-4)
+    assert ag.frac_exact == pytest.approx(0.999)
     q = np.array([0, 255, 17], dtype=np.uint8)
     assert_single_op_contract(q, q, exact=True)
-    assert_single_op_contract(np.array([1, 254, 17], np.uint8), q)
+    # A measured lower exact share (an op whose reference rounds ties in float32) is passed.
+    assert_single_op_contract(np.array([1, 254, 17], np.uint8), q, min_frac_exact=0.0)
+
+
+def test_single_op_contract_fails_a_systematic_one_lsb_bias() -> None:
+    # Every element within 1 LSB, but 2 % of them off: not near-ties, a bias.
+    a, e = _quantized_pair(bumps={i: 1 for i in range(0, 1000, 50)})
+    with pytest.raises(AssertionError, match=r"dq: only 98\.0000% exact \(< 99\.90%"):
+        assert_single_op_contract(a, e, np.float32(0.0123), name="dq")
+    assert assert_single_op_contract(a, e, np.float32(0.0123), min_frac_exact=0.98).n == 1000
+    q = np.arange(0, 200, dtype=np.uint8)
+    with pytest.raises(AssertionError, match=r"only 50\.0000% exact"):
+        assert_single_op_contract(np.where(q % 2 == 1, q + 1, q).astype(np.uint8), q)
 
 
 def test_single_op_contract_fails_beyond_one_lsb() -> None:

@@ -20,17 +20,25 @@ Three tests per case share one compiled model:
   float op — except QLinearSoftmax, a float island today (``relax.nn.softmax`` in
   ``float_ops``).
 
+Quantized outputs must also be *exact* on ≥ 99.9 % of the elements
+(:data:`~tvm_qdq.testing.oracle.MIN_FRAC_EXACT`): ORT computes these ops exactly up to ties, so
+the 1-LSB allowance is for near-ties only and a systematic 1-LSB bias fails.  Where ORT's float
+arithmetic rounds exact ties of the case either way, the case pins the exact share measured
+(ORT 1.32, 2026-12-07) in ``min_frac_exact``.
+
 Where ONNX Runtime 1.32 has no kernel for a legal node (QLinearConv / QLinearMatMul with int8
 activations × uint8 weights, QLinearMatMul with a per-row ``a`` scale, ConvInteger with a
-per-channel weight zero point) the oracle is ORT running the node's definition in standard ops
-(:func:`tvm_qdq.testing.qop_graphs.qdq_reference`) without graph optimizations, and the
-optimized-session test is skipped.
+per-channel weight zero point) the oracle is an independent numpy evaluation of the operator
+definition in exact integers (:func:`tvm_qdq.testing.numpy_reference.run_single_node`, not the
+importer's ``Q(op(DQ(...)))`` decomposition); it equals ORT bit for bit on the other 12
+conv/matmul cases (``tests/test_numpy_reference.py``).  The optimized-session test is skipped.
 
 Float outputs (QGemm without ``y_scale``, MatMulIntegerToFloat, DynamicQuantizeMatMul) are
-compared in units of the accumulator step ``α · s_a · s_b`` (per column) and must be within
-1 step, i.e. the integer accumulation agrees exactly and only float32 rounding differs
-(measured: 0 steps; 0.009 for QGemm's float output, which still runs a float matmul).  The
-DynamicQuantizeLinear → MatMulInteger → Cast → Mul → Add pattern is compared by relative max
+compared in units of the accumulator step ``α · s_a · s_b`` (per column): the integer
+accumulation must agree exactly and only float32 rounding of ``acc · step + bias`` may differ,
+so every element counts as exact within ``FLOAT_OUT_SLACK`` = 0.02 step (measured max: 0.0061
+QGemm, 0.0048 DynamicQuantizeMatMul, 0.0103 MatMulIntegerToFloat), and the 99.9 % rule applies.
+The DynamicQuantizeLinear → MatMulInteger → Cast → Mul → Add pattern is compared by relative max
 error ``max|a - e| / max|e| ≤ 1e-5`` (measured: 0).
 
 ``KNOWN_GAPS`` lists what fails today, each with its diagnosis; those tests are strict
@@ -53,8 +61,14 @@ from onnxruntime.capi.onnxruntime_pybind11_state import get_all_operator_schema
 
 import tvm_qdq
 from tvm_qdq.testing.ir import compute_calls, float_compute_calls
-from tvm_qdq.testing.oracle import assert_single_op_contract, output_qparams, run_ort
-from tvm_qdq.testing.qop_graphs import MS_DOMAIN, QopGraph, qdq_reference, single_node_model
+from tvm_qdq.testing.numpy_reference import run_single_node
+from tvm_qdq.testing.oracle import (
+    MIN_FRAC_EXACT,
+    assert_single_op_contract,
+    output_qparams,
+    run_ort,
+)
+from tvm_qdq.testing.qop_graphs import MS_DOMAIN, QopGraph, single_node_model
 
 NO_OPT = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
 
@@ -66,6 +80,10 @@ COMPUTE = "compute"  # conv / matmul: no float conv/matmul call left
 INTEGER = "integer"  # element-wise: ``ops`` reported "integer", no float op left
 ISLAND = "island"  # ``ops`` stay a float island (reported in ``float_ops``)
 
+#: Float outputs, in accumulator steps: float32 rounding of ``acc · step + bias`` (measured
+#: ≤ 0.0103 step) counts as exact; a wrong accumulator is a whole step off.
+FLOAT_OUT_SLACK = 0.02
+
 
 # --------------------------------------------------------------------------------------------
 # Cases
@@ -76,10 +94,11 @@ ISLAND = "island"  # ``ops`` stay a float island (reported in ``float_ops``)
 class Case:
     """One single-node model, its feeds and what the integer pass must do with it.
 
-    ``reference``: an ORT-runnable model with the node's semantics, when ORT has no kernel for
-    ``model`` (then only the unoptimized oracle is used).  Float outputs are compared in units
-    of ``float_unit`` (broadcast along ``float_axis``) within 1 unit, or by relative max error
-    when ``rel_tol`` is set.
+    ``numpy_reference``: ORT has no kernel for ``model``; the oracle is
+    :func:`~tvm_qdq.testing.numpy_reference.run_single_node`.  Float outputs are compared in
+    units of ``float_unit`` (broadcast along ``float_axis``) within 1 unit, or by relative max
+    error when ``rel_tol`` is set.  ``min_frac_exact``: share of elements that must equal the
+    oracle exactly (lower than the default only where measured ties make it so).
     """
 
     model: onnx.ModelProto
@@ -87,10 +106,11 @@ class Case:
     kind: str = COMPUTE
     ops: tuple[str, ...] = ()
     detail: str | None = None
-    reference: onnx.ModelProto | None = None
+    numpy_reference: bool = False
     float_unit: np.ndarray | float | None = None
     float_axis: int | None = None
     rel_tol: float | None = None
+    min_frac_exact: float = MIN_FRAC_EXACT
 
 
 CASES: dict[str, Callable[[], Case]] = {}
@@ -228,7 +248,7 @@ def qlinear_conv_case(seed: int, x_shape: tuple[int, ...], out_ch: int, kernel: 
     if bias:
         inputs["B"] = const(int32_bias(rng, out_ch, k))
     model = node_model("QLinearConv", inputs, kernel_shape=list(kernel), group=group, **attrs)
-    return Case(model, feeds_of(inputs), reference=qdq_reference(model) if reference else None)
+    return Case(model, feeds_of(inputs), numpy_reference=reference)
 
 
 @case("qlinearconv_group2_stride2_pads_u8s8_bias")
@@ -263,7 +283,7 @@ def _conv_s8() -> Case:
 
 @case("qlinearconv_s8u8_per_channel_w_zero_points_ref")
 def _conv_s8u8() -> Case:
-    # ORT 1.32 has no QLinearConv kernel for int8 x with uint8 w: float reference.
+    # ORT 1.32 has no QLinearConv kernel for int8 x with uint8 w: numpy reference.
     return qlinear_conv_case(6, (1, 8, 7, 7), 8, (3, 3), s8, u8, per_channel=True,
                              w_zero_points=np.arange(120, 128), pads=[1, 1, 1, 1],
                              reference=True)
@@ -301,7 +321,7 @@ def qlinear_matmul_case(seed: int, a_shape: tuple[int, ...], b_shape: tuple[int,
               "y_scale": const(acc_out_scale(k, a_s, b_s).astype(scale_type)),
               "y_zero_point": const(y_z)}
     model = node_model("QLinearMatMul", inputs, onnx_opset=onnx_opset)
-    return Case(model, feeds_of(inputs), reference=qdq_reference(model) if reference else None)
+    return Case(model, feeds_of(inputs), numpy_reference=reference)
 
 
 @case("qlinearmatmul_2d_u8s8_per_column_b")
@@ -327,14 +347,14 @@ def _mm_3d_nd_scale() -> Case:
 
 @case("qlinearmatmul_2d_s8u8_per_column_b_ref")
 def _mm_s8u8() -> Case:
-    # ORT 1.32 has no QLinearMatMul kernel for int8 a with uint8 b: float reference.
+    # ORT 1.32 has no QLinearMatMul kernel for int8 a with uint8 b: numpy reference.
     return qlinear_matmul_case(13, (4, 32), (32, 16), s8, u8, per_col_b=(16,), reference=True)
 
 
 @case("qlinearmatmul_2d_u8s8_per_row_a_per_column_b_ref")
 def _mm_per_row() -> Case:
     # ORT 1.32 rejects a non-scalar a_scale / a_zero_point ("input zero point must be a scalar
-    # or 1D tensor of size 1"): float reference (DequantizeLinear axis -2 for a).
+    # or 1D tensor of size 1"): numpy reference (per-row a).
     return qlinear_matmul_case(14, (4, 32), (32, 16), u8, s8, per_row_a=True, per_col_b=(16,),
                                reference=True)
 
@@ -350,14 +370,14 @@ def _mm_fp16() -> Case:
 
 @case("convinteger_u8u8_per_channel_w_zero_point_pads_strides_ref")
 def _conv_integer_pc() -> Case:
-    # ORT 1.32's ConvInteger rejects a per-channel w_zero_point: exact float32 reference.
+    # ORT 1.32's ConvInteger rejects a per-channel w_zero_point: numpy reference.
     rng = np.random.default_rng(20)
     inputs = {"x": act(rand_q(rng, u8, (1, 4, 9, 9))), "w": const(rand_q(rng, u8, (8, 4, 3, 3))),
               "x_zero_point": const(zp(u8, 120)),
               "w_zero_point": const(np.arange(100, 164, 8).astype(u8))}
     model = node_model("ConvInteger", inputs, kernel_shape=[3, 3], pads=[1, 1, 0, 0],
                        strides=[2, 2])
-    return Case(model, feeds_of(inputs), reference=qdq_reference(model))
+    return Case(model, feeds_of(inputs), numpy_reference=True)
 
 
 @case("convinteger_u8s8_pads_strides")
@@ -427,7 +447,8 @@ def _qgemm_f() -> Case:
 
 
 def binary_case(seed: int, op_type: str, dtype: type, a_shape: tuple[int, ...],
-                b_shape: tuple[int, ...], params: list[tuple[float, int]], relax_op: str) -> Case:
+                b_shape: tuple[int, ...], params: list[tuple[float, int]], relax_op: str,
+                min_frac_exact: float = MIN_FRAC_EXACT) -> Case:
     """QLinearAdd / QLinearMul with two activations (broadcast) and parameters a, b, c."""
     rng = np.random.default_rng(seed)
     (sa, za), (sb, zb), (sc, zc) = params
@@ -437,7 +458,7 @@ def binary_case(seed: int, op_type: str, dtype: type, a_shape: tuple[int, ...],
               "C_scale": const(f32(sc)), "C_zero_point": const(zp(dtype, zc))}
     out_shape = list(np.broadcast_shapes(a_shape, b_shape))
     model = node_model(op_type, inputs, (onnx_type(dtype), out_shape), domain=MS_DOMAIN)
-    return Case(model, feeds_of(inputs), INTEGER, (relax_op,))
+    return Case(model, feeds_of(inputs), INTEGER, (relax_op,), min_frac_exact=min_frac_exact)
 
 
 @case("qlinearadd_broadcast_u8")
@@ -448,8 +469,12 @@ def _qadd() -> Case:
 
 @case("qlinearmul_broadcast_s8")
 def _qmul() -> Case:
+    # s_a·s_b/s_c = 0.015: products (a - za)(b - zb) = 100·(2j + 1) are exact ties (1.5, 4.5,
+    # ...), which ORT's float32 product rounds either way.  Measured: 285 of 288 exact
+    # (98.96 %), the 3 others 1 LSB off in both directions.
     return binary_case(41, "QLinearMul", s8, (1, 8, 6, 6), (1, 1, 6, 6),
-                       [(0.02, -3), (0.015, 10), (0.02, 5)], "relax.multiply")
+                       [(0.02, -3), (0.015, 10), (0.02, 5)], "relax.multiply",
+                       min_frac_exact=285 / 288)
 
 
 def unary_case(seed: int, op_type: str, dtype: type, shape: tuple[int, ...],
@@ -514,11 +539,15 @@ def _qconcat() -> Case:
                    (f"x{i}_zero_point", zp(u8, z), True)]
     model = single_node_model("QLinearConcat", inputs, (TensorProto.UINT8, [1, 12, 5, 5]),
                               domain=MS_DOMAIN, axis=1)
-    return Case(model, {f"x{i}": x for i, x in enumerate(xs)}, INTEGER, ("relax.concat",))
+    # Input scales 0.02 / 0.01 over 0.04 (ratios 0.5, 0.25): odd (x - zx) are exact ties,
+    # rounded either way by ORT's float32 requantize.  Measured: 285 of 300 exact (95 %).
+    return Case(model, {f"x{i}": x for i, x in enumerate(xs)}, INTEGER, ("relax.concat",),
+                min_frac_exact=285 / 300)
 
 
 def pool_case(seed: int, op_type: str, dtype: type, shape: tuple[int, ...],
-              out_shape: tuple[int, ...], relax_op: str, **attrs: int | list[int]) -> Case:
+              out_shape: tuple[int, ...], relax_op: str, min_frac_exact: float = MIN_FRAC_EXACT,
+              **attrs: int | list[int]) -> Case:
     """QLinearAveragePool / QLinearGlobalAveragePool (X, x_scale, x_zp, y_scale, y_zp)."""
     rng = np.random.default_rng(seed)
     inputs = {"X": act(rand_q(rng, dtype, shape)), "x_scale": const(f32(0.03)),
@@ -526,7 +555,11 @@ def pool_case(seed: int, op_type: str, dtype: type, shape: tuple[int, ...],
               "y_zero_point": const(mid(dtype) - dtype(4))}
     model = node_model(op_type, inputs, (onnx_type(dtype), list(out_shape)), domain=MS_DOMAIN,
                        **attrs)
-    return Case(model, feeds_of(inputs), INTEGER, (relax_op,))
+    return Case(model, feeds_of(inputs), INTEGER, (relax_op,), min_frac_exact=min_frac_exact)
+
+
+# Average pools: s_x / s_y = 3, so a window of 4 or 6 elements (pads excluded at the borders)
+# gives sums · 3/4, · 1/2 with exact ties, rounded either way by ORT's float32 average.
 
 
 @case("qlinearaveragepool_nchw_k3_s2_p1_count_include_pad_u8")
@@ -538,15 +571,17 @@ def _qavgpool() -> Case:
 
 @case("qlinearaveragepool_nchw_k3_s2_p1_exclude_pad_s8")
 def _qavgpool_excl() -> Case:
+    # Measured: 188 of 200 exact (94 %).
     return pool_case(51, "QLinearAveragePool", s8, (1, 8, 9, 9), (1, 8, 5, 5),
-                     "relax.nn.avg_pool2d", kernel_shape=[3, 3], strides=[2, 2],
+                     "relax.nn.avg_pool2d", 188 / 200, kernel_shape=[3, 3], strides=[2, 2],
                      pads=[1, 1, 1, 1], count_include_pad=0)
 
 
 @case("qlinearaveragepool_nhwc_channels_last_u8")
 def _qavgpool_nhwc() -> Case:
+    # Measured: 195 of 200 exact (97.5 %).
     return pool_case(52, "QLinearAveragePool", u8, (1, 9, 9, 8), (1, 5, 5, 8),
-                     "relax.nn.avg_pool2d", kernel_shape=[3, 3], strides=[2, 2],
+                     "relax.nn.avg_pool2d", 195 / 200, kernel_shape=[3, 3], strides=[2, 2],
                      pads=[1, 1, 1, 1], channels_last=1)
 
 
@@ -572,7 +607,9 @@ def _qwhere() -> Case:
               "z_scale": const(f32(0.04)), "z_zero_point": const(zp(u8, 110))}
     model = node_model("QLinearWhere", inputs, (TensorProto.UINT8, [1, 8, 6, 6]),
                        domain=MS_DOMAIN)
-    return Case(model, feeds_of(inputs), INTEGER, ("relax.where",))
+    # x and y requantized by 0.02/0.04 = 0.5 and 0.05/0.04 = 1.25: exact ties, rounded either
+    # way by ORT's float32 requantize.  Measured: 284 of 288 exact (98.61 %).
+    return Case(model, feeds_of(inputs), INTEGER, ("relax.where",), min_frac_exact=284 / 288)
 
 
 # --- dynamic-quantization ops (float outputs) ---------------------------------------------------
@@ -679,14 +716,20 @@ class Prepared:
     expected: list[np.ndarray]
 
 
+def oracle_outputs(c: Case) -> list[np.ndarray]:
+    """The case's reference outputs: the numpy reference, else ORT without optimizations."""
+    if c.numpy_reference:
+        return run_single_node(c.model, c.feeds)
+    return run_ort(c.model, c.feeds, optimization_level=NO_OPT)
+
+
 @functools.cache
 def prepared(name: str) -> Prepared:
     """Import, rewrite to integer, compile and run case ``name`` (cached across its tests)."""
     c = CASES[name]()
     mod = tvm_qdq.to_integer(tvm_qdq.from_onnx(c.model))
     actual = tvm_qdq.compile(mod).run(c.feeds)
-    expected = run_ort(c.reference or c.model, c.feeds, optimization_level=NO_OPT)
-    return Prepared(c, mod, actual, expected)
+    return Prepared(c, mod, actual, oracle_outputs(c))
 
 
 def compare(c: Case, actual: list[np.ndarray], expected: list[np.ndarray], what: str) -> str:
@@ -704,7 +747,8 @@ def compare(c: Case, actual: list[np.ndarray], expected: list[np.ndarray], what:
             else:
                 qp = qparams[out.name]
                 assert qp is not None, f"{out.name}: quantized output without known parameters"
-                ag = assert_single_op_contract(a, e, *qp, name=name)
+                ag = assert_single_op_contract(a, e, *qp, min_frac_exact=c.min_frac_exact,
+                                               name=name)
             summary.append(f"{out.name}: {ag}")
         elif c.rel_tol is not None:
             rel = float(np.abs(a.astype(np.float64) - e).max() / np.abs(e).max())
@@ -712,8 +756,8 @@ def compare(c: Case, actual: list[np.ndarray], expected: list[np.ndarray], what:
             summary.append(f"{out.name}: relative max error {rel:.3g}")
         else:
             assert c.float_unit is not None, "float output needs a unit"
-            ag = assert_single_op_contract(a, e, c.float_unit, None, c.float_axis, slack=0.0,
-                                           name=name)
+            ag = assert_single_op_contract(a, e, c.float_unit, None, c.float_axis,
+                                           slack=FLOAT_OUT_SLACK, name=name)
             summary.append(f"{out.name}: {ag} (unit: accumulator step)")
     return "; ".join(summary)
 
@@ -721,14 +765,15 @@ def compare(c: Case, actual: list[np.ndarray], expected: list[np.ndarray], what:
 @pytest.mark.parametrize("name", cases_for("test_matches_ort"))
 def test_matches_ort(name: str) -> None:
     p = prepared(name)
-    compare(p.case, p.actual, p.expected, "ORT (no graph optimizations)")
+    what = "numpy reference" if p.case.numpy_reference else "ORT (no graph optimizations)"
+    compare(p.case, p.actual, p.expected, what)
 
 
 @pytest.mark.parametrize("name", cases_for("test_matches_ort_optimized"))
 def test_matches_ort_optimized(name: str) -> None:
     p = prepared(name)
-    if p.case.reference is not None:
-        pytest.skip("ORT has no kernel for this node; only the float reference is used")
+    if p.case.numpy_reference:
+        pytest.skip("ORT has no kernel for this node; only the numpy reference is used")
     expected = run_ort(p.case.model, p.case.feeds)
     compare(p.case, p.actual, expected, "ORT (default optimizations)")
 
@@ -760,9 +805,8 @@ def test_integer_compute(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_case_is_not_trivial(name: str) -> None:
-    """ORT's quantized output uses its range: many distinct codes, few saturated."""
-    c = CASES[name]()
-    for e in run_ort(c.reference or c.model, c.feeds, optimization_level=NO_OPT):
+    """The oracle's quantized output uses its range: many distinct codes, few saturated."""
+    for e in oracle_outputs(CASES[name]()):
         if e.dtype not in (np.uint8, np.int8):
             continue
         info = np.iinfo(e.dtype)

@@ -14,7 +14,13 @@ One *LSB* (least significant bit) is one quantization step of the output being c
 
 NaN equals NaN (0 LSB), NaN against a number is ``inf``; equal infinities are 0 LSB.
 
-``assert_single_op_contract``: every element within 1 LSB (or bit-exact when ``exact=True``).
+``assert_single_op_contract``: every element within 1 LSB *and* at least ``min_frac_exact``
+(:data:`MIN_FRAC_EXACT`, 99.9 %) of the elements exactly equal (or bit-exact everywhere when
+``exact=True``).  The 1-LSB allowance is for near-ties only: ORT computes the integer
+conv/matmul/add/mul/pools/concat, requantize and Q/DQ exactly up to float32 ties, so a
+systematic 1-LSB bias (a wrong rounding mode) must fail even though every element is within
+1 LSB.  Ops whose ORT kernel is float arithmetic away from ties (lookup-table activations,
+softmax, float round trips) pass their measured exact share instead.
 ``assert_model_contract``: max ≤ 2 LSB, at least 99 % of the elements within 1 LSB and, for
 classifiers, the same top-1 class in every row.
 """
@@ -38,6 +44,7 @@ __all__ = [
     "Agreement",
     "QuantInfo",
     "FLOAT_SLACK_LSB",
+    "MIN_FRAC_EXACT",
     "run_ort",
     "output_quant_info",
     "output_qparams",
@@ -51,6 +58,16 @@ __all__ = [
 #: ``(q - zp) * s`` carries a rounding error of up to ``|q - zp| * 2**-24`` LSB, so two outputs
 #: one code apart may differ by ``1.00002`` LSB.  Integer differences are unaffected.
 FLOAT_SLACK_LSB = 1e-2
+
+#: Default share of elements that the single-op contract requires to equal the reference
+#: exactly (a float output: within :data:`FLOAT_SLACK_LSB` of it, i.e. the same code).
+#: Measured with ORT 1.32 (2026-12-07) on every single-op test: 100 % for all conv/matmul/gemm/
+#: add/mul/pool/concat/movement/activation rules (tests/test_rules.py, QDQ), the QOperator
+#: conv/matmul/QGemm/add/sigmoid/leaky-relu/softmax/global-pool cases, Q/DQ node cases and the
+#: accumulator-bound tests.  Lower only where the case's scales make exact ties that ORT's float32
+#: arithmetic rounds either way (94-98.96 %: QLinearMul/Concat/Where/excluded-pad AveragePool,
+#: 72-100 % for u8→i16 ×2.5 requantize); those tests pin their measured share.
+MIN_FRAC_EXACT = 0.999
 
 # --------------------------------------------------------------------------------------------
 # ONNX Runtime
@@ -490,7 +507,10 @@ class Agreement:
     """Summary of :func:`lsb_diff` between an output and its reference.
 
     ``max_lsb = max(lsb)``, ``frac_within_1 = mean(lsb <= 1 + slack)`` over the ``n`` elements
-    (1.0 when ``n == 0``), ``top1_equal`` is the classifier row check (``None`` if not asked),
+    (1.0 when ``n == 0``), ``frac_exact = mean(lsb <= t)`` with ``t = slack`` for dequantized
+    float outputs (float32 rounding of the same code) and ``t = 0`` otherwise, so
+    ``frac_within_1 - frac_exact`` is the share of 1-LSB (near-tie) differences; ``top1_equal``
+    is the classifier row check (``None`` if not asked),
     ``worst_index`` the index of the (first) largest difference (``None`` when ``n == 0``) and
     ``top1_mismatch_rows`` the number of rows whose top-1 sets do not intersect.
     """
@@ -501,12 +521,13 @@ class Agreement:
     top1_equal: bool | None
     worst_index: tuple[int, ...] | None = None
     top1_mismatch_rows: int = 0
+    frac_exact: float = 1.0
 
     def __str__(self) -> str:
         s = f"max {self.max_lsb:.4g} LSB"
         if self.worst_index is not None:
             s += f" at index {self.worst_index}"
-        s += f", {self.frac_within_1:.4%} of {self.n} within 1 LSB"
+        s += f", {self.frac_exact:.4%} exact, {self.frac_within_1:.4%} of {self.n} within 1 LSB"
         if self.top1_equal is not None:
             s += f", top-1 {'equal' if self.top1_equal else 'DIFFERS'}"
             if self.top1_mismatch_rows:
@@ -549,19 +570,22 @@ def agreement(
     """
     d = lsb_diff(actual, expected, scale, zero_point, axis, block_size=block_size)
     n = int(d.size)
+    e_dtype = np.asarray(expected).dtype
+    exact_tol = 0.0 if _is_int(e_dtype) or _is_narrow_float(e_dtype) else slack
     if n == 0:
-        max_lsb, frac, worst = 0.0, 1.0, None
+        max_lsb, frac, frac_exact, worst = 0.0, 1.0, 1.0, None
     else:
         flat = int(np.argmax(d))
         worst = tuple(int(i) for i in np.unravel_index(flat, d.shape))
         max_lsb = float(d.reshape(-1)[flat])
         frac = float(np.count_nonzero(d <= 1 + slack)) / n
+        frac_exact = float(np.count_nonzero(d <= exact_tol)) / n
     top1: bool | None = None
     mismatches = 0
     if classify:
         mismatches = _top1_mismatch_rows(actual, expected)
         top1 = mismatches == 0
-    return Agreement(max_lsb, frac, n, top1, worst, mismatches)
+    return Agreement(max_lsb, frac, n, top1, worst, mismatches, frac_exact)
 
 
 def _describe(actual: np.ndarray, expected: np.ndarray, ag: Agreement) -> str:
@@ -590,12 +614,18 @@ def assert_single_op_contract(
     exact: bool = False,
     check_dtype: bool = True,
     slack: float = FLOAT_SLACK_LSB,
+    min_frac_exact: float = MIN_FRAC_EXACT,
     name: str = "",
 ) -> Agreement:
-    """Single-operator contract: ``lsb_diff <= 1`` everywhere, or equality if ``exact``.
+    """Single-operator contract: ``lsb_diff <= 1`` everywhere and ``frac_exact >= min_frac_exact``
+    (:class:`Agreement`: the share of elements with ``lsb_diff == 0``, for dequantized float
+    outputs ``<= slack``), or equality everywhere if ``exact``.
 
-    Shapes must match and, with ``check_dtype``, dtypes too.  ``exact`` compares values
-    (NaN == NaN, -0.0 == 0.0) and needs no ``scale``; otherwise float outputs need ``scale``.
+    ``min_frac_exact`` defaults to :data:`MIN_FRAC_EXACT` (0.999), right for every op ORT
+    computes exactly up to ties; an op whose reference is float arithmetic passes its measured
+    share (0 turns the check off).  Shapes must match and, with ``check_dtype``, dtypes too.
+    ``exact`` compares values (NaN == NaN, -0.0 == 0.0) and needs no ``scale``; otherwise float
+    outputs need ``scale``.
     Returns the :class:`Agreement` (with ``exact`` and no scale, ``max_lsb`` is the max absolute
     difference in value units for float outputs).
     """
@@ -613,6 +643,11 @@ def assert_single_op_contract(
     ag = agreement(a, e, scale, zero_point, axis, block_size=block_size, slack=slack)
     if ag.max_lsb > 1 + slack:
         raise AssertionError(f"{prefix}more than 1 LSB off: {_describe(a, e, ag)}")
+    if ag.frac_exact < min_frac_exact:
+        raise AssertionError(
+            f"{prefix}only {ag.frac_exact:.4%} exact (< {min_frac_exact:.2%}; the rest 1 LSB "
+            f"off: a systematic bias, not near-ties): {_describe(a, e, ag)}"
+        )
     return ag
 
 

@@ -13,7 +13,8 @@ fold them).  Example::
 
 Opset 17 for the default domain unless asked, ``com.microsoft`` opset 1 when a node uses that
 domain, IR version 9.  Output types come from ONNX shape inference when it knows the op and
-from ``out_types`` otherwise (``com.microsoft`` ops have no ONNX schema).
+from ``out_types`` otherwise (``com.microsoft`` ops have no ONNX schema).  Nodes ONNX Runtime
+has no kernel for are evaluated by :mod:`tvm_qdq.testing.numpy_reference`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["IR_VERSION", "MS_DOMAIN", "OPSET", "QopGraph", "qdq_reference", "single_node_model"]
+__all__ = ["IR_VERSION", "MS_DOMAIN", "OPSET", "QopGraph", "single_node_model"]
 
 OPSET = 17
 IR_VERSION = 9
@@ -119,92 +120,3 @@ def single_node_model(op_type: str, inputs: list[tuple[str, np.ndarray, bool] | 
     ]
     g.node(op_type, names, ["y"], domain=domain, **attrs)
     return g.model(["y"], {"y": out_type} if out_type is not None else None)
-
-
-# --------------------------------------------------------------------------------------------
-# Float references for what ONNX Runtime cannot run as a QOperator node
-# --------------------------------------------------------------------------------------------
-
-
-def _initializer(model: onnx.ModelProto, name: str) -> np.ndarray:
-    for t in model.graph.initializer:
-        if t.name == name:
-            return numpy_helper.to_array(t)
-    raise ValueError(f"{name!r} is not an initializer")
-
-
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def qdq_reference(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The single-node ``model`` written with standard float ops, for ONNX Runtime to run.
-
-    ORT has no kernel for some legal QOperator nodes (QLinearConv / QLinearMatMul with int8
-    activations and uint8 weights, QLinearMatMul with a per-row ``a`` scale, ConvInteger with a
-    per-channel weight zero point).  The reference follows the operator definition:
-
-    * ``QLinearConv``/``QLinearMatMul``: ``QuantizeLinear(op(DequantizeLinear(x),
-      DequantizeLinear(w)[, DequantizeLinear(B, s_x·s_w)]))`` with per-axis ``DequantizeLinear``
-      for per-row ``a`` (axis -2), per-column ``b`` (axis -1) and per-channel ``w`` (axis 0).
-      Run it without graph optimizations so ORT does not fuse it back into the QOperator node;
-    * ``ConvInteger``: ``Cast<int32>(Conv(float(x) - zp_x, float(w - zp_w)))``, exact while every
-      partial sum stays below ``2**24`` (checked).
-
-    Scales, zero points and weights must be initializers.
-    """
-    (node,) = model.graph.node
-    attrs = _attrs(node)
-    g = QopGraph(opset=max(13, next(o.version for o in model.opset_import if o.domain == "")))
-    g.inputs = list(model.graph.input)
-    inputs = list(node.input)
-    init_names = {t.name for t in model.graph.initializer}
-    for t in model.graph.initializer:
-        if t.name in inputs:
-            g.initializers.append(t)
-    out = model.graph.output[0].name
-
-    def dq(x: str, scale: str, zp: str, axis: int) -> str:
-        size = next(int(np.prod(t.dims)) for t in g.initializers if t.name == scale)
-        n_axis = {"axis": axis} if size > 1 else {}
-        return g.node("DequantizeLinear", [x, scale, zp], **n_axis)[0]
-
-    if node.op_type in ("QLinearConv", "QLinearMatMul"):
-        if node.op_type == "QLinearConv":
-            x, xs, xz, w, ws, wz, ys, yz = inputs[:8]
-            xf, wf = dq(x, xs, xz, 1), dq(w, ws, wz, 0)
-            parts = [xf, wf]
-            if len(inputs) > 8 and inputs[8]:
-                b_scale = (_initializer(model, xs).astype(np.float32)
-                           * _initializer(model, ws).astype(np.float32))
-                bs = g.init("ref_bias_scale", b_scale.astype(np.float32))
-                bz = g.init("ref_bias_zero_point", np.zeros(b_scale.shape, np.int32))
-                parts.append(dq(inputs[8], bs, bz, 0))
-            yf = g.node("Conv", parts, **attrs)[0]
-        else:
-            a, a_s, az, b, bs, bz, ys, yz = inputs[:8]
-            yf = g.node("MatMul", [dq(a, a_s, az, -2), dq(b, bs, bz, -1)])[0]
-        g.node("QuantizeLinear", [yf, ys, yz], [out])
-        return g.model([out])
-    if node.op_type == "ConvInteger":
-        x, w = inputs[0], inputs[1]
-        xz = inputs[2] if len(inputs) > 2 and inputs[2] else ""
-        wz = inputs[3] if len(inputs) > 3 and inputs[3] else ""
-        wq = _initializer(model, w).astype(np.int64)
-        zw = _initializer(model, wz).astype(np.int64) if wz else np.zeros((), np.int64)
-        w_shift = wq - (zw.reshape((-1,) + (1,) * (wq.ndim - 1)) if zw.size > 1 else zw)
-        x_type = next(i.type.tensor_type.elem_type for i in g.inputs if i.name == x)
-        x_range = 255 if x_type == TensorProto.UINT8 else 128 + 127
-        bound = x_range * np.abs(w_shift).reshape(w_shift.shape[0], -1).sum(1).max()
-        if bound >= 2**24:
-            raise ValueError(f"float32 ConvInteger reference would round (bound {bound})")
-        xf = g.node("Cast", [x], to=TensorProto.FLOAT)[0]
-        if xz:
-            assert xz in init_names, "x zero point must be an initializer"
-            zf = g.init("ref_x_zero_point", _initializer(model, xz).astype(np.float32))
-            xf = g.node("Sub", [xf, zf])[0]
-        wf = g.init("ref_w_shifted", w_shift.astype(np.float32))
-        yf = g.node("Conv", [xf, wf], **attrs)[0]
-        g.node("Cast", [yf], [out], to=TensorProto.INT32)
-        return g.model([out])
-    raise NotImplementedError(f"no float reference for {node.op_type}")

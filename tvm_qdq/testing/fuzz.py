@@ -23,10 +23,12 @@ into one model (each judged on its own outputs).
 
 :func:`check` compiles a model with tvm-qdq, runs it and ORT with graph optimizations off,
 and compares every output under the contract (single-op graphs ≤ 1 LSB; otherwise ≤ 2 LSB
-and ≥ 99 % within 1 LSB).  When the contract fails, :func:`triage` exposes every quantized
-tensor, finds those that differ although their op read identical inputs in both, and
-compares both with exact float64 math on those inputs: a difference that is ORT's float32
-rounding at a near-tie (later ops amplifying it) is *explained*; anything else is a failure.
+and ≥ 99 % within 1 LSB).  A graph whose outputs are not all bit-exact goes to
+:func:`triage` (:mod:`tvm_qdq.testing.fuzz_triage`), which judges every op on its own
+inputs: directly where both runs fed it the same codes, else re-run by tvm-qdq alone on
+ORT's codes of its inputs; each op is exact, an explained near-tie (ORT's float32 rounding
+the wrong way, checked against exact float64 math) or a failure.  The graph fails when an
+op fails, even within the contract (a systematic 1-LSB error).
 Failures are saved for replay with :func:`save_failure` (spec JSON, model, feeds).
 :func:`run_campaign` / ``python -m tvm_qdq.testing.fuzz`` (``scripts/fuzz``) run long
 campaigns.
@@ -52,7 +54,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from .oracle import agreement, output_quant_info, run_ort
+from .oracle import FLOAT_SLACK_LSB, agreement, output_quant_info, run_ort
 
 __all__ = [
     "ACT_TYPES",
@@ -662,14 +664,21 @@ class OutputResult:
     ok: bool
     detail: str = ""
 
+    @property
+    def exact(self) -> bool:
+        """Bit-exact: integer outputs equal, float outputs the same codes (≤ float slack)."""
+        return self.max_lsb <= FLOAT_SLACK_LSB
+
 
 @dataclass
 class CheckResult:
     """Outcome of :func:`check` for a built model.
 
-    ``ok``: every graph passed its contract (or failed only for a reason :func:`triage`
-    explained); ``error``: tvm-qdq raised (import, rewrite, compile or run);
-    ``explained``: graphs whose contract failure is ORT's float32 rounding at a near-tie;
+    ``ok``: every graph passed its contract and :func:`triage` found no failing op in it;
+    ``error``: tvm-qdq raised (import, rewrite, compile or run); ``exact_graphs``: graphs
+    whose outputs are all bit-exact (not triaged); ``explained``: graphs with differing
+    tensors, every difference an explained ORT float32 near-tie (contract failures among
+    them say so); ``judgements``: the per-op judgements of every triaged graph;
     ``float_ops``: float islands the pass left (not a failure).
     """
 
@@ -680,6 +689,10 @@ class CheckResult:
     explained: list[str] = field(default_factory=list)
     float_ops: list[dict] = field(default_factory=list)
     triage: list[str] = field(default_factory=list)
+    exact_graphs: int = 0
+    triaged: int = 0
+    contract_explained: int = 0
+    judgements: list[Any] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = []
@@ -727,8 +740,11 @@ def check(built: Built, *, triage_failures: bool = True) -> CheckResult:
     """Compile ``built.model`` with tvm-qdq, run it and ORT (optimizations off), compare.
 
     Each graph of a batch is judged on its own outputs (``≤ 1`` LSB for single-op graphs,
-    else ``≤ 2`` LSB and ``≥ 99 %`` within 1 LSB).  A graph failing the contract is passed to
-    :func:`triage` (unless ``triage_failures`` is false); explained failures do not fail.
+    else ``≤ 2`` LSB and ``≥ 99 %`` within 1 LSB).  A graph whose outputs are not all
+    bit-exact goes to :func:`triage` (unless ``triage_failures`` is false), which judges every
+    op on its own inputs: the graph fails when an op fails there (even within the contract:
+    a systematic 1-LSB error) or when the contract fails and no tensor differs; a contract
+    failure whose every difference is an explained near-tie passes.
     """
     model, feeds = built.model, built.feeds
     expected = run_ort(model, feeds, optimization_level=ORT_REFERENCE_LEVEL)
@@ -747,14 +763,26 @@ def check(built: Built, *, triage_failures: bool = True) -> CheckResult:
         results = [_compare(spec.output_name(t), *by_name[spec.output_name(t)], model, single)
                    for t in graph_outs]
         result.outputs += results
-        if all(r.ok for r in results):
+        contract_ok = all(r.ok for r in results)
+        if all(r.exact for r in results):
+            result.exact_graphs += 1
             continue
         verdict = triage(spec) if triage_failures else None
-        if verdict is not None and verdict.explained:
-            result.explained.append(f"{spec.prefix or 'graph'}: {verdict.reason}")
+        if verdict is not None:
+            result.triaged += 1
+            result.judgements += verdict.judgements
+            if verdict.explained and verdict.differs:
+                what = "contract failure explained" if not contract_ok else "within contract"
+                result.contract_explained += not contract_ok
+                result.explained.append(f"{spec.prefix or 'graph'} ({what}): {verdict.reason}")
+                continue
+            if verdict.explained and contract_ok:
+                continue  # float outputs within the contract, every code equal
+        if verdict is None and contract_ok:
             continue
         if verdict is not None:
-            result.triage.append(verdict.reason)
+            result.triage.append(verdict.reason if verdict.differs or not verdict.judgements
+                                 else "triage: no quantized tensor differs, but an output does")
         result.ok = False
         result.failing_specs.append(spec)
     return result
@@ -767,131 +795,19 @@ def check_specs(specs: Sequence[GraphSpec], **kwargs: Any) -> CheckResult:
 
 
 # ============================================================================================
-# Triage: first divergence and exact float64 math
+# Triage (tvm_qdq/testing/fuzz_triage.py): every op judged on its own inputs
 # ============================================================================================
 
 
-@dataclass
-class Verdict:
-    """What :func:`triage` concluded about a contract failure."""
+def triage(spec: GraphSpec, feeds: dict[str, np.ndarray] | None = None) -> Any:
+    """:func:`tvm_qdq.testing.fuzz_triage.triage`: per-op judgement of a differing graph.
 
-    explained: bool
-    reason: str
-
-
-def _exact_op_output(b: _Builder, rec: dict, inputs_q: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Exact (float64) real outputs of op ``rec`` given its inputs' quantized values.
-
-    The op runs in onnx's numpy reference evaluator on float64 data: activations are
-    ``(q - zp) · s`` in float64 from ``inputs_q``, constants are their exact real values.
+    Returns its :class:`~tvm_qdq.testing.fuzz_triage.Verdict` (``explained``, ``reason``,
+    per-op ``judgements``: exact, explained near-tie, re-judged on ORT's inputs).
     """
-    from onnx.reference import ReferenceEvaluator
+    from .fuzz_triage import triage as _triage  # it imports this module
 
-    k = [r for r in b.records if r["kind"] == "op"].index(rec) + 1
-    node = next(n for n in b.nodes if n.name == b.n(f"{rec['op'].lower()}_{k}"))
-    init_values = {t.name: numpy_helper.to_array(t) for t in b.inits}
-    producers = {o: n for n in b.nodes for o in n.output}
-    feeds: dict[str, np.ndarray] = {}
-    inputs: list[onnx.ValueInfoProto] = []
-    for name in node.input:
-        if not name or name in feeds:
-            continue
-        if name in init_values:
-            value = init_values[name].astype(np.float64) if init_values[name].dtype.kind == "f" \
-                else init_values[name]
-        else:
-            dq = producers[name]
-            src = dq.input[0]
-            s = init_values[dq.input[1]].astype(np.float64)
-            z = init_values[dq.input[2]].astype(np.float64)
-            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-            block = next((a.i for a in dq.attribute if a.name == "block_size"), 0)
-            q = inputs_q[src] if src in inputs_q else init_values[src]
-            q = np.asarray(q).astype(np.float64)
-            if block:
-                s = np.repeat(s, block, axis=axis)
-                z = np.repeat(z, block, axis=axis)
-            elif s.ndim == 1:
-                shape = [1] * q.ndim
-                shape[axis % q.ndim] = s.size
-                s, z = s.reshape(shape), z.reshape(shape)
-            value = (q - z) * s
-        feeds[name] = np.asarray(value)
-        elem = helper.np_dtype_to_tensor_dtype(feeds[name].dtype)
-        inputs.append(helper.make_tensor_value_info(name, elem, list(feeds[name].shape)))
-    outs = [helper.make_tensor_value_info(o, TensorProto.DOUBLE, None) for o in node.output]
-    graph = helper.make_graph([node], "one", inputs, outs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", b.opset)],
-                              ir_version=IR_VERSION)
-    return [np.asarray(v, np.float64) for v in ReferenceEvaluator(model).run(None, feeds)]
-
-
-def triage(spec: GraphSpec, feeds: dict[str, np.ndarray] | None = None) -> Verdict:
-    """Explain a contract failure of ``spec`` or confirm it.
-
-    Every quantized tensor is made a graph output (integer); tvm-qdq and ORT are run.  A
-    tensor whose producing op read *identical* inputs in both yet differs is a *divergence*:
-    exact float64 math on those inputs gives its true value ``v`` (before rounding).  A
-    divergence is explained when, at every differing element, tvm-qdq is at most 1 LSB from
-    ORT and at least as close to ``v`` as ORT is (ORT's float32 path rounded the wrong way at
-    a near-tie, or ``v`` is a genuine tie).  Tensors downstream of a divergence are not
-    judged (they inherit the difference, amplified).  The failure is explained when every
-    divergence is.
-    """
-    b = _replay(spec)
-    feeds = feeds if feeds is not None else b.test
-    qnames = [b.tensors[name].q for name in b.order]
-    outs = [helper.make_tensor_value_info(q, _QTYPES[b.tensors[name].qp.dtype][1], None)
-            for q, name in zip(qnames, b.order, strict=True)]
-    graph = helper.make_graph(b.nodes, "probe", b.inputs, outs, b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", spec.opset)],
-                              ir_version=IR_VERSION)
-    expected = run_ort(model, feeds, optimization_level=ORT_REFERENCE_LEVEL)
-    try:
-        _, actual = _compile_and_run(model, feeds)
-    except Exception as err:  # noqa: BLE001
-        return Verdict(False, f"triage: the probe model (all tensors as outputs) fails: {err}")
-    ort_q = dict(zip(qnames, expected, strict=True))
-    producer_rec = {o: r for r in b.records if r["kind"] == "op" for o in r["outputs"]}
-    clean: set[str] = set()
-    notes: list[str] = []
-    explained = True
-    for name, a, e in zip(b.order, actual, expected, strict=True):
-        rec = producer_rec.get(name)
-        if rec is not None and any("t" in i and i["t"] not in clean for i in rec["inputs"]):
-            continue  # inherits an upstream difference
-        d = np.abs(a.astype(np.int64) - e.astype(np.int64))
-        if not d.any():
-            clean.add(name)
-            continue
-        t = b.tensors[name]
-        nd = len(t.shape)
-        s_b = t.qp.scale.astype(np.float64).reshape(t.qp.bshape(nd))
-        z_b = t.qp.zero_point.astype(np.float64).reshape(t.qp.bshape(nd))
-        if rec is None:  # a graph input, quantized from the same float feed in both
-            real = feeds[b.n(name)].astype(np.float64)
-        elif rec["op"] == "Requant":
-            src = b.tensors[rec["inputs"][0]["t"]]
-            real = src.qp.dequantize(ort_q[src.q])
-        else:
-            real = _exact_op_output(b, rec, ort_q)[rec["outputs"].index(name)]
-        lo, hi = _qrange(t.qp.dtype)
-        v = np.clip(real / s_b + z_b, lo, hi)
-        bad = d > 0
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        dist_tvm = np.abs(a.astype(np.float64) - v)[bad]
-        dist_ort = np.abs(e.astype(np.float64) - v)[bad]
-        ok = bool(d.max() <= 1 and np.all(dist_tvm <= dist_ort + 1e-6))
-        op = rec["op"] if rec else "input"
-        notes.append(
-            f"{'explained' if ok else 'UNEXPLAINED'} divergence at {spec.prefix}{name} "
-            f"({op} → {t.qp.dtype}): {int(bad.sum())} of {d.size} element(s) differ, max "
-            f"{int(d.max())}; at {first}: tvm-qdq {a[first]}, ORT {e[first]}, exact "
-            f"{v[first]:.6f}")
-        explained = explained and ok
-    if not notes:
-        return Verdict(False, "triage: no quantized tensor differs, but an output does")
-    return Verdict(explained, "; ".join(notes))
+    return _triage(spec, feeds)
 
 
 # ============================================================================================
@@ -1703,6 +1619,10 @@ class CampaignStats:
     ops: int = 0
     failures: int = 0
     explained: int = 0
+    contract_explained: int = 0
+    exact_graphs: int = 0
+    triaged: int = 0
+    judged: dict[str, int] = field(default_factory=dict)  # OpJudgement.category → ops
     generator_errors: int = 0
     op_counts: dict[str, int] = field(default_factory=dict)
     dtype_counts: dict[str, int] = field(default_factory=dict)
@@ -1726,14 +1646,31 @@ class CampaignStats:
                     dt = r["q"]["dtype"]
                     self.dtype_counts[dt] = self.dtype_counts.get(dt, 0) + 1
 
+    def add_result(self, result: CheckResult) -> None:
+        """Count a batch's graph outcomes and the per-op judgements of its triaged graphs."""
+        self.exact_graphs += result.exact_graphs
+        self.triaged += result.triaged
+        self.explained += len(result.explained)
+        self.contract_explained += result.contract_explained
+        self.explained_notes += result.explained
+        for j in result.judgements:
+            self.judged[j.category] = self.judged.get(j.category, 0) + 1
+
     def report(self) -> str:
         ops = ", ".join(f"{k} {v}" for k, v in sorted(self.op_counts.items()))
         dts = ", ".join(f"{k} {v}" for k, v in sorted(self.dtype_counts.items()))
+        j = self.judged
         lines = [
             f"graphs tried: {self.graphs} ({len(self.unique)} distinct) in {self.batches} "
             f"compiled models, {self.ops} ops, {self.seconds:.0f} s",
-            f"failures: {self.failures}; explained (ORT float32 near-ties): {self.explained}; "
-            f"generator errors: {self.generator_errors}",
+            f"failures: {self.failures}; generator errors: {self.generator_errors}",
+            f"graphs with bit-exact outputs: {self.exact_graphs}; triaged (an output differs): "
+            f"{self.triaged}, of which explained (every difference an ORT float32 near-tie): "
+            f"{self.explained} ({self.contract_explained} beyond the graph contract)",
+            f"ops judged in triage: exact {j.get('exact', 0)}, explained near-ties "
+            f"{j.get('tie', 0)}, unexplained {j.get('fail', 0)}; re-judged downstream of a "
+            f"divergence on ORT's inputs: {j.get('rejudged_pass', 0)} passed, "
+            f"{j.get('rejudged_fail', 0)} failed",
             f"ops: {ops}",
             f"tensor types: {dts}",
         ]
@@ -1784,8 +1721,7 @@ def run_campaign(graphs: int, seed: int, out: str | os.PathLike[str],
             folder = save_failure(specs, None, Path(out) / "generator")
             log(f"generator error ({type(err).__name__}: {err}); saved {folder}")
             continue
-        stats.explained += len(result.explained)
-        stats.explained_notes += result.explained
+        stats.add_result(result)
         for note in result.explained:
             log(f"explained: {note}")
         if not result.ok:

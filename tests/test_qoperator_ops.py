@@ -56,7 +56,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import tvm
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 from onnxruntime.capi.onnxruntime_pybind11_state import get_all_operator_schema
 
 import tvm_qdq
@@ -448,12 +448,15 @@ def _qgemm_f() -> Case:
 
 def binary_case(seed: int, op_type: str, dtype: type, a_shape: tuple[int, ...],
                 b_shape: tuple[int, ...], params: list[tuple[float, int]], relax_op: str,
-                min_frac_exact: float = MIN_FRAC_EXACT) -> Case:
-    """QLinearAdd / QLinearMul with two activations (broadcast) and parameters a, b, c."""
+                min_frac_exact: float = MIN_FRAC_EXACT,
+                value_range: tuple[int | None, int | None] = (None, None)) -> Case:
+    """QLinearAdd / QLinearMul with two activations (broadcast) and parameters a, b, c;
+    the activations are uniform over ``value_range`` (default: the whole type)."""
     rng = np.random.default_rng(seed)
     (sa, za), (sb, zb), (sc, zc) = params
-    inputs = {"A": act(rand_q(rng, dtype, a_shape)), "A_scale": const(f32(sa)),
-              "A_zero_point": const(zp(dtype, za)), "B": act(rand_q(rng, dtype, b_shape)),
+    inputs = {"A": act(rand_q(rng, dtype, a_shape, *value_range)), "A_scale": const(f32(sa)),
+              "A_zero_point": const(zp(dtype, za)),
+              "B": act(rand_q(rng, dtype, b_shape, *value_range)),
               "B_scale": const(f32(sb)), "B_zero_point": const(zp(dtype, zb)),
               "C_scale": const(f32(sc)), "C_zero_point": const(zp(dtype, zc))}
     out_shape = list(np.broadcast_shapes(a_shape, b_shape))
@@ -465,6 +468,23 @@ def binary_case(seed: int, op_type: str, dtype: type, a_shape: tuple[int, ...],
 def _qadd() -> Case:
     return binary_case(40, "QLinearAdd", u8, (1, 8, 6, 6), (1, 8, 1, 1),
                        [(0.02, 128), (0.012, 90), (0.03, 120)], "relax.add")
+
+
+@case("qlinearadd_exact_ties_u8")
+def _qadd_ties() -> Case:
+    # Ratios s_a/s_c = 0.5 and s_b/s_c = 0.25 are exact in float32, so ORT's float arithmetic is
+    # exact too and rounds the many exact ties (x.5) half to even: a rounding-mode bug shows.
+    return binary_case(48, "QLinearAdd", u8, (1, 8, 6, 6), (1, 8, 6, 6),
+                       [(0.02, 128), (0.01, 100), (0.04, 120)], "relax.add")
+
+
+@case("qlinearmul_exact_ties_s8")
+def _qmul_ties() -> Case:
+    # s_a·s_b/s_c = 0.25 exactly (powers of two): products ≡ 2 (mod 4) are exact ties, rounded
+    # half to even by ORT's (exact) float arithmetic; small values keep the output in range.
+    return binary_case(49, "QLinearMul", s8, (1, 8, 6, 6), (1, 1, 6, 6),
+                       [(0.0625, 0), (0.125, 3), (1 / 32, -2)], "relax.multiply",
+                       value_range=(-20, 20))
 
 
 @case("qlinearmul_broadcast_s8")
@@ -801,6 +821,21 @@ def test_integer_compute(name: str) -> None:
         )
         if c.detail is not None:
             assert all(c.detail in r.detail for r in records), records
+
+
+@pytest.mark.parametrize("name", ["qlinearadd_exact_ties_u8", "qlinearmul_exact_ties_s8"])
+def test_tie_cases_have_exact_ties(name: str) -> None:
+    """The tie cases stay meaningful: ≥ 10 % of the real outputs ``v`` (float64, before rounding)
+    are exact ties ``v - floor(v) = 0.5``, where round-half-up and half-to-even differ."""
+    c = CASES[name]()
+    init = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in c.model.graph.initializer}
+    a = c.feeds["A"].astype(np.float64) - init["A_zero_point"]
+    b = c.feeds["B"].astype(np.float64) - init["B_zero_point"]
+    if c.model.graph.node[0].op_type == "QLinearAdd":
+        v = (a * init["A_scale"] + b * init["B_scale"]) / init["C_scale"]
+    else:
+        v = a * b * (init["A_scale"] * init["B_scale"] / init["C_scale"])
+    assert np.mean(v - np.floor(v) == 0.5) >= 0.1
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -20,6 +20,7 @@ from tvm_qdq.errors import TvmQdqError
 from tvm_qdq.testing.contrib_quant_graphs import LstmCase, dynamic_quantize_lstm
 from tvm_qdq.testing.ir import compute_calls, float_compute_calls
 from tvm_qdq.testing.oracle import run_ort
+from tvm_qdq.testing.qop_graphs import QopGraph
 
 CASES = {
     "forward-s8": LstmCase(5, 1, 8, 6, "forward", "int8", seed=0),
@@ -69,3 +70,16 @@ def test_partial_sequence_lengths_are_refused() -> None:
     node.input[4] = "lens"
     with pytest.raises(TvmQdqError, match="sequence_lens"):
         tvm_qdq.from_onnx(model)
+
+
+def test_all_zero_state_quantizes_like_ort() -> None:
+    """The zero initial state: ORT's ``GetQuantizationParameter`` gives scale 1, zero point 0
+    when ``max == min`` (the shared ``dynamic_quantize`` used to divide by a zero scale)."""
+    graph = QopGraph()
+    x = np.zeros((2, 3), np.float32)
+    graph.node("DynamicQuantizeLinear", [graph.input("x", x)], ["y", "s", "z"])
+    model = graph.model(["y", "s", "z"])
+    expected = run_ort(model, {"x": x},
+                       optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    for got, want in zip(tvm_qdq.compile(model, "x86").run({"x": x}), expected, strict=True):
+        np.testing.assert_array_equal(got, want)

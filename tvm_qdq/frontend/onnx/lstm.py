@@ -8,7 +8,7 @@ per gate column ``[dirs, 4H]``) and one zero point per direction; gate columns a
 weights), and what the converter emits, time steps unrolled (``T`` is static):
 
 1. **Input projection, one GEMM over the whole sequence.** ``X`` ``[T·B, I]`` is quantized
-   at run time to uint8 (:func:`dynamic_quantize_u8`: ``lo = min(min x, 0)``,
+   at run time to uint8 (:func:`~.qoperator.dynamic_quantize`: ``lo = min(min x, 0)``,
    ``hi = max(max x, 0)``, ``s = (hi - lo) / 255`` or ``1`` when ``hi == lo``,
    ``zp = round_half_even(clamp(-lo / s, 0, 255))``, ``q = saturate(round(x / s) + zp)``);
    the integer GEMM ``acc = Σ_k (q - zp)(w - zp_w)`` (int32) is scaled once:
@@ -44,6 +44,7 @@ from tvm import relax
 from ...dtypes import QTYPES
 from ...qnn.ops import matmul_integer_const
 from .context import ConvertContext, constant_value
+from .qoperator import dynamic_quantize
 
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -100,24 +101,6 @@ def _relu(x: relax.Expr) -> relax.Expr:
 ACTIVATIONS: dict[str, Callable[[relax.Expr], relax.Expr]] = {
     "sigmoid": mlas_logistic, "tanh": mlas_tanh, "relu": _relu,
 }
-
-
-def dynamic_quantize_u8(bb: relax.BlockBuilder, x: relax.Expr) -> tuple[relax.Expr, ...]:
-    """ORT's ``GetQuantizationParameter`` + ``MlasQuantizeLinear`` to uint8: (q, scale, zp).
-
-    ``lo = min(min x, 0)``, ``hi = max(max x, 0)``, ``s = hi == lo ? 1 : (hi - lo) / 255``,
-    ``zp = round_half_even(clamp(0 - lo / s, 0, 255))``, ``q = saturate(round(x / s) + zp)``.
-    """
-    zero = _f32(0.0)
-    hi = bb.emit(relax.op.maximum(relax.op.max(x), zero))
-    lo = bb.emit(relax.op.minimum(relax.op.min(x), zero))
-    span = relax.op.divide(relax.op.subtract(hi, lo), _f32(255.0))
-    scale = bb.emit(relax.op.where(relax.op.equal(hi, lo), _f32(1.0), span))
-    zp_f = relax.op.round(relax.op.clip(relax.op.subtract(zero, relax.op.divide(lo, scale)),
-                                        0, 255))
-    zp = bb.emit(relax.op.astype(zp_f, "uint8"))
-    q = bb.emit(relax.op.quantize(x, scale, zp, axis=0, out_dtype="uint8"))
-    return q, scale, zp
 
 
 def _weights(ctx: ConvertContext, w: relax.Expr | None, scale: relax.Expr | None,
@@ -191,7 +174,7 @@ def convert_dynamic_quantize_lstm(ctx: ConvertContext, inputs: list, attrs: dict
         raise ctx.fail("B and P must be constants")
 
     x_flat = bb.emit(relax.op.reshape(x, [steps * batch, -1]))
-    xq, xs, xz = dynamic_quantize_u8(bb, x_flat)
+    xq, xs, xz = dynamic_quantize(ctx, x_flat)
     ys, hs, cs = [], [], []
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
@@ -212,7 +195,7 @@ def convert_dynamic_quantize_lstm(ctx: ConvertContext, inputs: list, attrs: dict
             t = steps - 1 - s if reverse else s
             x_t = xw if xw_steps is None else relax.TupleGetItem(xw_steps, t)
             x_t = bb.emit(relax.op.reshape(x_t, [batch, 4 * hidden]))
-            hq, h_scale, h_zp = dynamic_quantize_u8(bb, h)
+            hq, h_scale, h_zp = dynamic_quantize(ctx, h)
             rec = rounded(_scaled_gemm(bb, hq, h_scale, h_zp, *r_parts[d]))
             pre = bb.emit(relax.op.add(rec, x_t))
             h, c = _gates(bb, pre, c, hidden, gate_bias, p_gates, clip, input_forget,

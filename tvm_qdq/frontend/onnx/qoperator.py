@@ -350,14 +350,16 @@ def convert_matmul_integer16(ctx: ConvertContext, inputs: list, attrs: dict) -> 
 def dynamic_quantize(ctx: ConvertContext, x: relax.Expr) -> tuple[relax.Expr, ...]:
     """ORT's DynamicQuantizeLinear to uint8, as (q, scale, zero point).
 
-    ``max' = max(max(x), 0)``, ``min' = min(min(x), 0)``, ``s = (max' - min') / 255``,
-    ``zp = saturate(round_half_even(0 - min' / s))``, ``q = saturate(round(x / s) + zp)``.
+    ``max' = max(max(x), 0)``, ``min' = min(min(x), 0)``, ``s = (max' - min') / 255`` (``1``
+    when ``max' == min'``, an all-zero ``x``), ``zp = saturate(round_half_even(0 - min' / s))``,
+    ``q = saturate(round(x / s) + zp)``.
     """
     bb = ctx.bb
     zero = relax.const(0.0, "float32")
     hi = bb.emit(relax.op.maximum(relax.op.max(x), zero))
     lo = bb.emit(relax.op.minimum(relax.op.min(x), zero))
-    scale = bb.emit(relax.op.divide(relax.op.subtract(hi, lo), relax.const(255.0, "float32")))
+    span = relax.op.divide(relax.op.subtract(hi, lo), relax.const(255.0, "float32"))
+    scale = bb.emit(relax.op.where(relax.op.equal(hi, lo), relax.const(1.0, "float32"), span))
     zp_f = relax.op.round(relax.op.clip(relax.op.subtract(zero, relax.op.divide(lo, scale)),
                                         0, 255))
     zp = bb.emit(relax.op.astype(zp_f, "uint8"))

@@ -30,7 +30,8 @@ CASES = {
         2, 7, 12, 24, 3, "uint8", seed=1, mask="1d", per_column=True),
     "qattention-s8-2d-mask-unidirectional": lambda: graphs.qattention(
         2, 6, 8, 16, 4, "int8", seed=2, mask="2d", unidirectional=True),
-    "qattention-u8-one-head": lambda: graphs.qattention(1, 4, 16, 8, 1, "uint8", seed=3),
+    "qattention-u8-one-head-present": lambda: graphs.qattention(1, 4, 16, 8, 1, "uint8",
+                                                                seed=3, present=True),
     "qembed-u8-segment-mask": lambda: graphs.qembed_layer_norm(2, 6, 16, 30, "uint8", seed=0),
     "qembed-s8-plain": lambda: graphs.qembed_layer_norm(1, 5, 32, 20, "int8", seed=1,
                                                         segment=False, mask=False),

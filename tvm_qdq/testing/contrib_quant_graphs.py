@@ -102,10 +102,11 @@ def dynamic_quantize_lstm(case: LstmCase) -> tuple[onnx.ModelProto, dict[str, np
 
 def qattention(batch: int, seq: int, input_hidden: int, hidden: int, heads: int,
                weight_dtype: str = "int8", seed: int = 0, mask: str | None = None,
-               per_column: bool = False, unidirectional: bool = False,
+               per_column: bool = False, unidirectional: bool = False, present: bool = False,
                ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
-    """A QAttention node (output ``y`` ``[B, S, hidden]``); ``mask`` is None, "1d" (end
-    positions ``[B]``) or "2d" (0/1 ``[B, S]``, first key always kept)."""
+    """A QAttention node (output ``y`` ``[B, S, hidden]``, and ``present`` ``[2, B, N, S,
+    hidden/N]`` when asked); ``mask`` is None, "1d" (end positions ``[B]``) or "2d" (0/1
+    ``[B, S]``, first key always kept)."""
     rng = np.random.default_rng(seed)
     dtype = np.dtype(weight_dtype).type
     g = QopGraph()
@@ -126,9 +127,12 @@ def qattention(batch: int, seq: int, input_hidden: int, hidden: int, heads: int,
     names.append(g.input("mask_index", feeds["mask_index"]) if mask else "")
     names += [g.init("input_zero_point", np.uint8(rng.integers(100, 156))),
               g.init("weight_zero_point", w_zp if per_column else w_zp.reshape(()))]
-    g.node("QAttention", names, ["y"], domain=MS_DOMAIN, num_heads=heads,
+    outputs = ["y", "present"] if present else ["y"]
+    g.node("QAttention", names, outputs, domain=MS_DOMAIN, num_heads=heads,
            unidirectional=int(unidirectional))
-    return g.model(["y"], {"y": (TensorProto.FLOAT, [batch, seq, hidden])}), feeds
+    types = {"y": (TensorProto.FLOAT, [batch, seq, hidden]),
+             "present": (TensorProto.FLOAT, [2, batch, heads, seq, hidden // heads])}
+    return g.model(outputs, types), feeds
 
 
 def qembed_layer_norm(batch: int, seq: int, hidden: int, vocab: int, dtype_name: str = "uint8",

@@ -10,6 +10,7 @@ import tvm
 from tvm import relax
 
 from ...dtypes import ONNX_TO_NAME
+from ...errors import node_label
 from .qparams import NodeRef
 
 
@@ -31,6 +32,11 @@ class ConvertContext:
 
     def fail(self, reason: str):
         return self.node.fail(reason)
+
+    @property
+    def label(self) -> str:
+        """``node 'name' (Op)``, as error messages name the node."""
+        return node_label(self.node.name, self.node.op_type, self.node.domain)
 
 
 def constant_value(expr: relax.Expr | None) -> np.ndarray | None:

@@ -12,6 +12,7 @@ import numpy as np
 from tvm import relax
 
 from .context import ConvertContext, constant_value
+from .shapes import known_shape
 
 
 def convert_clip(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
@@ -36,7 +37,9 @@ def convert_clip(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr |
 def convert_pad(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
     """Pad with constant pads (ONNX order: all befores, then all afters) and constant value."""
     x = inputs[0]
-    ndim = len(x.ty.shape.values)
+    ndim = int(x.ty.ndim)
+    if ndim < 0:  # unknown rank: TVM's converter decides
+        return None
     if ctx.opset < 11:
         pads = list(attrs.get("pads", [0] * 2 * ndim))
         value = float(attrs.get("value", 0.0))
@@ -66,10 +69,11 @@ def convert_gather(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr
     """Gather with constant indices: ``R.take`` with negative indices made positive."""
     x, indices = inputs[0], inputs[1]
     idx = constant_value(indices)
-    if idx is None or not hasattr(x.ty, "shape") or x.ty.shape is None:
+    shape = known_shape(x)
+    if idx is None or not shape:  # runtime indices or a computed shape: TVM's converter
         return None
-    axis = int(attrs.get("axis", 0)) % len(x.ty.shape.values)
-    dim = int(x.ty.shape.values[axis])
+    axis = int(attrs.get("axis", 0)) % len(shape)
+    dim = shape[axis]
     idx = np.where(idx < 0, idx + dim, idx).astype("int64")
     if (idx < 0).any() or (idx >= dim).any():
         raise ctx.fail(f"Gather index out of range for axis {axis} of length {dim}")

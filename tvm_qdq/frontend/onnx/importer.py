@@ -30,7 +30,8 @@ from . import contrib_float, contrib_quant, float_ops, layer_norm, lstm, qdq, re
 from . import qoperator as qop
 from .context import ConvertContext, onnx_type_name
 from .qparams import NodeRef
-from .shapes import with_static_inputs
+from .shape_folding import fold_shape_arithmetic
+from .shapes import dynamic_shape_error, known_shape, with_static_inputs
 
 Converter = Callable[[ConvertContext, list, dict], "relax.Expr | None"]
 
@@ -155,6 +156,15 @@ def unsupported_ops(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
     return missing
 
 
+def _first_dynamic_input(inputs) -> tuple[int, relax.Expr] | None:
+    """(index, expr) of the first tensor input whose shape is not static, if any."""
+    for index, expr in enumerate(inputs):
+        ty = getattr(expr, "ty", None)
+        if isinstance(ty, relax.TensorType) and known_shape(expr) is None:
+            return index, expr
+    return None
+
+
 class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
     """TVM's Relax ONNX importer with tvm-qdq's converters for quantized ops.
 
@@ -213,6 +223,10 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
         except TvmQdqError:
             raise
         except Exception as err:  # any TVM failure becomes an error naming the node
+            dynamic = _first_dynamic_input(inputs)
+            if dynamic is not None:  # most likely why: say which shape is not static
+                label = node_label(node.name, node.op_type, dom)
+                raise dynamic_shape_error(label, *dynamic) from err
             raise ConversionError(node.name, op_name, f"{type(err).__name__}: {err}", dom) from err
 
 
@@ -234,7 +248,7 @@ def from_onnx(model: str | os.PathLike | bytes | onnx.ModelProto,
     proto = load_model(model)
     if proto.ir_version < 3:
         raise ModelLoadError(f"ONNX IR version {proto.ir_version} is too old (need >= 3)")
-    proto = with_static_inputs(proto, shapes)
+    proto = fold_shape_arithmetic(with_static_inputs(proto, shapes))
     types = _elem_types(proto)
     _check_types(proto, types)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)

@@ -21,12 +21,14 @@ from tvm import relax
 from ...dtypes import QTYPES, QType
 from .context import ConvertContext, constant_value, onnx_type_name
 from .qparams import check_param_shape, check_scale, check_zero_point, normalize_axis
+from .shapes import static_shape
 
 FLOAT_TYPES = ("float32", "float16", "bfloat16", "float64")
 
 
-def _shape(expr: relax.Expr) -> tuple[int, ...]:
-    return tuple(int(d) for d in expr.ty.shape.values)
+def _shape(ctx: ConvertContext, expr: relax.Expr, index: int) -> tuple[int, ...]:
+    """Static shape of the node's input ``index`` (InputShapeError naming it otherwise)."""
+    return static_shape(expr, ctx.label, index)
 
 
 def _dtype(expr: relax.Expr) -> str:
@@ -35,12 +37,12 @@ def _dtype(expr: relax.Expr) -> str:
 
 def _params_layout(ctx: ConvertContext, x, scale, zp, attrs) -> tuple[str, int, int]:
     """Check scale/zero point shapes against ``x``; return (kind, axis, block_size)."""
-    data_shape = _shape(x)
+    data_shape = _shape(ctx, x, 0)
     block = int(attrs.get("block_size", 0))
     if block < 0:
         raise ctx.fail(f"block_size must be >= 0, got {block}")
     axis = int(attrs.get("axis", 1))
-    scale_shape = _shape(scale)
+    scale_shape = _shape(ctx, scale, 1)
     per_tensor = int(np.prod(scale_shape, dtype=np.int64)) == 1 and len(scale_shape) <= 1
     if "axis" in attrs or not per_tensor or block:
         axis = normalize_axis(ctx.node, axis, len(data_shape))
@@ -49,9 +51,10 @@ def _params_layout(ctx: ConvertContext, x, scale, zp, attrs) -> tuple[str, int, 
     else:
         axis = min(axis, len(data_shape) - 1)
     kind = check_param_shape(ctx.node, "scale", scale_shape, data_shape, axis, block)
-    if zp is not None and _shape(zp) != scale_shape:
-        if not (kind == "tensor" and int(np.prod(_shape(zp), dtype=np.int64)) == 1):
-            raise ctx.fail(f"zero point shape {_shape(zp)} differs from scale shape {scale_shape}")
+    zp_shape = _shape(ctx, zp, 2) if zp is not None else scale_shape
+    if zp_shape != scale_shape:
+        if not (kind == "tensor" and int(np.prod(zp_shape, dtype=np.int64)) == 1):
+            raise ctx.fail(f"zero point shape {zp_shape} differs from scale shape {scale_shape}")
     if kind == "block" and data_shape[axis] % block:
         # ONNX allows a ragged last block; ORT rejects it, so do we (clear message).
         raise ctx.fail(
@@ -104,7 +107,7 @@ def convert_quantize(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Ex
     check_zero_point(ctx.node, constant_value(zp), qt)
     kind, axis, block = _params_layout(ctx, x, scale, zp, attrs)
     if zp is None:
-        zp = relax.const(np.zeros(_shape(scale), dtype=qt.container))
+        zp = relax.const(np.zeros(_shape(ctx, scale, 1), dtype=qt.container))
     elif _dtype(zp) != qt.container:
         raise ctx.fail(f"zero point type {_dtype(zp)} does not match output type {qt.name}")
     if _dtype(x) != "float32":
@@ -150,7 +153,7 @@ def convert_dequantize(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.
     output_dtype = int(attrs.get("output_dtype", 0))
     out_dtype = onnx_type_name(output_dtype) if output_dtype else _dtype(scale)
     if zp is None:
-        zp = relax.const(np.zeros(_shape(scale), dtype=qt.container))
+        zp = relax.const(np.zeros(_shape(ctx, scale, 1), dtype=qt.container))
     if _dtype(scale) != "float32":
         scale = relax.op.astype(scale, "float32")
 

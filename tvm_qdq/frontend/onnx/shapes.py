@@ -11,12 +11,50 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import onnx
+from tvm import relax, tirx
 
 from ...errors import TvmQdqError
 
 
 class InputShapeError(TvmQdqError, ValueError):
-    """A graph input has no static shape (or ``shapes=`` contradicts the model)."""
+    """A graph input has no static shape (or ``shapes=`` contradicts the model), or a node's
+    input shape is not known at import time."""
+
+
+def known_shape(expr: relax.Expr) -> tuple[int, ...] | None:
+    """Static shape of a Relax tensor expression; None when its shape is unknown or any
+    dimension is symbolic (a value computed at run time)."""
+    values = getattr(getattr(getattr(expr, "ty", None), "shape", None), "values", None)
+    if values is None or not all(isinstance(v, tirx.IntImm) for v in values):
+        return None
+    return tuple(int(v) for v in values)
+
+
+def _shape_text(expr: relax.Expr) -> str:
+    ty = getattr(expr, "ty", None)
+    values = getattr(getattr(ty, "shape", None), "values", None)
+    if values is not None:
+        return "[" + ", ".join(str(v) for v in values) + "]"
+    ndim = getattr(ty, "ndim", -1)
+    return "unknown" if ndim is None or ndim < 0 else f"unknown (rank {ndim})"
+
+
+def dynamic_shape_error(where: str, index: int, expr: relax.Expr) -> InputShapeError:
+    """The error for a node input whose shape is not static after shape folding: every graph
+    input size is fixed by then, so the shape depends on values computed at run time."""
+    return InputShapeError(
+        f"{where}: the shape of input {index} is not known at import time "
+        f"({_shape_text(expr)}): it depends on values computed at run time (tvm-qdq folds "
+        "shapes computed from the graph input sizes, so pass every input size with "
+        "shapes={...} to from_onnx/compile; data-dependent shapes are not supported)")
+
+
+def static_shape(expr: relax.Expr, where: str, index: int = 0) -> tuple[int, ...]:
+    """``known_shape(expr)``, or :func:`dynamic_shape_error` naming ``where`` and the input."""
+    shape = known_shape(expr)
+    if shape is None:
+        raise dynamic_shape_error(where, index, expr)
+    return shape
 
 
 def _dims(vi: onnx.ValueInfoProto) -> list[int | str | None] | None:

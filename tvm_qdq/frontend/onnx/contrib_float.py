@@ -6,10 +6,13 @@ integer pass and the x86 fast paths apply unchanged:
 
 * ``FusedMatMul(A, B)`` = ``alpha · op(A) @ op(B)`` → ``R.permute_dims`` + ``R.matmul``
   (+ ``R.multiply`` by ``alpha`` when ``alpha ≠ 1``: MLAS scales the finished sum);
-* ``SkipLayerNormalization`` = LayerNorm of ``v = (input + skip) + bias`` → ``R.add`` and
-  the LayerNorm function of :mod:`.layer_norm` (ORT's CPU order, x86 row schedule);
-* ``SimplifiedLayerNormalization`` / ``SkipSimplifiedLayerNormalization`` (RMS norm)
-  → :func:`ort_rms_norm_te`, ORT's 8-lane FMA sum of squares;
+* ``SkipLayerNormalization`` / ``SkipSimplifiedLayerNormalization`` = (RMS) LayerNorm of
+  ``v = (input + skip) + bias`` → ``R.add`` and :func:`ort_skip_norm_te` (ORT's scalar
+  one-pass loop: Welford mean/variance, resp. a sequential sum of squares; bit-identical
+  to ORT, every output);
+* ``SimplifiedLayerNormalization`` (RMS norm) → :func:`ort_rms_norm_te`, ORT's 8-lane FMA
+  sum of squares (the MLAS kernel of its LayerNormalization; bit-identical for rows of
+  ≥ 16 with ``n mod 8 ∈ {0, 4}``, else within an ulp);
 * ``Gelu`` / ``BiasGelu`` = ``x · Φ(x)`` (erf) → ``R.nn.gelu`` (x86: vectorized erf of
   ``fast_math.py``);
 * ``FastGelu`` = ``½v · (1 + tanh(v·(C·v² + B)))`` (tanh approximation, ``v = x + bias``);
@@ -28,11 +31,13 @@ import numpy as np
 from tvm import relax, te, tirx
 
 from .context import ConvertContext
-from .layer_norm import VAR_LANES, ort_layer_norm_te
+from .layer_norm import VAR_LANES
 
 #: FastGelu's constants as ORT's kernel spells them (float32): √(2/π) and 0.044715·√(2/π).
 FAST_GELU_B = 0.7978845608028654
 FAST_GELU_C = 0.035677408136300125
+#: Largest finite float32.
+FLT_MAX = float(np.finfo(np.float32).max)
 
 
 def _input(inputs: list, i: int) -> relax.Expr | None:
@@ -200,30 +205,84 @@ def _outputs(ctx: ConvertContext, by_position: dict[int, relax.Expr],
     return relax.Tuple([by_position.get(i, fill) for i in range(count)])
 
 
-def convert_skip_layer_norm(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
-    """SkipLayerNormalization(input, skip, gamma[, beta[, bias]]) → (output[, mean[,
-    inv_std_var[, input_skip_bias_sum]]]).
+def ort_skip_norm_te(v: te.Tensor, gamma: te.Tensor, beta: te.Tensor | None, epsilon: float,
+                     simplified: bool) -> list[te.Tensor]:
+    """ORT 1.32's SkipLayerNorm / SkipSimplifiedLayerNorm row arithmetic on ``v`` (float32
+    ``[..., n]``, already ``(input + skip) + bias``) → ``[y, mean, inv_std]``.
 
-    ``v = (input + skip) + bias`` (exactly ORT's float32 sum), then LayerNorm of ``v`` over
-    the last axis with ORT's LayerNormalization arithmetic (:func:`ort_layer_norm_te`:
-    float64 4-lane mean, two-pass float32 FMA variance, ``y = fma((v − μ)·inv, γ, β)``).
-    ``mean`` / ``inv_std_var`` have shape ``[..., 1]``."""
+    One sequential pass per row, float32, no FMA (ORT's scalar C++ loop):
+
+    * LayerNorm: Welford's recurrence over ``h = 0..n-1``: ``δ = v_h − μ``,
+      ``μ += δ / (h + 1)``, ``M2 += δ · (v_h − μ)``; ``σ = sqrt(M2/n + ε)``;
+      ``y = ((v − μ) / σ) · γ + β`` (two roundings: product, then sum);
+    * simplified: ``S = Σ_h v_h·v_h`` in order, ``σ = sqrt(S/n + ε)``, ``y = (v / σ) · γ``,
+      ``μ = 0``;
+
+    and ``inv_std = 1 / σ``. The recurrence is a reduction along the last axis with the
+    combiner ``(c, μ, M2) ⊕ (1, v, 0)``, run in order (the x86 row schedule keeps each row's
+    order). LLVM would contract ``M2 + δ·δ'``, ``S + v·v`` and ``t·γ + β`` into FMAs: the
+    products go through ``max(p, 0)`` (``p ≥ 0``: ``δ`` and ``v − μ`` share their sign),
+    resp. ``max(p, −FLT_MAX)`` (equal to ``p`` unless ``p = −∞``), which LLVM cannot fold.
+    """
+    shape = [int(d) for d in v.shape]
+    lead, n = tuple(shape[:-1]), shape[-1]
+    f32 = "float32"
+    zero = tirx.const(0.0, f32)
+    k = te.reduce_axis((0, n), "k")
+    if simplified:
+        total = te.compute(
+            lead, lambda *r: te.sum(tirx.max(v[(*r, k)] * v[(*r, k)], zero), axis=k),
+            name="skip_norm_square_sum")
+        mean = te.compute(lead, lambda *r: zero, name="skip_norm_mean")
+    else:
+        def combine(acc, item):
+            count = acc[0] + item[0]
+            delta = item[1] - acc[1]
+            mu = acc[1] + delta / count
+            return count, mu, acc[2] + tirx.max(delta * (item[1] - mu), zero)
+
+        welford = te.comm_reducer(combine, lambda *dtypes: (zero, zero, zero), name="welford")
+        _, mean, total = te.compute(
+            lead, lambda *r: welford((tirx.const(1.0, f32), v[(*r, k)], zero), axis=k),
+            name="skip_norm_welford")
+    std = te.compute(
+        lead, lambda *r: tirx.sqrt(total[r] / tirx.const(float(n), f32)
+                                   + tirx.const(epsilon, f32)), name="skip_norm_std")
+
+    def out(*i):
+        row = i[:-1]
+        if simplified:
+            return (v[i] / std[row]) * gamma[i[-1]]
+        t = (v[i] - mean[row]) / std[row]
+        if beta is None:
+            return t * gamma[i[-1]]
+        scaled = tirx.max(t * gamma[i[-1]], tirx.const(-FLT_MAX, f32))  # rounded product
+        return scaled + beta[i[-1]]
+
+    y = te.compute(tuple(shape), out, name="skip_norm_out")
+    inv = te.compute(lead, lambda *r: tirx.const(1.0, f32) / std[r], name="skip_norm_inv_std")
+    return [y, mean, inv]
+
+
+def _convert_skip_norm(ctx: ConvertContext, inputs: list, attrs: dict,
+                       simplified: bool) -> relax.Expr:
+    """Skip(Simplified)LayerNormalization → (output[, mean[, inv_std_var[,
+    input_skip_bias_sum]]]) with :func:`ort_skip_norm_te`; ``mean`` and ``inv_std_var`` have
+    shape ``[..., 1]``."""
     bb = ctx.bb
-    v, n = _skip_sum(ctx, inputs, 4)
+    v, n = _skip_sum(ctx, inputs, 3 if simplified else 4)
     shape = _shape(v)
     gamma = _vector(ctx, inputs[2], n)
-    beta = _vector(ctx, _input(inputs, 3), n)
+    beta = None if simplified else _vector(ctx, _input(inputs, 3), n)
     epsilon = float(np.float32(attrs.get("epsilon", 1e-12)))
-    names = list(ctx.onnx_node.output)
-    stats = any(names[1:3])
     args = [v, gamma] + ([beta] if beta is not None else [])
 
-    def build(*t: te.Tensor):
-        return ort_layer_norm_te(t[0], t[1], t[2] if beta is not None else None, epsilon, stats)
+    def build(*t: te.Tensor) -> list[te.Tensor]:
+        return ort_skip_norm_te(t[0], t[1], t[2] if beta is not None else None, epsilon,
+                                simplified)
 
-    result = bb.emit_te(build, *args, primfunc_name_hint="layer_norm")
-    if not stats:
-        return _outputs(ctx, {0: result, 3: v}, result)
+    name = "skip_simplified_layer_norm" if simplified else "skip_layer_norm"
+    result = bb.emit_te(build, *args, primfunc_name_hint=name)
     y = bb.emit(relax.TupleGetItem(result, 0))
     axis = len(shape) - 1
     return _outputs(ctx, {
@@ -232,6 +291,12 @@ def convert_skip_layer_norm(ctx: ConvertContext, inputs: list, attrs: dict) -> r
         2: _row_stat(bb, relax.TupleGetItem(result, 2), shape, axis),
         3: v,
     }, y)
+
+
+def convert_skip_layer_norm(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
+    """SkipLayerNormalization(input, skip, gamma[, beta[, bias]]): LayerNorm over the last
+    axis of ``v = (input + skip) + bias`` in ORT's order (:func:`ort_skip_norm_te`)."""
+    return _convert_skip_norm(ctx, inputs, attrs, simplified=False)
 
 
 def _rms_norm(ctx: ConvertContext, x: relax.Expr, gamma: relax.Expr, axis: int,
@@ -276,21 +341,10 @@ def convert_simplified_layer_norm(ctx: ConvertContext, inputs: list,
 
 def convert_skip_simplified_layer_norm(ctx: ConvertContext, inputs: list,
                                        attrs: dict) -> relax.Expr:
-    """SkipSimplifiedLayerNormalization(input, skip, gamma[, bias]) → (output[, mean[,
-    inv_std_var[, input_skip_bias_sum]]]): RMS norm (:func:`ort_rms_norm_te`) of
-    ``v = (input + skip) + bias`` over the last axis. ORT writes zeros to ``mean``."""
-    bb = ctx.bb
-    v, _ = _skip_sum(ctx, inputs, 3)
-    shape = _shape(v)
-    epsilon = float(np.float32(attrs.get("epsilon", 1e-12)))
-    names = list(ctx.onnx_node.output)
-    axis = len(shape) - 1
-    y, inv = _rms_norm(ctx, v, inputs[2], axis, epsilon, any(names[1:3]))
-    outs = {0: y, 3: v}
-    if inv is not None:
-        outs[2] = inv
-        outs[1] = bb.emit(relax.op.zeros([*shape[:-1], 1], "float32"))
-    return _outputs(ctx, outs, y)
+    """SkipSimplifiedLayerNormalization(input, skip, gamma[, bias]): RMS norm over the last
+    axis of ``v = (input + skip) + bias`` in ORT's order (:func:`ort_skip_norm_te`; the
+    ``mean`` output is zeros, as ORT writes it)."""
+    return _convert_skip_norm(ctx, inputs, attrs, simplified=True)
 
 
 # --- GELU family ------------------------------------------------------------------------------

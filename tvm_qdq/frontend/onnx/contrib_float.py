@@ -11,8 +11,8 @@ integer pass and the x86 fast paths apply unchanged:
   one-pass loop: Welford mean/variance, resp. a sequential sum of squares; bit-identical
   to ORT, every output);
 * ``SimplifiedLayerNormalization`` (RMS norm) → :func:`ort_rms_norm_te`, ORT's 8-lane FMA
-  sum of squares (the MLAS kernel of its LayerNormalization; bit-identical for rows of
-  ≥ 16 with ``n mod 8 ∈ {0, 4}``, else within an ulp);
+  sum of squares (the MLAS kernel of its LayerNormalization) for rows of ≥ 16, its scalar
+  loop for shorter rows (bit-identical to ORT);
 * ``Gelu`` / ``BiasGelu`` = ``x · Φ(x)`` (erf) → ``R.nn.gelu`` (x86: vectorized erf of
   ``fast_math.py``);
 * ``FastGelu`` = ``½v · (1 + tanh(v·(C·v² + B)))`` (tanh approximation, ``v = x + bias``);
@@ -36,6 +36,8 @@ from .layer_norm import VAR_LANES
 #: FastGelu's constants as ORT's kernel spells them (float32): √(2/π) and 0.044715·√(2/π).
 FAST_GELU_B = 0.7978845608028654
 FAST_GELU_C = 0.035677408136300125
+#: Shortest row ORT's vectorized (MLAS) RMS norm takes; shorter rows run its scalar loop.
+MLAS_MIN_ROW = 16
 #: Largest finite float32.
 FLT_MAX = float(np.finfo(np.float32).max)
 
@@ -118,11 +120,16 @@ def ort_rms_norm_te(x: te.Tensor, gamma: te.Tensor, epsilon: float,
     of the ``n mod 8`` trailing elements, when there are ≥ 4 the first four are added as
     rounded products and the rest as FMAs (the tail of :mod:`.layer_norm`'s variance);
     ``inv = 1 / sqrt(Σ/n + ε)``; ``y = (x · inv) · γ``. Returns ``y`` or ``[y, inv]``.
-    Measured bit-identical to ORT for ``n ≥ 16`` with ``n mod 8 ∈ {0, 4}``; other tails and
-    short rows are within a few ulps (ORT's kernel takes other paths there).
+
+    Rows shorter than ``MLAS_MIN_ROW`` = 16 take ORT's scalar loop instead (the simplified
+    form of :func:`ort_skip_norm_te`: sequential ``Σ x²``, ``y = (x / σ) · γ``). Measured
+    bit-identical to ORT for every row length 3..33 and 37, 45, 64, 100, 101, 103.
     """
     shape = [int(s) for s in x.shape]
     lead, n = tuple(shape[:-1]), shape[-1]
+    if n < MLAS_MIN_ROW:
+        y, _, inv_std = ort_skip_norm_te(x, gamma, None, epsilon, simplified=True)
+        return [y, inv_std] if stats else y
     f32 = "float32"
     n_lanes = n // VAR_LANES
     lanes = None

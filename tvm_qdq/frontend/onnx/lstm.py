@@ -30,7 +30,9 @@ Only the products that ORT rounds on their own go through ``max(p, -FLT_MAX)`` (
 ``p`` for every finite value): LLVM contracts ``a·b + c`` into an FMA in TVM's x86 build, and
 the ``max`` keeps such a product rounded, while the polynomial steps are contracted as in
 MLAS. With ``batch ≥ 2`` ORT quantizes ``h`` per thread's slice of the batch when it runs
-more than one intra-op thread; this converter follows the one-thread schedule (whole batch).
+more than one intra-op thread, so ORT's own result depends on its thread count (measured:
+batch 4, hidden 16: 320 of 384 ``Y`` elements move, by up to 1.9e-3, from 1 to 2 threads);
+this converter follows the one-thread schedule (whole batch), the oracle's.
 ``sequence_lens`` must be absent or equal to ``T`` for every batch row.
 """
 

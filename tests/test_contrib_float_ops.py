@@ -359,3 +359,15 @@ def test_ort_optimized_bert_matches_ort(tmp_path, gelu_approximation: bool) -> N
     got = tvm_qdq.compile(model, "x86", shapes={"ids": [2, 16], "mask": [2, 16]}).run(feeds)[0]
     want = _ort(model, feeds)[0]
     assert np.abs(got - want).max() <= 1.4e-5  # measured 1.43e-6 / 0.95e-6
+
+
+def test_skip_layer_norm_sum_output_only() -> None:
+    """Outputs ``[y, "", "", input_skip_bias_sum]`` (the form ORT's optimizer writes when
+    the residual sum feeds the next block): both bit-identical to ORT (measured)."""
+    feeds = _skip_feeds((2, 6, 48), 15)
+    params = _norm_params(48, 16)
+    node = helper.make_node("SkipLayerNormalization", ["x", "skip", "gamma", "beta", "bias"],
+                            ["y", "", "", "sum"], domain=MS, epsilon=1e-12)
+    got, want = _both(_model([node], feeds, ["y", "sum"], params), feeds)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)

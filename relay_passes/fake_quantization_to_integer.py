@@ -10,6 +10,10 @@ Like Relay's FakeQuantizationToInteger, but on Relax and driven forward:
    to the output's parameters; or, if the input is produced by an op with an *output rule*
    (add, concat, average pools, ...) whose inputs have integer forms, that rule builds it.
    The float ``quantize`` is then replaced by the integer value.
+   A float consumer of a value with an integer *accumulator* form (a conv/matmul followed
+   by LeakyRelu, SiLU, a float bias or nothing at all) reads the accumulator dequantized,
+   ``float(float64(acc) · s_acc)``, instead of the float op: the conv/matmul is integer
+   whatever follows it.
 3. Dead float code is removed. Ops with no rule keep their float form between
    ``dequantize`` and ``quantize`` (a float island); the report lists them.
 """
@@ -103,6 +107,25 @@ def _integer_quantize(ctx: RewriteContext, call: relax.Call) -> relax.Expr | Non
     return None
 
 
+def _float_from_accumulator(ctx: RewriteContext, original: relax.Var, var: relax.Var,
+                            call: relax.Call, result, mapping: dict) -> None:
+    """Consumers of a float result that has an integer accumulator form read the accumulator
+    dequantized (:meth:`RewriteContext.dequantize`) instead of the float op, so a conv/matmul
+    on dequantized inputs is integer whatever follows it (LeakyRelu, SiLU, a float output).
+    ``quantize`` consumers still requantize the accumulator itself (the dequantized value
+    carries the same :class:`QTensor`); if no float consumer is left, the float op and the
+    dequantize are dead code."""
+    dtype = str(getattr(original.ty, "dtype", ""))
+    if not (isinstance(result, QTensor) and result.is_accumulator and dtype.startswith("float")):
+        return
+    value = ctx.dequantize(result, dtype)
+    mapping[original] = value
+    ctx.qtensors[value] = result
+    ctx.producers[value] = call
+    ctx.record(call.op.name, str(value.name), "dequantize",
+               f"{result.params.qtype.name} accumulator → {dtype} for float consumers")
+
+
 def _rewrite_function(func: relax.Function, name: str) -> tuple[relax.Function, RewriteContext]:
     bb = relax.BlockBuilder()
     ctx = RewriteContext(bb)
@@ -131,6 +154,8 @@ def _rewrite_function(func: relax.Function, name: str) -> tuple[relax.Function, 
                         result = FORWARD_RULES[value.op.name](ctx, value)
                         if result is not None:
                             ctx.qtensors[var] = result
+                            _float_from_accumulator(ctx, binding.var, var, value, result,
+                                                    mapping)
                     elif isinstance(value, relax.TupleGetItem):
                         items = ctx.qtuple(value.tuple_value)
                         if items is not None:
@@ -178,9 +203,13 @@ def fake_quantization_to_integer(mod: tvm.IRModule) -> tuple[tvm.IRModule, PassR
     for gvar, func in updates.items():
         mod[gvar] = func
     mod = relax.transform.DeadCodeElimination()(mod)
+    live = set()
     for func in mod.functions.values():
         if isinstance(func, relax.Function):
             report.float_ops.extend(_float_islands(func, originals))
+            live |= {str(b.var.name) for block in func.body.blocks for b in block.bindings}
+    # A dequantized accumulator only matters where a float consumer kept it alive.
+    report.integer = [r for r in report.integer if r.outcome != "dequantize" or r.var in live]
     return mod, report
 
 

@@ -43,7 +43,7 @@ class OpRecord:
 
     op: str
     var: str
-    outcome: str  # "integer" | "requantize" | "float"
+    outcome: str  # "integer" | "requantize" | "dequantize" | "float"
     detail: str = ""
 
 
@@ -83,6 +83,23 @@ class RewriteContext:
         key = (value, src.key(), dst.key())
         if key not in self.requantized:
             self.requantized[key] = requantize(self.bb, value, src, dst)
+        return self.requantized[key]
+
+    def dequantize(self, q: QTensor, dtype: str) -> relax.Var:
+        """The real value of an accumulator for float consumers, rounded once:
+        ``dtype(float64(acc) · s_acc)`` (``s_acc = s_x · s_w`` per channel, exact in float64).
+
+        ORT's float Conv/MatMul on the dequantized operands sums float32 products in float32;
+        with power-of-two scales and ``|acc| < 2^24`` every product and partial sum is exact,
+        so both give the same float32. Otherwise they differ by the float32 rounding of ORT's
+        sum (a few ulp of the result), this being the correctly rounded one."""
+        key = (q.value, q.params.key(), dtype)
+        if key not in self.requantized:
+            p = q.params
+            scale = p.broadcast(p.scale.astype(np.float64), q.ndim)
+            f = self.emit(relax.op.astype(q.value, "float64"))
+            f = self.emit(relax.op.multiply(f, relax.const(scale, "float64")))
+            self.requantized[key] = self.emit(relax.op.astype(f, dtype), "qnn_dequantize_acc")
         return self.requantized[key]
 
     def record(self, op: str, var: str, outcome: str, detail: str = "") -> None:

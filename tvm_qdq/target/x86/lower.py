@@ -55,7 +55,8 @@ _UNARY = {
     "relax.astype", "relax.round", "relax.clip", "relax.floor", "relax.ceil", "relax.negative",
     "relax.abs", "relax.nn.relu", "relax.exp", "relax.sqrt", "relax.rsqrt", "relax.sigmoid",
     "relax.tanh", "relax.erf", "relax.log", "relax.square", "relax.sign", "relax.logical_not",
-    "relax.bitwise_not", "relax.trunc",
+    "relax.bitwise_not", "relax.trunc", "relax.nn.leakyrelu", "relax.nn.silu", "relax.nn.gelu",
+    "relax.nn.gelu_tanh",
 }
 _NARY = {
     "relax.add", "relax.subtract", "relax.multiply", "relax.divide", "relax.floor_divide",

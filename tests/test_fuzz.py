@@ -211,6 +211,13 @@ def test_judge_op_separates_exact_ties_and_failures() -> None:
     # Farther from the exact value than ORT (4 vs 4.9), or 2 codes off: unexplained.
     assert judge(_codes([0, 2, 2, -3, 4, 6]), ort, lambda: v, False)[0] == "fail"
     assert judge(_codes([0, 2, 2, -1, 5, 6]), ort, lambda: v, False)[0] == "fail"
+    # ORT's float32 16-bit requantize off at every element, tvm-qdq strictly closer: no share.
+    near = np.full(100, 50900.500155)
+    assert judge(np.full(100, 50901), np.full(100, 50900), lambda: near, True)[:2] == ("tie", 100)
+    # One exact tie repeated (a clipped bound) is one event; rounding it to odd is noted.
+    tie = np.full(40, 127.5)
+    outcome, _, _, note = judge(np.full(40, 127), np.full(40, 128), lambda: tie, True)
+    assert outcome == "tie" and "rounds 40 exact tie(s) away from even" in note
 
 
 def test_judge_op_rejects_a_systematic_one_lsb_error_for_exactly_computed_ops() -> None:

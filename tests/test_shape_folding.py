@@ -220,3 +220,15 @@ def test_nothing_to_fold_returns_the_model_itself():
     del model.graph.node[2:10]  # drop the shape arithmetic and the Reshape
     model.graph.node[2].input[0] = "xd"
     assert fold_shape_arithmetic(model) is model
+
+
+def test_float_computation_on_small_constants_is_left_alone():
+    """Only shape-derived values and integer results fold: a small weight-only dequantization
+    ``Cast(int8 W) · scale`` stays for the converters and the integer pass."""
+    nodes = [helper.make_node("Cast", ["w8"], ["wf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["wf", "ws"], ["w"]),
+             helper.make_node("MatMul", ["x", "w"], ["y"])]
+    inits = [_const("w8", np.arange(16).reshape(4, 4), np.int8), _const("ws", 0.5, np.float32)]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    assert fold_shape_arithmetic(model) is model

@@ -213,7 +213,8 @@ def _initial_known(model: onnx.ModelProto) -> _Known:
 def _foldable_op(node: onnx.NodeProto, outputs: set[str]) -> bool:
     """A deterministic ai.onnx op without subgraphs whose results are not graph outputs."""
     return (_is_default_domain(node) and node.op_type not in NEVER_FOLD
-            and not _has_subgraph(node) and not any(o in outputs for o in node.output))
+            and not _has_subgraph(node) and not any(o in outputs for o in node.output)
+            and not (node.op_type == "Constant" and _too_large_constant(node)))
 
 
 def _ready(node: onnx.NodeProto, known: _Known) -> bool:
@@ -223,6 +224,26 @@ def _ready(node: onnx.NodeProto, known: _Known) -> bool:
         return False
     return any(i in known.shape_derived for i in inputs) or all(
         known.size(i) <= SMALL_ELEMENTS for i in inputs)
+
+
+def _keep(node: onnx.NodeProto, values: list[np.ndarray], derived: bool) -> bool:
+    """Whether evaluated outputs are folded: none above ``MAX_FOLDED_BYTES``; without a
+    shape-derived input only a ``Constant`` or an integer/bool result (a float computation on
+    constants, e.g. a weight's dequantization, is left to the converters and passes)."""
+    if any(v.nbytes > MAX_FOLDED_BYTES for v in values):
+        return False
+    return derived or node.op_type == "Constant" or all(v.dtype.kind in "biu" for v in values)
+
+
+def _too_large_constant(node: onnx.NodeProto) -> bool:
+    """A ``Constant`` holding a tensor above ``MAX_FOLDED_BYTES`` (not worth evaluating)."""
+    for attr in node.attribute:
+        if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+            if attr.t.data_type not in _PLAIN_TYPES:
+                return True
+            item = onnx.helper.tensor_dtype_to_np_dtype(attr.t.data_type).itemsize
+            return int(np.prod(attr.t.dims, dtype=np.int64)) * item > MAX_FOLDED_BYTES
+    return False
 
 
 def _fold_round(model: onnx.ModelProto, known: _Known, folded: set[int],
@@ -254,10 +275,10 @@ def _fold_round(model: onnx.ModelProto, known: _Known, folded: set[int],
         for index, node in wave:
             values = results if results is not None else _evaluate([node], known, model)
             outs = [o for o in node.output if o]
-            if values is None or any(values[o].nbytes > MAX_FOLDED_BYTES for o in outs):
+            derived = any(i in known.shape_derived for i in node.input if i)
+            if values is None or not _keep(node, [values[o] for o in outs], derived):
                 refused.add(tuple(node.output))
                 continue
-            derived = any(i in known.shape_derived for i in node.input if i)
             for o in outs:
                 known.values[o] = values[o]
                 if derived:

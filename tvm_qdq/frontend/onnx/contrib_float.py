@@ -15,8 +15,9 @@ integer pass and the x86 fast paths apply unchanged:
   loop for shorter rows (bit-identical to ORT);
 * ``Gelu`` / ``BiasGelu`` = ``x · Φ(x)`` (erf) → ``R.nn.gelu`` (x86: vectorized erf of
   ``fast_math.py``);
-* ``FastGelu`` = ``½v · (1 + tanh(v·(C·v² + B)))`` (tanh approximation, ``v = x + bias``);
-* ``QuickGelu`` = ``x · sigmoid(alpha · x)``.
+* ``FastGelu`` = ``½v · (1 + tanh(v·(C·v² + B)))`` (tanh approximation, ``v = x + bias``)
+  and ``QuickGelu`` = ``x · sigmoid(alpha · x)``, both as ``x · 1/(1 + e^{−z})`` with
+  ``R.exp`` (x86: fast_math's vector exp; TVM's tanh / sigmoid call libm per element).
 
 ORT evaluates erf, tanh and the logistic with its own MLAS polynomials, so the GELU family
 agrees to a few float32 ulps, not bit for bit (measured in ``tests/test_contrib_float_ops.py``).
@@ -376,24 +377,32 @@ def convert_bias_gelu(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.E
     return relax.op.nn.gelu(_biased(ctx, inputs))
 
 
+def _logistic(bb: relax.BlockBuilder, z: relax.Expr) -> relax.Expr:
+    """``1 / (1 + e^{−z})`` with ``R.exp`` (x86: fast_math's vector exp, no libm call;
+    TVM's ``R.sigmoid`` / ``R.tanh`` lower to one ``expf`` call per element)."""
+    e = bb.emit(relax.op.exp(bb.emit(relax.op.negative(z))))
+    return bb.emit(relax.op.divide(_const(1.0), bb.emit(relax.op.add(_const(1.0), e))))
+
+
 def convert_fast_gelu(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
-    """FastGelu(X[, bias]): ``v = X + bias``, ``u = v · ((C·v)·v + B)``,
-    ``Y = (½v) · (tanh(u) + 1)`` with ORT's float32 constants ``B = √(2/π)``,
-    ``C = 0.044715·√(2/π)`` (ORT's order; its tanh is MLAS's polynomial)."""
+    """FastGelu(X[, bias]) = ``½v · (1 + tanh(u))`` with ``v = X + bias``,
+    ``u = v · ((C·v)·v + B)``, ORT's float32 constants ``B = √(2/π)``,
+    ``C = 0.044715·√(2/π)``. ORT evaluates tanh with an MLAS polynomial; here
+    ``½(1 + tanh(u)) = 1 / (1 + e^{−2u})``, so ``Y = v · logistic(2u)`` (one vector exp)."""
     bb = ctx.bb
     v = _biased(ctx, inputs)
     cubic = bb.emit(relax.op.multiply(bb.emit(relax.op.multiply(_const(FAST_GELU_C), v)), v))
     u = bb.emit(relax.op.multiply(v, bb.emit(relax.op.add(cubic, _const(FAST_GELU_B)))))
-    t = bb.emit(relax.op.add(bb.emit(relax.op.tanh(u)), _const(1.0)))
-    return relax.op.multiply(bb.emit(relax.op.multiply(v, _const(0.5))), t)
+    return relax.op.multiply(v, _logistic(bb, bb.emit(relax.op.multiply(u, _const(2.0)))))
 
 
 def convert_quick_gelu(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
-    """QuickGelu(X) = ``X · sigmoid(alpha · X)`` (``alpha`` default 1.702, float32)."""
+    """QuickGelu(X) = ``X · logistic(alpha · X)`` (``alpha`` default 1.702, float32; ORT's
+    logistic is an MLAS polynomial, here ``1 / (1 + e^{−z})`` with the vector exp)."""
     x = _biased(ctx, inputs[:1])
     alpha = float(np.float32(attrs.get("alpha", 1.702)))
     scaled = x if alpha == 1.0 else ctx.bb.emit(relax.op.multiply(x, _const(alpha)))
-    return relax.op.multiply(x, ctx.bb.emit(relax.op.sigmoid(scaled)))
+    return relax.op.multiply(x, _logistic(ctx.bb, scaled))
 
 
 # (domain, op_type) → converter(ctx, inputs, attrs); merged into the importer's table.

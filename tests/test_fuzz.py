@@ -122,12 +122,14 @@ TIE_SPEC = fuzz.GraphSpec(21, 7, [
 ])
 
 
-def _plant_faults(monkeypatch: pytest.MonkeyPatch, b_fault: str | None) -> None:
+def _plant_faults(monkeypatch: pytest.MonkeyPatch, b_fault: str | None,
+                  half_up: bool = False) -> None:
     """Wrap tvm-qdq's runs of fuzz graphs with planted faults.
 
     The tie: where ``a`` and ``x`` are both outputs (the triage's probe model), ``a`` moves to
     the other code neighbour of its exact value ``(x_q - zp)/2 + zp`` at the first exact tie:
-    as close to the exact value as ORT's, i.e. an explained near-tie.  ``b_fault`` is a bug in
+    as close to the exact value as ORT's, i.e. an explained near-tie; with ``half_up`` every
+    exact tie of ``a`` rounds half up instead (a wrong rounding mode).  ``b_fault`` is a bug in
     the Relu, applied wherever ``b`` is computed (graph output, probe, re-judge model):
     ``"plus_one"`` every code +1 (a systematic 1-LSB error within the 2-LSB graph contract) or
     ``"plus_three"`` one code +3 (beyond it).
@@ -144,6 +146,8 @@ def _plant_faults(monkeypatch: pytest.MonkeyPatch, b_fault: str | None) -> None:
             exact = (x[at] - zp) / 2 + zp
             a = values["a_q"].copy()
             a[at] += 1 if a[at] < exact else -1
+            if half_up:
+                a = (np.floor((x - zp) / 2 + 0.5) + zp).astype(a.dtype)
             values["a_q"] = a
         for name in ("b_q", "y_b"):
             if b_fault and name in values:
@@ -193,6 +197,17 @@ def test_triage_catches_a_bug_downstream_of_a_tie(monkeypatch, b_fault: str) -> 
     assert (by_tensor["b"].route, by_tensor["b"].outcome) == ("rejudged", "fail")
     assert by_tensor["b"].category == "rejudged_fail"
     assert "UNEXPLAINED b (Relu" in result.summary()
+
+
+def test_triage_fails_a_rounding_mode_error_at_exact_ties(monkeypatch) -> None:
+    """``a`` rounded half up at its exact ties: each element as close to the exact value as
+    ORT's half-to-even answer, so only the exact share (≥ 99.9 %) of an op ORT computes exactly
+    catches it, although ``b`` (the output) stays within the graph contract."""
+    _plant_faults(monkeypatch, None, half_up=True)
+    verdict = fuzz.triage(TIE_SPEC)
+    a = next(j for j in verdict.judgements if j.tensor == "a")
+    assert not verdict.explained and a.outcome == "fail" and "systematic" in a.note
+    assert a.differing > 1
 
 
 def _codes(values: list[float]) -> np.ndarray:

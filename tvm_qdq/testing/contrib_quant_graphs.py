@@ -11,6 +11,7 @@ initializers and its activations as graph inputs; ``feeds`` holds the activation
 * :func:`qembed_layer_norm` — ``com.microsoft.QEmbedLayerNormalization``.
 * :func:`quantize_dynamic_bert_block` — a float ``EmbedLayerNormalization → Attention`` block
   quantized by ORT's ``quantize_dynamic`` (what ORT's optimizer + quantizer produce).
+* :func:`isolate_node` — one node of a real model alone, fed ORT's own values of its inputs.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from onnx import TensorProto
 
 from .qop_graphs import MS_DOMAIN, QopGraph
 
-__all__ = ["LstmCase", "dynamic_quantize_lstm", "qattention", "qembed_layer_norm",
-           "quantize_dynamic_bert_block"]
+__all__ = ["LstmCase", "dynamic_quantize_lstm", "isolate_node", "qattention",
+           "qembed_layer_norm", "quantize_dynamic_bert_block"]
 
 
 def _weights(rng: np.random.Generator, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
@@ -223,3 +224,36 @@ def quantize_dynamic_bert_block(batch: int, seq: int, hidden: int, heads: int, v
              "segment_ids": rng.integers(0, 2, size=(batch, seq)).astype(np.int32),
              "mask": mask}
     return quantized, feeds
+
+
+def isolate_node(model: onnx.ModelProto, op_type: str,
+                 feeds: dict[str, np.ndarray]) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """The first ``op_type`` node of ``model`` alone, fed what ORT's reference path computes
+    for its run-time inputs on ``feeds`` (its initializers stay initializers). Tensors whose
+    type shape inference cannot tell (``com.microsoft`` outputs) are taken as float32.
+
+    Separates a node's own agreement from what the layers before it contribute."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    from .oracle import run_ort
+
+    node = next(n for n in model.graph.node if n.op_type == op_type)
+    inits = {i.name: i for i in model.graph.initializer}
+    runtime = [name for name in node.input if name and name not in inits]
+    probe = onnx.shape_inference.infer_shapes(model)
+    known = {vi.name: vi.type.tensor_type.elem_type for vi in
+             (*probe.graph.input, *probe.graph.value_info, *probe.graph.output)}
+    del probe.graph.output[:]
+    probe.graph.output.extend(helper.make_tensor_value_info(
+        n, known.get(n) or TensorProto.FLOAT, None) for n in runtime)
+    values = run_ort(probe, feeds, optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    node_feeds = dict(zip(runtime, values, strict=True))
+    inputs = [helper.make_tensor_value_info(
+        n, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape)) for n, v in node_feeds.items()]
+    outputs = [helper.make_tensor_value_info(n, known.get(n) or TensorProto.FLOAT, None)
+               for n in node.output if n]
+    graph = helper.make_graph([node], f"{op_type}_alone", inputs, outputs,
+                              [inits[n] for n in node.input if n in inits])
+    alone = helper.make_model(graph, ir_version=model.ir_version, opset_imports=model.opset_import)
+    return alone, node_feeds

@@ -47,7 +47,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -55,6 +55,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from .oracle import FLOAT_SLACK_LSB, agreement, output_quant_info, run_ort
+
+if TYPE_CHECKING:  # fuzz_triage imports this module
+    from .fuzz_triage import OpJudgement, Verdict
 
 __all__ = [
     "ACT_TYPES",
@@ -692,7 +695,7 @@ class CheckResult:
     exact_graphs: int = 0
     triaged: int = 0
     contract_explained: int = 0
-    judgements: list[Any] = field(default_factory=list)
+    judgements: list[OpJudgement] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = []
@@ -799,7 +802,7 @@ def check_specs(specs: Sequence[GraphSpec], **kwargs: Any) -> CheckResult:
 # ============================================================================================
 
 
-def triage(spec: GraphSpec, feeds: dict[str, np.ndarray] | None = None) -> Any:
+def triage(spec: GraphSpec, feeds: dict[str, np.ndarray] | None = None) -> Verdict:
     """:func:`tvm_qdq.testing.fuzz_triage.triage`: per-op judgement of a differing graph.
 
     Returns its :class:`~tvm_qdq.testing.fuzz_triage.Verdict` (``explained``, ``reason``,

@@ -107,6 +107,10 @@ def convert_qattention(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.
     x, w, bias, x_s, w_s, mask, x_z, w_z, past = (_arg(inputs, i) for i in range(9))
     if past is not None:
         raise ctx.fail("past (incremental decoding) is not supported")
+    unsupported = [a for a in ("do_rotary", "past_present_share_buffer", "qkv_hidden_sizes")
+                   if attrs.get(a)]
+    if unsupported:
+        raise ctx.fail(f"attributes {unsupported} are not supported")
     heads = int(attrs["num_heads"])
     unidirectional = bool(int(attrs.get("unidirectional", 0)))
     filter_value = float(attrs.get("mask_filter_value", -10000.0))

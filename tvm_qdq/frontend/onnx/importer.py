@@ -28,9 +28,9 @@ from ...errors import (
 )
 from . import contrib_float, contrib_quant, float_ops, layer_norm, lstm, qdq, resize, stft
 from . import qoperator as qop
-from .context import ConvertContext, onnx_type_name
+from .context import ConvertContext, constant_value, onnx_type_name
 from .qparams import NodeRef
-from .shape_folding import fold_shape_arithmetic
+from .shape_folding import fold_node, fold_shape_arithmetic, shape_value
 from .shapes import dynamic_shape_error, known_shape, with_static_inputs
 
 Converter = Callable[[ConvertContext, list, dict], "relax.Expr | None"]
@@ -177,6 +177,8 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
         self._model = model
         self._types = types
         self._queue: collections.deque[onnx.NodeProto] = collections.deque()
+        self._shape_derived: set[str] = set()  # values folded from shapes during conversion
+        self._outputs = {o.name for o in model.graph.output}
         self.opsets = {
             (o.domain if o.domain != "ai.onnx" else ""): o.version for o in model.opset_import
         }
@@ -196,12 +198,36 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
         container = {"int4": "int8", "uint4": "uint8"}.get(str(dtype), dtype)
         return super()._new_var(var_name, shape, container)
 
+    def _fold(self, node: onnx.NodeProto, inputs: list) -> relax.Expr | None:
+        """Shape folding during conversion, for what the pre-pass could not see: a
+        ``Shape``/``Size`` of a tensor whose Relax shape is static (e.g. after a contrib op
+        onnx's inference does not know) and the ai.onnx arithmetic on its value become
+        constants (``shape_folding.fold_node``: evaluated by ORT)."""
+        if _domain(node) != "" or node.op_type in REFUSED:
+            return None
+        if node.op_type in ("Shape", "Size"):
+            dims = known_shape(inputs[0]) if inputs and inputs[0] is not None else None
+            if dims is None or node.output[0] in self._outputs:
+                return None
+            value = shape_value(node, dims)
+        else:
+            values = [constant_value(x) if x is not None else None for x in inputs]
+            derived = [name in self._shape_derived for name in node.input]
+            value = fold_node(node, values, derived, self._model)
+            if value is None:
+                return None
+        self._shape_derived.update(o for o in node.output if o)
+        return relax.const(value, str(value.dtype))
+
     def _convert_operator(self, op_name, inputs, attrs, opset):
         node = self._queue.popleft()
         assert node.op_type == op_name, (node.op_type, op_name)
         dom = _domain(node)
         ref = NodeRef(node.name, node.op_type, dom)
         try:
+            folded = self._fold(node, list(inputs))
+            if folded is not None:
+                return folded
             converter = CONVERTERS.get((dom, op_name))
             if converter is not None:
                 ctx = ConvertContext(

@@ -170,6 +170,13 @@ def _evaluate(nodes: list[onnx.NodeProto], known: _Known,
     """Outputs of ``nodes`` (inputs all known, mutually independent) as ORT computes them
     with graph optimizations off; None when ORT refuses the batch."""
     feeds = {i: known.get(i) for n in nodes for i in n.input if i}
+    return _run_ort(nodes, feeds, model)
+
+
+def _run_ort(nodes: list[onnx.NodeProto], feeds: dict[str, np.ndarray],
+             model: onnx.ModelProto) -> dict[str, np.ndarray] | None:
+    """``nodes`` run alone in ORT (optimizations off, ``model``'s ai.onnx opset) on ``feeds``;
+    None when ORT refuses them or a result is not a plain numeric tensor."""
     graph = onnx.helper.make_graph(
         list(nodes), "fold",
         [onnx.helper.make_tensor_value_info(
@@ -337,3 +344,29 @@ def fold_shape_arithmetic(model: onnx.ModelProto) -> onnx.ModelProto:
         current = _rewrite(current, known, folded)
         folded = set()
     return current if changed else model
+
+
+def shape_value(node: onnx.NodeProto, dims: tuple[int, ...]) -> np.ndarray:
+    """The value of a ``Shape``/``Size`` node whose input has the static shape ``dims``."""
+    return _shape_of(node, dims)
+
+
+def fold_node(node: onnx.NodeProto, values: list[np.ndarray | None], derived: list[bool],
+              model: onnx.ModelProto) -> np.ndarray | None:
+    """The one output of ``node`` as a constant, for folding during conversion (where a
+    static shape is known that onnx's inference did not see, e.g. after a contrib op): a
+    foldable single-output op (not producing a graph output) whose inputs all have values
+    (``values``, aligned with ``node.input``) and one of them shape-derived (``derived``),
+    evaluated by ORT. None when the node does not fold."""
+    outs = [o for o in node.output if o]
+    graph_outputs = {o.name for o in model.graph.output}
+    present = [(name, v, d) for name, v, d in zip(node.input, values, derived, strict=False)
+               if name]
+    if (len(outs) != 1 or node.op_type in ("Shape", "Size")
+            or not _foldable_op(node, graph_outputs)
+            or any(v is None for _, v, _ in present) or not any(d for _, _, d in present)):
+        return None
+    result = _run_ort([node], {name: np.asarray(v) for name, v, _ in present}, model)
+    if result is None or not _keep(node, [result[outs[0]]], True):
+        return None
+    return result[outs[0]]

@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxruntime.capi.onnxruntime_pybind11_state import InvalidGraph, NotImplemented
 
 from tvm_qdq.testing.backend_cases import NodeCase, node_cases
+from tvm_qdq.testing.exact_share import ExactShareRecorder
 from tvm_qdq.testing.oracle import (
     Agreement,
     agreement,
@@ -526,3 +527,26 @@ def test_ort_reproduces_qdq_node_case(case: NodeCase) -> None:
     assert len(outputs) == len(case.outputs)
     for actual, expected in zip(outputs, case.outputs, strict=True):
         assert_single_op_contract(actual, expected, exact=True, name=case.name)
+
+
+# --------------------------------------------------------------------------------------------
+# exact_share (the measuring plugin's recorder)
+# --------------------------------------------------------------------------------------------
+
+
+def test_exact_share_recorder_records_instead_of_enforcing() -> None:
+    recorder = ExactShareRecorder()
+    measured = recorder.wrap(assert_single_op_contract)
+    recorder.current_test = "tests/x.py::test_biased"
+    a, e = _quantized_pair(bumps={i: 1 for i in range(0, 1000, 50)})  # 98 % exact
+    measured(a, e, np.float32(0.0123), name="y")
+    recorder.current_test = "tests/x.py::test_clean"
+    measured(e, e, np.float32(0.0123), name="z")
+    with pytest.raises(AssertionError, match="more than 1 LSB"):  # the 1-LSB bound still holds
+        measured(*_quantized_pair(bumps={3: 2}), np.float32(0.0123))
+    biased, clean = recorder.records
+    assert (biased.n, biased.n_exact, biased.frac_within_1) == (1000, 980, 1.0)
+    assert clean.n_exact == clean.n == 1000 and not clean.bit_exact_required
+    lines = recorder.summary_lines()
+    assert lines[0] == "exact share: 2 single-op comparisons, 1 below 100 %"
+    assert lines[1:] == ["98.0000%  980 of 1000  tests/x.py::test_biased  y"]

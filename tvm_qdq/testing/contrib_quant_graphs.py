@@ -6,6 +6,7 @@ initializers and its activations as graph inputs; ``feeds`` holds the activation
 * :func:`dynamic_quantize_lstm` — ``com.microsoft.DynamicQuantizeLSTM`` (what
   ``quantize_dynamic`` writes for an LSTM): weights ``[dirs, in, 4H]`` int8/uint8, per
   direction or per gate-column scales.
+* :func:`quantize_dynamic_lstm` — a float ONNX ``LSTM`` through ORT's ``quantize_dynamic``.
 * :func:`qattention` — ``com.microsoft.QAttention`` (uint8 input, int8/uint8 weight, optional
   mask in the 1-D end-position or 2-D 0/1 form, per-tensor or per-column weight parameters).
 * :func:`qembed_layer_norm` — ``com.microsoft.QEmbedLayerNormalization``.
@@ -25,7 +26,7 @@ from onnx import TensorProto
 from .qop_graphs import MS_DOMAIN, QopGraph
 
 __all__ = ["LstmCase", "dynamic_quantize_lstm", "isolate_node", "qattention",
-           "qembed_layer_norm", "quantize_dynamic_bert_block"]
+           "qembed_layer_norm", "quantize_dynamic_bert_block", "quantize_dynamic_lstm"]
 
 
 def _weights(rng: np.random.Generator, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
@@ -257,3 +258,45 @@ def isolate_node(model: onnx.ModelProto, op_type: str,
                               [inits[n] for n in node.input if n in inits])
     alone = helper.make_model(graph, ir_version=model.ir_version, opset_imports=model.opset_import)
     return alone, node_feeds
+
+
+def quantize_dynamic_lstm(seq: int, batch: int, inputs: int, hidden: int,
+                          direction: str = "forward", seed: int = 0,
+                          weight_type: str = "QInt8") -> tuple[onnx.ModelProto,
+                                                               dict[str, np.ndarray]]:
+    """A float ONNX ``LSTM`` (with bias and a run-time initial state) quantized by ORT's
+    ``quantize_dynamic``, which rewrites it as ``DynamicQuantizeLSTM`` (weights transposed to
+    ``[dirs, in, 4H]``, per direction scales). Feeds ``X``, ``initial_h``, ``initial_c``."""
+    import tempfile
+    from pathlib import Path
+
+    from onnx import helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(seed)
+    dirs = 2 if direction == "bidirectional" else 1
+    inits = [numpy_helper.from_array((rng.normal(size=shape) * std).astype(np.float32), name)
+             for name, shape, std in (("W", (dirs, 4 * hidden, inputs), 0.3),
+                                      ("R", (dirs, 4 * hidden, hidden), 0.3),
+                                      ("B", (dirs, 8 * hidden), 0.2))]
+    node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "initial_h", "initial_c"],
+                            ["Y", "Y_h", "Y_c"], direction=direction, hidden_size=hidden)
+    state = [dirs, batch, hidden]
+    graph = helper.make_graph(
+        [node], "lstm",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [seq, batch, inputs]),
+         helper.make_tensor_value_info("initial_h", TensorProto.FLOAT, state),
+         helper.make_tensor_value_info("initial_c", TensorProto.FLOAT, state)],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [seq, dirs, batch, hidden]),
+         helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, state),
+         helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, state)], inits)
+    model = helper.make_model(graph, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "dynamic.onnx"
+        onnx.save(model, src)
+        quantize_dynamic(src, dst, weight_type=getattr(QuantType, weight_type))
+        quantized = onnx.load_model(dst)
+    feeds = {"X": rng.normal(size=(seq, batch, inputs)).astype(np.float32),
+             "initial_h": (rng.normal(size=state) * 0.5).astype(np.float32),
+             "initial_c": rng.normal(size=state).astype(np.float32)}
+    return quantized, feeds

@@ -70,6 +70,7 @@ FLOAT_SLACK_LSB = 1e-2
 #: power-of-two scales (ORT exact, ties half to even) measure 100 %, provided the output zero
 #: point is even: ORT's QLinearAdd/QLinearMul kernels round ``v + zp`` rather than
 #: ``round(v) + zp``, so an odd one flips every tie (78.5-78.8 % exact on such a case).
+#: Re-measure with ``pytest -p tvm_qdq.testing.exact_share <test files>``.
 MIN_FRAC_EXACT = 0.999
 
 # --------------------------------------------------------------------------------------------

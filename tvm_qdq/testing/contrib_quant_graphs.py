@@ -29,6 +29,20 @@ __all__ = ["LstmCase", "dynamic_quantize_lstm", "isolate_node", "qattention",
            "qembed_layer_norm", "quantize_dynamic_bert_block", "quantize_dynamic_lstm"]
 
 
+def _quantize_dynamic(model: onnx.ModelProto, weight_type: str) -> onnx.ModelProto:
+    """ORT's ``quantize_dynamic`` of ``model`` (``weight_type``: a ``QuantType`` name)."""
+    import tempfile
+    from pathlib import Path
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "dynamic.onnx"
+        onnx.save(model, src)
+        quantize_dynamic(src, dst, weight_type=getattr(QuantType, weight_type))
+        return onnx.load_model(dst)
+
+
 def _weights(rng: np.random.Generator, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
     lo, hi = (-127, 128) if dtype == np.int8 else (0, 256)
     return rng.integers(lo, hi, size=shape).astype(dtype)
@@ -184,11 +198,7 @@ def quantize_dynamic_bert_block(batch: int, seq: int, hidden: int, heads: int, v
     makes it ``QEmbedLayerNormalization → DynamicQuantizeLinear → QAttention`` (the attention's
     input scale and zero point computed at run time). Feeds: ``input_ids``, ``segment_ids``,
     ``mask`` (0/1, first token kept)."""
-    import tempfile
-    from pathlib import Path
-
     from onnx import helper, numpy_helper
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     rng = np.random.default_rng(seed)
 
@@ -214,11 +224,7 @@ def quantize_dynamic_bert_block(batch: int, seq: int, hidden: int, heads: int, v
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, seq, hidden])], inits)
     model = helper.make_model(graph, ir_version=9, opset_imports=[
         helper.make_opsetid("", 17), helper.make_opsetid(MS_DOMAIN, 1)])
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "dynamic.onnx"
-        onnx.save(model, src)
-        quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
-        quantized = onnx.load_model(dst)
+    quantized = _quantize_dynamic(model, "QInt8")
     mask = (rng.uniform(size=(batch, seq)) > 0.3).astype(np.int32)
     mask[:, 0] = 1
     feeds = {"input_ids": rng.integers(0, vocab, size=(batch, seq)).astype(np.int32),
@@ -267,11 +273,7 @@ def quantize_dynamic_lstm(seq: int, batch: int, inputs: int, hidden: int,
     """A float ONNX ``LSTM`` (with bias and a run-time initial state) quantized by ORT's
     ``quantize_dynamic``, which rewrites it as ``DynamicQuantizeLSTM`` (weights transposed to
     ``[dirs, in, 4H]``, per direction scales). Feeds ``X``, ``initial_h``, ``initial_c``."""
-    import tempfile
-    from pathlib import Path
-
     from onnx import helper, numpy_helper
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     rng = np.random.default_rng(seed)
     dirs = 2 if direction == "bidirectional" else 1
@@ -291,11 +293,7 @@ def quantize_dynamic_lstm(seq: int, batch: int, inputs: int, hidden: int,
          helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, state),
          helper.make_tensor_value_info("Y_c", TensorProto.FLOAT, state)], inits)
     model = helper.make_model(graph, ir_version=9, opset_imports=[helper.make_opsetid("", 17)])
-    with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "dynamic.onnx"
-        onnx.save(model, src)
-        quantize_dynamic(src, dst, weight_type=getattr(QuantType, weight_type))
-        quantized = onnx.load_model(dst)
+    quantized = _quantize_dynamic(model, weight_type)
     feeds = {"X": rng.normal(size=(seq, batch, inputs)).astype(np.float32),
              "initial_h": (rng.normal(size=state) * 0.5).astype(np.float32),
              "initial_c": rng.normal(size=state).astype(np.float32)}

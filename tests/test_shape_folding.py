@@ -247,3 +247,18 @@ def test_float_computation_on_small_constants_is_left_alone():
     model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     assert fold_shape_arithmetic(model) is model
+
+
+def test_tvm_converter_failing_on_a_runtime_shape_is_a_named_error():
+    """A slice end read from a graph input is data: the slice has no static shape, and TVM's
+    Reshape converter fails on it (MiniLM's failure before folding); the error names the node
+    and the input instead of TVM's internal check."""
+    nodes = [helper.make_node("Slice", ["x", "start", "n", "axis"], ["sl"]),
+             helper.make_node("Reshape", ["sl", "target"], ["y"], name="flat")]
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6, 4]),
+                           helper.make_tensor_value_info("n", TensorProto.INT64, [1])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                   [_const("start", [0]), _const("axis", [0]), _const("target", [-1, 2])])
+    with pytest.raises(InputShapeError, match=r"node 'flat' \(Reshape\): the shape of input 0 "
+                                              "is not known at import time"):
+        tvm_qdq.from_onnx(model)

@@ -252,7 +252,8 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
             dynamic = _first_dynamic_input(inputs)
             if dynamic is not None:  # most likely why: say which shape is not static
                 label = node_label(node.name, node.op_type, dom)
-                raise dynamic_shape_error(label, *dynamic) from err
+                cause = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+                raise dynamic_shape_error(label, *dynamic, cause) from err
             raise ConversionError(node.name, op_name, f"{type(err).__name__}: {err}", dom) from err
 
 

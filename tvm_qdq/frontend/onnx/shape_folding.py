@@ -15,17 +15,20 @@ converters cannot handle.
    (``Shape(x)[start:end] = dims(x)[start:end]``, ``Size(x) = Π dims(x)``: computed here);
 3. a node is **folded** when every input is known, it is a deterministic ``ai.onnx`` op
    without subgraphs, not a quantization op (Q/DQ stay visible to the integer pass), and
-   either one input is *shape-derived* (computed from a ``Shape``/``Size``) or every input is
-   small (at most ``SMALL_ELEMENTS``: a small constant computation, never a transform of a
-   weight). Its outputs are evaluated by ONNX Runtime itself (optimizations off, one session
+   either one input is *shape-derived* (computed from a ``Shape``/``Size``), or every input
+   is small (at most ``SMALL_ELEMENTS``) and the result is an integer/bool tensor or a
+   ``Constant`` (float work on constants, e.g. a weight's dequantization, is never done
+   here). Its outputs are evaluated by ONNX Runtime itself (optimizations off, one session
    per wave of independent nodes), so a folded value is bit-identical to what ORT computes
-   in the original graph. An output larger than ``MAX_FOLDED_BYTES`` is not folded (the node
-   stays and runs on static shapes);
+   in the original graph (``Log``/``Exp`` of T5's position buckets included). An output
+   larger than ``MAX_FOLDED_BYTES`` is not folded (the node stays and runs on static shapes);
 4. the folded values read by the remaining nodes become initializers; folded nodes, and
    initializers only they read, are removed.
 
 Steps 1-4 repeat until nothing more folds (a folded reshape target makes the reshape's
-output shape static, which can make a later ``Shape`` foldable).
+output shape static, which can make a later ``Shape`` foldable). What onnx's inference
+cannot see (the shape of a contrib op's output) the importer folds during conversion, from
+the static Relax shape, with ``shape_value`` and ``fold_node``.
 """
 
 from __future__ import annotations

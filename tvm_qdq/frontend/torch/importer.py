@@ -540,10 +540,15 @@ def _to_script(model: Any, inputs: list[torch.Tensor]) -> torch.jit.ScriptModule
                            f"{type(model).__name__}")
 
 
-def from_torch(model_or_scripted: Any, example_inputs: Any, *,
+def from_torch(model_or_scripted: Any, example_inputs: Any = None, *,
                input_names: Sequence[str] | None = None,
                output_names: Sequence[str] | None = None) -> tvm.IRModule:
-    """Import a TorchScript module (traced or scripted) as an integer Relax module.
+    """Import a ``torch.export`` program, or a TorchScript module, as a Relax module.
+
+    A ``torch.export.ExportedProgram`` (PT2E QDQ, torchao dynamic int8, or float) goes
+    through :func:`.exported.from_exported` (a faithful module that ``tvm_qdq.compile``
+    rewrites to integer); ``example_inputs`` is not needed, the program fixes the shapes.
+    What follows describes the TorchScript path.
 
     ``model_or_scripted``: a ``torch.jit.ScriptModule`` from ``torch.jit.trace`` or
     ``torch.jit.script`` (in eval mode), or a plain ``nn.Module``, which is traced (after
@@ -568,6 +573,14 @@ def from_torch(model_or_scripted: Any, example_inputs: Any, *,
     Raises :class:`UnsupportedTorchOpsError` listing every op it cannot convert, with its
     source location.
     """
+    if isinstance(model_or_scripted, torch.export.ExportedProgram):
+        from .exported import from_exported
+
+        return from_exported(model_or_scripted, input_names=input_names,
+                             output_names=output_names)
+    if example_inputs is None:
+        raise TorchImportError("example_inputs are needed to trace a module (or pass a "
+                               "torch.export.ExportedProgram)")
     inputs = _as_inputs(example_inputs)
     scripted = _to_script(model_or_scripted, inputs)
     graph = scripted.inlined_graph

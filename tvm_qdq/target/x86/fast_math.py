@@ -1,4 +1,4 @@
-"""Vectorizable float32 ``erf``, ``exp`` and ``sigmoid`` for the x86 build.
+"""Vectorizable float32 ``erf`` and ``exp`` for the x86 build.
 
 TVM lowers ``tirx.erf`` to a call of libm's ``erff`` (the op is not ``TVectorizable``, so a
 vectorized loop holding it is scalarized) and ``tirx.exp`` to LLVM's ``llvm.exp.v16f32``,
@@ -8,10 +8,10 @@ polynomials built from ``+ × floor min max select`` and integer bit operations 
 the loop stays a vector loop (AVX-512: 16 lanes).
 
 :func:`use_fast_math` rewrites the Relax module before legalization: every float32
-``R.erf``, ``R.exp``, ``R.sigmoid``, ``R.nn.gelu`` and ``R.nn.softmax`` becomes a
-``call_tir`` of the TE functions below (same PrimFunc names as TVM's own legalization, so
-fusion and schedules are unchanged). Compile-time math (e.g. the QDQ models' GELU lookup
-tables, computed in numpy) is untouched; only run-time float32 arithmetic changes.
+``R.erf``, ``R.exp``, ``R.nn.gelu`` and ``R.nn.softmax`` becomes a ``call_tir`` of the TE
+functions below (same PrimFunc names as TVM's own legalization, so fusion and schedules are
+unchanged). Compile-time math (e.g. the QDQ models' GELU lookup tables, computed in numpy)
+is untouched; only run-time float32 arithmetic changes.
 
 **exp** (:func:`exp_expr`): ``x`` is clamped to ``[-104, 89]`` (``e^-104`` is below half
 the smallest subnormal, ``e^89`` above ``FLT_MAX``: the clamp changes no result),
@@ -21,9 +21,6 @@ significant bits, so ``n·ln2_hi`` is exact), ``|r| ≲ ln2/2``, and
 ``e^r`` (relative error 1.9e-9) and each power of two built from its exponent bits (two
 factors keep both in the normal range for ``n ∈ [−150, 128]``, so subnormal results and
 overflow to ``inf`` come out of the final multiplications). NaN propagates.
-
-**sigmoid** (:func:`te_sigmoid`): ``1 / (1 + e^(−x))`` with that exp (TVM's own formula),
-max 2.48 ulp (the sum and the division round once each).
 
 **erf** (:func:`erf_expr`), with ``a = |x|``:
 
@@ -85,9 +82,6 @@ EXP_LO, EXP_HI = -104.0, 89.0
 ERF_MAX_ULP = 1.1
 ERF_MAX_ABS = 6.5e-8
 EXP_MAX_ULP = 1.1
-#: ``1 / (1 + e^(−x))`` with the exp above, measured against float64 on 1.7e7 float32 in
-#: ``[−100, 100]`` (dense and random, ``tests/test_integer_epilogues.py``): 2.48 ulp.
-SIGMOID_MAX_ULP = 2.5
 
 _F32 = "float32"
 
@@ -193,15 +187,6 @@ def te_gelu(x: te.Tensor) -> te.Tensor:
                       name="T_gelu", tag="elemwise")
 
 
-def te_sigmoid(x: te.Tensor) -> te.Tensor:
-    """``sigmoid(x) = 1 / (1 + e^(−x))`` (TVM's own lowering of ``tirx.sigmoid``) with
-    :func:`exp_expr`: one more rounding in the sum and one in the division, so within
-    :data:`SIGMOID_MAX_ULP`; ``e^(−x) = inf`` for ``x < −88.8`` gives ``0`` as before."""
-    one = tirx.const(1.0, x.dtype)
-    return te.compute(x.shape, lambda *i: one / (one + exp_expr(-x(*i))), name="T_sigmoid",
-                      tag="elemwise")
-
-
 def te_softmax(x: te.Tensor, axis: int) -> te.Tensor:
     """``softmax(x)_i = e^(x_i − m) / Σ_j e^(x_j − m)``, ``m = max_j x_j`` along ``axis``:
     the four stages of TVM's legalization (max, exp, sum in index order, divide) with
@@ -236,7 +221,6 @@ _ERF = tvm.ir.Op.get("relax.erf")
 _EXP = tvm.ir.Op.get("relax.exp")
 _SOFTMAX = tvm.ir.Op.get("relax.nn.softmax")
 _GELU = tvm.ir.Op.get("relax.nn.gelu")  # PyTorch's GELU arrives as this op
-_SIGMOID = tvm.ir.Op.get("relax.sigmoid")  # SiLU epilogues of detectors: x · sigmoid(x)
 
 
 def _is_f32(expr: relax.Expr) -> bool:
@@ -267,9 +251,6 @@ class _FastMath(relax.PyExprMutator):
         if call.op.same_as(_GELU):
             self.count += 1
             return self.builder_.call_te(te_gelu, call.args[0], primfunc_name_hint="gelu")
-        if call.op.same_as(_SIGMOID):
-            self.count += 1
-            return self.builder_.call_te(te_sigmoid, call.args[0], primfunc_name_hint="sigmoid")
         if call.op.same_as(_SOFTMAX):
             self.count += 1
             return self.builder_.call_te(te_softmax, call.args[0], int(call.attrs.axis),
@@ -294,4 +275,4 @@ def use_fast_math(mod: tvm.IRModule) -> tvm.IRModule:
 
 
 __all__: Sequence[str] = ["erf_expr", "exp_expr", "te_erf", "te_exp", "te_gelu",
-                          "te_sigmoid", "te_softmax", "use_fast_math"]
+                          "te_softmax", "use_fast_math"]

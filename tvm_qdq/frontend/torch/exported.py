@@ -205,6 +205,8 @@ def from_exported(program: torch.export.ExportedProgram, *,
     """
     from tvm.relax.frontend.torch import from_exported_program
 
+    from .importer import with_signature
+
     program = program.run_decompositions()
     missing = _missing_ops(program)
     if missing:
@@ -221,18 +223,6 @@ def from_exported(program: torch.export.ExportedProgram, *,
         raise TorchImportError(f"{len(names)} input name(s) for {len(params)} input(s)")
     ret = mod["main"].body.body
     outs = list(ret.ty.fields) if isinstance(ret.ty, relax.TupleType) else [ret.ty]
-    out_names = (list(output_names) if output_names is not None
-                 else [f"output_{i}" for i in range(len(outs))])
-    if len(out_names) != len(outs):
-        raise TorchImportError(f"{len(out_names)} output name(s) for {len(outs)} output(s)")
-    attrs = {
-        "tvm_qdq.input_names": names,
-        "tvm_qdq.input_types": [str(p.ty.dtype) for p in params],
-        "tvm_qdq.output_names": out_names,
-        "tvm_qdq.output_types": [str(o.dtype) for o in outs],
-        "tvm_qdq.stage": "faithful",
-        "tvm_qdq.source": "torch.export",
-    }
-    for key, value in attrs.items():
-        mod = mod.with_attr(key, value)
-    return mod
+    return with_signature(mod, names, [str(p.ty.dtype) for p in params],
+                          [str(o.dtype) for o in outs], output_names,
+                          stage="faithful", source="torch.export")

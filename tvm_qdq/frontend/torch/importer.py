@@ -595,20 +595,29 @@ def from_torch(model_or_scripted: Any, example_inputs: Any = None, *,
     importer = TorchScriptImporter(graph, scripted._c, inputs, names)
     mod = importer.convert()
     outs = importer.output_exprs
+    return with_signature(mod, names, [TORCH_TO_RELAX[x.dtype] for x in inputs],
+                          [str(e.ty.dtype) for e in outs], output_names,
+                          stage="integer", source="torchscript")
+
+
+def with_signature(mod: tvm.IRModule, input_names: list[str], input_types: list[str],
+                   output_types: list[str], output_names: Sequence[str] | None, *,
+                   stage: str, source: str) -> tvm.IRModule:
+    """``mod`` with the attributes ``tvm_qdq.compile`` reads: input/output names and types
+    (outputs named ``output_0``, ... unless ``output_names``), the stage and the source."""
     out_names = (list(output_names) if output_names is not None
-                 else [f"output_{i}" for i in range(len(outs))])
-    if len(out_names) != len(outs):
-        raise TorchImportError(f"{len(out_names)} output name(s) for {len(outs)} output(s)")
+                 else [f"output_{i}" for i in range(len(output_types))])
+    if len(out_names) != len(output_types):
+        raise TorchImportError(f"{len(out_names)} output name(s) for {len(output_types)} "
+                               "output(s)")
     attrs = {
-        "tvm_qdq.input_names": names,
-        "tvm_qdq.input_types": [TORCH_TO_RELAX[x.dtype] for x in inputs],
+        "tvm_qdq.input_names": list(input_names),
+        "tvm_qdq.input_types": list(input_types),
         "tvm_qdq.output_names": out_names,
-        "tvm_qdq.output_types": [str(e.ty.dtype) for e in outs],
-        "tvm_qdq.stage": "integer",
-        "tvm_qdq.source": "torchscript",
+        "tvm_qdq.output_types": list(output_types),
+        "tvm_qdq.stage": stage,
+        "tvm_qdq.source": source,
     }
-    if hasattr(mod, "with_attrs"):
-        return mod.with_attrs(attrs)
     for key, value in attrs.items():
         mod = mod.with_attr(key, value)
     return mod

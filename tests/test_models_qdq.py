@@ -3,7 +3,9 @@
 Models: a ResNet-style CNN, an MLP and a 2-layer transformer encoder; configurations
 (activation, weight): u8/s8 per-channel, s8/s8 symmetric, u16/u8, u16/s8. Contract
 (DESIGN.md §2): max ≤ 2 LSB of the output scale, ≥ 99 % of elements within 1 LSB, same
-top-1 for the classifiers.
+top-1 for the classifiers; each test holds its case to at most 10x the difference measured
+(``OUTPUT_BOUNDS``: bit-identical where 0 was measured). The classifiers are also compared
+on every intermediate QuantizeLinear output (thousands of codes, where 10 logits hide a lot).
 
 Two ORT oracles: the reference path (graph optimizations off: every Q/DQ node runs as
 written, ORT's float semantics) for every model, and the optimized path (fused kernels) for
@@ -29,6 +31,7 @@ import pytest
 from onnx import numpy_helper
 
 import tvm_qdq
+from tvm_qdq.testing.intermediates import intermediate_agreements
 from tvm_qdq.testing.ir import compute_calls, float_compute_calls
 from tvm_qdq.testing.models import QDQ_CONFIGS, quantized_model, random_feeds
 from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort
@@ -36,8 +39,32 @@ from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_or
 MODELS = ["resnet_cnn", "mlp", "transformer_encoder"]
 CLASSIFIERS = {"resnet_cnn", "mlp"}
 REFERENCE = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-EXCEPTION = ("transformer_encoder", "u16")
-U16_TRANSFORMER_BOUNDS = {"max_lsb": 8.0, "min_frac_within_1": 0.85}
+EXACT = {"max_lsb": 0.0, "min_frac_within_1": 1.0, "slack": 0.0}
+# Output bounds per (model, activation type), each at most 10x the difference measured
+# 2026-12-07 (seeds 1 and 2, ORT reference path, and ORT optimized for the 8-bit classifiers):
+OUTPUT_BOUNDS = {
+    # measured: 0 LSB (bit-identical) for every 8-bit config of every model
+    ("resnet_cnn", "QUInt8"): EXACT, ("resnet_cnn", "QInt8"): EXACT,
+    ("mlp", "QUInt8"): EXACT, ("mlp", "QInt8"): EXACT,
+    ("transformer_encoder", "QUInt8"): EXACT, ("transformer_encoder", "QInt8"): EXACT,
+    # measured: max 1.0009 (u16u8) / 0.9997 (u16s8) LSB, 100 % within 1 LSB
+    ("resnet_cnn", "QUInt16"): {"max_lsb": 2.0, "min_frac_within_1": 1.0},
+    # measured: 0 LSB
+    ("mlp", "QUInt16"): EXACT,
+    # the documented exception (module docstring); measured: max 5.0 LSB (u16s8, seed 2), at
+    # least 88.8 % within 1 LSB (u16s8, seed 1; u16u8: max 4.0 LSB, 91.3 %)
+    ("transformer_encoder", "QUInt16"): {"max_lsb": 8.0, "min_frac_within_1": 0.85},
+}
+# Every intermediate QuantizeLinear output of the classifiers, against ORT's reference path
+# (measured 2026-12-07, seeds 1 and 2): bit-identical for the 8-bit configs and for the MLP;
+# the u16 CNN is not: max 5 LSB (u16u8) / 3 LSB (u16s8), at most 7.1 % / 6.5 % of a tensor
+# beyond 1 LSB (relu_5, seed 2). As for the u16 transformer (module docstring) the first
+# differences are ORT's float32 rounding: relu_0 (the first conv), 7 of 16384 codes, u16u8
+# seed 1, all near-ties (exact fractions 0.498-0.501, computed in float64) where tvm-qdq is
+# the correctly rounded value and ORT is not; later layers amplify them.
+INTERMEDIATE_BOUNDS = {
+    ("resnet_cnn", "QUInt16"): {"max_lsb": 6.0, "min_frac_within_1": 0.92},
+}
 
 
 @pytest.mark.parametrize("config", sorted(QDQ_CONFIGS))
@@ -60,7 +87,7 @@ def test_model_meets_contract_and_runs_integer(name: str, config: str) -> None:
         feeds = random_feeds(model, seed=seed)
         actual = compiled.run(feeds)[0]
         reference = run_ort(model, feeds, optimization_level=REFERENCE)[0]
-        bounds = U16_TRANSFORMER_BOUNDS if (name, config[:3]) == EXCEPTION else {}
+        bounds = OUTPUT_BOUNDS[(name, QDQ_CONFIGS[config].activation_type)]
         assert_model_contract(actual, reference, scale, zero_point,
                               classify=name in CLASSIFIERS, name=f"{name}/{config}/{seed}/ref",
                               **bounds)
@@ -68,7 +95,21 @@ def test_model_meets_contract_and_runs_integer(name: str, config: str) -> None:
             fused = run_ort(model, feeds)[0]
             assert_model_contract(actual, fused, scale, zero_point,
                                   classify=name in CLASSIFIERS,
-                                  name=f"{name}/{config}/{seed}/fused")
+                                  name=f"{name}/{config}/{seed}/fused", **bounds)
+
+
+@pytest.mark.parametrize("config", sorted(QDQ_CONFIGS))
+@pytest.mark.parametrize("name", sorted(CLASSIFIERS))
+def test_classifier_intermediates_match_ort(name: str, config: str) -> None:
+    """Every QuantizeLinear output inside the classifier, in LSB of its own type, against
+    ORT's reference path (``INTERMEDIATE_BOUNDS``; bit-identical unless listed there)."""
+    bounds = INTERMEDIATE_BOUNDS.get((name, QDQ_CONFIGS[config].activation_type), EXACT)
+    agreements = intermediate_agreements(quantized_model(name, config))
+    assert len(agreements) >= 2 * 6, "every quantized tensor of the classifier is compared"
+    for seed, tensor, ag in agreements:
+        where = f"{name}/{config}/{seed}/{tensor}: {ag}"
+        assert ag.max_lsb <= bounds["max_lsb"], where
+        assert ag.frac_within_1 >= bounds["min_frac_within_1"], where
 
 
 def test_transformer_keeps_only_non_compute_float_islands() -> None:

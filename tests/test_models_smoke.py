@@ -20,11 +20,24 @@ MODEL_NAMES = ["resnet_cnn", "mlp", "transformer_encoder"]
 CONFIG_NAMES = ["u8s8_perchannel", "s8s8_symmetric", "u16u8", "u16s8"]
 PAIRS = list(itertools.product(MODEL_NAMES, CONFIG_NAMES))
 
-# Measured with onnxruntime 1.32 (see report): cosine on random_feeds(seed=1) is >= 0.9991 for
-# every pair, and >= 0.9896 over seeds 1..50 (worst case: mlp, whose 16 calibration samples do
-# not cover the input range of every feature).
-COSINE_MIN = 0.99
-COSINE_MIN_ANY_SEED = 0.98
+# Cosine distance (1 - cosine) between the quantized and the float model's output: per pair,
+# (bound on random_feeds(seed=1), bound on the worst of EXTRA_SEEDS), each at most 10x the
+# distance measured 2026-12-07 with onnxruntime 1.32 (in the comment). The mlp is the farthest
+# over seeds: its 16 calibration samples do not cover the input range of every feature.
+COSINE_DISTANCE_BOUNDS = {
+    ("resnet_cnn", "u8s8_perchannel"): (4.9e-4, 1.0e-3),  # measured 4.97e-5, 1.02e-4
+    ("resnet_cnn", "s8s8_symmetric"): (7.2e-4, 1.4e-3),  # measured 7.25e-5, 1.49e-4
+    ("resnet_cnn", "u16u8"): (2.4e-3, 3.2e-3),  # measured 2.46e-4, 3.24e-4
+    ("resnet_cnn", "u16s8"): (5.6e-4, 6.9e-4),  # measured 5.69e-5, 6.99e-5
+    ("mlp", "u8s8_perchannel"): (1.1e-3, 5.4e-2),  # measured 1.16e-4, 5.50e-3
+    ("mlp", "s8s8_symmetric"): (1.9e-3, 5.2e-2),  # measured 1.96e-4, 5.25e-3
+    ("mlp", "u16u8"): (6.2e-4, 7.2e-2),  # measured 6.29e-5, 7.27e-3
+    ("mlp", "u16s8"): (3.5e-3, 6.0e-2),  # measured 3.56e-4, 6.07e-3
+    ("transformer_encoder", "u8s8_perchannel"): (6.8e-3, 7.8e-3),  # measured 6.84e-4, 7.86e-4
+    ("transformer_encoder", "s8s8_symmetric"): (8.1e-3, 1.0e-2),  # measured 8.13e-4, 1.06e-3
+    ("transformer_encoder", "u16u8"): (1.5e-3, 3.0e-3),  # measured 1.57e-4, 3.10e-4
+    ("transformer_encoder", "u16s8"): (1.7e-3, 3.5e-3),  # measured 1.73e-4, 3.53e-4
+}
 EXTRA_SEEDS = range(2, 10)
 
 QDQ_DOMAINS = {"", "ai.onnx", "com.microsoft"}
@@ -200,14 +213,15 @@ def test_quantized_runs_and_matches_float(
     out = _run(qsess, feeds)
     assert out.shape == ref.shape and out.dtype == np.float32
     assert np.isfinite(out).all()
-    cos = _cosine(out, ref)
-    assert cos > COSINE_MIN, f"{name}/{config}: cosine {cos:.5f}"
+    bound, bound_any_seed = COSINE_DISTANCE_BOUNDS[(name, config)]
+    distance = 1 - _cosine(out, ref)
+    assert distance <= bound, f"{name}/{config}: cosine distance {distance:.3g}"
 
-    worst = min(
-        _cosine(_run(qsess, f), _run(float_sessions[name], f))
+    worst = max(
+        1 - _cosine(_run(qsess, f), _run(float_sessions[name], f))
         for f in (models.random_feeds(fmodel, seed=s) for s in EXTRA_SEEDS)
     )
-    assert worst > COSINE_MIN_ANY_SEED, f"{name}/{config}: worst cosine {worst:.5f}"
+    assert worst <= bound_any_seed, f"{name}/{config}: worst cosine distance {worst:.3g}"
 
 
 @pytest.mark.parametrize(("name", "config"), PAIRS)

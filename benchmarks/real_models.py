@@ -21,59 +21,18 @@ import datetime
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import interleaved_medians, openvino_model, ort_session  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MARKERS = ("<!-- real:start -->", "<!-- real:end -->")
-
-
-def _ort_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def _openvino(path: Path, threads: int, shapes: dict[str, list[int]]):
-    """OpenVINO's compiled model, or the reason it refused the file."""
-    try:
-        import openvino as ov
-    except ImportError:
-        return None, "not installed"
-    try:
-        core = ov.Core()
-        model = core.read_model(str(path))
-        model.reshape({name: ov.PartialShape(dims) for name, dims in shapes.items()})
-        return core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                 "PERFORMANCE_HINT": "LATENCY",
-                                                 "NUM_STREAMS": 1}), None
-    except Exception as err:  # noqa: BLE001 - a refusal is a table entry
-        return None, f"{type(err).__name__}"
-
-
-def _interleaved_medians(runners: dict[str, Callable[[], object]], budget_s: float,
-                         max_rounds: int) -> dict[str, float]:
-    """Median ms of each runner over rounds that run every runner once, after one warm-up;
-    as many rounds as fit in ``budget_s`` (at least 3, at most ``max_rounds``)."""
-    start = time.perf_counter()
-    for fn in runners.values():
-        fn()
-    per_round = max(time.perf_counter() - start, 1e-6)
-    rounds = max(3, min(max_rounds, int(budget_s / per_round)))
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for _ in range(rounds):
-        for key, fn in runners.items():
-            t0 = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - t0)
-    return {k: 1000 * statistics.median(v) for k, v in times.items()}
 
 
 def measure_model(name: str, threads: int, budget_s: float, max_rounds: int) -> dict:
@@ -111,19 +70,19 @@ def measure_model(name: str, threads: int, budget_s: float, max_rounds: int) -> 
     if entry.kind == "classifier":
         row["agreement"]["top1"] = bool(np.array_equal(np.argmax(actual[0], -1),
                                                        np.argmax(expected[0], -1)))
-    session = _ort_session(path, threads)
+    session = ort_session(path, threads)
     runners: dict[str, Callable[[], object]] = {
         "ort": lambda: session.run(None, feeds),
         "tvm_qdq": lambda: tuned.run(feeds),
         "tvm_qdq_untuned": lambda: untuned.run(feeds),
     }
-    ov_model, ov_error = _openvino(path, threads, entry.shapes)
+    ov_model, ov_error = openvino_model(path, threads, entry.shapes)
     if ov_model is not None:
         request = ov_model.create_infer_request()
         runners["openvino"] = lambda: request.infer(feeds)
     else:
         row["openvino_error"] = ov_error
-    row["ms"] = _interleaved_medians(runners, budget_s, max_rounds)
+    row["ms"] = interleaved_medians(runners, budget_s, max_rounds)
     return row
 
 

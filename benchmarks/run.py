@@ -55,8 +55,26 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import (  # noqa: E402
+    PEER_RULE,
+    best_peer,
+    interleaved,
+    openvino_model,
+    openvino_runner,
+    ort_session,
+    within_contract,
+)
+from plot import plot  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 SCRATCH = ROOT / ".cache" / "bench"
+
+#: What is timed per row, and the names the table gives them.
+RUNNERS = {"ort": "ORT", "openvino": "OpenVINO", "pytorch": "PyTorch", "tvm_qdq": "tvm-qdq",
+           "tvm_qdq_untuned": "tvm-qdq untuned"}
+#: The peers among :data:`RUNNERS`.
+PEERS = ("ort", "openvino", "pytorch")
 
 #: Every row, in table order: (model, config).
 ROWS: list[tuple[str, str]] = [
@@ -334,47 +352,140 @@ def _median_ms(fn: Callable[[], object], repeat: int, budget_s: float = 5.0,
     return 1000.0 * statistics.median(times)
 
 
-def _ort_session(model, threads: int, optimized: bool = True):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if not optimized:
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
-
-
 def _agreement(model, actual: np.ndarray, expected: np.ndarray) -> dict:
-    """``{"lsb": max, "within1": fraction}`` in LSB of the output scale, or ``{"abs": max}``
-    for a float output without a constant quantization scale."""
+    """``{"lsb": max, "within1": fraction}`` in LSB of the output scale, or
+    ``{"abs": max, "cos": worst-row cosine}`` for a float output without a constant
+    quantization scale."""
     from tvm_qdq.testing.oracle import agreement, output_qparams
+    from tvm_qdq.testing.yardstick import min_row_cosine
 
     qparams = None
     if model is not None:
         qparams = output_qparams(model).get(model.graph.output[0].name)
     if qparams is None and np.issubdtype(np.asarray(expected).dtype, np.floating):
         a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+        if a.shape != e.shape:
+            return {"abs": math.inf, "cos": -1.0}
         diff = np.abs(a - e)
-        result = {"abs": float(diff.max()) if diff.size else 0.0}
-        if a.ndim == 2 and a.size:  # embeddings / logits: the worst row's cosine
-            cos = (a * e).sum(1) / np.maximum(
-                np.linalg.norm(a, axis=1) * np.linalg.norm(e, axis=1), 1e-30)
-            result["cos"] = float(cos.min())
-        return result
+        return {"abs": float(diff.max()) if diff.size else 0.0, "cos": min_row_cosine(a, e)}
     scale, zero_point = qparams if qparams is not None else (None, None)
     ag = agreement(actual, expected, scale, zero_point)
     return {"lsb": ag.max_lsb, "within1": ag.frac_within_1}
 
 
-def measure(threads: int, rows: list[tuple[str, str]], repeat: int, compiled_dir: Path
-            ) -> list[dict]:
-    """Every row at ``threads`` threads in this process; one dict per row."""
-    warnings.simplefilter("ignore")
+@dataclass
+class Built:
+    """tvm-qdq's build of one row (tuned or untuned), loaded or compiled."""
+
+    compiled: object | None
+    compile_s: float | None = None
+    note: str = ""
+
+
+def _build(case: Case, folder: Path, tuning_db: bool | None) -> Built:
+    """Load ``folder`` (exported by the first worker) or compile ``case`` and export it;
+    ``tuning_db=False``: without the stored tuning database."""
     import tvm_qdq
 
+    try:
+        if (folder / "meta.json").is_file():
+            return Built(tvm_qdq.load(folder))
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            compiled = tvm_qdq.compile(case.model, target="x86", tuning_db=tuning_db)
+        built = Built(compiled, time.perf_counter() - start)
+        fallback = [w for w in caught if "lowering failed" in str(w.message)]
+        if fallback:  # say so: the row then runs TVM's unscheduled default build
+            built.note = "x86 lowering FAILED, default build: " + str(fallback[0].message)[:120]
+        compiled.export(folder)
+        return built
+    except Exception as err:  # a row tvm-qdq cannot build: say so in the table
+        reason = str(err).strip().split("\n", 1)[0][:160]
+        return Built(None, note=f"tvm-qdq failed: {type(err).__name__}: {reason}")
+
+
+def _onnx_peers(case: Case, threads: int, row: dict) -> tuple[dict, np.ndarray, np.ndarray]:
+    """ORT (default session) and OpenVINO (latency hint) runners of an ONNX row, their
+    agreement with ORT's reference path in ``row["peer_agreement"]``; also returns ORT's
+    reference and default outputs."""
+    session = ort_session(case.model, threads)
+    expected = session.run(None, case.feeds)[0]
+    reference = ort_session(case.model, threads, optimized=False).run(None, case.feeds)[0]
+    runners = {"ort": lambda: session.run(None, case.feeds)}
+    row["peer_agreement"]["ort"] = _agreement(case.model, expected, reference)
+    compiled, error = openvino_model(case.model, threads)
+    if compiled is None:
+        row["openvino_error"] = error
+        return runners, reference, expected
+    run, first_output = openvino_runner(compiled, case.feeds)
+    try:
+        run()
+    except Exception as err:  # noqa: BLE001 - a refusal at run time is a table entry
+        row["openvino_error"] = type(err).__name__
+        return runners, reference, expected
+    runners["openvino"] = run
+    row["peer_agreement"]["openvino"] = _agreement(case.model, first_output(), reference)
+    return runners, reference, expected
+
+
+def _new_row(model_name: str, config: str, threads: int) -> dict:
+    row: dict = {"model": model_name, "config": config, "threads": threads,
+                 "compile_s": None, "untuned_compile_s": None, "vs_ref": None, "vs_opt": None,
+                 "peer_agreement": {}, "openvino_error": None, "timings": {}, "note": ""}
+    for key in RUNNERS:
+        row[f"{key}_ms"] = None
+    return row
+
+
+def _add_note(row: dict, text: str) -> None:
+    if text:
+        row["note"] = f"{row['note']}; {text}" if row["note"] else text
+
+
+def measure_row(model_name: str, config: str, threads: int, compiled_dir: Path,
+                budget_s: float, rounds: int, max_rounds: int) -> dict | None:
+    """One row at ``threads`` threads: every runner interleaved (:func:`peers.interleaved`),
+    agreements; None when an optional package is missing."""
+    rid = row_id(model_name, config)
+    try:
+        case = build_case(model_name, config)
+    except ImportError as err:
+        print(f"skipping {rid}: {err}", file=sys.stderr)
+        return None
+    row = _new_row(model_name, config, threads)
+    _add_note(row, case.note)
+    folder = compiled_dir / rid.replace("/", "__")
+    tuned = _build(case, folder, None)
+    untuned = _build(case, folder.with_name(folder.name + "__untuned"), False)
+    row["compile_s"], row["untuned_compile_s"] = tuned.compile_s, untuned.compile_s
+    _add_note(row, tuned.note)
+    runners: dict[str, Callable[[], object]] = {}
+    if case.onnx:
+        runners, reference, expected = _onnx_peers(case, threads, row)
+    else:
+        runners["pytorch"] = case.torch_fn
+        reference, expected = case.torch_out, None
+        row["peer_agreement"]["pytorch"] = _agreement(None, case.torch_out, case.torch_out)
+    for key, built in (("tvm_qdq", tuned), ("tvm_qdq_untuned", untuned)):
+        if built.compiled is not None:
+            runners[key] = lambda c=built.compiled, f=case.feeds: c.run(f)
+    if tuned.compiled is not None:
+        actual = tuned.compiled.run(case.feeds)[0]
+        row["vs_ref"] = _agreement(case.model if case.onnx else None, actual, reference)
+        if expected is not None:
+            row["vs_opt"] = _agreement(case.model, actual, expected)
+    timings = interleaved(runners, budget_s, min_rounds=rounds, max_rounds=max_rounds)
+    for key, timing in timings.items():
+        row[f"{key}_ms"] = timing.median
+        row["timings"][key] = timing.as_dict()
+    return row
+
+
+def measure(threads: int, rows: list[tuple[str, str]], compiled_dir: Path, budget_s: float,
+            rounds: int, max_rounds: int) -> list[dict]:
+    """Every row at ``threads`` threads in this process; one dict per row."""
+    warnings.simplefilter("ignore")
     try:
         import torch
 
@@ -383,53 +494,15 @@ def measure(threads: int, rows: list[tuple[str, str]], repeat: int, compiled_dir
         pass
     out = []
     for model_name, config in rows:
-        rid = row_id(model_name, config)
-        row: dict = {"model": model_name, "config": config, "threads": threads,
-                     "ort_ms": None, "tvm_qdq_ms": None, "pytorch_ms": None,
-                     "compile_s": None, "vs_ref": None, "vs_opt": None, "note": ""}
-        try:
-            case = build_case(model_name, config)
-        except ImportError as err:
-            print(f"skipping {rid}: {err}", file=sys.stderr)
+        row = measure_row(model_name, config, threads, compiled_dir, budget_s, rounds,
+                          max_rounds)
+        if row is None:
             continue
-        row["note"] = case.note
-        folder = compiled_dir / rid.replace("/", "__")
-        try:
-            if (folder / "meta.json").is_file():
-                compiled = tvm_qdq.load(folder)
-            else:
-                start = time.perf_counter()
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    compiled = tvm_qdq.compile(case.model, target="x86")
-                row["compile_s"] = time.perf_counter() - start
-                fallback = [w for w in caught if "lowering failed" in str(w.message)]
-                if fallback:  # say so: the row then runs TVM's unscheduled default build
-                    row["note"] = (row["note"] + "; " if row["note"] else "") + \
-                        "x86 lowering FAILED, default build: " + str(fallback[0].message)[:120]
-                compiled.export(folder)
-            actual = compiled.run(case.feeds)[0]
-            row["tvm_qdq_ms"] = _median_ms(lambda c=compiled, f=case.feeds: c.run(f), repeat)
-        except Exception as err:  # a row tvm-qdq cannot build: say so in the table
-            reason = str(err).strip().split("\n", 1)[0][:160]
-            row["note"] = f"tvm-qdq failed: {type(err).__name__}: {reason}"
-            actual = None
-        if case.onnx:
-            session = _ort_session(case.model, threads)
-            expected = session.run(None, case.feeds)[0]
-            row["ort_ms"] = _median_ms(lambda s=session, f=case.feeds: s.run(None, f), repeat)
-            if actual is not None:
-                reference = _ort_session(case.model, threads, False).run(None, case.feeds)[0]
-                row["vs_ref"] = _agreement(case.model, actual, reference)
-                row["vs_opt"] = _agreement(case.model, actual, expected)
-        else:
-            row["pytorch_ms"] = _median_ms(case.torch_fn, repeat)
-            if actual is not None:
-                row["vs_ref"] = _agreement(None, actual, case.torch_out)
         out.append(row)
-        print(f"[{threads}t] {rid}: ORT {_fmt(row['ort_ms'], 3)} ms, tvm-qdq "
-              f"{_fmt(row['tvm_qdq_ms'], 3)} ms, PyTorch {_fmt(row['pytorch_ms'], 3)} ms, "
-              f"vs ref {row['vs_ref']} {row['note']}", file=sys.stderr, flush=True)
+        times = ", ".join(f"{RUNNERS[k]} {_fmt(row[f'{k}_ms'], 3)}" for k in RUNNERS
+                          if row[f"{k}_ms"] is not None)
+        print(f"[{threads}t] {row_id(model_name, config)}: {times} ms; vs ref {row['vs_ref']}; "
+              f"peers {row['peer_agreement']} {row['note']}", file=sys.stderr, flush=True)
     return out
 
 
@@ -483,78 +556,116 @@ def _agree(ag: dict | None) -> str:
     return f"{ag['lsb']:.0f} ({100 * ag['within1']:.1f}%)"
 
 
-def _geomean(values: list[float]) -> float | None:
+def _geomean(values: list[float | None]) -> float | None:
     values = [v for v in values if v]
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
-def _ratio(a, b) -> float | None:
+def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def render(rows: list[dict], machine: str, date: str, wall_s: float | None) -> str:
-    lines = [
-        f"Measured {date} on {machine} by `benchmarks/run.py`"
-        + (f" ({wall_s / 60:.0f} min)" if wall_s else "") + " (medians; ratio > 1 means "
-        "tvm-qdq is faster). Agreement: max difference in LSB of the output scale "
-        "(share ≤ 1 LSB) with ORT's reference path (optimizations off: every node as written) "
-        "and with ORT's default optimized session, which departs from its own reference on "
-        "16-bit and transformer models (docs/ARCHITECTURE.md); `abs` = largest absolute "
-        "difference of a float output (and the lowest cosine over its rows, for "
-        "embeddings); `torch_dynamic` rows compare with PyTorch's output. "
-        "Stock TVM (`from_onnx` + default `tvm.compile`) runs serial loops: measured once, "
-        "shown at both thread counts.",
-        "",
-        "| model | config | threads | ORT ms | tvm-qdq ms | stock TVM ms | PyTorch ms | "
-        "ORT / tvm-qdq | stock / tvm-qdq | vs ORT ref | vs ORT opt | compile s | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+def _timed(row: dict, key: str) -> str:
+    """Median ms with the spread over the rounds in percent of it: ``0.180 −2/+5%``."""
+    timing = row["timings"].get(key)
+    if timing is None:
+        return _ms(row.get(f"{key}_ms"))
+    med = timing["median"]
+    low, high = 100 * (med - timing["min"]) / med, 100 * (timing["max"] - med) / med
+    return f"{_ms(med)} −{low:.0f}/+{high:.0f}%"
+
+
+def _one_thread(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(r["model"], r["config"]): r for r in rows if r["threads"] == 1}
+
+
+def derive(rows: list[dict]) -> None:
+    """Add the best peer, the ratios, the peers out of contract and the 2-thread flags."""
+    single = _one_thread(rows)
     for r in rows:
-        stock = r.get("stock_tvm_ms")
-        stock_text = _ms(stock) if stock is not None else r.get("stock_note") or "–"
-        lines.append(
-            f"| {r['model']} | {r['config']} | {r['threads']} | {_ms(r['ort_ms'])} | "
-            f"{_ms(r['tvm_qdq_ms'])} | {stock_text} | {_ms(r['pytorch_ms'])} | "
-            f"{_fmt(r['ort_over_tvm_qdq'], 2)} | {_fmt(r['stock_over_tvm_qdq'], 1)} | "
-            f"{_agree(r['vs_ref'])} | {_agree(r['vs_opt'])} | {_fmt(r['compile_s'], 1)} | "
-            f"{r['note']} |")
-    for threads in sorted({r["threads"] for r in rows}):
-        sub = [r for r in rows if r["threads"] == threads]
-        ort = _geomean([r["ort_over_tvm_qdq"] for r in sub])
-        stock = _geomean([r["stock_over_tvm_qdq"] for r in sub])
-        torch_ratio = _geomean([_ratio(r["pytorch_ms"], r["tvm_qdq_ms"]) for r in sub])
-        note = (f"PyTorch / tvm-qdq {torch_ratio:.2f}" if torch_ratio else "")
-        lines.append(f"| **geomean** | | {threads} | | | | | {_fmt(ort, 2)} | "
-                     f"{_fmt(stock, 1)} | | | | {note} |")
+        peer_ms = {k: r.get(f"{k}_ms") for k in PEERS}
+        r["best_peer"] = best_peer(peer_ms, r["peer_agreement"])
+        r["best_peer_ms"] = peer_ms[r["best_peer"]] if r["best_peer"] else None
+        r["best_over_tvm_qdq"] = _ratio(r["best_peer_ms"], r["tvm_qdq_ms"])
+        r["best_over_untuned"] = _ratio(r["best_peer_ms"], r["tvm_qdq_untuned_ms"])
+        r["ort_over_tvm_qdq"] = _ratio(r["ort_ms"], r["tvm_qdq_ms"])
+        out = [f"{RUNNERS[k]} {_agree(ag)}" for k, ag in r["peer_agreement"].items()
+               if not within_contract(ag)]
+        if out:
+            _add_note(r, "out of contract, no peer: " + ", ".join(out))
+        one = single.get((r["model"], r["config"]))
+        slower = [] if r["threads"] == 1 or one is None else [
+            k for k in RUNNERS if r.get(f"{k}_ms") and one.get(f"{k}_ms")
+            and r[f"{k}_ms"] > one[f"{k}_ms"]]
+        r["slower_than_1_thread"] = slower
+        if slower:
+            _add_note(r, "FLAG slower than at 1 thread: " + ", ".join(RUNNERS[k] for k in slower))
+        r["in_geomean"] = r["best_over_tvm_qdq"] is not None and not (
+            {"tvm_qdq", r["best_peer"]} & set(slower))
+
+
+def _header(date: str, machine: str, wall_s: float | None) -> str:
+    took = f" ({wall_s / 60:.0f} min)" if wall_s else ""
+    return (
+        f"Measured {date} on {machine} by `benchmarks/run.py`{took}. Every peer at its own "
+        "defaults: ONNX Runtime's default session options (intra-op thread spinning on), "
+        "OpenVINO with `PERFORMANCE_HINT=LATENCY`, PyTorch with its default OpenMP wait "
+        "policy; tvm-qdq's TVM thread pool spins 10,000 iterations before sleeping (its "
+        "setting in `tvm_qdq.target.x86`). Times: median over interleaved rounds (each round "
+        "runs every peer and both tvm-qdq builds once, at least 5 rounds) and the spread of "
+        "the rounds (−min/+max, % of the median); `untuned` = tvm-qdq with "
+        "`tuning_db=False`. Best peer: the faster of ORT and OpenVINO among those whose "
+        f"output agrees with ORT's reference path as tvm-qdq must ({PEER_RULE}); PyTorch on "
+        "`torch_dynamic` rows (their reference). Ratio > 1: tvm-qdq faster. Agreement of "
+        "tvm-qdq: max difference in LSB of the output scale (share ≤ 1 LSB), or the largest "
+        "absolute difference and worst-row cosine of a float output, with ORT's reference "
+        "path (optimizations off) and ORT's default session. Stock TVM is `from_onnx` + "
+        "default `tvm.compile`: unscheduled serial loops, measured once and shown at both "
+        "thread counts, no geomean. A row slower at 2 threads than at 1 is flagged and, "
+        "when that concerns tvm-qdq or the best peer, left out of the 2-thread geomean.")
+
+
+COLUMNS = ("| model | config | threads | ORT ms | OpenVINO ms | PyTorch ms | best peer | "
+           "tvm-qdq ms | untuned ms | best peer / tvm-qdq | stock TVM ms (unscheduled default "
+           "build) | vs ORT ref | vs ORT opt | compile s | note |")
+
+
+def _openvino_cell(r: dict) -> str:
+    if r.get("openvino_ms") is not None:
+        return _timed(r, "openvino")
+    return f"n/a ({r['openvino_error']})" if r.get("openvino_error") else "–"
+
+
+def _row_line(r: dict) -> str:
+    stock = r.get("stock_tvm_ms")
+    stock_text = _ms(stock) if stock is not None else r.get("stock_note") or "–"
+    best = RUNNERS[r["best_peer"]] if r["best_peer"] else "none"
+    return (f"| {r['model']} | {r['config']} | {r['threads']} | {_timed(r, 'ort')} | "
+            f"{_openvino_cell(r)} | {_timed(r, 'pytorch')} | {best} | {_timed(r, 'tvm_qdq')} | "
+            f"{_timed(r, 'tvm_qdq_untuned')} | {_fmt(r['best_over_tvm_qdq'], 2)} | "
+            f"{stock_text} | {_agree(r['vs_ref'])} | {_agree(r['vs_opt'])} | "
+            f"{_fmt(r['compile_s'], 1)} | {r['note']} |")
+
+
+def _geomean_line(rows: list[dict], threads: int) -> str:
+    sub = [r for r in rows if r["threads"] == threads]
+    used = [r for r in sub if r["in_geomean"]]
+    best = _geomean([r["best_over_tvm_qdq"] for r in used])
+    untuned = _geomean([r["best_over_untuned"] for r in used])
+    ort = _geomean([r["ort_over_tvm_qdq"] for r in used])
+    left = [row_id(r["model"], r["config"]) for r in sub
+            if not r["in_geomean"] and r["tvm_qdq_ms"] is not None]
+    note = (f"{len(used)} rows; best peer / untuned {_fmt(untuned, 2)}; ORT / tvm-qdq "
+            f"{_fmt(ort, 2)}" + (f"; left out: {', '.join(left)}" if left else ""))
+    return (f"| **geomean** | | {threads} | | | | | | | {_fmt(best, 2)} | | | | | {note} |")
+
+
+def render(rows: list[dict], machine: str, date: str, wall_s: float | None) -> str:
+    """The markdown table: :func:`_header`, one line per row and thread count, geomeans."""
+    lines = [_header(date, machine, wall_s), "", COLUMNS, "|---" * COLUMNS.count(" | ") + "|---|"]
+    lines += [_row_line(r) for r in rows]
+    lines += [_geomean_line(rows, t) for t in sorted({r["threads"] for r in rows})]
     return "\n".join(lines)
-
-
-def _plot(rows: list[dict], path: Path) -> None:
-    """Bar chart of the medians (log scale), one group per row and thread count."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib missing (pip install -e .[bench]): no plot", file=sys.stderr)
-        return
-    labels = [f"{r['model']}\n{r['config']} {r['threads']}t" for r in rows]
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.55), 4.8))
-    series = (("ort_ms", "ONNX Runtime"), ("tvm_qdq_ms", "tvm-qdq"),
-              ("stock_tvm_ms", "stock TVM Relax"), ("pytorch_ms", "PyTorch"))
-    width = 0.21
-    for i, (key, name) in enumerate(series):
-        values = [r.get(key) or 0.0 for r in rows]
-        if any(values):
-            ax.bar(x + (i - 1.5) * width, values, width, label=name)
-    ax.set_yscale("log")
-    ax.set_ylabel("median latency (ms, log)")
-    ax.set_xticks(x, labels, fontsize=6, rotation=60, ha="right")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
 
 
 def _machine() -> str:
@@ -575,28 +686,42 @@ def _update_readme(table: str) -> None:
     readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
+def _flat(r: dict) -> dict:
+    """One CSV record: agreements and timings spread into columns."""
+    nested = ("vs_ref", "vs_opt", "peer_agreement", "timings", "slower_than_1_thread")
+    f = {k: v for k, v in r.items() if k not in nested}
+    for side in ("ref", "opt"):
+        ag = r.get(f"vs_{side}") or {}
+        f[f"max_lsb_vs_ort_{side}"] = ag.get("lsb")
+        f[f"within_1_lsb_{side}"] = ag.get("within1")
+        f[f"max_abs_vs_{side}"] = ag.get("abs")
+        f[f"cos_vs_{side}"] = ag.get("cos")
+    for key in RUNNERS:
+        timing = r["timings"].get(key) or {}
+        f[f"{key}_min_ms"], f[f"{key}_max_ms"] = timing.get("min"), timing.get("max")
+        f[f"{key}_rounds"] = timing.get("rounds")
+    for key in PEERS:
+        ag = r["peer_agreement"].get(key)
+        f[f"{key}_agreement"] = _agree(ag) if ag else None
+        f[f"{key}_within_contract"] = within_contract(ag) if ag else None
+    f["slower_than_1_thread"] = " ".join(r["slower_than_1_thread"])
+    return f
+
+
 def _write(rows: list[dict], out: Path, table: str, date: str,
            roofline: dict | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.md").write_text(table + "\n")
     (out / "latest.json").write_text(json.dumps({"date": date, "machine": _machine(),
-                                                 "rows": rows, "roofline": roofline},
-                                                indent=1))
-    flat = []
-    for r in rows:
-        f = {k: v for k, v in r.items() if k not in ("vs_ref", "vs_opt")}
-        for side in ("ref", "opt"):
-            ag = r.get(f"vs_{side}") or {}
-            f[f"max_lsb_vs_ort_{side}"] = ag.get("lsb")
-            f[f"within_1_lsb_{side}"] = ag.get("within1")
-            f[f"max_abs_vs_{side}"] = ag.get("abs")
-        flat.append(f)
+                                                 "peer_rule": PEER_RULE, "rows": rows,
+                                                 "roofline": roofline}, indent=1))
+    flat = [_flat(r) for r in rows]
     fields = list(dict.fromkeys(k for f in flat for k in f))
     with open(out / "latest.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(flat)
-    _plot(rows, out / "latest.png")
+    plot(rows, out / "latest.png", title=f"tvm-qdq vs its peers, {date}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -624,8 +749,11 @@ def _roofline(timeout_s: float = 1800.0) -> dict | None:
 
 
 def _worker_env(threads: int) -> dict[str, str]:
-    return dict(os.environ, TVM_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-                OMP_WAIT_POLICY="PASSIVE", HF_HUB_OFFLINE="1")
+    """The environment of a worker: thread counts only; every wait policy at its default."""
+    env = dict(os.environ, TVM_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+               HF_HUB_OFFLINE="1")
+    env.pop("OMP_WAIT_POLICY", None)
+    return env
 
 
 def _stock(rows: list[tuple[str, str]], repeat: int, timeout_s: float) -> dict[str, dict]:
@@ -683,16 +811,25 @@ def _tune(rows: list[tuple[str, str]], resume: bool, db_path: str | None) -> int
     return 0
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rows", nargs="+", metavar="PATTERN",
                         help="only rows whose model/config contains one of these")
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
-    parser.add_argument("--repeat", type=int, help="runs per median (default 50, quick 10)")
+    parser.add_argument("--quick", action="store_true",
+                        help="short runs: 5 rounds, 2 s per row")
+    parser.add_argument("--rounds", type=int,
+                        help="least interleaved rounds per row (default 7, quick 5)")
+    parser.add_argument("--max-rounds", type=int,
+                        help="most interleaved rounds per row (default 50, quick 10)")
+    parser.add_argument("--budget", type=float,
+                        help="seconds of timing per row and thread count (default 15, quick 2)")
+    parser.add_argument("--repeat", type=int, help="stock TVM: runs per median (default 12)")
     parser.add_argument("--no-stock", action="store_true", help="skip stock TVM")
     parser.add_argument("--stock-timeout", type=float, default=240.0,
                         help="seconds per stock TVM row (import, build, runs)")
+    parser.add_argument("--no-real", action="store_true",
+                        help="full runs: skip benchmarks/real_models.py afterwards")
     parser.add_argument("--out", type=Path, help="results folder")
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--roofline", action=argparse.BooleanOptionalAction, default=None,
@@ -706,11 +843,69 @@ def main() -> int:
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--compiled-dir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--stock-worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    repeat = args.repeat or (10 if args.quick else 50)
-    rows = select_rows(args.rows)
-    if args.row_ids:
-        rows = [r for r in ROWS if row_id(*r) in args.row_ids]
+    return parser
+
+
+def _timing_args(args: argparse.Namespace) -> list[str]:
+    """The worker's timing options, defaults resolved."""
+    rounds = args.rounds or (5 if args.quick else 7)
+    max_rounds = max(rounds, args.max_rounds or (10 if args.quick else 50))
+    budget = args.budget or (2.0 if args.quick else 15.0)
+    return ["--rounds", str(rounds), "--max-rounds", str(max_rounds), "--budget", str(budget)]
+
+
+def _run_workers(rows: list[tuple[str, str]], args: argparse.Namespace) -> list[dict] | None:
+    """One worker subprocess per thread count (the first compiles and exports, the others
+    load); None when one fails."""
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="compiled.", dir=_mkdir(SCRATCH)) as compiled:
+        for threads in args.threads:
+            cmd = [sys.executable, __file__, "--worker", str(threads), *_timing_args(args),
+                   "--compiled-dir", compiled, "--row-ids", *[row_id(*r) for r in rows]]
+            proc = subprocess.Popen(cmd, env=_worker_env(threads), stdout=subprocess.PIPE,
+                                    text=True)
+            stdout, _ = proc.communicate()
+            if proc.returncode != 0:
+                print(f"worker for {threads} thread(s) failed (exit {proc.returncode})",
+                      file=sys.stderr)
+                return None
+            results += json.loads(stdout.strip().splitlines()[-1])
+    return results
+
+
+def _merge(results: list[dict], stock: dict[str, dict], no_stock: bool,
+           rows: list[tuple[str, str]]) -> None:
+    """Compile times and stock TVM into every thread count's row; :func:`derive`; sort."""
+    compile_s: dict[str, tuple] = {}
+    for r in results:
+        if r["compile_s"] is not None:
+            compile_s.setdefault(row_id(r["model"], r["config"]),
+                                 (r["compile_s"], r["untuned_compile_s"]))
+    for r in results:
+        rid = row_id(r["model"], r["config"])
+        r["compile_s"], r["untuned_compile_s"] = compile_s.get(rid, (None, None))
+        s = stock.get(rid, {})
+        r["stock_tvm_ms"] = s.get("ms")
+        r["stock_compile_s"] = s.get("compile_s")
+        r["stock_note"] = s.get("error", "n/a" if no_stock else "")
+    derive(results)
+    order = {row_id(*r): i for i, r in enumerate(rows)}
+    results.sort(key=lambda r: (r["threads"], order.get(row_id(r["model"], r["config"]), 0)))
+
+
+def _real_models(threads: list[int], no_readme: bool) -> int:
+    """``benchmarks/real_models.py`` at the same thread counts: its table, JSON and README
+    section (``real:start`` / ``real:end``)."""
+    cmd = [sys.executable, str(Path(__file__).with_name("real_models.py")), "--threads",
+           *map(str, threads)] + (["--no-readme"] if no_readme else [])
+    proc = subprocess.run(cmd, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    if proc.returncode != 0:
+        print(f"real_models.py failed (exit {proc.returncode})", file=sys.stderr)
+    return proc.returncode
+
+
+def _dispatch_worker(args: argparse.Namespace, rows: list[tuple[str, str]]) -> int | None:
+    """The subprocess modes (``--list``, ``--tune``, workers); None for a driver run."""
     if args.list:
         print("\n".join(row_id(*r) for r in rows))
         return 0
@@ -719,65 +914,51 @@ def main() -> int:
     if args.stock_worker is not None:
         model_name, config = args.stock_worker.split("/")
         budget = max(5.0, args.stock_timeout / 12)
-        print(json.dumps(measure_stock(model_name, config, max(3, repeat // 4), budget)))
+        print(json.dumps(measure_stock(model_name, config, args.repeat or 12, budget)))
         return 0
     if args.worker is not None:
-        print(json.dumps(measure(args.worker, rows, repeat, args.compiled_dir)))
+        print(json.dumps(measure(args.worker, rows, args.compiled_dir, args.budget,
+                                 args.rounds, args.max_rounds)))
         return 0
+    return None
 
+
+def main() -> int:
+    args = _parser().parse_args()
+    rows = select_rows(args.rows)
+    if args.row_ids:
+        rows = [r for r in ROWS if row_id(*r) in args.row_ids]
+    code = _dispatch_worker(args, rows)
+    if code is not None:
+        return code
     subset = bool(args.rows) or args.quick or args.threads != [1, 2]
     out_dir = args.out or (SCRATCH if subset else RESULTS)
     wall = time.perf_counter()
-    results: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="compiled.", dir=_mkdir(SCRATCH)) as compiled:
-        for threads in args.threads:
-            cmd = [sys.executable, __file__, "--worker", str(threads), "--repeat",
-                   str(repeat), "--compiled-dir", compiled,
-                   "--row-ids", *[row_id(*r) for r in rows]]
-            proc = subprocess.Popen(cmd, env=_worker_env(threads), stdout=subprocess.PIPE,
-                                    text=True)
-            stdout, _ = proc.communicate()
-            if proc.returncode != 0:
-                print(f"worker for {threads} thread(s) failed (exit {proc.returncode})",
-                      file=sys.stderr)
-                return proc.returncode
-            results += json.loads(stdout.strip().splitlines()[-1])
-    stock = {} if args.no_stock else _stock(rows, repeat, args.stock_timeout)
-    compile_s = {}
-    for r in results:
-        rid = row_id(r["model"], r["config"])
-        if r["compile_s"] is not None:
-            compile_s.setdefault(rid, r["compile_s"])
-    for r in results:
-        rid = row_id(r["model"], r["config"])
-        r["compile_s"] = compile_s.get(rid)
-        s = stock.get(rid, {})
-        r["stock_tvm_ms"] = s.get("ms")
-        r["stock_compile_s"] = s.get("compile_s")
-        r["stock_note"] = s.get("error", "n/a" if args.no_stock else "")
-        r["ort_over_tvm_qdq"] = _ratio(r["ort_ms"], r["tvm_qdq_ms"])
-        r["stock_over_tvm_qdq"] = _ratio(r["stock_tvm_ms"], r["tvm_qdq_ms"])
-    order = {row_id(*r): i for i, r in enumerate(rows)}
-    results.sort(key=lambda r: (r["threads"], order.get(row_id(r["model"], r["config"]), 0)))
-    wall_s = time.perf_counter() - wall
+    results = _run_workers(rows, args)
+    if results is None:
+        return 1
+    stock = {} if args.no_stock else _stock(rows, args.repeat or 12, args.stock_timeout)
+    _merge(results, stock, args.no_stock, rows)
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     roof = None
     if args.roofline or (args.roofline is None and not subset):
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
         from roofline import render as render_roofline
 
         roof = _roofline()
-        wall_s = time.perf_counter() - wall
+    wall_s = time.perf_counter() - wall
     table = render(results, _machine(), date, None if subset else wall_s)
     if roof is not None:
         table += "\n\n" + render_roofline(roof)
     elif args.roofline or not subset:
         table += "\n\nRoofline: not measured (benchmarks/roofline.py failed; see stderr)."
     _write(results, out_dir, table, date, roof)
-    if not subset and not args.no_readme and args.out is None:
+    readme = not subset and not args.no_readme and args.out is None
+    if readme:
         _update_readme(table)
     print(table)
     print(f"wall time {wall_s:.0f} s; results in {out_dir}", file=sys.stderr)
+    if not subset and not args.no_real:
+        return _real_models(args.threads, no_readme=not readme)
     return 0
 
 

@@ -1,0 +1,206 @@
+"""PyTorch 2 quantized programs: tvm-qdq beside PyTorch eager, torch.compile and ORT.
+
+``python benchmarks/pytorch2.py`` builds four programs with PyTorch's current quantization
+flows (``tvm_qdq/testing/pt2_models.py``): a CNN and a BERT-style encoder through PT2E
+(``X86InductorQuantizer``), an MLP and all-MiniLM-L6-v2 through torchao's dynamic int8. For
+each, at 1 and 2 threads, it measures interleaved medians of PyTorch eager (the converted
+program as PyTorch runs it), ``torch.compile`` (Inductor, CPU) where it builds, ONNX Runtime
+on the program's ONNX export where ``torch.onnx.export(dynamo=True)`` succeeds, and tvm-qdq
+(stored tuning, and untuned). Writes ``benchmarks/results/pytorch2.{md,json}`` and the README
+table between the ``pt2:start`` / ``pt2:end`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MARKERS = ("<!-- pt2:start -->", "<!-- pt2:end -->")
+ROWS = ("cnn_pt2e_x86", "bert_pt2e_x86", "mlp_torchao_dynamic", "minilm_torchao_dynamic")
+
+
+def build(row: str):
+    """(exported program, eager module, example inputs as a tuple) of a benchmark row."""
+    import torch
+
+    from tvm_qdq.testing import pt2_models, torch_models
+
+    torch.manual_seed(0)
+    if row == "cnn_pt2e_x86":
+        x = torch.rand(1, 3, 32, 32) * 2 - 1
+        calibration = [(torch.rand(1, 3, 32, 32) * 2 - 1,) for _ in range(4)]
+        program, module = pt2_models.pt2e_static(pt2_models.SmallCNN(), (x,), calibration)
+        return program, module, (x,)
+    if row == "bert_pt2e_x86":
+        bert = torch_models.random_bert()
+        inputs = torch_models.token_batch(1, 32, bert.config.vocab_size)
+        calibration = [torch_models.token_batch(1, 32, bert.config.vocab_size, seed=s)
+                       for s in range(4)]
+        program, module = pt2_models.pt2e_static(bert, inputs, calibration)
+        return program, module, inputs
+    if row == "mlp_torchao_dynamic":
+        x = torch.randn(8, 32)
+        program = pt2_models.torchao_dynamic(torch_models.MLP(), (x,))
+        return program, program.module(), (x,)
+    if row == "minilm_torchao_dynamic":
+        encoder, _ = torch_models.load_minilm()
+        inputs = torch_models.token_batch(1, 128, 30000)
+        program = pt2_models.torchao_dynamic(encoder, inputs)
+        return program, program.module(), inputs
+    raise ValueError(row)
+
+
+def _onnx_session(program, inputs, threads: int, folder: Path):
+    """ORT on the program's ONNX export, or the reason there is none."""
+    import onnxruntime as ort
+    import torch
+
+    path = folder / "model.onnx"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(program, inputs, dynamo=True, verbose=False).save(str(path))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - a failed export is a table entry
+        return None, type(err).__name__
+    names = [i.name for i in session.get_inputs()]
+    return (session, names), None
+
+
+def measure_row(row: str, threads: int, budget_s: float, max_rounds: int) -> dict:
+    import torch
+    from peers import interleaved_medians
+
+    import tvm_qdq
+
+    torch.set_num_threads(threads)
+    program, module, inputs = build(row)
+    arrays = [i.numpy() for i in inputs]
+    result: dict = {"row": row, "threads": threads}
+    start = time.perf_counter()
+    integer = tvm_qdq.to_integer(tvm_qdq.from_torch(program))
+    tuned = tvm_qdq.compile(integer, "x86")
+    result["compile_s"] = time.perf_counter() - start
+    untuned = tvm_qdq.compile(integer, "x86", tuning_db=False)
+
+    def eager() -> object:
+        with torch.no_grad():
+            return module(*inputs)
+
+    runners: dict[str, Callable[[], object]] = {
+        "pytorch": eager,
+        "tvm_qdq": lambda: tuned.run(arrays),
+        "tvm_qdq_untuned": lambda: untuned.run(arrays),
+    }
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compiled = torch.compile(module)
+            with torch.no_grad():
+                compiled(*inputs)
+
+        def inductor() -> object:
+            with torch.no_grad():
+                return compiled(*inputs)
+
+        runners["torch_compile"] = inductor
+    except Exception as err:  # noqa: BLE001 - Inductor may not build here
+        result["torch_compile_error"] = type(err).__name__
+    with tempfile.TemporaryDirectory() as tmp:
+        session, error = _onnx_session(program, inputs, threads, Path(tmp))
+        if session is not None:
+            ort_session, names = session
+            feeds = dict(zip(names, arrays, strict=True))
+            runners["ort"] = lambda: ort_session.run(None, feeds)
+        else:
+            result["ort_error"] = error
+        result["ms"] = interleaved_medians(runners, budget_s, max_rounds)
+    return result
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def render(rows: list[dict], date: str) -> str:
+    lines = [
+        f"Measured {date} by `benchmarks/pytorch2.py` (interleaved medians; ratio > 1: tvm-qdq "
+        "faster). PyTorch eager runs the converted program as PyTorch does; `torch.compile` is "
+        "Inductor on CPU; ORT runs the program's `torch.onnx.export(dynamo=True)` file.",
+        "",
+        "| program | threads | PyTorch ms | torch.compile ms | ORT ms | tvm-qdq ms | untuned ms "
+        "| PyTorch / tvm-qdq | torch.compile / tvm-qdq |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ms = r["ms"]
+        ours = ms["tvm_qdq"]
+        inductor = (_fmt(ms["torch_compile"]) if "torch_compile" in ms
+                    else f"n/a ({r.get('torch_compile_error')})")
+        ort = _fmt(ms["ort"]) if "ort" in ms else f"n/a ({r.get('ort_error')})"
+        vs_inductor = f"{ms['torch_compile'] / ours:.2f}" if "torch_compile" in ms else "–"
+        lines.append(f"| {r['row']} | {r['threads']} | {_fmt(ms['pytorch'])} | {inductor} | "
+                     f"{ort} | {_fmt(ours)} | {_fmt(ms['tvm_qdq_untuned'])} | "
+                     f"{ms['pytorch'] / ours:.2f} | {vs_inductor} |")
+    return "\n".join(lines)
+
+
+def _update_readme(table: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = MARKERS
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
+    parser.add_argument("--budget", type=float, default=15.0, help="seconds per row")
+    parser.add_argument("--max-rounds", type=int, default=40)
+    parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if args.worker is not None:
+        rows = [measure_row(r, args.worker, args.budget, args.max_rounds) for r in args.rows]
+        print(json.dumps(rows))
+        return 0
+    rows = []
+    for threads in args.threads:
+        env = dict(os.environ, TVM_NUM_THREADS=str(threads))
+        cmd = [sys.executable, __file__, "--worker", str(threads), "--budget",
+               str(args.budget), "--max-rounds", str(args.max_rounds), "--rows", *args.rows]
+        done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+        rows += json.loads(done.stdout.strip().splitlines()[-1])
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    table = render(rows, date)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "pytorch2.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / "pytorch2.md").write_text(table + "\n")
+    print(table)
+    if not args.no_readme and args.rows == list(ROWS):
+        _update_readme(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,9 +14,11 @@ QOPERATOR_OPS = {
     "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "MatMulInteger16", "QGemm",
     "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax",
     "QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearWhere",
-    "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+    "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "DynamicQuantizeLSTM", "QAttention",
+    "QEmbedLayerNormalization",
 }
-DYNAMIC_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+DYNAMIC_OPS = {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+               "DynamicQuantizeLSTM"}
 
 
 def _formats(proto: onnx.ModelProto) -> list[str]:

@@ -105,23 +105,36 @@ class Timing:
         return asdict(self)
 
 
+def _round_ms(fn: Callable[[], object], burst: int, settle: int) -> float:
+    """``settle`` untimed calls, then the median ms of ``burst`` timed ones."""
+    for _ in range(settle):
+        fn()
+    times = []
+    for _ in range(burst):
+        t0 = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
 def interleaved(runners: Mapping[str, Callable[[], object]], budget_s: float,
-                min_rounds: int = 5, max_rounds: int = 50) -> dict[str, Timing]:
-    """:class:`Timing` of each runner over rounds that run every runner once, after one
+                min_rounds: int = 5, max_rounds: int = 50, burst: int = 1,
+                settle: int = 0) -> dict[str, Timing]:
+    """:class:`Timing` of each runner over rounds that run every runner in turn, after one
     warm-up round; as many rounds as fit in ``budget_s`` (within ``min_rounds`` and
-    ``max_rounds``). The order within a round rotates, so none is always first."""
+    ``max_rounds``). In a round each runner makes ``settle`` untimed calls (the previous
+    runner's spinning threads, caches) and ``burst`` timed ones, whose median is the round's
+    value. The order rotates from round to round, so none is always first."""
     keys = list(runners)
     start = time.perf_counter()
     for fn in runners.values():
         fn()
-    per_round = max(time.perf_counter() - start, 1e-6)
+    per_round = max(time.perf_counter() - start, 1e-6) * (burst + settle)
     rounds = max(min_rounds, min(max_rounds, int(budget_s / per_round)))
     times: dict[str, list[float]] = {k: [] for k in keys}
     for i in range(rounds):
         for key in keys[i % len(keys):] + keys[:i % len(keys)]:
-            t0 = time.perf_counter()
-            runners[key]()
-            times[key].append(1000 * (time.perf_counter() - t0))
+            times[key].append(_round_ms(runners[key], burst, settle))
     return {k: Timing(statistics.median(v), min(v), max(v), len(v)) for k, v in times.items()}
 
 

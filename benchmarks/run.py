@@ -1,7 +1,7 @@
-"""Side-by-side latency: ONNX Runtime vs tvm-qdq vs stock TVM Relax (vs PyTorch), one command.
+"""Side-by-side latency: tvm-qdq vs ONNX Runtime, OpenVINO, PyTorch and stock TVM, one command.
 
     .venv/bin/python benchmarks/run.py                      # every row, 1 and 2 threads
-    .venv/bin/python benchmarks/run.py --rows resnet minilm/dyn --quick --no-stock
+    .venv/bin/python benchmarks/run.py --rows resnet minilm/dyn --quick --no-stock --no-readme
     .venv/bin/python benchmarks/run.py --list               # the row names
     .venv/bin/python benchmarks/run.py --tune --resume      # fill the tuning database
 
@@ -15,19 +15,31 @@ int8 model (``torch_dynamic``: TorchScript → ``tvm_qdq.from_torch``, with PyTo
 Derived models are cached under ``.cache/models`` (git-ignored).
 
 Each thread count runs in its own subprocess (TVM's thread pool reads ``TVM_NUM_THREADS``
-at start-up); the first compiles each row and exports it, the others load it (compile time
-is the first's). ORT runs without thread spinning. Stock TVM Relax (``from_onnx`` + default
-``tvm.compile``) schedules nothing and runs serial loops, so it is measured once per row, in
-its own subprocess with a time limit (``n/a (>N s)`` when it does not finish). Agreement is in
-LSB of the output scale against ORT's reference path (optimizations off) and ORT's default
-session; float outputs (dynamic models, embeddings) give the largest absolute difference.
-``torch_dynamic`` rows compare with PyTorch's own output. Full runs (or ``--roofline``) then
-run ``benchmarks/roofline.py`` (one thread): the VNNI peak and each model's largest conv and
-matmul at % of it, with whether their assembly contains ``vpdpbusd``; its table follows the
-latency table.
+at start-up); the first compiles each row twice (with the stored tuning database and with
+``tuning_db=False``) and exports both, the others load them (compile time is the first's).
+Every peer runs at its own defaults (``benchmarks/peers.py``): ONNX Runtime's default session
+options (thread spinning on), OpenVINO with ``PERFORMANCE_HINT=LATENCY`` on every ONNX row
+(``n/a (reason)`` where it refuses the model), PyTorch with OpenMP's default wait policy; only
+the thread counts are set. Each row is timed in interleaved rounds (every peer and both
+tvm-qdq builds once per round, at least ``--rounds``, as many as fit in ``--budget`` seconds):
+median and min–max spread. The best peer is the faster of ORT and OpenVINO among those within
+the agreement contract with ORT's reference path (``peers.PEER_RULE``; PyTorch on
+``torch_dynamic`` rows); the geomeans are over best peer / tvm-qdq, and a row slower at 2
+threads than at 1 is flagged (left out of the 2-thread geomean when it is tvm-qdq or the best
+peer). Stock TVM Relax (``from_onnx`` + default ``tvm.compile``) schedules nothing and runs
+serial loops, so it is measured once per row, in its own subprocess with a time limit
+(``n/a (>N s)`` when it does not finish), labelled as the unscheduled default build, and has
+no geomean. Agreement is in LSB of the output scale against ORT's reference path
+(optimizations off) and ORT's default session; float outputs give the largest absolute
+difference and the worst row's cosine. ``torch_dynamic`` rows compare with PyTorch's own
+output. Full runs (or ``--roofline``) then run ``benchmarks/roofline.py`` (one thread): the
+VNNI peak and each model's largest conv and matmul at % of it, with whether their assembly
+contains ``vpdpbusd``; its table follows the latency table.
 
-The full run writes ``benchmarks/results/latest.{md,csv,json,png}`` and the README table
-between the ``bench:start`` / ``bench:end`` markers; ``--rows`` / ``--quick`` runs write to
+The full run writes ``benchmarks/results/latest.{md,csv,json,png}`` (the picture:
+``benchmarks/plot.py``) and the README table between the ``bench:start`` / ``bench:end``
+markers, then runs ``benchmarks/real_models.py`` at the same thread counts (its table between
+``real:start`` / ``real:end``; ``--no-real`` skips it); ``--rows`` / ``--quick`` runs write to
 ``.cache/bench`` unless ``--out`` is given, and never touch the README.
 """
 
@@ -75,6 +87,9 @@ RUNNERS = {"ort": "ORT", "openvino": "OpenVINO", "pytorch": "PyTorch", "tvm_qdq"
            "tvm_qdq_untuned": "tvm-qdq untuned"}
 #: The peers among :data:`RUNNERS`.
 PEERS = ("ort", "openvino", "pytorch")
+#: Per round and runner: untimed calls after the switch (the previous runner's spinning
+#: threads still hold the cores), then timed calls whose median is the round's value.
+SETTLE, BURST = 1, 5
 
 #: Every row, in table order: (model, config).
 ROWS: list[tuple[str, str]] = [
@@ -455,6 +470,9 @@ def measure_row(model_name: str, config: str, threads: int, compiled_dir: Path,
         return None
     row = _new_row(model_name, config, threads)
     _add_note(row, case.note)
+    import tvm_qdq.target.x86  # noqa: F401 - sets TVM's spin count unless the caller did
+
+    row["tvm_spin_count"] = os.environ.get("TVM_THREAD_POOL_SPIN_COUNT")
     folder = compiled_dir / rid.replace("/", "__")
     tuned = _build(case, folder, None)
     untuned = _build(case, folder.with_name(folder.name + "__untuned"), False)
@@ -475,7 +493,8 @@ def measure_row(model_name: str, config: str, threads: int, compiled_dir: Path,
         row["vs_ref"] = _agreement(case.model if case.onnx else None, actual, reference)
         if expected is not None:
             row["vs_opt"] = _agreement(case.model, actual, expected)
-    timings = interleaved(runners, budget_s, min_rounds=rounds, max_rounds=max_rounds)
+    timings = interleaved(runners, budget_s, min_rounds=rounds, max_rounds=max_rounds,
+                          burst=BURST, settle=SETTLE)
     for key, timing in timings.items():
         row[f"{key}_ms"] = timing.median
         row["timings"][key] = timing.as_dict()
@@ -589,6 +608,8 @@ def derive(rows: list[dict]) -> None:
         r["best_over_tvm_qdq"] = _ratio(r["best_peer_ms"], r["tvm_qdq_ms"])
         r["best_over_untuned"] = _ratio(r["best_peer_ms"], r["tvm_qdq_untuned_ms"])
         r["ort_over_tvm_qdq"] = _ratio(r["ort_ms"], r["tvm_qdq_ms"])
+        if r["vs_ref"] is not None and not within_contract(r["vs_ref"]):
+            _add_note(r, "tvm-qdq itself outside the contract")
         out = [f"{RUNNERS[k]} {_agree(ag)}" for k, ag in r["peer_agreement"].items()
                if not within_contract(ag)]
         if out:
@@ -604,16 +625,18 @@ def derive(rows: list[dict]) -> None:
             {"tvm_qdq", r["best_peer"]} & set(slower))
 
 
-def _header(date: str, machine: str, wall_s: float | None) -> str:
+def _header(date: str, machine: str, wall_s: float | None, spin: str) -> str:
     took = f" ({wall_s / 60:.0f} min)" if wall_s else ""
     return (
         f"Measured {date} on {machine} by `benchmarks/run.py`{took}. Every peer at its own "
         "defaults: ONNX Runtime's default session options (intra-op thread spinning on), "
         "OpenVINO with `PERFORMANCE_HINT=LATENCY`, PyTorch with its default OpenMP wait "
-        "policy; tvm-qdq's TVM thread pool spins 10,000 iterations before sleeping (its "
-        "setting in `tvm_qdq.target.x86`). Times: median over interleaved rounds (each round "
-        "runs every peer and both tvm-qdq builds once, at least 5 rounds) and the spread of "
-        "the rounds (−min/+max, % of the median); `untuned` = tvm-qdq with "
+        f"policy; tvm-qdq's TVM thread pool spins {spin} iterations before sleeping "
+        "(`TVM_THREAD_POOL_SPIN_COUNT`, set by `tvm_qdq.target.x86` unless given). Times: "
+        "median over interleaved rounds (at least 5; in each round every peer and both "
+        f"tvm-qdq builds take turns: {SETTLE} untimed call, so the previous one's spinning "
+        f"threads settle, then {BURST} timed calls, their median is the round's value) and "
+        "the spread of the rounds (−min/+max, % of the median); `untuned` = tvm-qdq with "
         "`tuning_db=False`. Best peer: the faster of ORT and OpenVINO among those whose "
         f"output agrees with ORT's reference path as tvm-qdq must ({PEER_RULE}); PyTorch on "
         "`torch_dynamic` rows (their reference). Ratio > 1: tvm-qdq faster. Agreement of "
@@ -647,22 +670,35 @@ def _row_line(r: dict) -> str:
             f"{_fmt(r['compile_s'], 1)} | {r['note']} |")
 
 
+def _left_out(sub: list[dict]) -> str:
+    """Why rows of one thread count are not in its geomean."""
+    reasons = {"no peer within the contract": [r for r in sub if r["best_over_tvm_qdq"] is None
+                                                and r["tvm_qdq_ms"] is not None],
+               "flagged": [r for r in sub if r["best_over_tvm_qdq"] is not None
+                           and not r["in_geomean"]]}
+    return "".join(f"; {why}: {', '.join(row_id(r['model'], r['config']) for r in rs)}"
+                   for why, rs in reasons.items() if rs)
+
+
 def _geomean_line(rows: list[dict], threads: int) -> str:
+    """Best peer / tvm-qdq (and / untuned) over the rows in the geomean; ORT / tvm-qdq over
+    every row ORT ran and that is not flagged, whatever its agreement."""
     sub = [r for r in rows if r["threads"] == threads]
     used = [r for r in sub if r["in_geomean"]]
     best = _geomean([r["best_over_tvm_qdq"] for r in used])
     untuned = _geomean([r["best_over_untuned"] for r in used])
-    ort = _geomean([r["ort_over_tvm_qdq"] for r in used])
-    left = [row_id(r["model"], r["config"]) for r in sub
-            if not r["in_geomean"] and r["tvm_qdq_ms"] is not None]
+    ort = _geomean([r["ort_over_tvm_qdq"] for r in sub
+                    if not {"ort", "tvm_qdq"} & set(r["slower_than_1_thread"])])
     note = (f"{len(used)} rows; best peer / untuned {_fmt(untuned, 2)}; ORT / tvm-qdq "
-            f"{_fmt(ort, 2)}" + (f"; left out: {', '.join(left)}" if left else ""))
+            f"(any agreement) {_fmt(ort, 2)}{_left_out(sub)}")
     return (f"| **geomean** | | {threads} | | | | | | | {_fmt(best, 2)} | | | | | {note} |")
 
 
 def render(rows: list[dict], machine: str, date: str, wall_s: float | None) -> str:
     """The markdown table: :func:`_header`, one line per row and thread count, geomeans."""
-    lines = [_header(date, machine, wall_s), "", COLUMNS, "|---" * COLUMNS.count(" | ") + "|---|"]
+    spin = ", ".join(sorted({str(r.get("tvm_spin_count")) for r in rows})) or "?"
+    rule = "|---" * COLUMNS.count(" | ") + "|---|"
+    lines = [_header(date, machine, wall_s, spin), "", COLUMNS, rule]
     lines += [_row_line(r) for r in rows]
     lines += [_geomean_line(rows, t) for t in sorted({r["threads"] for r in rows})]
     return "\n".join(lines)

@@ -139,9 +139,11 @@ def interleaved(runners: Mapping[str, Callable[[], object]], budget_s: float,
 
 
 def interleaved_medians(runners: Mapping[str, Callable[[], object]], budget_s: float,
-                        max_rounds: int) -> dict[str, float]:
-    """Median ms of each runner (:func:`interleaved`, at least 3 rounds)."""
-    timings = interleaved(runners, budget_s, min_rounds=3, max_rounds=max_rounds)
+                        max_rounds: int, settle: int = 1) -> dict[str, float]:
+    """Median ms of each runner (:func:`interleaved`, at least 3 rounds, one timed call per
+    turn after ``settle`` untimed ones)."""
+    timings = interleaved(runners, budget_s, min_rounds=3, max_rounds=max_rounds,
+                          settle=settle)
     return {k: t.median for k, t in timings.items()}
 
 

@@ -861,6 +861,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget", type=float,
                         help="seconds of timing per row and thread count (default 15, quick 2)")
     parser.add_argument("--repeat", type=int, help="stock TVM: runs per median (default 12)")
+    parser.add_argument("--tvm-spin", type=int, metavar="N",
+                        help="TVM_THREAD_POOL_SPIN_COUNT for tvm-qdq (default: tvm-qdq's "
+                             "10000; TVM's own default is 300000); the table states it")
     parser.add_argument("--no-stock", action="store_true", help="skip stock TVM")
     parser.add_argument("--stock-timeout", type=float, default=240.0,
                         help="seconds per stock TVM row (import, build, runs)")
@@ -898,7 +901,10 @@ def _run_workers(rows: list[tuple[str, str]], args: argparse.Namespace) -> list[
         for threads in args.threads:
             cmd = [sys.executable, __file__, "--worker", str(threads), *_timing_args(args),
                    "--compiled-dir", compiled, "--row-ids", *[row_id(*r) for r in rows]]
-            proc = subprocess.Popen(cmd, env=_worker_env(threads), stdout=subprocess.PIPE,
+            env = _worker_env(threads)
+            if args.tvm_spin is not None:
+                env["TVM_THREAD_POOL_SPIN_COUNT"] = str(args.tvm_spin)
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                                     text=True)
             stdout, _ = proc.communicate()
             if proc.returncode != 0:

@@ -4,6 +4,11 @@ For an input with per-tensor parameters and at most 16 bits, every possible inpu
 ``i`` in ``[qmin, qmax]`` maps to ``table[i - qmin] = Q_out(f(DQ_in(i)))``, computed at compile
 time in float32 the way the float graph computes it. Then ``y = table[q - qmin]`` is exact
 with respect to that float formula (ties aside) and needs no float at run time.
+
+``f`` is ORT's CPU kernel: sigmoid and tanh are MLAS's float32 rational approximations
+(``MlasComputeLogistic`` / ``MlasComputeTanh``, which ORT's Sigmoid, Tanh and QLinearSigmoid
+run), evaluated with exactly rounded FMAs (:mod:`tvm_qdq.frontend.onnx.ort_math`, bit-identical
+to ORT on every float32 tested), so each entry is ORT's ``Q(f(DQ(i)))``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import math
 import numpy as np
 from tvm import relax
 
+from tvm_qdq.frontend.onnx.ort_math import logistic_f32, tanh_f32
 from tvm_qdq.qnn import QParams
 from tvm_qdq.qnn.ops import const
 
@@ -21,7 +27,8 @@ from ..registry import output_rule
 
 
 def _sigmoid(x: np.ndarray, attrs) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+    """MLAS's logistic ``max(v·P(v²)/Q(v²) + 0.5, 0)``, ``v = clamp(x, ±18)`` (float32)."""
+    return logistic_f32(x)
 
 
 def _leaky_relu(x: np.ndarray, attrs) -> np.ndarray:
@@ -30,7 +37,8 @@ def _leaky_relu(x: np.ndarray, attrs) -> np.ndarray:
 
 
 def _tanh(x: np.ndarray, attrs) -> np.ndarray:
-    return np.tanh(x.astype(np.float64)).astype(np.float32)
+    """MLAS's tanh ``v·P(v²)/Q(v²)``, ``v = clamp(x, ±9)`` (float32)."""
+    return tanh_f32(x)
 
 
 def _erf(x: np.ndarray, attrs) -> np.ndarray:

@@ -13,6 +13,9 @@ from ...dtypes import ONNX_TO_NAME
 from ...errors import node_label
 from .qparams import NodeRef
 
+#: ``consumer_ops`` entry of an output that is an output of the graph.
+GRAPH_OUTPUT = "<graph output>"
+
 
 @dataclass
 class ConvertContext:
@@ -29,6 +32,8 @@ class ConvertContext:
     onnx_node: onnx.NodeProto
     input_types: list[str | None] = field(default_factory=list)
     onnx_opset: int = 0  # the model's ai.onnx opset (for TVM's float converters)
+    producer_ops: list[str | None] = field(default_factory=list)
+    consumer_ops: tuple[str, ...] = ()
 
     def fail(self, reason: str):
         return self.node.fail(reason)

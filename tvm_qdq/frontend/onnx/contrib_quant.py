@@ -25,7 +25,7 @@ from tvm import relax
 from ...dtypes import QTYPES
 from ...qnn.ops import matmul_integer_const
 from .context import ConvertContext, constant_value
-from .lstm import rounded
+from .ort_math import rounded
 
 
 def _arg(inputs: list, i: int) -> relax.Expr | None:

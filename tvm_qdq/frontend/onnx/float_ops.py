@@ -1,9 +1,23 @@
-"""Float-op converters that replace TVM's where its lowering hides the op from the passes.
+"""Float-op converters that replace TVM's where its lowering hides the op from the passes
+or computes something other than ORT's CPU kernel.
 
 TVM's Clip, Pad and Gather converters emit ``call_tir`` or shape arithmetic even when their
 extra inputs are constants; these emit the plain Relax op (``R.clip``, ``R.nn.pad``,
 ``R.take``) instead, which the integer pass has rules for. They return ``None`` when the
 inputs are not constant, and the importer then falls back to TVM's converter.
+
+Sigmoid, Tanh and Mul follow ORT's CPU kernels (:mod:`.ort_math`):
+
+* float32 ``Sigmoid`` / ``Tanh`` are MLAS's rational approximations (``MlasComputeLogistic``
+  / ``MlasComputeTanh``), not ``1/(1 + e^{-x})`` / libm ``tanh``. Between a
+  ``DequantizeLinear`` and ``QuantizeLinear`` nodes only (ORT's QDQ node unit) the op stays
+  ``R.sigmoid`` / ``R.tanh``: the integer pass turns it into a lookup table whose entries are
+  the same MLAS values (``relay_passes/rules/lookup.py``).
+* A float32 ``Mul`` read by an ``Add``/``Sub``/``Sum`` is a separately rounded product
+  (ORT's reference path runs every node on its own, so ``a·b + c`` is never one FMA there),
+  unless an input comes from a ``DequantizeLinear`` or a consumer is a ``QuantizeLinear``:
+  those products are the integer pass's to rewrite (``R.multiply`` by a constant scales a
+  quantized tensor exactly).
 """
 
 from __future__ import annotations
@@ -12,7 +26,11 @@ import numpy as np
 from tvm import relax
 
 from .context import ConvertContext, constant_value
+from .ort_math import mlas_logistic, mlas_tanh, rounded
 from .shapes import known_shape
+
+#: ONNX ops that add a product to something: LLVM would contract ``a·b + c`` into one FMA.
+SUM_OPS = frozenset({"Add", "Sub", "Sum"})
 
 
 def convert_clip(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
@@ -78,3 +96,49 @@ def convert_gather(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr
     if (idx < 0).any() or (idx >= dim).any():
         raise ctx.fail(f"Gather index out of range for axis {axis} of length {dim}")
     return relax.op.take(x, relax.const(idx), axis=axis)
+
+
+def _float32_tensor(expr: relax.Expr) -> bool:
+    ty = getattr(expr, "ty", None)
+    return isinstance(ty, relax.TensorType) and str(ty.dtype) == "float32"
+
+
+def _quantized_unit(ctx: ConvertContext) -> bool:
+    """The node reads a ``DequantizeLinear`` and only ``QuantizeLinear`` nodes read it."""
+    return (bool(ctx.producer_ops) and ctx.producer_ops[0] == "DequantizeLinear"
+            and bool(ctx.consumer_ops)
+            and all(op == "QuantizeLinear" for op in ctx.consumer_ops))
+
+
+def convert_sigmoid(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
+    """float32 Sigmoid as ORT's CPU kernel: MLAS's logistic,
+    ``max(v·P(v²)/Q(v²) + 0.5, 0)`` with ``v = clamp(x, ±18)`` (``R.sigmoid`` in a QDQ unit)."""
+    x = inputs[0]
+    if not _float32_tensor(x) or constant_value(x) is not None or _quantized_unit(ctx):
+        return None
+    return mlas_logistic(x)
+
+
+def convert_tanh(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
+    """float32 Tanh as ORT's CPU kernel: MLAS's ``v·P(v²)/Q(v²)`` with ``v = clamp(x, ±9)``
+    (``R.tanh`` in a QDQ unit)."""
+    x = inputs[0]
+    if not _float32_tensor(x) or constant_value(x) is not None or _quantized_unit(ctx):
+        return None
+    return mlas_tanh(x)
+
+
+def convert_mul(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
+    """float32 ``a·b`` kept a rounded product (:func:`.ort_math.rounded`) when an
+    ``Add``/``Sub``/``Sum`` reads it and it is no quantized product (module docstring);
+    otherwise TVM's converter."""
+    a, b = inputs[0], inputs[1]
+    if not (_float32_tensor(a) and _float32_tensor(b)):
+        return None
+    if constant_value(a) is not None and constant_value(b) is not None:
+        return None  # folded by TVM's converter
+    if not SUM_OPS.intersection(ctx.consumer_ops) or "QuantizeLinear" in ctx.consumer_ops:
+        return None
+    if "DequantizeLinear" in ctx.producer_ops:
+        return None
+    return rounded(relax.op.multiply(a, b))

@@ -28,7 +28,7 @@ from ...errors import (
 )
 from . import contrib_float, contrib_quant, float_ops, layer_norm, lstm, qdq, resize, stft
 from . import qoperator as qop
-from .context import ConvertContext, constant_value, onnx_type_name
+from .context import GRAPH_OUTPUT, ConvertContext, constant_value, onnx_type_name
 from .qparams import NodeRef
 from .shape_folding import fold_node, fold_shape_arithmetic, shape_value
 from .shapes import dynamic_shape_error, known_shape, with_static_inputs
@@ -44,6 +44,9 @@ CONVERTERS: dict[tuple[str, str], Converter] = {
     ("", "Clip"): float_ops.convert_clip,
     ("", "Pad"): float_ops.convert_pad,
     ("", "Gather"): float_ops.convert_gather,
+    ("", "Sigmoid"): float_ops.convert_sigmoid,
+    ("", "Tanh"): float_ops.convert_tanh,
+    ("", "Mul"): float_ops.convert_mul,
     ("", "Resize"): resize.convert_resize,
     ("", "LayerNormalization"): layer_norm.convert_layer_norm,
     ("", "QLinearConv"): qop.convert_qlinear_conv,
@@ -179,6 +182,13 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
         self._queue: collections.deque[onnx.NodeProto] = collections.deque()
         self._shape_derived: set[str] = set()  # values folded from shapes during conversion
         self._outputs = {o.name for o in model.graph.output}
+        self._producers = {out: n.op_type for n in model.graph.node for out in n.output if out}
+        self._consumers: dict[str, list[str]] = collections.defaultdict(list)
+        for n in model.graph.node:
+            for name in n.input:
+                self._consumers[name].append(n.op_type)
+        for name in self._outputs:
+            self._consumers[name].append(GRAPH_OUTPUT)
         self.opsets = {
             (o.domain if o.domain != "ai.onnx" else ""): o.version for o in model.opset_import
         }
@@ -240,6 +250,9 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
                         for i in node.input
                     ],
                     onnx_opset=opset,
+                    producer_ops=[self._producers.get(i) for i in node.input],
+                    consumer_ops=tuple(op for out in node.output if out
+                                       for op in self._consumers.get(out, ())),
                 )
                 clean = {k: v for k, v in attrs.items() if k != "tvm_custom"}
                 sym = converter(ctx, list(inputs), clean)

@@ -23,8 +23,8 @@ weights), and what the converter emits, time steps unrolled (``T`` is static):
    FLT_MAX), ``i = f(x_i)``, ``f = 1 - i`` with ``input_forget`` else ``f(x_f)``,
    ``g = g(x_c)``, ``c_t = c_{t-1}·f + i·g`` (two rounded products, one sum), ``o = f(x_o)``
    (peephole on ``c_t``), ``h_t = h(c_t) · o``.
-4. ``sigmoid`` and ``tanh`` are MLAS's FMA3 kernels (:func:`mlas_logistic`,
-   :func:`mlas_tanh`): rational polynomials whose Horner steps are FMAs.
+4. ``sigmoid`` and ``tanh`` are MLAS's FMA3 kernels (:func:`.ort_math.mlas_logistic`,
+   :func:`.ort_math.mlas_tanh`): rational polynomials whose Horner steps are FMAs.
 
 Only the products that ORT rounds on their own go through ``max(p, -FLT_MAX)`` (equal to
 ``p`` for every finite value): LLVM contracts ``a·b + c`` into an FMA in TVM's x86 build, and
@@ -46,54 +46,9 @@ from tvm import relax
 from ...dtypes import QTYPES
 from ...qnn.ops import matmul_integer_const
 from .context import ConvertContext, constant_value
+from .ort_math import FLT_MAX, mlas_logistic, mlas_tanh, rounded
+from .ort_math import f32 as _f32
 from .qoperator import dynamic_quantize
-
-FLT_MAX = float(np.finfo(np.float32).max)
-
-# MLAS's logistic constants (logistic.cpp): odd numerator in x, even denominator, |x| ≤ 18.
-_LOGISTIC_P = (4.37031012579801e-11, 1.15627324459942e-07, 6.08574864600143e-05,
-               8.51377133304701e-03, 2.48287947061529e-01)
-_LOGISTIC_Q = (6.10247389755681e-13, 5.76102136993427e-09, 6.29106785017040e-06,
-               1.70198817374094e-03, 1.16817656904453e-01, 9.93151921023180e-01)
-# MLAS's tanh constants (tanh.cpp), |x| ≤ 9.
-_TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
-           5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
-           4.89352455891786e-03)
-_TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
-           4.89352518554385e-03)
-
-
-def _f32(value: float) -> relax.Expr:
-    return relax.const(np.float32(value), "float32")
-
-
-def rounded(product: relax.Expr) -> relax.Expr:
-    """``max(p, -FLT_MAX)``: ``p`` itself, kept a separately rounded float32 product (no FMA)."""
-    return relax.op.maximum(product, _f32(-FLT_MAX))
-
-
-def _horner(x2: relax.Expr, coeffs: tuple[float, ...]) -> relax.Expr:
-    """``((c0·x² + c1)·x² + c2)…``: each step ``a·b + c`` (one FMA on x86)."""
-    acc = relax.op.add(relax.op.multiply(x2, _f32(coeffs[0])), _f32(coeffs[1]))
-    for c in coeffs[2:]:
-        acc = relax.op.add(relax.op.multiply(acc, x2), _f32(c))
-    return acc
-
-
-def mlas_logistic(x: relax.Expr) -> relax.Expr:
-    """MLAS's logistic (FMA3 kernel): ``v = clamp(x, ±18)``, ``max(v·P(v²)/Q(v²) + 0.5, 0)``."""
-    v = relax.op.minimum(relax.op.maximum(x, _f32(-18.0)), _f32(18.0))
-    v2 = relax.op.multiply(v, v)
-    p = relax.op.multiply(_horner(v2, _LOGISTIC_P), v)
-    y = relax.op.add(relax.op.divide(p, _horner(v2, _LOGISTIC_Q)), _f32(0.5))
-    return relax.op.maximum(y, _f32(0.0))
-
-
-def mlas_tanh(x: relax.Expr) -> relax.Expr:
-    """MLAS's tanh (FMA3 kernel): ``v = clamp(x, ±9)``, ``(v·P(v²)) / Q(v²)`` (no final clamp)."""
-    v = relax.op.minimum(relax.op.maximum(x, _f32(-9.0)), _f32(9.0))
-    v2 = relax.op.multiply(v, v)
-    return relax.op.divide(relax.op.multiply(v, _horner(v2, _TANH_P)), _horner(v2, _TANH_Q))
 
 
 def _relu(x: relax.Expr) -> relax.Expr:

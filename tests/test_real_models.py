@@ -14,6 +14,7 @@ import pytest
 
 import tvm_qdq
 from tvm_qdq.testing import real_corpus, yardstick
+from tvm_qdq.testing.ir import compute_calls
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +24,13 @@ def test_real_model_imports_compiles_and_agrees(name: str) -> None:
     entry = real_corpus.BY_NAME[name]
     path = real_corpus.model_path(name)
     proto = onnx.load_model(path)
-    compiled = tvm_qdq.compile(str(path), "x86", shapes=entry.shapes)
-
-    report = compiled.report
-    float_compute = [f for f in report.float_ops if f["compute"]]
-    if real_corpus.quantized_compute_nodes(proto):
-        assert not float_compute, f"quantized conv/matmul left float: {float_compute[:5]}"
+    integer = tvm_qdq.to_integer(tvm_qdq.from_onnx(proto, shapes=entry.shapes))
+    left_float = real_corpus.dequantized_float_compute(integer)
+    assert not left_float, f"quantized conv/matmul left float: {left_float[:5]}"
+    integer_calls = [c for c in compute_calls(integer)
+                     if not any(d.startswith("float") for d in c[1])]
+    assert len(integer_calls) >= real_corpus.quantized_compute_nodes(proto)
+    compiled = tvm_qdq.compile(integer, "x86")
 
     feeds = entry.feeds(0)
     expected = yardstick.reference(proto, feeds)

@@ -155,6 +155,30 @@ def quantized_compute_nodes(model: onnx.ModelProto) -> int:
     return count
 
 
+def dequantized_float_compute(mod) -> list[str]:
+    """Float conv/matmul calls of an integer module whose operands all come straight from
+    ``R.dequantize``: quantized compute the integer pass left float (should be none)."""
+    import tvm
+    from tvm import relax
+
+    from .ir import COMPUTE_OPS
+
+    found = []
+    for func in mod.functions.values():
+        if not isinstance(func, relax.Function):
+            continue
+        producer: dict = {}
+        for block in func.body.blocks:
+            for binding in block.bindings:
+                value = binding.value
+                if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
+                    producer[binding.var] = value.op.name
+                    if value.op.name in COMPUTE_OPS and all(
+                            producer.get(a) == "relax.dequantize" for a in value.args[:2]):
+                        found.append(f"{value.op.name} → {binding.var.name_hint}")
+    return found
+
+
 class CorpusError(RuntimeError):
     """A corpus file is missing or is not the file its source lists."""
 

@@ -8,8 +8,11 @@ reference output moves when the float inputs change by a relative ``1e-6``:
     movement = max over trials t of  max | ORT(x · (1 + 1e-6 · u_t)) − ORT(x) |,
     u_t ~ uniform(−1, 1) per element,
 
-or when every row (last axis) has cosine ≥ 0.9999 with ORT's output. Models whose inputs are
-all integer (token ids) have no float input to move: only the cosine applies.
+or when every row (last axis) has cosine ≥ 0.9999 with ORT's output. A model whose inputs
+are all integer (token ids) is moved where its float computation starts: the float tensors
+computed from the integer inputs and constants alone (the embedding lookups, the mask's cast)
+are cut out as inputs (:func:`tvm_qdq.testing.layerwise.cut`) and moved by the same relative
+``1e-6``.
 """
 
 from __future__ import annotations
@@ -31,22 +34,66 @@ def reference(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray]) -> lis
     return run_ort(model, feeds, optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
 
 
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+                onnx.TensorProto.BFLOAT16}
+
+
+def float_entries(model: onnx.ModelProto) -> list[str]:
+    """The float tensors a model computes from its integer inputs and constants alone, where
+    its float computation starts (for a text encoder: embedding lookups, the mask's cast)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in
+             list(inferred.graph.value_info) + list(inferred.graph.output)}
+    constant = {i.name for i in model.graph.initializer} | {""}
+    from_inputs = {i.name for i in model.graph.input
+                   if i.type.tensor_type.elem_type not in _FLOAT_TYPES} - constant
+    entries = []
+    for node in model.graph.node:
+        if not all(name in constant or name in from_inputs for name in node.input):
+            continue
+        if all(name in constant for name in node.input):
+            constant.update(node.output)  # constants (dequantized weights) do not move
+            continue
+        for out in node.output:
+            if types.get(out) in _FLOAT_TYPES:
+                entries.append(out)
+            else:
+                from_inputs.add(out)
+    return entries
+
+
+def _moved(values: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Each float array times ``1 + 1e-6·u``, ``u`` uniform in [−1, 1]; others unchanged."""
+    moved = {}
+    for name, value in values.items():
+        if np.issubdtype(value.dtype, np.floating):
+            factor = 1 + RELATIVE_STEP * rng.uniform(-1, 1, value.shape)
+            value = (value.astype(np.float64) * factor).astype(value.dtype)
+        moved[name] = value
+    return moved
+
+
 def input_sensitivity(model: onnx.ModelProto | str, feeds: dict[str, np.ndarray],
                       base: list[np.ndarray], *, trials: int = 2, seed: int = 0
                       ) -> list[float] | None:
-    """Per output, the movement defined above; None when the model has no float input."""
+    """Per output, the movement defined above (None when the model has no float tensor)."""
+    from .layerwise import CUT_PREFIX, cut, expose
+
     rng = np.random.default_rng(seed)
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load_model(model)
+    moving, feeds_of = proto, dict(feeds)
     if not any(np.issubdtype(v.dtype, np.floating) for v in feeds.values()):
-        return None
+        entries = float_entries(proto)
+        if not entries:
+            return None
+        outputs = reference(expose(proto, entries), feeds)
+        values = dict(zip(entries, outputs[len(base):], strict=True))
+        moving = cut(proto, values)
+        feeds_of.update({f"{CUT_PREFIX}{i}": v for i, v in enumerate(values.values())})
     movement = [0.0] * len(base)
     for _ in range(trials):
-        moved = {}
-        for name, value in feeds.items():
-            if np.issubdtype(value.dtype, np.floating):
-                factor = 1 + RELATIVE_STEP * rng.uniform(-1, 1, value.shape)
-                value = (value.astype(np.float64) * factor).astype(value.dtype)
-            moved[name] = value
-        for i, (new, old) in enumerate(zip(reference(model, moved), base, strict=True)):
+        outputs = reference(moving, _moved(feeds_of, rng))
+        for i, (new, old) in enumerate(zip(outputs[:len(base)], base, strict=True)):
             diff = np.abs(new.astype(np.float64) - old.astype(np.float64))
             movement[i] = max(movement[i], float(diff.max(initial=0.0)))
     return movement

@@ -34,7 +34,10 @@ from tvm_qdq.testing.oracle import agreement, output_qparams
 RESULTS = Path(__file__).parent / "results"
 
 DEFAULT_MODELS = ["resnet_cnn:u8s8_perchannel", "resnet_cnn:u16s8", "mlp:u8s8_perchannel",
-                  "mlp:u16s8", "mlp:u16u8", "mixed:seeds_op4_u16"]
+                  "mlp:u16s8", "mlp:u16u8", "mixed:seeds_op4_u16",
+                  # BERT-style encoder: float islands (Softmax, LayerNorm) without libm
+                  "transformer_encoder:u8s8_perchannel", "transformer_encoder:u16s8",
+                  "transformer_encoder:qop_u8s8", "mixed:transformer_region_u16"]
 
 
 def _model(spec: str):

@@ -230,12 +230,13 @@ class HexagonCompiled:
 
         A device project compiles ``qdq_model.c`` (it ``.incbin``s ``consts.bin``) against
         ``qdq_model.h`` / ``qdq_abi.h`` and links ``kernels.o``; ``qdq_runtime.c`` is the
-        freestanding runtime used for qemu (replace it with the device's libc and hooks).
+        freestanding runtime used for qemu (replace it with the device's libc and hooks),
+        ``qdq_libm.c`` the libm-free float math the float islands call (:mod:`.libm`).
         """
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         for name in (ELF_FILE, KERNELS_FILE, "qdq_model.c", "qdq_model.h", "qdq_abi.h",
-                     "qdq_runtime.c", "qdq_main.c", "consts.bin"):
+                     "qdq_runtime.c", "qdq_libm.c", "qdq_main.c", "consts.bin"):
             if (self.folder / name).exists() and self.folder.resolve() != out.resolve():
                 shutil.copy2(self.folder / name, out / name)
         meta = dict(self.meta)

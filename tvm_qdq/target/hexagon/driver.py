@@ -20,6 +20,7 @@ from pathlib import Path
 
 import tvm
 
+from .libm import LIBM_C
 from .plan import Plan
 from .runtime import ABI_H, RUNTIME_C
 from .toolchain import Toolchain
@@ -197,6 +198,7 @@ def write_sources(plan: Plan, folder: Path, consts_name: str = "consts.bin") -> 
         "header": folder / "qdq_model.h",
         "driver": folder / "qdq_model.c",
         "runtime": folder / "qdq_runtime.c",
+        "libm": folder / "qdq_libm.c",
         "main": folder / "qdq_main.c",
     }
     files["consts"].write_bytes(bytes(blob))
@@ -204,6 +206,7 @@ def write_sources(plan: Plan, folder: Path, consts_name: str = "consts.bin") -> 
     files["header"].write_text(model_header(plan))
     files["driver"].write_text(driver_source(plan, consts_name))
     files["runtime"].write_text(RUNTIME_C)
+    files["libm"].write_text(LIBM_C)
     files["main"].write_text(MAIN_C)
     return files
 
@@ -212,7 +215,7 @@ def link_elf(tools: Toolchain, folder: Path, kernels_obj: Path, mcpu: str,
              hvx: list[str], out: Path) -> Path:
     """Compile the driver, runtime and entry with clang and link them with the kernels."""
     objects = []
-    for name in ("qdq_model.c", "qdq_runtime.c", "qdq_main.c"):
+    for name in ("qdq_model.c", "qdq_runtime.c", "qdq_libm.c", "qdq_main.c"):
         obj = folder / (name[:-2] + ".o")
         _run([tools.clang, *_cflags(mcpu, hvx), "-c", name, "-o", obj.name], folder)
         objects.append(obj.name)

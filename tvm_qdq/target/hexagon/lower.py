@@ -7,11 +7,15 @@
    the float64 requantize chains (``round(float64(acc) · m)``) into multiplier + shift
    integer kernels that fuse into the conv / matmul epilogues, and
    :func:`~.requant_add.fixed_point_add` turns the Add's int64 sums into int32 lanes;
-3. TVM's CPU legalization: ``LegalizeOps``, ``AnnotateTIROpPattern``, ``FoldConstant``,
+3. :func:`tvm_qdq.target.x86.fast_math.use_fast_math`: float32 ``R.exp``, ``R.erf``,
+   ``R.sigmoid``, ``R.nn.gelu`` and ``R.nn.softmax`` (the float islands) become the same
+   target-independent TIR polynomials as in the x86 build (no libm call: the image has no
+   libm; what other float ops still call is :mod:`.libm`, compiled into the image);
+4. TVM's CPU legalization: ``LegalizeOps``, ``AnnotateTIROpPattern``, ``FoldConstant``,
    ``FuseOps``, ``FuseTIR`` (the same passes ``tvm.compile`` runs for x86, so the integer
    and float math is the same), then ``DeadCodeElimination``;
-4. :func:`~.schedule.schedule_kernels` vectorizes every PrimFunc on HVX;
-5. :func:`~.plan.make_plan` reads the ``call_tir`` sequence of ``main``.
+5. :func:`~.schedule.schedule_kernels` vectorizes every PrimFunc on HVX;
+6. :func:`~.plan.make_plan` reads the ``call_tir`` sequence of ``main``.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ def kernel_module(mod: tvm.IRModule, plan: Plan) -> tvm.IRModule:
 def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
           requantize: str = "fixed", schedule: bool = True) -> Lowered:
     """Lower an integer Relax module for ``target`` (see the module docstring)."""
+    from ..x86.fast_math import use_fast_math
     from .kernels import rewrite_dot_products
     from .requant import fixed_point_requantize
     from .requant_add import fixed_point_add
@@ -74,6 +79,7 @@ def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
         mod, notes["add"] = fixed_point_add(mod)
     elif requantize != "float":
         raise ValueError(f"requantize must be 'float' or 'fixed', got {requantize!r}")
+    mod = use_fast_math(mod)
     with target:
         lowered = legalize_and_fuse(mod)
     plan = make_plan(lowered)

@@ -112,6 +112,10 @@ def _vectorize_inner(sch: s_tir.Schedule, block) -> bool:
     return True
 
 
+def _writes_float(sch: s_tir.Schedule, block) -> bool:
+    return all(_region_dtype(r).startswith("float") for r in sch.get(block).writes)
+
+
 def _feeds_reduction(sch: s_tir.Schedule, block) -> bool:
     return any(_is_reduction(sch, c) for c in sch.get_consumers(block))
 
@@ -120,7 +124,9 @@ def _inline_elementwise(sch: s_tir.Schedule, keep: set[str]) -> None:
     """Inline spatial blocks (not in ``keep``) into their consumers or producer, to a fixpoint.
 
     A producer of a reduction (a padding, a cast) stays a block of its own: inlined, its
-    per-lane bounds checks would make the reduction's vector loads scalar.
+    per-lane bounds checks would make the reduction's vector loads scalar. Except a float
+    producer (float reductions are scalar code here): inlined as in the x86 build, so that
+    ``acc + a·b`` contracts to the same fused multiply-add (``sffma``) and rounds the same.
     """
     changed = True
     while changed:
@@ -128,7 +134,8 @@ def _inline_elementwise(sch: s_tir.Schedule, keep: set[str]) -> None:
         for block in _blocks(sch):
             if _name(sch, block) in keep or _is_reduction(sch, block):
                 continue
-            primitives = (sch.reverse_compute_inline,) if _feeds_reduction(sch, block) else (
+            primitives = (sch.reverse_compute_inline,) if (
+                _feeds_reduction(sch, block) and not _writes_float(sch, block)) else (
                 sch.compute_inline, sch.reverse_compute_inline)
             for primitive in primitives:
                 try:

@@ -4,11 +4,12 @@ TVM's C++ code writes its warnings straight to the process's standard error (fil
 descriptor 2), outside Python's ``logging`` and ``warnings``. Some of them are about TVM's
 internals and alarm a reader for nothing, e.g. the gather legalization's "Fast mode segfaults
 when there are out-of-bounds indices" (tvm-qdq range-checks every index input before a run,
-see ``index_bounds.py``) or the "Scope Saving:" / "Scope Loaded:" trace of module export and
-load. :func:`routed_tvm_logs` captures descriptor 2 around a TVM call; afterwards each line
-that matches a known benign message goes to the ``tvm_qdq.tvm`` logger at DEBUG level, with
-the reason it is benign, and every other line is written back to standard error unchanged,
-so anything real still reaches the user.
+see ``index_bounds.py``), its advice on ``pow`` with exponents ≥ 3, or the "Scope Saving:" /
+"Scope Loaded:" trace of module export and load. :func:`routed_tvm_logs` captures
+descriptor 2 around a TVM call; afterwards each line that matches a known benign message
+goes to the ``tvm_qdq.tvm`` logger at DEBUG level, with the reason it is benign, and every
+other line is written back to standard error unchanged, so anything real still reaches the
+user.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ BENIGN: tuple[BenignMessage, ...] = (
     BenignMessage(
         re.compile(r"Fast mode segfaults when there are out-of-bounds indices"),
         "gather indices are range-checked by Compiled.run before every call",
+    ),
+    BenignMessage(
+        re.compile(r"Detected pow\(x, y\) where y >= 3"),
+        "TVM's advice on its own pow; powf is exact for negative bases with an integer "
+        "exponent, as ONNX Pow defines (tests/test_tvm_logs.py)",
     ),
     BenignMessage(
         re.compile(r"Scope (Saving|Loaded):"),

@@ -140,6 +140,31 @@ def _requantize_faults(prefix: str, family: str, where: str, condition: str | No
     ]
 
 
+POOL = "relay_passes/rules/pool.py"
+_POOL_TIE = ("    y = ctx.emit(relax.op.subtract(y, relax.op.astype("
+             'relax.op.logical_and(tie, odd), "int64")))\n')
+_POOL_ZP = 'const(int(out.zero_point), "int64")'
+_POOL_CLIP = ("    y = ctx.emit(relax.op.clip(y, out.qtype.qmin, out.qtype.qmax))\n"
+              "    return ctx.emit(relax.op.astype(y, out.qtype.container), name)\n")
+
+
+def _pool_faults(prefix: str, family: str, condition: str) -> list[Fault]:
+    """Round / zero-point / clip faults in ``rules/pool.py: requantize_sum`` (the exact int64
+    ``round_half_even(sum · a / b)``) for the calls ``condition`` selects (by name)."""
+    where = f"rules/pool.py requantize_sum ({condition})"
+    return [
+        Fault(f"{prefix}-round", family, ROUND, f"{where}: no tie-to-even correction (half up)",
+              (Edit(POOL, _POOL_TIE, f"    if not ({condition}):\n    " + _POOL_TIE),)),
+        Fault(f"{prefix}-zp", family, ZERO_POINT, f"{where}: output zero point + 1",
+              (Edit(POOL, _POOL_ZP,
+                    _POOL_ZP.replace("int(out.zero_point)",
+                                     f"int(out.zero_point) + ({condition})")),)),
+        Fault(f"{prefix}-clip", family, CLIP, f"{where}: no clip before the cast",
+              (Edit(POOL, _POOL_CLIP, f"    if not ({condition}):\n    "
+                    + _POOL_CLIP.split("\n", 1)[0] + "\n" + _POOL_CLIP.split("\n", 1)[1]),)),
+    ]
+
+
 # Concat requantizes through RewriteContext.requantize (shared, memoized): to fault only
 # Concat, its rule calls ops.requantize directly under a name of its own.
 _CONCAT_ROUTING = (
@@ -225,10 +250,10 @@ def _faults() -> tuple[Fault, ...]:
                     'return relax.op.astype(relax.op.floor(relax.op.add(total, '
                     'relax.const(0.5, "float64"))), "int64")'),)),
     ]
-    faults += _requantize_faults("avgpool", "avg pool", "rules/pool.py avg_pool2d (requantize)",
-                                 'name == "qnn_avg_pool"')
-    faults += _requantize_faults("gap", "global avg pool / mean",
-                                 "rules/pool.py mean (requantize)", 'name == "qnn_mean"')
+    # Average pool and global average pool / mean: their own exact int64 requantize of the
+    # window sums (rules/pool.py requantize_sum), one family at a time through its name.
+    faults += _pool_faults("avgpool", "avg pool", 'name == "qnn_avg_pool"')
+    faults += _pool_faults("gap", "global avg pool / mean", 'name == "qnn_mean"')
     faults += _requantize_faults("concat", "concat", "rules/movement.py concat (requantize)",
                                  'name == "qnn_concat_part"', _CONCAT_ROUTING)
     # Clip / Relu: the saturation is the op itself.
@@ -503,7 +528,8 @@ def render(outcomes: list[FaultOutcome], tests: list[str], baseline: RunResult |
         f"{maxfail}; pytest stops there).",
         "A fault nobody notices is **SURVIVED**. Not covered: the Hexagon fixed-point",
         "requantize (`qnn/fixed_point.py`, `target/hexagon/requant*.py`; its tests need qemu).",
-        "Rerun: `bash scripts/mutation_check --jobs 3` (`--list`, `--only ID ...`, `--check`).",
+        "Rerun: `bash scripts/mutation_check --jobs 3` (`--list`, `--only ID ...`, `--check`,",
+        "`--combine` for runs that shared the faults).",
         "",
         f"* revision: `{rev}` = `{commit}`; run started {started}",
         "* fast tests: " + ", ".join(f"`{t}`" for t in tests),
@@ -540,6 +566,43 @@ def render(outcomes: list[FaultOutcome], tests: list[str], baseline: RunResult |
     return "\n".join(lines)
 
 
+def combine(reports: list[str]) -> str:
+    """One report from several generated ones of the same revision (e.g. two runs sharing
+    the faults, the second with ``--no-baseline``): the header of the first with a baseline,
+    per fault the row of the first report (in the order given) that ran it, the result line
+    recounted."""
+    texts = [Path(r).read_text() for r in reports]
+    revisions = {line.split("` = `")[1].split("`")[0] for text in texts
+                 for line in text.splitlines() if line.startswith("* revision:")}
+    if len(revisions) != 1:
+        raise MutationError(f"reports of different revisions: {sorted(revisions)}")
+    rows: dict[str, str] = {}
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith("| `"):
+                fid = line.split("`")[1]
+                if fid not in rows or "not run yet" in rows[fid]:
+                    rows[fid] = line
+    order = [f.id for f in FAULTS if f.id in rows]
+    status = {fid: ("PENDING" if "not run yet" in rows[fid] else
+                    "SURVIVED" if "**SURVIVED**" in rows[fid] else
+                    "TIMEOUT" if "**TIMEOUT**" in rows[fid] else "killed") for fid in order}
+    survived = [fid for fid in order if status[fid] in ("SURVIVED", "TIMEOUT")]
+    pending = [fid for fid in order if status[fid] == "PENDING"]
+    killed = sum(status[fid] == "killed" for fid in order)
+    result = (f"* result: {killed} of {len(order)} faults killed, {len(survived)} survived"
+              + (": " + ", ".join(f"**{fid}**" for fid in survived) if survived else "")
+              + (f"; {len(pending)} not run yet" if pending else ""))
+    main = next((t for t in texts if "* baseline:" in t), texts[0])
+    head = main.split("| fault |")[0].splitlines()
+    head = [result if line.startswith("* result:") else line for line in head]
+    head.insert(-1, f"* combined from {len(reports)} runs of this revision (the baseline is "
+                    "the first run's)")
+    table = ["| fault | family | kind | what is planted | result: failing tests | s |",
+             "|---|---|---|---|---|---:|"]
+    return "\n".join(head + table + [rows[fid] for fid in order]) + "\n"
+
+
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
                           text=True).stdout.strip()
@@ -562,10 +625,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="faults tested at the same time")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the run without a fault")
+    parser.add_argument("--combine", nargs="+", metavar="REPORT",
+                        help="only combine generated reports of one revision into --out")
     parser.add_argument("--out", default=str(repo / "docs" / "MUTATION.md"),
                         help="report path ('-' for stdout only)")
     args = parser.parse_args(argv)
 
+    if args.combine:
+        text = combine(args.combine)
+        if args.out == "-":
+            print(text)
+        else:
+            Path(args.out).write_text(text)
+        return 0
     faults = list(FAULTS)
     if args.only:
         unknown = set(args.only) - {f.id for f in faults}

@@ -140,12 +140,14 @@ class Verdict:
 
 
 def judge_op(actual: np.ndarray, expected: np.ndarray, exact_codes: Callable[[], np.ndarray],
-             exactly_computed: bool, min_frac_exact: float = MIN_FRAC_EXACT
-             ) -> tuple[str, int, int, str]:
+             exactly_computed: bool, min_frac_exact: float = MIN_FRAC_EXACT,
+             zero_point: np.ndarray | float = 0.0) -> tuple[str, int, int, str]:
     """Outcome of one op: ``(outcome, differing, max_diff, note)`` (see the module docstring).
 
     ``actual``/``expected``: tvm-qdq's and ORT's codes; ``exact_codes()`` returns
-    ``v = clip(real / s + zp)`` in float64 (called only when something differs).
+    ``v = clip(real / s + zp)`` in float64 (called only when something differs);
+    ``zero_point`` (broadcastable): half-to-even applies to ``real / s``, so a tie's parity
+    is that of ``code − zp``.
     """
     d = np.abs(np.asarray(actual).astype(np.int64) - np.asarray(expected).astype(np.int64))
     bad = d > 0
@@ -166,7 +168,9 @@ def judge_op(actual: np.ndarray, expected: np.ndarray, exact_codes: Callable[[],
     # the slack): the rounding mode decides, and a wrong one must not pass systematically.
     level = bad & (dist_tvm > dist_ort - CLOSENESS_SLACK)
     events = int(np.unique(v[level]).size)  # equal values (e.g. clipped) are one event
-    odd = level & (np.abs(v - np.floor(v) - 0.5) <= EXACT_TIE) & (np.asarray(actual) % 2 != 0)
+    parity = (np.asarray(actual).astype(np.int64)
+              - np.broadcast_to(np.asarray(zero_point), d.shape).astype(np.int64)) % 2
+    odd = level & (np.abs(v - np.floor(v) - 0.5) <= EXACT_TIE) & (parity != 0)
     if odd.any():  # tvm-qdq's float64 multiplier can miss an exact tie (ARCHITECTURE.md)
         note += f"; tvm-qdq rounds {int(odd.sum())} exact tie(s) away from even"
     if exactly_computed and events > allowed_inexact(d.size, min_frac_exact):
@@ -336,7 +340,8 @@ def triage(spec: fuzz.GraphSpec, feeds: dict[str, np.ndarray] | None = None) -> 
         if a.shape != e.shape:
             outcome, diff, dmax, note = "fail", int(e.size), -1, f"shape {a.shape} vs {e.shape}"
         else:
-            outcome, diff, dmax, note = judge_op(a, e, codes, computed_exactly(rec))
+            outcome, diff, dmax, note = judge_op(a, e, codes, computed_exactly(rec),
+                                                 zero_point=z_b)
         route = "rejudged" if rec is not None and id(rec) in rejudged_ids else "direct"
         judgements.append(OpJudgement(f"{spec.prefix}{name}", rec["op"] if rec else "input",
                                       t.qp.dtype, route, outcome, int(e.size), diff, dmax, note))

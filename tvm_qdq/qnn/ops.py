@@ -147,9 +147,17 @@ def conv_integer(
 
     With a constant ``zx``: ``x`` is padded with ``zx`` (so padding contributes nothing) and
     ``acc = conv(x, w') - zx · Σ_k w'[o, k]``; the operands keep their storage types (u8 × s8
-    for the usual case). With a runtime ``zx`` (dynamic quantization) ``x - zx`` is formed in
-    a signed type first. ``acc`` is the accumulator type (chosen from the exact bound
-    ``(max|x| + |zx|) · max_o Σ_k |w'[o, k]|`` when None). Returns (value, acc, weight dtype).
+    for the usual case). With a runtime ``zx`` (dynamic quantization) and 8-bit ``x`` the same
+    identity holds with ``x`` padded by the runtime ``zx`` (:func:`_pad_runtime`; padded taps
+    give ``(zx - zx) · w' = 0``, as in ONNX ConvInteger, whose reference subtracts ``zx``
+    before zero padding, and in ORT, which pads with ``zx``) and the correction
+    ``zx · Σ_k w'[o, k]`` a runtime scalar times a per-channel constant: ``x`` stays
+    uint8/int8, so the conv is a VNNI conv. Wider ``x`` has ``x - zx`` formed in int32 first.
+    ``acc`` is the accumulator type (chosen from the exact bound
+    ``(max|x| + max|zx|) · max_o Σ_k |w'[o, k]|`` when None, with the worst case
+    ``max|zx| = max|x|`` for a runtime ``zx``); in int32 every partial sum and the correction
+    wrap modulo 2^32 alike, so the result is ``Σ_k (x_k - zx) · w'[o, k]`` modulo 2^32 (exact
+    whenever that fits). Returns (value, acc, weight dtype).
     """
     spatial = len(w_shift.shape) - 2
     op, data_layout, kernel_layout = CONV_OPS[spatial]
@@ -162,8 +170,13 @@ def conv_integer(
                               * int(abs_sum.max()))
     w_dtype = smallest_int_type(int(w_shift.min()), int(w_shift.max()))
     data = x
-    if const_zx is None:
-        work = "int16" if x_qtype.bits <= 8 else "int32"
+    runtime_zx = const_zx is None and x_qtype.bits <= 8
+    if runtime_zx:
+        if any(padding):
+            data = _pad_runtime(bb, x, zx, padding, spatial)
+            padding = [0] * len(padding)
+    elif const_zx is None:
+        work = "int32"
         data = bb.emit(relax.op.subtract(bb.emit(relax.op.astype(x, work)),
                                          bb.emit(relax.op.astype(zx, work))))
     elif const_zx != 0 and any(padding):
@@ -174,11 +187,30 @@ def conv_integer(
            groups=groups, data_layout=data_layout, kernel_layout=kernel_layout, out_dtype=acc),
         "qnn_conv",
     )
+    w_sum = w_shift.reshape(out_ch, -1).sum(axis=1).reshape((1, out_ch) + (1,) * spatial)
     if const_zx:
-        correction = const_zx * w_shift.reshape(out_ch, -1).sum(axis=1)
+        value = bb.emit(relax.op.subtract(value, const(const_zx * w_sum, acc)))
+    elif runtime_zx:
+        zx_acc = bb.emit(relax.op.reshape(relax.op.astype(zx, acc), [1] * (spatial + 2)))
         value = bb.emit(relax.op.subtract(
-            value, const(correction.reshape((1, out_ch) + (1,) * spatial), acc)))
+            value, bb.emit(relax.op.multiply(zx_acc, const(w_sum, acc)))))
     return value, acc, w_dtype
+
+
+def _pad_runtime(bb: relax.BlockBuilder, x: relax.Expr, value: relax.Expr,
+                 padding: list[int], spatial: int) -> relax.Var:
+    """``x`` padded with the runtime scalar ``value`` (conv padding: befores, then afters):
+    ``where(border, value, pad(x, 0))`` with ``border`` a constant mask of the padded
+    positions (``nn.pad`` only takes a constant pad value). Both ops are elementwise/pad, so
+    they follow the channels-last layout of the x86 lowering and fuse into one copy."""
+    width = _pad_width(padding, spatial)
+    padded = bb.emit(relax.op.nn.pad(x, width, "constant", 0.0))
+    spatial_shape = [int(d) for d in shape_of(x)[2:]]
+    inside = np.ones(spatial_shape, bool)
+    border = ~np.pad(inside, [(width[4 + 2 * i], width[5 + 2 * i]) for i in range(spatial)])
+    fill = bb.emit(relax.op.reshape(relax.op.astype(value, dtype_of(x)), []))
+    return bb.emit(relax.op.where(const(border.reshape((1, 1) + border.shape), "bool"),
+                                  fill, padded))
 
 
 def matmul_integer_const(

@@ -25,13 +25,15 @@ from ...errors import InputError
 from . import isa
 from .driver import link_elf, write_sources
 from .emulator import profile_elf, run_elf
-from .lower import build_kernels, lower
+from .lower import build_for_qemu, lower
 from .target import is_hexagon, target_cpu
 from .toolchain import Toolchain, find_toolchain
 
 META_FILE = "meta.json"
 ELF_FILE = "model.elf"
 KERNELS_FILE = "kernels.o"
+#: Kernels rebuilt with one instruction per packet (qemu's same-packet store/load order).
+SOLO_FILE = "kernels_solo.o"
 FORMAT = "tvm-qdq-hexagon/1"
 
 
@@ -229,14 +231,16 @@ class HexagonCompiled:
         """Copy the ELF, the kernel object, the driver sources/headers and ``meta.json``.
 
         A device project compiles ``qdq_model.c`` (it ``.incbin``s ``consts.bin``) against
-        ``qdq_model.h`` / ``qdq_abi.h`` and links ``kernels.o``; ``qdq_runtime.c`` is the
-        freestanding runtime used for qemu (replace it with the device's libc and hooks),
-        ``qdq_libm.c`` the libm-free float math the float islands call (:mod:`.libm`).
+        ``qdq_model.h`` / ``qdq_abi.h`` and links ``kernels.o`` (and ``kernels_solo.o`` if the
+        build has one: kernels rebuilt unpacketized for qemu, see ``lower.build_for_qemu``);
+        ``qdq_runtime.c`` is the freestanding runtime used for qemu (replace it with the
+        device's libc and hooks), ``qdq_libm.c`` the libm-free float math the float islands
+        call (:mod:`.libm`).
         """
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        for name in (ELF_FILE, KERNELS_FILE, "qdq_model.c", "qdq_model.h", "qdq_abi.h",
-                     "qdq_runtime.c", "qdq_libm.c", "qdq_main.c", "consts.bin"):
+        for name in (ELF_FILE, KERNELS_FILE, SOLO_FILE, "qdq_model.c", "qdq_model.h",
+                     "qdq_abi.h", "qdq_runtime.c", "qdq_libm.c", "qdq_main.c", "consts.bin"):
             if (self.folder / name).exists() and self.folder.resolve() != out.resolve():
                 shutil.copy2(self.folder / name, out / name)
         meta = dict(self.meta)
@@ -271,10 +275,11 @@ def _compile_hexagon(mod: tvm.IRModule, target: tvm.target.Target | dict, *, inp
         folder.mkdir(parents=True, exist_ok=True)
     lowered = lower(mod, tgt, vrmpy=vrmpy, requantize=requantize, schedule=schedule)
     plan = lowered.plan
-    build_kernels(lowered.kernels, tgt, folder / KERNELS_FILE)
+    objects, solo = build_for_qemu(lowered.kernels, tgt, folder / KERNELS_FILE, tools.objdump)
+    lowered.notes["solo_packets"] = solo
     write_sources(plan, folder)
     mcpu, mattr = target_cpu(tgt)
-    link_elf(tools, folder, folder / KERNELS_FILE, mcpu, mattr, folder / ELF_FILE)
+    link_elf(tools, folder, objects, mcpu, mattr, folder / ELF_FILE)
     meta = {
         "format": FORMAT,
         "target": str(tgt),

@@ -211,16 +211,18 @@ def write_sources(plan: Plan, folder: Path, consts_name: str = "consts.bin") -> 
     return files
 
 
-def link_elf(tools: Toolchain, folder: Path, kernels_obj: Path, mcpu: str,
+def link_elf(tools: Toolchain, folder: Path, kernels_obj: Path | list[Path], mcpu: str,
              hvx: list[str], out: Path) -> Path:
-    """Compile the driver, runtime and entry with clang and link them with the kernels."""
+    """Compile the driver, runtime and entry with clang and link them with the kernels
+    (one object or several)."""
+    kernel_objs = kernels_obj if isinstance(kernels_obj, list) else [kernels_obj]
     objects = []
     for name in ("qdq_model.c", "qdq_runtime.c", "qdq_libm.c", "qdq_main.c"):
         obj = folder / (name[:-2] + ".o")
         _run([tools.clang, *_cflags(mcpu, hvx), "-c", name, "-o", obj.name], folder)
         objects.append(obj.name)
     _run([tools.lld, "-static", "--no-pie", "-e", "_start", "-o", str(out), *objects,
-          str(kernels_obj)], folder)
+          *[str(o) for o in kernel_objs]], folder)
     return out
 
 

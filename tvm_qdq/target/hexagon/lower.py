@@ -94,3 +94,48 @@ def build_kernels(kernels: tvm.IRModule, target: tvm.target.Target, path: Path) 
     lib = tvm.tirx.build(kernels, target=target)
     lib.write_to_file(str(path))
     return path
+
+
+def _kernel_symbol(function: str, symbols: set[str]) -> str | None:
+    for sym in symbols:
+        if function in (sym, f"{sym}_compute_", f"__tvm_ffi_{sym}"):
+            return sym
+    return None
+
+
+def build_for_qemu(kernels: tvm.IRModule, target: tvm.target.Target, path: Path,
+                   objdump: str) -> tuple[list[Path], list[str]]:
+    """:func:`build_kernels`, then the kernels whose code holds a packet that stores to and
+    loads from one address (LLVM packs a spill and its reload so under register pressure,
+    e.g. scalar int64 arithmetic; qemu-hexagon 7.2 runs such a pair in the wrong order,
+    :func:`.isa.same_address_store_load`) are rebuilt into a second object at LLVM ``-O0``
+    (its packetizer bundles only what must be bundled; LLVM 22's ``-disable-packetizer``
+    crashes TVM's option parser). Slower code for those kernels only; the device runs the
+    packed code correctly. Returns the objects and the symbols rebuilt so."""
+    from . import isa
+    from .target import target_cpu
+
+    build_kernels(kernels, target, path)
+    mcpu, mattr = target_cpu(target)
+    dis = isa.disassemble(objdump, path, mcpu, tuple(mattr))
+    symbols = {str(f.attrs["global_symbol"]) for f in kernels.functions.values()}
+    bad = set()
+    for addr in isa.same_address_store_load(dis):
+        for name, (lo, hi) in dis.functions.items():
+            sym = _kernel_symbol(name, symbols) if lo <= addr < hi else None
+            if sym:
+                bad.add(sym)
+    if not bad:
+        return [path], []
+    keep = {g: f for g, f in kernels.functions.items()
+            if str(f.attrs["global_symbol"]) not in bad}
+    solo = {g: f for g, f in kernels.functions.items() if str(f.attrs["global_symbol"]) in bad}
+    solo_path = path.with_name(path.stem + "_solo.o")
+    config = dict(target.export())
+    config["opt-level"] = 0  # LLVM -O0: the packetizer bundles only what must be bundled
+    build_kernels(tvm.IRModule(solo), tvm.target.Target(config), solo_path)
+    objects = [solo_path]
+    if keep:
+        build_kernels(tvm.IRModule(keep), target, path)
+        objects.insert(0, path)
+    return objects, sorted(bad)

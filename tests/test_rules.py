@@ -420,6 +420,34 @@ def _clip_same(g: QdqGraph) -> None:
     g.output(g.node("Clip", [x, lo, hi]), qp=x_qp)
 
 
+# Constants on exact ties (power-of-two scales): a bound, pad value or constant operand that
+# lands on x.5 codes must round half to even as ORT's QuantizeLinear does (a half-up rounding
+# of these compile-time constants is caught only here).
+HALF_U8 = QP(np.float32(0.5), 10, np.uint8)
+
+
+@case("clip_tie_bounds_u8", {"x": ((1, 8, 6, 6), 2.0)}, integer_ops=("relax.clip",))
+def _clip_ties(g: QdqGraph) -> None:
+    # 0.25 / 0.5 = 0.5 → code 10 (half to even), 3.25 / 0.5 = 6.5 → code 16
+    x = g.input("x", [1, 8, 6, 6], HALF_U8)
+    lo = g.initializer("clip_min", np.array(0.25, np.float32))
+    hi = g.initializer("clip_max", np.array(3.25, np.float32))
+    g.output(g.node("Clip", [x, lo, hi]), qp=HALF_U8)
+
+
+@case("add_const_on_ties_u8", {"x": ((1, 8, 6, 6), 2.0)}, integer_ops=(ADD,))
+def _add_const_ties(g: QdqGraph) -> None:
+    # A float constant quantized in the graph (folded at compile time): ±0.25, ±0.75, ... /
+    # 0.5 are all ties.
+    x = g.input("x", [1, 8, 6, 6], HALF_U8)
+    c = g.initializer("c", (np.arange(36, dtype=np.float32).reshape(1, 1, 6, 6) - 18) * 0.5
+                      + 0.25)
+    cq = g.node("QuantizeLinear", [c, g.initializer("c_s", np.array(0.5, np.float32)),
+                                   g.initializer("c_zp", np.array(20, np.uint8))])
+    cd = g.node("DequantizeLinear", [cq, "c_s", "c_zp"])
+    g.output(g.node("Add", [x, cd]), qp=QP(np.float32(0.5), 30, np.uint8))
+
+
 # --- Data movement ---------------------------------------------------------------------------
 
 
@@ -461,6 +489,17 @@ movement_case("pad_const0_u8", (1, 4, 5, 5), U8,
 movement_case("pad_const0p5_s8nz", (1, 4, 5, 5), S8_NZ,
               lambda g, x: g.node("Pad", [x, _i64(g, "pads", [0, 0, 1, 2, 0, 0, 2, 1]),
                                           g.initializer("value", np.array(0.5, np.float32))]))
+
+
+@case("pad_const_tie_u8", {"x": ((1, 4, 5, 5), 2.0)}, integer_ops=("relax.nn.pad",))
+def _pad_tie(g: QdqGraph) -> None:
+    # The pad value 0.25 is off the grid: ORT quantizes it with the output's parameters,
+    # 0.25 / 0.5 = 0.5 → code 10 (half to even).
+    x = g.input("x", [1, 4, 5, 5], HALF_U8)
+    g.output(g.node("Pad", [x, _i64(g, "pads", [0, 0, 1, 2, 0, 0, 2, 1]),
+                            g.initializer("value", np.array(0.25, np.float32))]), qp=HALF_U8)
+
+
 movement_case("resize_nearest_2x_u8", (1, 4, 4, 4), U8,
               lambda g, x: g.node("Resize", [x, "", g.initializer(
                   "scales", np.array([1, 1, 2, 2], np.float32))], mode="nearest"))

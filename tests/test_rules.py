@@ -448,6 +448,52 @@ def _add_const_ties(g: QdqGraph) -> None:
     g.output(g.node("Add", [x, cd]), qp=QP(np.float32(0.5), 30, np.uint8))
 
 
+@case("add_const_out_of_range_u8", {"x": ((1, 8, 6, 6), 2.0)}, integer_ops=(ADD,))
+def _add_const_out_of_range(g: QdqGraph) -> None:
+    # A float constant quantized in the graph (folded at compile time) with values beyond its
+    # range [-10, 117.5]: QuantizeLinear saturates them to codes 0 and 255.
+    x = g.input("x", [1, 8, 6, 6], HALF_U8)
+    c = g.initializer("c", np.linspace(-60.0, 160.0, 36, dtype=np.float32).reshape(1, 1, 6, 6))
+    cq = g.node("QuantizeLinear", [c, g.initializer("c_s", np.array(0.5, np.float32)),
+                                   g.initializer("c_zp", np.array(20, np.uint8))])
+    cd = g.node("DequantizeLinear", [cq, "c_s", "c_zp"])
+    g.output(g.node("Add", [x, cd]), qp=QP(np.float32(1.0), 128, np.uint8))
+
+
+@case("add_single_const_ties_saturate_u8", {"x": ((1, 8, 6, 6), 4.0)}, integer_ops=(ADD,),
+      detail="constant operand")
+def _add_single_const(g: QdqGraph) -> None:
+    # A single-valued constant operand (the lookup table of constant_operand_table): x + 0.5 is
+    # a multiple of 0.5, a tie of the output scale 1.0 for every other input code, and above
+    # 5.0 it saturates at code 255 (zero point 250).
+    x = g.input("x", [1, 8, 6, 6], QP(np.float32(0.5), 128, np.uint8))
+    c = g.weight("c", np.array([11], np.uint8), QP(np.float32(0.5), 10, np.uint8))
+    g.output(g.node("Add", [x, c]), qp=QP(np.float32(1.0), 250, np.uint8))
+
+
+@case("leaky_relu_alpha0p5_ties_u8", {"x": ((1, 8, 6, 6), 8.0)},
+      integer_ops=("relax.nn.leakyrelu",))
+def _leaky_relu_ties(g: QdqGraph) -> None:
+    # Lookup table: a negative input -k · 0.5 maps to -k · 0.25, a tie of the output scale 0.5
+    # for odd k.
+    hp = QP(np.float32(0.5), 128, np.uint8)
+    g.output(g.node("LeakyRelu", [g.input("x", [1, 8, 6, 6], hp)], alpha=0.5), qp=hp)
+
+
+_TIE_W = np.random.default_rng(7).integers(-3, 4, (8, 4, 1, 1)).astype(np.int8)
+
+
+@case("conv_bias_off_grid_ties_u8", {"x": ((1, 4, 6, 6), 2.0)}, integer_ops=(CONV2D,))
+def _conv_bias_ties(g: QdqGraph) -> None:
+    # Bias scale s_x · s_w / 2 with odd codes: acc · s_x·s_w / s_out + b / 2 with s_out = s_x·s_w
+    # is an exact tie everywhere (power-of-two scales: ORT's float32 conv is exact).
+    x = g.input("x", [1, 4, 6, 6], QP(np.float32(0.5), 128, np.uint8))
+    w = g.weight("w", _TIE_W, QP(np.float32(0.5), 0, np.int8))
+    b = g.bias("b", (np.arange(8) * 2 - 7) * 0.125, np.float32(0.125))
+    y = g.node("Conv", [x, w, b], kernel_shape=[1, 1])
+    g.output(y, qp=QP(np.float32(0.25), 128, np.uint8))
+
+
 # --- Data movement ---------------------------------------------------------------------------
 
 

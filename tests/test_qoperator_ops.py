@@ -864,3 +864,24 @@ def test_inputs_follow_ort_schema(name: str) -> None:
     assert len(node.input) <= len(schema)
     for given, expected in zip(node.input, schema, strict=False):
         assert given in ("", expected), (list(node.input), schema)
+
+
+def test_dynamic_quantize_linear_zero_point_tie() -> None:
+    """DynamicQuantizeLinear whose zero point ``0 - min / s`` is an exact tie: ``min = -2.5 s``,
+    ``max = 252.5 s`` with ``s = 2^-6`` (all exact in float32), so ``zp = round(2.5) = 2``
+    (half to even, as ORT does; half up would give 3).  All three outputs equal ORT's."""
+    s = 2.0**-6
+    rng = np.random.default_rng(64)
+    x = (rng.integers(-5, 506, (4, 64)) * 0.5 * s).astype(f32)
+    x.flat[:2] = [-2.5 * s, 252.5 * s]
+    assert -float(x.min()) / float(dynamic_scale(x)) == 2.5
+    g = QopGraph()
+    g.input("x", x)
+    g.node("DynamicQuantizeLinear", ["x"], ["y", "y_scale", "y_zero_point"])
+    model = g.model(["y", "y_scale", "y_zero_point"])
+    feeds = {"x": x}
+    actual = tvm_qdq.compile(tvm_qdq.to_integer(tvm_qdq.from_onnx(model))).run(feeds)
+    expected = run_ort(model, feeds, optimization_level=NO_OPT)
+    assert int(expected[2]) == 2
+    for out, a, e in zip(["y", "y_scale", "y_zero_point"], actual, expected, strict=True):
+        assert_single_op_contract(a, e, exact=True, name=out)

@@ -75,6 +75,10 @@ EDGE_INPUTS = {
     "huge": lambda r: r.standard_normal((3, 16)) * 1e6,
     "outlier": lambda r: np.concatenate([r.standard_normal((3, 15)) * 0.01,
                                          np.full((3, 1), 50.0)], 1),
+    # s = 2^-6 exactly, zero point round(3.5) = 4: every x / s + 4 is an exact tie (half to
+    # even) and the maximum lands on 255.5 → 256, which the clip to 255 must catch.
+    "ties, top code 255.5": lambda r: (r.permutation(np.concatenate(
+        [[-3.5, 251.5], r.integers(-4, 251, 46) + 0.5])) * 2.0**-6).reshape(3, 16),
 }
 
 

@@ -163,3 +163,21 @@ def best_peer(ms: Mapping[str, float | None], agreements: Mapping[str, Mapping |
     eligible = [(v, k) for k, v in ms.items() if v is not None
                 and within_contract(agreements.get(k))]
     return min(eligible)[1] if eligible else None
+
+
+def fmt_ms(value: float | None) -> str:
+    """A latency in ms for a table: 3 significant digits, whole ms from 100 on."""
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def update_readme_section(readme: Path, markers: tuple[str, str], table: str) -> None:
+    """Replace what stands between the two marker lines of ``readme`` by ``table``."""
+    text = readme.read_text()
+    start, end = markers
+    if start not in text or end not in text:
+        return
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")

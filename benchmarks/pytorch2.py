@@ -24,6 +24,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from peers import fmt_ms, interleaved_medians, update_readme_section  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MARKERS = ("<!-- pt2:start -->", "<!-- pt2:end -->")
@@ -82,7 +84,6 @@ def _onnx_session(program, inputs, threads: int, folder: Path):
 
 def measure_row(row: str, threads: int, budget_s: float, max_rounds: int) -> dict:
     import torch
-    from peers import interleaved_medians
 
     import tvm_qdq
 
@@ -131,11 +132,6 @@ def measure_row(row: str, threads: int, budget_s: float, max_rounds: int) -> dic
     return result
 
 
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
-
 
 def render(rows: list[dict], date: str) -> str:
     lines = [
@@ -150,24 +146,15 @@ def render(rows: list[dict], date: str) -> str:
     for r in rows:
         ms = r["ms"]
         ours = ms["tvm_qdq"]
-        inductor = (_fmt(ms["torch_compile"]) if "torch_compile" in ms
+        inductor = (fmt_ms(ms["torch_compile"]) if "torch_compile" in ms
                     else f"n/a ({r.get('torch_compile_error')})")
-        ort = _fmt(ms["ort"]) if "ort" in ms else f"n/a ({r.get('ort_error')})"
+        ort = fmt_ms(ms["ort"]) if "ort" in ms else f"n/a ({r.get('ort_error')})"
         vs_inductor = f"{ms['torch_compile'] / ours:.2f}" if "torch_compile" in ms else "–"
-        lines.append(f"| {r['row']} | {r['threads']} | {_fmt(ms['pytorch'])} | {inductor} | "
-                     f"{ort} | {_fmt(ours)} | {_fmt(ms['tvm_qdq_untuned'])} | "
+        lines.append(f"| {r['row']} | {r['threads']} | {fmt_ms(ms['pytorch'])} | {inductor} | "
+                     f"{ort} | {fmt_ms(ours)} | {fmt_ms(ms['tvm_qdq_untuned'])} | "
                      f"{ms['pytorch'] / ours:.2f} | {vs_inductor} |")
     return "\n".join(lines)
 
-
-def _update_readme(table: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = MARKERS
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
 def main() -> int:
@@ -179,7 +166,6 @@ def main() -> int:
     parser.add_argument("--no-readme", action="store_true")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.worker is not None:
         rows = [measure_row(r, args.worker, args.budget, args.max_rounds) for r in args.rows]
         print(json.dumps(rows))
@@ -198,7 +184,7 @@ def main() -> int:
     (RESULTS / "pytorch2.md").write_text(table + "\n")
     print(table)
     if not args.no_readme and args.rows == list(ROWS):
-        _update_readme(table)
+        update_readme_section(ROOT / "README.md", MARKERS, table)
     return 0
 
 

@@ -28,7 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import interleaved_medians, openvino_model, ort_session  # noqa: E402
+from peers import (  # noqa: E402
+    fmt_ms,
+    interleaved_medians,
+    openvino_model,
+    ort_session,
+    update_readme_section,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -86,11 +92,6 @@ def measure_model(name: str, threads: int, budget_s: float, max_rounds: int) -> 
     return row
 
 
-def _fmt_ms(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
-
 
 def render(rows: list[dict], machine: str, date: str) -> str:
     """The README table (markdown)."""
@@ -119,24 +120,14 @@ def render(rows: list[dict], machine: str, date: str) -> str:
             integer, agree = "–", "–"
         peers = [v for k, v in ms.items() if k in ("ort", "openvino")]
         ratio = (f"{min(peers) / ms['tvm_qdq']:.2f}" if peers and "tvm_qdq" in ms else "–")
-        ov = _fmt_ms(ms.get("openvino")) if "openvino" in ms else \
+        ov = fmt_ms(ms.get("openvino")) if "openvino" in ms else \
             f"n/a ({r.get('openvino_error', '–')})"
         lines.append(
             f"| {r['model']} | {r['source']} | {r['format']} | {r['threads']} | "
-            f"{r['import']} | {integer} | {agree} | {_fmt_ms(ms.get('ort'))} | {ov} | "
-            f"{_fmt_ms(ms.get('tvm_qdq'))} | {_fmt_ms(ms.get('tvm_qdq_untuned'))} | {ratio} |")
+            f"{r['import']} | {integer} | {agree} | {fmt_ms(ms.get('ort'))} | {ov} | "
+            f"{fmt_ms(ms.get('tvm_qdq'))} | {fmt_ms(ms.get('tvm_qdq_untuned'))} | {ratio} |")
     return "\n".join(lines)
 
-
-def _update_readme(table: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = MARKERS
-    if start not in text or end not in text:
-        return
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
 def _machine() -> str:
@@ -176,7 +167,7 @@ def main() -> int:
     (RESULTS / "real_models.md").write_text(table + "\n")
     print(table)
     if not args.no_readme and args.models is None:
-        _update_readme(table)
+        update_readme_section(ROOT / "README.md", MARKERS, table)
     return 0
 
 

@@ -181,3 +181,20 @@ def update_readme_section(readme: Path, markers: tuple[str, str], table: str) ->
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+
+
+def worker_rows(script: str, threads: list[int], args: list[str]) -> list[dict]:
+    """Run ``script --worker T *args`` once per thread count T, each in its own process
+    (TVM reads ``TVM_NUM_THREADS`` once), and concatenate the JSON rows each prints last."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    rows: list[dict] = []
+    for count in threads:
+        env = dict(os.environ, TVM_NUM_THREADS=str(count))
+        cmd = [sys.executable, script, "--worker", str(count), *args]
+        done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+        rows += json.loads(done.stdout.strip().splitlines()[-1])
+    return rows

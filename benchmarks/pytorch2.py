@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,12 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from peers import fmt_ms, interleaved_medians, update_readme_section  # noqa: E402
+from peers import (  # noqa: E402
+    fmt_ms,
+    interleaved_medians,
+    update_readme_section,
+    worker_rows,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -170,13 +173,8 @@ def main() -> int:
         rows = [measure_row(r, args.worker, args.budget, args.max_rounds) for r in args.rows]
         print(json.dumps(rows))
         return 0
-    rows = []
-    for threads in args.threads:
-        env = dict(os.environ, TVM_NUM_THREADS=str(threads))
-        cmd = [sys.executable, __file__, "--worker", str(threads), "--budget",
-               str(args.budget), "--max-rounds", str(args.max_rounds), "--rows", *args.rows]
-        done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-        rows += json.loads(done.stdout.strip().splitlines()[-1])
+    rows = worker_rows(__file__, args.threads, ["--budget", str(args.budget), "--max-rounds",
+                                                str(args.max_rounds), "--rows", *args.rows])
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     table = render(rows, date)
     RESULTS.mkdir(parents=True, exist_ok=True)

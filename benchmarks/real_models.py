@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from peers import (  # noqa: E402
     openvino_model,
     ort_session,
     update_readme_section,
+    worker_rows,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,13 +153,8 @@ def main() -> int:
         rows = [measure_model(n, args.worker, args.budget, args.max_rounds) for n in names]
         print(json.dumps(rows))
         return 0
-    rows = []
-    for threads in args.threads:
-        env = dict(os.environ, TVM_NUM_THREADS=str(threads))
-        cmd = [sys.executable, __file__, "--worker", str(threads), "--budget",
-               str(args.budget), "--max-rounds", str(args.max_rounds), "--models", *names]
-        done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-        rows += json.loads(done.stdout.strip().splitlines()[-1])
+    rows = worker_rows(__file__, args.threads, ["--budget", str(args.budget), "--max-rounds",
+                                                str(args.max_rounds), "--models", *names])
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     table = render(rows, _machine(), date)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import tvm_qdq
-from tvm_qdq.target.hexagon import compile_model, missing_tools
+from tvm_qdq.backend.hexagon import compile_model, missing_tools
 from tvm_qdq.testing.mixed_models import mixed_case
 from tvm_qdq.testing.models import quantized_model, random_feeds
 from tvm_qdq.testing.oracle import agreement, output_qparams

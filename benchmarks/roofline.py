@@ -64,7 +64,7 @@ def _largest(lowered, kind: str) -> list:
     with the most multiply-accumulates (every one of them on a tie)."""
     from tvm import tirx
 
-    from tvm_qdq.target.x86.profile import kernel_macs
+    from tvm_qdq.backend.x86.profile import kernel_macs
 
     found = []
     for gvar, func in lowered.functions.items():
@@ -82,7 +82,7 @@ def _has_vpdpbusd(func, target) -> bool:
     """Whether the assembly of ``func`` built alone for ``target`` contains ``vpdpbusd``."""
     import tvm
 
-    from tvm_qdq.target.x86 import asm_of
+    from tvm_qdq.backend.x86 import asm_of
 
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
     return "vpdpbusd" in asm_of(lib)
@@ -93,17 +93,17 @@ def measure(rows: list[tuple[str, str]], list_all: bool = False) -> dict:
     import tvm
 
     import tvm_qdq
-    from relay_passes.legalize_target import legalize_signedness
-    from tvm_qdq.target import resolve_target
-    from tvm_qdq.target.x86 import LoweringReport, has_vnni, lower_integer_kernels
-    from tvm_qdq.target.x86.profile import (
+    from tvm_qdq.backend.legalize_signedness import legalize_signedness
+    from tvm_qdq.backend.x86 import LoweringReport, has_vnni, lower_integer_kernels
+    from tvm_qdq.backend.x86.profile import (
         bare_kernel_seconds,
         kernel_macs,
         kernel_times,
         time_primfunc,
         vnni_peak_gmacs,
     )
-    from tvm_qdq.target.x86.tuning import open_db, resolve_db_path, use_database
+    from tvm_qdq.backend.x86.tuning import open_db, resolve_db_path, use_database
+    from tvm_qdq.targets import resolve_target
 
     target = resolve_target("x86")
     if not has_vnni(target):

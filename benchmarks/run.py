@@ -473,7 +473,7 @@ def measure_row(model_name: str, config: str, threads: int, compiled_dir: Path,
         return None
     row = _new_row(model_name, config, threads)
     _add_note(row, case.note)
-    import tvm_qdq.target.x86  # noqa: F401 - sets TVM's spin count unless the caller did
+    import tvm_qdq.backend.x86  # noqa: F401 - sets TVM's spin count unless the caller did
 
     row["tvm_spin_count"] = os.environ.get("TVM_THREAD_POOL_SPIN_COUNT")
     folder = compiled_dir / rid.replace("/", "__")
@@ -535,7 +535,7 @@ def measure_stock(model_name: str, config: str, repeat: int, budget_s: float) ->
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx as stock_from_onnx
 
-    from tvm_qdq.target import resolve_target
+    from tvm_qdq.targets import resolve_target
 
     case = build_case(model_name, config)
     start = time.perf_counter()
@@ -636,7 +636,7 @@ def _header(date: str, machine: str, wall_s: float | None, spin: str) -> str:
         "defaults: ONNX Runtime's default session options (intra-op thread spinning on), "
         "OpenVINO with `PERFORMANCE_HINT=LATENCY`, PyTorch with its default OpenMP wait "
         f"policy; tvm-qdq's TVM thread pool spins {spin} iterations before sleeping "
-        "(`TVM_THREAD_POOL_SPIN_COUNT`, set by `tvm_qdq.target.x86` unless given). Times: "
+        "(`TVM_THREAD_POOL_SPIN_COUNT`, set by `tvm_qdq.backend.x86` unless given). Times: "
         "median over interleaved rounds (at least 5; in each round every peer and both "
         f"tvm-qdq builds take turns: {SETTLE} untimed call, so the previous one's spinning "
         f"threads settle, then {BURST} timed calls, their median is the round's value) and "
@@ -825,7 +825,7 @@ def _stock(rows: list[tuple[str, str]], repeat: int, timeout_s: float) -> dict[s
 def _tune(rows: list[tuple[str, str]], resume: bool, db_path: str | None) -> int:
     """Fill the tuning database with every row's kernels (one thread)."""
     os.environ.setdefault("TVM_NUM_THREADS", "1")
-    from tvm_qdq.target.x86.tuning import TuningDB, default_db_path, format_event, tune_model
+    from tvm_qdq.backend.x86.tuning import TuningDB, default_db_path, format_event, tune_model
 
     db = TuningDB(db_path or default_db_path())
     start = time.perf_counter()

@@ -238,10 +238,10 @@ def test_skip_simplified_layer_norm_matches_ort(case: tuple) -> None:
 def test_layer_norm_functions_get_row_schedule() -> None:
     """The SkipLayerNorm / RMS norm functions are row reductions, like LayerNormalization's:
     the x86 lowering gives them the row-reduction schedule."""
+    from tvm_qdq.backend.x86 import lower_integer_kernels
+    from tvm_qdq.backend.x86.lower import LoweringReport
     from tvm_qdq.compile import legalize_signedness
-    from tvm_qdq.target import resolve_target
-    from tvm_qdq.target.x86 import lower_integer_kernels
-    from tvm_qdq.target.x86.lower import LoweringReport
+    from tvm_qdq.targets import resolve_target
 
     feeds = _skip_feeds((2, 16, 64), 13)
     params = _norm_params(64, 14)
@@ -382,9 +382,9 @@ def test_gelu_family_is_vector_code(op: str) -> None:
 
     import tvm
 
+    from tvm_qdq.backend.x86 import asm_of, lower_integer_kernels
     from tvm_qdq.compile import legalize_signedness
-    from tvm_qdq.target import resolve_target
-    from tvm_qdq.target.x86 import asm_of, lower_integer_kernels
+    from tvm_qdq.targets import resolve_target
 
     feeds = {"x": np.zeros((64, 256), np.float32)}
     model = _model([helper.make_node(op, ["x"], ["y"], domain=MS)], feeds, ["y"])

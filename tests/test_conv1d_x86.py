@@ -21,9 +21,9 @@ from onnx import TensorProto, helper, numpy_helper
 from tvm import relax
 
 import tvm_qdq
-from relay_passes.legalize_target import legalize_signedness
-from tvm_qdq.target import resolve_target
-from tvm_qdq.target.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
+from tvm_qdq.backend.legalize_signedness import legalize_signedness
+from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
+from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort
 
 TARGET = resolve_target("x86")

@@ -1,4 +1,4 @@
-"""Scalar side computations grouped into one kernel (:mod:`tvm_qdq.target.x86.group_scalars`).
+"""Scalar side computations grouped into one kernel (:mod:`tvm_qdq.backend.x86.group_scalars`).
 
 Dynamic quantization's min, max, scale and zero point were five kernel calls per
 DynamicQuantizeLinear; grouped they are one (plus the quantize). The grouping reorders no
@@ -14,9 +14,9 @@ import pytest
 import tvm
 
 import tvm_qdq
+from tvm_qdq.backend.x86 import lower, lower_integer_kernels
 from tvm_qdq.compile import legalize_signedness
-from tvm_qdq.target import resolve_target
-from tvm_qdq.target.x86 import lower, lower_integer_kernels
+from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model, random_feeds
 from tvm_qdq.testing.oracle import run_ort
 

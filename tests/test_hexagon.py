@@ -13,8 +13,8 @@ import tvm
 from tvm import te
 
 import tvm_qdq
-from tvm_qdq.target.hexagon import DEBIAN_PACKAGES, PRESETS, hexagon_target, missing_tools
-from tvm_qdq.target.hexagon.plan import Plan, assign_offsets
+from tvm_qdq.backend.hexagon import DEBIAN_PACKAGES, PRESETS, hexagon_target, missing_tools
+from tvm_qdq.backend.hexagon.plan import Plan, assign_offsets
 from tvm_qdq.testing.mixed_models import mixed_case
 from tvm_qdq.testing.models import quantized_model, random_feeds
 from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort
@@ -57,7 +57,7 @@ def _built_fixed(name: str, config: str):
     """(model, hexagon compiled with the default ``requantize="fixed"``), built once."""
     key = (name, config)
     if key not in _FIXED:
-        from tvm_qdq.target.hexagon import compile_model
+        from tvm_qdq.backend.hexagon import compile_model
 
         model = _model(name, config)
         _FIXED[key] = (model, compile_model(model, "hexagon"))
@@ -93,7 +93,7 @@ def test_static_memory_plan_never_overlaps_live_buffers() -> None:
     b = plan.add("b", (1, 4096), "int32", "temp")
     c = plan.add("c", (1, 64), "uint8", "temp")
     d = plan.add("d", (1, 10), "float32", "output")
-    from tvm_qdq.target.hexagon.plan import KernelCall
+    from tvm_qdq.backend.hexagon.plan import KernelCall
 
     plan.calls = [KernelCall("k0", "k0", [x, a], 1), KernelCall("k1", "k1", [a, b], 1),
                   KernelCall("k2", "k2", [b, a, c], 1), KernelCall("k3", "k3", [c, d], 1)]
@@ -202,8 +202,8 @@ def test_fixed_point_add_within_one_lsb_of_the_exact_sum() -> None:
 def test_fixed_point_kernel_matches_numpy_reference() -> None:
     """The ``tq_hx_requantize`` PrimFunc (narrow and wide forms), built for the host, is
     bit-exact with :func:`tvm_qdq.qnn.fixed_point.requantize_fixed`."""
+    from tvm_qdq.backend.hexagon.requant import _prim_func, requantize_te
     from tvm_qdq.qnn.fixed_point import plan_fixed_point, requantize_fixed
-    from tvm_qdq.target.hexagon.requant import _prim_func, requantize_te
 
     rng = np.random.default_rng(3)
     cases = [("int32", 32, (0, 255), 3e-4, None), ("int32", 32, (-128, 127), 5.0, None),
@@ -241,8 +241,8 @@ def test_fixed_point_rewrite_of_the_relax_chains_runs_like_the_reference() -> No
     for the host, equals the numpy reference."""
     from tvm import relax
 
+    from tvm_qdq.backend.hexagon.requant import fixed_point_requantize
     from tvm_qdq.qnn.fixed_point import plan_fixed_point, requantize_fixed
-    from tvm_qdq.target.hexagon.requant import fixed_point_requantize
 
     m = np.array([2e-4, 5e-4, 1e-3]).reshape(1, 3, 1)
     c = np.array([0.25, -3.4, 7.9]).reshape(1, 3, 1)
@@ -279,8 +279,8 @@ def test_fixed_point_rewrite_of_the_relax_chains_runs_like_the_reference() -> No
 def test_fixed_point_add_kernel_matches_numpy_reference() -> None:
     """The ``tq_hx_add`` PrimFunc (broadcast operand, per-channel ratio), built for the host,
     is bit-exact with :func:`tvm_qdq.qnn.fixed_point.add_fixed`."""
+    from tvm_qdq.backend.hexagon.requant_add import add_te
     from tvm_qdq.qnn.fixed_point import add_fixed, plan_fixed_point_sum
-    from tvm_qdq.target.hexagon.requant_add import add_te
 
     rng = np.random.default_rng(5)
     ratios = [np.array([0.7, -1.3, 0.2]).reshape(1, 3, 1), np.array(0.45)]
@@ -355,7 +355,7 @@ def test_fixed_point_requantize_models_within_contract(name: str, config: str) -
 
 def _float_instructions(build, symbol: str) -> list[str]:
     """The scalar IEEE float instructions of a kernel (both its functions)."""
-    from tvm_qdq.target.hexagon import isa
+    from tvm_qdq.backend.hexagon import isa
 
     dis = build._disassembly()
     found = []
@@ -463,7 +463,7 @@ def test_profile_counts_instructions_per_kernel() -> None:
 
 @needs_toolchain
 def test_export_writes_elf_object_header_and_loads(tmp_path) -> None:
-    from tvm_qdq.target.hexagon import load_hexagon
+    from tvm_qdq.backend.hexagon import load_hexagon
 
     model, hexagon, _ = _built("mlp", "u16s8")
     out = hexagon.export(tmp_path / "hx")
@@ -497,7 +497,7 @@ def test_feeds_are_checked_like_compiled_run() -> None:
 def test_no_packet_stores_and_reloads_one_address() -> None:
     """qemu-hexagon 7.2 runs a store and a load of the same address in one packet in the
     wrong order (it hit the runtime's old volatile rounding): the ELF must not contain one."""
-    from tvm_qdq.target.hexagon import isa
+    from tvm_qdq.backend.hexagon import isa
 
     _, hexagon, _ = _built("resnet_cnn", "u16s8")
     assert isa.same_address_store_load(hexagon._disassembly()) == []

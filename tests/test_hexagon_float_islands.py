@@ -1,6 +1,6 @@
 """Float islands on Hexagon without libm (issue 16).
 
-The C math of the image (:mod:`tvm_qdq.target.hexagon.libm`) is run under ``qemu-hexagon``
+The C math of the image (:mod:`tvm_qdq.backend.hexagon.libm`) is run under ``qemu-hexagon``
 on dense samples and checked against float64 references (and against numpy's IEEE results
 where it claims correct rounding); whole transformers compile, link and run on Hexagon,
 bit-exact with the x86 build under ``requantize="float"`` and within the ORT contract under
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tvm_qdq.target.hexagon import DEBIAN_PACKAGES, missing_tools
-from tvm_qdq.target.hexagon.libm import ERF_MAX_ULP, EXP_MAX_ULP, LIBM_C, LIBM_SYMBOLS, LOG_MAX_ULP
+from tvm_qdq.backend.hexagon import DEBIAN_PACKAGES, missing_tools
+from tvm_qdq.backend.hexagon.libm import ERF_MAX_ULP, EXP_MAX_ULP, LIBM_C, LIBM_SYMBOLS, LOG_MAX_ULP
 
 MISSING = missing_tools()
 needs_toolchain = pytest.mark.skipif(
@@ -71,9 +71,9 @@ def _harness(tmp_dir: Path) -> Path:
     """The harness ELF (runtime + libm + entry), built once per session."""
     if "elf" in _ELF:
         return _ELF["elf"]
-    from tvm_qdq.target.hexagon.driver import _cflags
-    from tvm_qdq.target.hexagon.runtime import RUNTIME_C
-    from tvm_qdq.target.hexagon.toolchain import find_toolchain
+    from tvm_qdq.backend.hexagon.driver import _cflags
+    from tvm_qdq.backend.hexagon.runtime import RUNTIME_C
+    from tvm_qdq.backend.hexagon.toolchain import find_toolchain
 
     tools = find_toolchain()
     sources = {"qdq_runtime.c": RUNTIME_C, "qdq_libm.c": LIBM_C, "harness.c": HARNESS_C}
@@ -92,8 +92,8 @@ def _harness(tmp_dir: Path) -> Path:
 
 
 def _run(tmp_dir: Path, kind: str, values: np.ndarray) -> np.ndarray:
-    from tvm_qdq.target.hexagon.emulator import run_elf
-    from tvm_qdq.target.hexagon.toolchain import find_toolchain
+    from tvm_qdq.backend.hexagon.emulator import run_elf
+    from tvm_qdq.backend.hexagon.toolchain import find_toolchain
 
     elf = _harness(tmp_dir)
     head = np.array([values.size, KINDS[kind]], dtype=np.uint32).tobytes()
@@ -249,7 +249,7 @@ def test_float_islands_link_and_run_like_x86() -> None:
     through the image's ``expf``) and Log (the image's ``logf``) are within their bounds of
     the float64 values, where x86 calls glibc."""
     import tvm_qdq
-    from tvm_qdq.target.hexagon import isa
+    from tvm_qdq.backend.hexagon import isa
 
     model = _island_model()
     hexagon = tvm_qdq.compile(model, "hexagon")
@@ -314,7 +314,7 @@ def test_transformer_on_hexagon(name: str, config: str) -> None:
     import onnxruntime as ort
 
     import tvm_qdq
-    from tvm_qdq.target.hexagon import compile_model, isa
+    from tvm_qdq.backend.hexagon import compile_model, isa
     from tvm_qdq.testing.models import random_feeds
     from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort
 

@@ -18,10 +18,10 @@ import tvm
 from onnx import TensorProto, helper
 
 import tvm_qdq
+from tvm_qdq.backend.x86 import lower_integer_kernels
+from tvm_qdq.backend.x86.lower import LoweringReport
 from tvm_qdq.compile import legalize_signedness
-from tvm_qdq.target import resolve_target
-from tvm_qdq.target.x86 import lower_integer_kernels
-from tvm_qdq.target.x86.lower import LoweringReport
+from tvm_qdq.targets import resolve_target
 
 TARGET = resolve_target("x86")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import tvm_qdq
-from relay_passes.legalize_target import legalize_signedness
+from tvm_qdq.backend.legalize_signedness import legalize_signedness
 from tvm_qdq.testing.ir import compute_calls
 from tvm_qdq.testing.models import quantized_model, random_feeds
 from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort

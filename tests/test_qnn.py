@@ -11,7 +11,7 @@ from tvm import relax
 from tvm_qdq.dtypes import QTYPES
 from tvm_qdq.qnn import QParams, ops, reference
 from tvm_qdq.qnn.ops import accumulator_for, smallest_int_type
-from tvm_qdq.target import resolve_target
+from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.oracle import run_ort
 
 

@@ -27,7 +27,7 @@ from tvm_qdq.frontend.torch import (  # noqa: E402
     dynamic,
     from_torch,
 )
-from tvm_qdq.target import resolve_target  # noqa: E402
+from tvm_qdq.targets import resolve_target  # noqa: E402
 from tvm_qdq.testing import torch_models as tm  # noqa: E402
 from tvm_qdq.testing.ir import compute_calls  # noqa: E402
 

@@ -1,5 +1,5 @@
 """Activation × activation matmul schedule of the x86 lowering
-(:mod:`tvm_qdq.target.x86.schedule_matmul`): the attention matmuls of transformers.
+(:mod:`tvm_qdq.backend.x86.schedule_matmul`): the attention matmuls of transformers.
 
 * Synthetic batched matmuls (int16 → int32 and float32, ``B`` as ``[k, j]`` or ``[j, k]``,
   with and without an elementwise epilogue, shapes that do and do not fill a register tile):
@@ -18,26 +18,26 @@ import tvm
 from tvm import relax, te, tirx
 
 import tvm_qdq
-from tvm_qdq.compile import legalize_signedness
-from tvm_qdq.target import resolve_target
-from tvm_qdq.target.x86 import asm_of, has_vnni, lower_integer_kernels, schedule_matmul
-from tvm_qdq.target.x86.lower import (
+from tvm_qdq.backend.x86 import asm_of, has_vnni, lower_integer_kernels, schedule_matmul
+from tvm_qdq.backend.x86.lower import (
     LoweringReport,
     exact_float_rounding,
     fuse_passes,
     rewrite_kernels,
 )
-from tvm_qdq.target.x86.schedule import (
+from tvm_qdq.backend.x86.schedule import (
     block_names,
     lowers,
     schedule_function,
     schedule_generic,
 )
-from tvm_qdq.target.x86.schedule_matmul import (
+from tvm_qdq.backend.x86.schedule_matmul import (
     MatmulTile,
     default_matmul_tile,
     schedule_activation_matmul,
 )
+from tvm_qdq.compile import legalize_signedness
+from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model
 from tvm_qdq.testing.oracle import assert_builds_agree
 

@@ -1,4 +1,4 @@
-"""x86 VNNI kernels (tvm_qdq.target.x86): exact against numpy, vpdpbusd in the assembly,
+"""x86 VNNI kernels (tvm_qdq.backend.x86): exact against numpy, vpdpbusd in the assembly,
 whole models bit-identical to the default build and within the ORT contract.
 
 Every kernel is built through the real path (a Relax ``conv2d``/``matmul`` with a constant
@@ -16,10 +16,10 @@ import tvm
 from tvm import relax
 
 import tvm_qdq
-from tvm_qdq.target import resolve_target
-from tvm_qdq.target.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
-from tvm_qdq.target.x86 import kernels as K
-from tvm_qdq.target.x86.schedule import row_tile_factors, valid_row_tiles
+from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
+from tvm_qdq.backend.x86 import kernels as K
+from tvm_qdq.backend.x86.schedule import row_tile_factors, valid_row_tiles
+from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model, random_feeds
 from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort
 

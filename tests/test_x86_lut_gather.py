@@ -1,4 +1,4 @@
-"""256-entry byte table lookups as AVX-512 VBMI permutes (``tvm_qdq/target/x86/lut_gather.py``).
+"""256-entry byte table lookups as AVX-512 VBMI permutes (``tvm_qdq/backend/x86/lut_gather.py``).
 
 The permute schedule must give the same bytes as the gather (it is numpy's ``table[x]``), run
 only on ``take(table, x)`` with a uint8 ``x`` indexing a 256-entry 8-bit table, and only on a
@@ -12,11 +12,11 @@ import pytest
 import tvm
 from tvm import relax
 
-from tvm_qdq.target import resolve_target
-from tvm_qdq.target.x86 import lower_integer_kernels
-from tvm_qdq.target.x86 import lut_gather as L
-from tvm_qdq.target.x86.intrin import asm_of
-from tvm_qdq.target.x86.profile import kernel_times
+from tvm_qdq.backend.x86 import lower_integer_kernels
+from tvm_qdq.backend.x86 import lut_gather as L
+from tvm_qdq.backend.x86.intrin import asm_of
+from tvm_qdq.backend.x86.profile import kernel_times
+from tvm_qdq.targets import resolve_target
 
 HOST = resolve_target("x86")
 NO_VBMI = tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512"})
@@ -104,7 +104,7 @@ def test_generic_schedule_without_vbmi() -> None:
 @needs_vbmi
 def test_permutes_faster_than_the_gather(monkeypatch) -> None:
     """MiniLM's GELU table on (16, 16, 1536): the permutes beat the generic gather by > 3×."""
-    from tvm_qdq.target.x86 import schedule_rows
+    from tvm_qdq.backend.x86 import schedule_rows
 
     mod = _take_module((16, 16, 1536), _table("uint8"))
     fast = _lowered(mod, HOST)

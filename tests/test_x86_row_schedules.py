@@ -1,4 +1,4 @@
-"""Row-wise schedules of the x86 lowering (:mod:`tvm_qdq.target.x86.schedule_rows`).
+"""Row-wise schedules of the x86 lowering (:mod:`tvm_qdq.backend.x86.schedule_rows`).
 
 Every PrimFunc of small QDQ and dynamic-quant transformers that gets a row schedule
 (layer norm, softmax, DynamicQuantizeLinear's min/max, transposes) must give bit-identical
@@ -14,17 +14,17 @@ import tvm
 from tvm import relax, tirx
 
 import tvm_qdq
-from tvm_qdq.compile import legalize_signedness
-from tvm_qdq.target import resolve_target
-from tvm_qdq.target.x86 import lower_integer_kernels, schedule_rows
-from tvm_qdq.target.x86.lower import (
+from tvm_qdq.backend.x86 import lower_integer_kernels, schedule_rows
+from tvm_qdq.backend.x86.lower import (
     LoweringReport,
     exact_float_rounding,
     fuse_passes,
     rewrite_kernels,
 )
-from tvm_qdq.target.x86.profile import _random_args as random_inputs
-from tvm_qdq.target.x86.schedule import block_names, lowers, schedule_generic
+from tvm_qdq.backend.x86.profile import _random_args as random_inputs
+from tvm_qdq.backend.x86.schedule import block_names, lowers, schedule_generic
+from tvm_qdq.compile import legalize_signedness
+from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model
 from tvm_qdq.testing.oracle import assert_builds_agree
 

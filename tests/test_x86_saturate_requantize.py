@@ -1,5 +1,5 @@
 """Exactness of the float64 requantize with its saturation moved onto the integer input
-(``tvm_qdq.target.x86.rounding.saturate_before_requantize``): bit-identical outputs, checked
+(``tvm_qdq.backend.x86.rounding.saturate_before_requantize``): bit-identical outputs, checked
 exhaustively over the integer input range, in numpy and as built x86 code."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 import tvm
 from tvm import relax
 
-from tvm_qdq.target import resolve_target
-from tvm_qdq.target.x86.rounding import exact_float_rounding, saturation_bounds
+from tvm_qdq.backend.x86.rounding import exact_float_rounding, saturation_bounds
+from tvm_qdq.targets import resolve_target
 
 
 def _old(d: np.ndarray, m: float, c: float, z: int, qlo: int, qhi: int) -> np.ndarray:

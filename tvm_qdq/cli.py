@@ -88,8 +88,8 @@ def _cmd_tune(args) -> int:
 
     # Tiles are timed with the TVM thread pool; it reads TVM_NUM_THREADS when TVM starts.
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
+    from .backend.x86.tuning import TuningDB, default_db_path, format_event, tune_model
     from .frontend.onnx import from_onnx
-    from .target.x86.tuning import TuningDB, default_db_path, format_event, tune_model
 
     path = args.db or default_db_path()
     if path is None:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "store it in the tuning database compile reads")
     p.add_argument("models", nargs="+", metavar="MODEL", help="quantized .onnx model(s)")
     p.add_argument("--db", help="database file (default: $TVM_QDQ_TUNING_DB or the one "
-                                "committed in tvm_qdq/target/x86/tuning_db.json)")
+                                "committed in tvm_qdq/backend/x86/tuning_db.json)")
     p.add_argument("--resume", action="store_true",
                    help="skip kernels already in the database (else measure them again)")
     p.add_argument("--target", default="x86", help="preset name or TVM target JSON")

@@ -19,14 +19,14 @@ import tvm
 from tvm import relax
 
 from relay_passes import PassReport, fake_quantization_to_integer
-from relay_passes.legalize_target import legalize_signedness
+from tvm_qdq.backend.legalize_signedness import legalize_signedness
 
+from .backend.tir_ops import scalar_nearbyint
 from .dtypes import from_container, numpy_name, to_container
 from .errors import InputError
 from .frontend.onnx import from_onnx
 from .index_bounds import index_input_ranges
-from .target import resolve_target, target_family
-from .target.tir_ops import scalar_nearbyint
+from .targets import resolve_target, target_family
 from .tvm_logs import routed_tvm_logs
 
 MODULE_FILE = "module.so"
@@ -294,7 +294,7 @@ def compile(  # noqa: A001 - the public name the design asks for
     ``shapes`` fixes graph inputs declared with dynamic dimensions (see ``from_onnx``).
 
     x86: VNNI register tiles come from the tuning database (``tvm-qdq tune``): ``tuning_db``
-    None → ``$TVM_QDQ_TUNING_DB`` or the one committed in ``tvm_qdq/target/x86``, a path →
+    None → ``$TVM_QDQ_TUNING_DB`` or the one committed in ``tvm_qdq/backend/x86``, a path →
     that file, False → none (heuristic tiles). Nothing is measured at compile time.
     """
     mod = model if isinstance(model, tvm.IRModule) else from_onnx(model, shapes=shapes)
@@ -303,7 +303,7 @@ def compile(  # noqa: A001 - the public name the design asks for
     tgt = resolve_target(target)
     inputs, outputs = _specs(mod)
     if target_family(tgt) == "hexagon":
-        from .target.hexagon import compile_hexagon
+        from .backend.hexagon import compile_hexagon
 
         with scalar_nearbyint():
             return compile_hexagon(mod, tgt, inputs=inputs, outputs=outputs,
@@ -315,8 +315,8 @@ def compile(  # noqa: A001 - the public name the design asks for
         mod = legalize_signedness(mod, target_family(tgt))
     executable = None
     if tgt.kind.name == "llvm":
-        from .target.x86 import lower_integer_kernels
-        from .target.x86.tuning import open_db, resolve_db_path, use_database
+        from .backend.x86 import lower_integer_kernels
+        from .backend.x86.tuning import open_db, resolve_db_path, use_database
 
         db = open_db(resolve_db_path(tuning_db))
         try:
@@ -339,7 +339,7 @@ def load(path: str | os.PathLike) -> Compiled:
     folder = Path(path)
     meta = json.loads((folder / META_FILE).read_text())
     if meta.get("format") == "tvm-qdq-hexagon/1":
-        from .target.hexagon import load_hexagon
+        from .backend.hexagon import load_hexagon
 
         return load_hexagon(folder)
     module = tvm.runtime.load_module(str(folder / MODULE_FILE))

@@ -68,7 +68,7 @@ ACTIVATION = "relay_passes/rules/activation.py"
 MOVEMENT = "relay_passes/rules/movement.py"
 LOOKUP = "relay_passes/rules/lookup.py"
 QDQ_RULE = "relay_passes/rules/qdq.py"
-X86_ROUNDING = "tvm_qdq/target/x86/rounding.py"
+X86_ROUNDING = "tvm_qdq/backend/x86/rounding.py"
 
 
 class MutationError(RuntimeError):
@@ -226,26 +226,26 @@ def _faults() -> tuple[Fault, ...]:
     # the float64 form of the Add's int64 rounding shift.
     faults += [
         Fault("x86-sat-round", "x86 requantize epilogue", ROUND,
-              "target/x86/rounding.py saturate_before_requantize: round → floor(x + 0.5)",
+              "backend/x86/rounding.py saturate_before_requantize: round → floor(x + 0.5)",
               (Edit(X86_ROUNDING, 'q = relax.op.astype(relax.op.round(x), "int32")',
                     'q = relax.op.astype(relax.op.floor(relax.op.add(x, '
                     'relax.const(0.5, "float64"))), "int32")'),)),
         Fault("x86-sat-zp", "x86 requantize epilogue", ZERO_POINT,
-              "target/x86/rounding.py saturate_before_requantize: zero point + 1",
+              "backend/x86/rounding.py saturate_before_requantize: zero point + 1",
               (Edit(X86_ROUNDING, 'relax.const(z.astype(np.int32), "int32")',
                     'relax.const(z.astype(np.int32) + 1, "int32")'),)),
         Fault("x86-sat-clip", "x86 requantize epilogue", CLIP,
-              "target/x86/rounding.py saturate_before_requantize: no int32 clamp",
+              "backend/x86/rounding.py saturate_before_requantize: no int32 clamp",
               (Edit(X86_ROUNDING,
                     "relax.op.astype(relax.op.minimum(relax.op.maximum(get(d), lo), hi), "
                     '"float64")',
                     'relax.op.astype(get(d), "float64")'),)),
         Fault("x86-sat-bound", "x86 requantize epilogue", "clip bound off by one",
-              "target/x86/rounding.py saturation_bounds: upper clamp bound one too high",
+              "backend/x86/rounding.py saturation_bounds: upper clamp bound one too high",
               (Edit(X86_ROUNDING, "    return a_lo, a_hi, m, c\n",
                     "    return a_lo, a_hi + 1, m, c\n"),)),
         Fault("x86-shift-round", "x86 add (float64 rounding shift)", ROUND,
-              "target/x86/rounding.py _float_rounding: round → floor(total + 0.5)",
+              "backend/x86/rounding.py _float_rounding: round → floor(total + 0.5)",
               (Edit(X86_ROUNDING, 'return relax.op.astype(relax.op.round(total), "int64")',
                     'return relax.op.astype(relax.op.floor(relax.op.add(total, '
                     'relax.const(0.5, "float64"))), "int64")'),)),
@@ -527,7 +527,7 @@ def render(outcomes: list[FaultOutcome], tests: list[str], baseline: RunResult |
         "tests below there and lists the first failing tests (at most "
         f"{maxfail}; pytest stops there).",
         "A fault nobody notices is **SURVIVED**. Not covered: the Hexagon fixed-point",
-        "requantize (`qnn/fixed_point.py`, `target/hexagon/requant*.py`; its tests need qemu).",
+        "requantize (`qnn/fixed_point.py`, `backend/hexagon/requant*.py`; its tests need qemu).",
         "Rerun: `bash scripts/mutation_check --jobs 3` (`--list`, `--only ID ...`, `--check`,",
         "`--combine` for runs that shared the faults).",
         "",

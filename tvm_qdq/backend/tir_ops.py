@@ -11,7 +11,7 @@ import tvm
 def scalar_nearbyint():
     """Build with ``tirx.nearbyint`` not vectorizable, as TVM ships it.
 
-    The x86 kernels (``tvm_qdq.target.x86``) mark it vectorizable process-wide; other targets
+    The x86 kernels (``tvm_qdq.backend.x86``) mark it vectorizable process-wide; other targets
     (Hexagon: qemu mis-executes the packets that vector form produces) build without it.
     """
     op = tvm.ir.Op.get("tirx.nearbyint")

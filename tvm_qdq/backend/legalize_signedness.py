@@ -19,10 +19,9 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from relay_passes.fake_quantization_to_integer import _remap
+from relay_passes.qtensor import constant_value
 from tvm_qdq.qnn.ops import const, shape_of
-
-from .fake_quantization_to_integer import _remap
-from .qtensor import constant_value
 
 SHIFT = 128
 PREFERENCES = {"x86": ("uint8", "int8")}

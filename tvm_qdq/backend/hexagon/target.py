@@ -29,7 +29,7 @@ def hexagon_target(arch: str = "v68") -> dict:
             "mattr": [f"+hvx{arch}", "+hvx-length128b", *NO_HVX_FLOAT]}
 
 
-#: Preset names for :data:`tvm_qdq.target.presets.PRESETS`.
+#: Preset names for :data:`tvm_qdq.targets.PRESETS`.
 PRESETS = {
     "hexagon": lambda: hexagon_target("v68"),
     "hexagon-v68": lambda: hexagon_target("v68"),

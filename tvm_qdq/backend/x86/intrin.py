@@ -99,8 +99,8 @@ def has_vnni(target: tvm.target.Target) -> bool:
 def schedule_target(target: tvm.target.Target | None = None) -> tvm.target.Target:
     """The target a schedule is chosen for: ``target``, else the current one (``with
     target:``) when it is LLVM, else the host's x86 target
-    (:func:`tvm_qdq.target.resolve_target`)."""
-    from .. import resolve_target
+    (:func:`tvm_qdq.backend.resolve_target`)."""
+    from ...targets import resolve_target
 
     if target is not None:
         return target

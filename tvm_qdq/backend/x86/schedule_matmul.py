@@ -375,7 +375,7 @@ def matmul_attempts(func: tirx.PrimFunc, names: list[str],
 
 def _target_has_vnni(target: tvm.target.Target | None = None) -> bool:
     """AVX-512 VNNI on ``target``, else on the current target (``with target:``), else on
-    the host's x86 target (the one :func:`tvm_qdq.target.resolve_target` gives)."""
+    the host's x86 target (the one :func:`tvm_qdq.backend.resolve_target` gives)."""
     from .intrin import has_vnni, schedule_target
 
     return has_vnni(schedule_target(target))

@@ -20,7 +20,7 @@ PRESETS: dict[str, Callable[[], dict]] = {
 
 
 def _hexagon_presets() -> dict[str, Callable[[], dict]]:
-    from .hexagon.target import PRESETS as HEXAGON
+    from .backend.hexagon.target import PRESETS as HEXAGON
 
     return HEXAGON
 

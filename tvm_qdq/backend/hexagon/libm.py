@@ -3,7 +3,7 @@
 The kernels TVM builds for the Hexagon triple call libm (and Hexagon's compiler-rt) for the
 float ops LLVM does not expand inline. Most float islands never reach these: :mod:`.lower`
 rewrites float32 ``R.exp``, ``R.erf``, ``R.sigmoid``, ``R.nn.gelu`` and ``R.nn.softmax`` into
-the TIR polynomials of :mod:`tvm_qdq.target.x86.fast_math` (the same expressions as the x86
+the TIR polynomials of :mod:`tvm_qdq.backend.x86.fast_math` (the same expressions as the x86
 build, so the same results). What is left — ``sqrt``/``rsqrt`` (LayerNorm), the two ``e^x``
 of TVM's ``tanh`` expansion, ``log``, a float64 division (LayerNorm's float64 mean over a
 row length that is not a power of two) — is :data:`LIBM_C`, compiled into the image:
@@ -229,7 +229,7 @@ float erff(float x) {
   return x < 0.0f ? -big : big;
 }
 
-/* log(x) = k·ln2 + log(1 + f), see tvm_qdq/target/hexagon/libm.py */
+/* log(x) = k·ln2 + log(1 + f), see tvm_qdq/backend/hexagon/libm.py */
 float logf(float x) {
   uint32_t ix = qdq_bits32(x);
   if (ix > 0x7f800000u && !(ix & 0x80000000u)) return x;             /* NaN */

@@ -428,11 +428,11 @@ def tune_model(model, target: str | dict | tvm.target.Target = "x86",
     across several calls, so a kernel common to two models is measured once even without
     ``resume``; updated in place). Returns one event per kernel.
     """
-    from relay_passes.legalize_target import legalize_signedness
+    from tvm_qdq.backend.legalize_signedness import legalize_signedness
 
     from ...compile import _attr, to_integer
     from ...frontend.onnx import from_onnx
-    from .. import resolve_target, target_family
+    from ...targets import resolve_target, target_family
     from .lower import lower_integer_kernels
 
     mod = model if isinstance(model, tvm.IRModule) else from_onnx(model)

@@ -1,0 +1,34 @@
+"""What a TIR block of a backend kernel is, as an explicit block annotation.
+
+Kernels built with TE mark their blocks with ``te.compute(..., attrs={KERNEL_ATTR: kind})``
+(the annotation survives operator fusion, which renames functions and blocks); schedules,
+tuning and profiling ask :func:`block_kind` instead of reading name prefixes.
+"""
+
+from __future__ import annotations
+
+from tvm import s_tir
+
+#: Block annotation key naming the role of a kernel's block.
+KERNEL_ATTR = "tvm_qdq.kernel"
+
+#: Roles. x86: the VNNI reduction, the depthwise multiply-accumulate, a padded scratch copy
+#: of the input. Hexagon: the vrmpy reduction, its pack/unpack steps.
+VNNI = "vnni"
+DEPTHWISE = "depthwise"
+SCRATCH = "scratch"
+HVX_VRMPY = "hvx_vrmpy"
+HVX_PACK = "hvx_pack"
+HVX_UNPACK = "hvx_unpack"
+
+
+def tag(kind: str) -> dict[str, str]:
+    """The ``attrs`` argument of ``te.compute`` that marks a block as ``kind``."""
+    return {KERNEL_ATTR: kind}
+
+
+def block_kind(sch: s_tir.Schedule, block) -> str | None:
+    """The role annotated on ``block`` (a block RV or SBlock), None when it has none."""
+    node = sch.get(block)
+    value = node.annotations.get(KERNEL_ATTR)
+    return None if value is None else str(value)

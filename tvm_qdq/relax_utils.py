@@ -1,0 +1,86 @@
+"""Small Relax helpers shared by the frontend, the passes and the backends (one copy each).
+
+Every helper reads a Relax expression's type (``expr.ty``, or ``struct_info`` on objects
+that only carry that) and answers ``None`` instead of raising when the answer is not static.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm import relax
+
+
+def ty(expr: relax.Expr):
+    """The Relax type of ``expr``."""
+    return expr.ty if hasattr(expr, "ty") else expr.struct_info
+
+
+def tensor_dtype(expr: relax.Expr) -> str | None:
+    """Element type of a tensor-typed ``expr`` (``"uint8"``, ...), None for other types."""
+    dtype = getattr(ty(expr), "dtype", None)
+    return None if dtype is None else str(dtype)
+
+
+def static_shape(expr: relax.Expr) -> tuple[int, ...] | None:
+    """Dimensions of a tensor-typed ``expr`` when all are known integers, else None."""
+    t = ty(expr)
+    if not isinstance(t, relax.TensorType) or t.shape is None:
+        return None
+    values = getattr(t.shape, "values", None)
+    if values is None:
+        return None
+    if not all(isinstance(d, tvm.tirx.IntImm) for d in values):
+        return None
+    return tuple(int(d) for d in values)
+
+
+def constant_value(expr: relax.Expr) -> np.ndarray | None:
+    """The value of a Relax constant as numpy, None for anything else."""
+    if isinstance(expr, tvm.ir.Constant) and hasattr(expr.value, "numpy"):
+        return expr.value.numpy()
+    return None
+
+
+def constant(values, dtype: str) -> relax.Constant:
+    """A Relax constant with an exact dtype (0-d for scalars)."""
+    return relax.const(np.asarray(values).astype(dtype), dtype)
+
+
+def remap_vars(expr: relax.Expr, mapping: dict) -> relax.Expr:
+    """``expr`` with each var replaced by its image in ``mapping``, one level deep (the
+    arguments of a call or tuple in A-normal form)."""
+    if isinstance(expr, relax.Var):
+        return mapping.get(expr, expr)
+    if isinstance(expr, relax.Tuple):
+        return relax.Tuple([remap_vars(f, mapping) for f in expr.fields])
+    if isinstance(expr, relax.TupleGetItem):
+        return relax.TupleGetItem(remap_vars(expr.tuple_value, mapping), expr.index)
+    if isinstance(expr, relax.Call):
+        return relax.Call(expr.op, [remap_vars(a, mapping) for a in expr.args], expr.attrs,
+                          expr.ty_args)
+    return expr
+
+
+@relax.expr_functor.mutator
+class SubstituteVars(relax.PyExprMutator):
+    """Replaces vars by expressions at every use site, at any depth."""
+
+    def __init__(self, mapping: dict) -> None:
+        super().__init__()
+        self.mapping = mapping
+
+    def visit_var_(self, op: relax.Var) -> relax.Expr:
+        return self.mapping.get(op, op)
+
+    def visit_dataflow_var_(self, op: relax.DataflowVar) -> relax.Expr:
+        return self.mapping.get(op, op)
+
+
+def conv_pad_width(padding: list[int], spatial: int) -> list[int]:
+    """Conv padding (all befores, then all afters) as ``nn.pad``'s width per axis
+    ``[N_before, N_after, C_before, C_after, d1_before, d1_after, ...]``."""
+    width = [0, 0, 0, 0]
+    for i in range(spatial):
+        width += [padding[i], padding[spatial + i]]
+    return width

@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from cases import synthetic_model
+from report import render_hexagon
 
 import tvm_qdq
 from tvm_qdq.backend.hexagon import compile_model, missing_tools
-from tvm_qdq.testing.mixed_models import mixed_case
-from tvm_qdq.testing.models import quantized_model, random_feeds
+from tvm_qdq.testing.models import random_feeds
 from tvm_qdq.testing.oracle import agreement, output_qparams
 
 RESULTS = Path(__file__).parent / "results"
@@ -41,8 +42,8 @@ DEFAULT_MODELS = ["resnet_cnn:u8s8_perchannel", "resnet_cnn:u16s8", "mlp:u8s8_pe
 
 
 def _model(spec: str):
-    name, config = spec.split(":")
-    return mixed_case(config) if name == "mixed" else quantized_model(name, config)
+    """The ONNX model of ``model:config`` (:func:`cases.synthetic_model`)."""
+    return synthetic_model(*spec.split(":"))
 
 
 def _max_lsb(model, outputs: list, expected: list) -> float:
@@ -87,27 +88,6 @@ def bench(spec: str, requantize: str = "fixed", x86_outputs: dict | None = None)
             "vrmpy": sum(k.vrmpy for k in profile.kernels), "kernels": kernels}
 
 
-def markdown(results: list[dict], kernels: bool) -> str:
-    """The summary table (and per-kernel tables) as markdown."""
-    lines = ["| model | requantize | vs x86 | instructions | packets | HVX share | vrmpy | "
-             "compile s |", "|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        agree = "bit-exact" if r["bit_exact_vs_x86"] else f"max {r['max_lsb_vs_x86']:g} LSB"
-        lines.append(f"| {r['model']} | {r['requantize']} | {agree} | {r['instructions']:,} | "
-                     f"{r['packets']:,} | {100 * r['hvx_share']:.1f}% | {r['vrmpy']:,} | "
-                     f"{r['compile_s']} |")
-    if kernels:
-        for r in results:
-            lines += ["", f"{r['model']} (requantize={r['requantize']}) per kernel:", "",
-                      "| kernel | instructions | packets | HVX share | vrmpy | schedule |",
-                      "|---|---|---|---|---|---|"]
-            for k in r["kernels"]:
-                lines.append(f"| {k['name']} | {k['instructions']:,} | {k['packets']:,} | "
-                             f"{100 * k['hvx_share']:.1f}% | {k['vrmpy']:,} | "
-                             f"{k['schedule']} |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=DEFAULT_MODELS)
@@ -126,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     x86: dict = {}
     results = [bench(m, rq, x86) for m in args.models for rq in args.requantize]
     kernels = args.kernels or args.save
-    table = markdown(results, kernels)
+    table = render_hexagon(results, kernels)
     print(table)
     header = (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
               f"`benchmarks/hexagon.py` under qemu-hexagon (-cpu v67, v68 code, 128-byte HVX) "

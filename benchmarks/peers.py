@@ -1,23 +1,21 @@
-"""The peers of the benchmarks at their own defaults, interleaved timing, and who counts as a peer.
+"""The peers of the benchmarks at their own defaults, and who counts as a peer.
 
-Shared by ``benchmarks/run.py`` and ``benchmarks/real_models.py``:
+Shared by ``benchmarks/measure.py`` (the rows of ``run.py``), ``real_models.py`` and
+``pytorch2.py``:
 
 * :func:`ort_session`: ONNX Runtime's CPU session with its default session options (thread
   spinning on), only the thread count set;
 * :func:`openvino_model`: OpenVINO's compiled CPU model with ``PERFORMANCE_HINT=LATENCY``, or
   the reason it refused the model;
-* :func:`interleaved` / :func:`interleaved_medians`: every runner once per round, so drifts of
-  the machine hit all alike; medians and the spread (min–max) over the rounds;
 * :func:`within_contract` / :func:`best_peer`: a peer's output counts when it agrees with ORT's
   reference path as closely as tvm-qdq must (:data:`PEER_RULE`).
+
+How they are timed: ``benchmarks/timing.py``.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 #: The agreement a peer (or tvm-qdq) must reach with ORT's reference path to count.
@@ -92,63 +90,8 @@ def openvino_runner(compiled: object, feeds: Mapping[str, object]
     return run, first_output
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Milliseconds over the rounds of :func:`interleaved`."""
-
-    median: float
-    min: float
-    max: float
-    rounds: int
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-def _round_ms(fn: Callable[[], object], burst: int, settle: int) -> float:
-    """``settle`` untimed calls, then the median ms of ``burst`` timed ones."""
-    for _ in range(settle):
-        fn()
-    times = []
-    for _ in range(burst):
-        t0 = time.perf_counter()
-        fn()
-        times.append(1000 * (time.perf_counter() - t0))
-    return statistics.median(times)
-
-
-def interleaved(runners: Mapping[str, Callable[[], object]], budget_s: float,
-                min_rounds: int = 5, max_rounds: int = 50, burst: int = 1,
-                settle: int = 0) -> dict[str, Timing]:
-    """:class:`Timing` of each runner over rounds that run every runner in turn, after one
-    warm-up round; as many rounds as fit in ``budget_s`` (within ``min_rounds`` and
-    ``max_rounds``). In a round each runner makes ``settle`` untimed calls (the previous
-    runner's spinning threads, caches) and ``burst`` timed ones, whose median is the round's
-    value. The order rotates from round to round, so none is always first."""
-    keys = list(runners)
-    start = time.perf_counter()
-    for fn in runners.values():
-        fn()
-    per_round = max(time.perf_counter() - start, 1e-6) * (burst + settle)
-    rounds = max(min_rounds, min(max_rounds, int(budget_s / per_round)))
-    times: dict[str, list[float]] = {k: [] for k in keys}
-    for i in range(rounds):
-        for key in keys[i % len(keys):] + keys[:i % len(keys)]:
-            times[key].append(_round_ms(runners[key], burst, settle))
-    return {k: Timing(statistics.median(v), min(v), max(v), len(v)) for k, v in times.items()}
-
-
-def interleaved_medians(runners: Mapping[str, Callable[[], object]], budget_s: float,
-                        max_rounds: int, settle: int = 1) -> dict[str, float]:
-    """Median ms of each runner (:func:`interleaved`, at least 3 rounds, one timed call per
-    turn after ``settle`` untimed ones)."""
-    timings = interleaved(runners, budget_s, min_rounds=3, max_rounds=max_rounds,
-                          settle=settle)
-    return {k: t.median for k, t in timings.items()}
-
-
 def within_contract(agreement: Mapping[str, float] | None) -> bool:
-    """Whether an agreement record (``run.py``'s ``{"lsb", "within1"}`` or ``{"abs", "cos"}``)
+    """Whether an agreement record (``measure.py``'s ``{"lsb", "within1"}`` or ``{"abs", "cos"}``)
     meets :data:`PEER_RULE`. A float record without a cosine does not count."""
     if not agreement:
         return False
@@ -163,38 +106,3 @@ def best_peer(ms: Mapping[str, float | None], agreements: Mapping[str, Mapping |
     eligible = [(v, k) for k, v in ms.items() if v is not None
                 and within_contract(agreements.get(k))]
     return min(eligible)[1] if eligible else None
-
-
-def fmt_ms(value: float | None) -> str:
-    """A latency in ms for a table: 3 significant digits, whole ms from 100 on."""
-    if value is None:
-        return "–"
-    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
-
-
-def update_readme_section(readme: Path, markers: tuple[str, str], table: str) -> None:
-    """Replace what stands between the two marker lines of ``readme`` by ``table``."""
-    text = readme.read_text()
-    start, end = markers
-    if start not in text or end not in text:
-        return
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    readme.write_text(f"{head}{start}\n{table}\n{end}{tail}")
-
-
-def worker_rows(script: str, threads: list[int], args: list[str]) -> list[dict]:
-    """Run ``script --worker T *args`` once per thread count T, each in its own process
-    (TVM reads ``TVM_NUM_THREADS`` once), and concatenate the JSON rows each prints last."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    rows: list[dict] = []
-    for count in threads:
-        env = dict(os.environ, TVM_NUM_THREADS=str(count))
-        cmd = [sys.executable, script, "--worker", str(count), *args]
-        done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
-        rows += json.loads(done.stdout.strip().splitlines()[-1])
-    return rows

@@ -22,12 +22,9 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from peers import (  # noqa: E402
-    fmt_ms,
-    interleaved_medians,
-    update_readme_section,
-    worker_rows,
-)
+from peers import ort_session
+from report import render_pytorch2, update_readme_section
+from timing import interleaved_medians, worker_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -67,8 +64,8 @@ def build(row: str):
 
 
 def _onnx_session(program, inputs, threads: int, folder: Path):
-    """ORT on the program's ONNX export, or the reason there is none."""
-    import onnxruntime as ort
+    """ORT (:func:`peers.ort_session`) on the program's ONNX export, or the reason there is
+    none."""
     import torch
 
     path = folder / "model.onnx"
@@ -76,9 +73,7 @@ def _onnx_session(program, inputs, threads: int, folder: Path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(program, inputs, dynamo=True, verbose=False).save(str(path))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads)
     except Exception as err:  # noqa: BLE001 - a failed export is a table entry
         return None, type(err).__name__
     names = [i.name for i in session.get_inputs()]
@@ -126,38 +121,13 @@ def measure_row(row: str, threads: int, budget_s: float, max_rounds: int) -> dic
     with tempfile.TemporaryDirectory() as tmp:
         session, error = _onnx_session(program, inputs, threads, Path(tmp))
         if session is not None:
-            ort_session, names = session
+            session, names = session
             feeds = dict(zip(names, arrays, strict=True))
-            runners["ort"] = lambda: ort_session.run(None, feeds)
+            runners["ort"] = lambda: session.run(None, feeds)
         else:
             result["ort_error"] = error
         result["ms"] = interleaved_medians(runners, budget_s, max_rounds)
     return result
-
-
-
-def render(rows: list[dict], date: str) -> str:
-    lines = [
-        f"Measured {date} by `benchmarks/pytorch2.py` (interleaved medians; ratio > 1: tvm-qdq "
-        "faster). PyTorch eager runs the converted program as PyTorch does; `torch.compile` is "
-        "Inductor on CPU; ORT runs the program's `torch.onnx.export(dynamo=True)` file.",
-        "",
-        "| program | threads | PyTorch ms | torch.compile ms | ORT ms | tvm-qdq ms | untuned ms "
-        "| PyTorch / tvm-qdq | torch.compile / tvm-qdq |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        ms = r["ms"]
-        ours = ms["tvm_qdq"]
-        inductor = (fmt_ms(ms["torch_compile"]) if "torch_compile" in ms
-                    else f"n/a ({r.get('torch_compile_error')})")
-        ort = fmt_ms(ms["ort"]) if "ort" in ms else f"n/a ({r.get('ort_error')})"
-        vs_inductor = f"{ms['torch_compile'] / ours:.2f}" if "torch_compile" in ms else "–"
-        lines.append(f"| {r['row']} | {r['threads']} | {fmt_ms(ms['pytorch'])} | {inductor} | "
-                     f"{ort} | {fmt_ms(ours)} | {fmt_ms(ms['tvm_qdq_untuned'])} | "
-                     f"{ms['pytorch'] / ours:.2f} | {vs_inductor} |")
-    return "\n".join(lines)
-
 
 
 def main() -> int:
@@ -176,7 +146,7 @@ def main() -> int:
     rows = worker_rows(__file__, args.threads, ["--budget", str(args.budget), "--max-rounds",
                                                 str(args.max_rounds), "--rows", *args.rows])
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    table = render(rows, date)
+    table = render_pytorch2(rows, date)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "pytorch2.json").write_text(json.dumps(rows, indent=1))
     (RESULTS / "pytorch2.md").write_text(table + "\n")

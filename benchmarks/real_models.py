@@ -19,22 +19,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import (  # noqa: E402
-    fmt_ms,
-    interleaved_medians,
-    openvino_model,
-    ort_session,
-    update_readme_section,
-    worker_rows,
-)
+from peers import openvino_model, ort_session
+from report import describe_machine, render_real_models, update_readme_section
+from timing import interleaved_medians, worker_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -92,51 +84,6 @@ def measure_model(name: str, threads: int, budget_s: float, max_rounds: int) -> 
     return row
 
 
-
-def render(rows: list[dict], machine: str, date: str) -> str:
-    """The README table (markdown)."""
-    lines = [
-        f"Measured {date} on {machine} by `benchmarks/real_models.py` (interleaved medians; "
-        "ratio > 1: tvm-qdq faster than the better peer). Agreement with ORT's reference "
-        "path: max |diff| against how far ORT's own output moves under a relative 1e-6 input "
-        "change, worst-row cosine; `ok` when within the yardstick (DESIGN.md §2).",
-        "",
-        "| model | source | format | threads | import | integer conv/matmul | agreement | "
-        "ORT ms | OpenVINO ms | tvm-qdq ms | untuned ms | best peer / tvm-qdq |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        ms = r.get("ms", {})
-        if r.get("import") == "ok":
-            integer = (f"{r['quantized_nodes']} quantized, {r['float_compute']} float"
-                       if r["quantized_nodes"] else "weight-only: float by design")
-            ag = r["agreement"]
-            moved = "–" if ag["movement"] is None else f"{ag['movement']:.2g}"
-            agree = (f"{'ok' if ag['ok'] else 'OUT'}: {ag['max_abs']:.2g} vs {moved}, "
-                     f"cos {ag['cosine']:.5f}")
-            if "top1" in ag:
-                agree += ", top-1 " + ("same" if ag["top1"] else "DIFFERS")
-        else:
-            integer, agree = "–", "–"
-        peers = [v for k, v in ms.items() if k in ("ort", "openvino")]
-        ratio = (f"{min(peers) / ms['tvm_qdq']:.2f}" if peers and "tvm_qdq" in ms else "–")
-        ov = fmt_ms(ms.get("openvino")) if "openvino" in ms else \
-            f"n/a ({r.get('openvino_error', '–')})"
-        lines.append(
-            f"| {r['model']} | {r['source']} | {r['format']} | {r['threads']} | "
-            f"{r['import']} | {integer} | {agree} | {fmt_ms(ms.get('ort'))} | {ov} | "
-            f"{fmt_ms(ms.get('tvm_qdq'))} | {fmt_ms(ms.get('tvm_qdq_untuned'))} | {ratio} |")
-    return "\n".join(lines)
-
-
-
-def _machine() -> str:
-    import tvm
-
-    cpu = str(tvm.target.codegen.llvm_get_system_cpu())
-    return f"{platform.machine()} {cpu}, {os.cpu_count()} cores"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
@@ -156,7 +103,7 @@ def main() -> int:
     rows = worker_rows(__file__, args.threads, ["--budget", str(args.budget), "--max-rounds",
                                                 str(args.max_rounds), "--models", *names])
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    table = render(rows, _machine(), date)
+    table = render_real_models(rows, describe_machine(os_name=False), date)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "real_models.json").write_text(json.dumps(rows, indent=1))
     (RESULTS / "real_models.md").write_text(table + "\n")

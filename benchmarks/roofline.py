@@ -12,7 +12,7 @@ Peak: a TIR kernel of independent ``vpdpbusd`` accumulator chains (a register ti
 the model kernels), best of a few tile shapes, one core (TVM_NUM_THREADS=1 is forced).
 One vpdpbusd = 16 lanes × 4 uint8·int8 products = 64 MACs.
 
-Models: the benchmark's models (``benchmarks/run.py`` ``build_case``) in their QDQ u8/s8
+Models: the benchmark's models (``benchmarks/cases.py`` ``build_case``) in their QDQ u8/s8
 per-channel form; the real-weight ones (EfficientNet-Lite0, all-MiniLM-L6-v2) when the
 ``bench`` extra is installed.
 
@@ -35,25 +35,21 @@ from pathlib import Path
 
 os.environ["TVM_NUM_THREADS"] = "1"  # one core: must be set before TVM starts its pool
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from cases import ROWS as BENCHMARK_ROWS  # noqa: E402 - after the thread count
+from cases import build_case  # noqa: E402
+from report import render_roofline  # noqa: E402
 
-#: Benchmark rows (``benchmarks/run.py``) measured by default: every model in its QDQ u8/s8
-#: per-channel form (the real-weight models need the ``bench`` extra; skipped without it).
-ROWS = [("resnet_cnn", "u8s8_perchannel"), ("efficientnet_lite0", "u8s8_perchannel"),
-        ("mlp", "u8s8_perchannel"), ("transformer_encoder", "u8s8_perchannel"),
-        ("minilm_l6", "u8s8_perchannel")]
+#: Benchmark rows measured by default: every model in its QDQ u8/s8 per-channel form (the
+#: real-weight models need the ``bench`` extra; skipped without it).
+ROWS = [(model, config) for model, config in BENCHMARK_ROWS if config == "u8s8_perchannel"]
 
 
 def _models(rows: list[tuple[str, str]]) -> list[tuple[str, str, object]]:
-    """(name, config, ONNX model) of every row, built exactly as ``benchmarks/run.py`` does."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import run as bench
-
+    """(name, config, ONNX model) of every row, built as ``benchmarks/run.py`` builds it."""
     models = []
     for name, config in rows:
         try:
-            models.append((name, config, bench.build_case(name, config).model))
+            models.append((name, config, build_case(name, config).model))
         except ImportError as err:  # the bench extra is not installed
             print(f"skipping {name}: {err}", file=sys.stderr)
     return models
@@ -153,35 +149,6 @@ def measure(rows: list[tuple[str, str]], list_all: bool = False) -> dict:
     return {"peak_gmacs": peak, "rows": out}
 
 
-def render(result: dict) -> str:
-    """Markdown: the peak, then one line per kernel (the largest conv and matmul of each
-    model, every kernel with ``--all``)."""
-    lines = [
-        f"Roofline: int8 VNNI peak **{result['peak_gmacs']:.1f} GMAC/s** per core "
-        "(independent vpdpbusd chains, operands in L1, `benchmarks/roofline.py`); each "
-        "model's largest conv and matmul (QDQ u8/s8 form, stored tiles), timed alone on one "
-        "core: fused (with its requantize epilogue) and bare (the same VNNI kernel writing "
-        "int32, no epilogue). When a model has several kernels of that size (one per layer), "
-        "the median one is shown.",
-        "",
-        "| model | kernel | kind | MACs | µs | GMAC/s | % of peak | bare: % of peak "
-        "| vpdpbusd in asm |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in result["rows"]:
-        pct = f"{r['pct_peak']:.0f}%" if r["pct_peak"] is not None else ""
-        bare = f"{r['bare_pct_peak']:.0f}%" if r.get("bare_pct_peak") is not None else ""
-        asm = {True: "yes", False: "**no**", None: ""}[r.get("vpdpbusd")]
-        name = r["kernel"] if len(r["kernel"]) <= 40 else r["kernel"][:37] + "..."
-        label = f"`{name}`"
-        if (r.get("of_same_size") or 1) > 1:
-            label += f" (median of {r['of_same_size']})"
-        lines.append(
-            f"| {r['model']} | {label} | {r['kind']} | {r['macs']} | {r['us']:.1f} | "
-            f"{r['gmacs']:.1f} | {pct} | {bare} | {asm} |")
-    return "\n".join(lines)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -192,7 +159,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = [tuple(r.split("/", 1)) for r in args.rows] if args.rows else ROWS
     result = measure(rows, args.all)
-    print(render(result))
+    print(render_roofline(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0

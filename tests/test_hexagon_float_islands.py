@@ -352,7 +352,7 @@ MINILM = os.environ.get("TVM_QDQ_HEXAGON_MINILM") == "1"
 @pytest.mark.skipif(not MINILM, reason="all-MiniLM-L6-v2 on Hexagon takes ~6 min to build "
                     "and ~40 s under qemu: set TVM_QDQ_HEXAGON_MINILM=1")
 def test_minilm_u8s8_on_hexagon_bit_exact_with_x86() -> None:
-    """all-MiniLM-L6-v2 QDQ u8/s8 (16 sentences × 16 tokens; ``benchmarks/run.py``'s case):
+    """all-MiniLM-L6-v2 QDQ u8/s8 (16 sentences × 16 tokens; ``benchmarks/cases.py``'s case):
     the ``requantize="float"`` Hexagon build equals the x86 build bit for bit (measured
     2026-12-07: 0 of 6144 elements differ; min row cosine to ORT's reference 0.93496 on
     both, the documented 1-LSB amplification)."""
@@ -361,7 +361,7 @@ def test_minilm_u8s8_on_hexagon_bit_exact_with_x86() -> None:
     import tvm_qdq
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from run import build_case
+    from cases import build_case
 
     case = build_case("minilm_l6", "u8s8_perchannel")
     hexagon = tvm_qdq.compile(case.model, "hexagon", requantize="float")

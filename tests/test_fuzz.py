@@ -28,7 +28,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from onnx import TensorProto, helper, numpy_helper
 
 import tvm_qdq
-from tvm_qdq.testing import fuzz, fuzz_triage
+from tvm_qdq.testing import fuzz
+from tvm_qdq.testing.fuzz import execution, judgement
 from tvm_qdq.testing.oracle import assert_single_op_contract, run_ort
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +108,7 @@ def test_qoperator_generation_is_on_by_default() -> None:
 
 
 # ============================================================================================
-# Triage: every op judged on its own inputs (tvm_qdq/testing/fuzz_triage.py)
+# Triage: every op judged on its own inputs (tvm_qdq/testing/fuzz/op_triage.py)
 # ============================================================================================
 
 #: x (int8) → Mul by 0.5 with x's parameters (every odd ``x - zp`` an exact tie) → a → Relu → b.
@@ -134,7 +135,7 @@ def _plant_faults(monkeypatch: pytest.MonkeyPatch, b_fault: str | None,
     ``"plus_one"`` every code +1 (a systematic 1-LSB error within the 2-LSB graph contract) or
     ``"plus_three"`` one code +3 (beyond it).
     """
-    run = fuzz._compile_and_run
+    run = execution.compile_and_run
     zp = int(fuzz.build(TIE_SPEC).qparams["x"].zero_point)
 
     def faulty(model: onnx.ModelProto, feeds: dict[str, np.ndarray]):
@@ -159,7 +160,7 @@ def _plant_faults(monkeypatch: pytest.MonkeyPatch, b_fault: str | None,
                 values[name] = np.clip(b, 0, 255).astype(np.uint8)
         return compiled, [values[o.name] for o in model.graph.output]
 
-    monkeypatch.setattr(fuzz, "_compile_and_run", faulty)
+    monkeypatch.setattr(execution, "compile_and_run", faulty)
 
 
 def test_triage_rejudges_the_op_after_a_tie_on_orts_inputs(monkeypatch, tmp_path) -> None:
@@ -218,7 +219,7 @@ def test_judge_op_separates_exact_ties_and_failures() -> None:
     """judge_op on synthetic codes: ``v`` the exact values before rounding."""
     v = np.array([0.2, 1.5, 2.5000001, -3.0, 4.9, 6.5], np.float64)
     ort = _codes([0, 2, 2, -3, 5, 6])
-    judge = fuzz_triage.judge_op
+    judge = judgement.judge_op
     assert judge(ort, ort, lambda: v, True)[0] == "exact"
     # ORT's float32 rounded 2.5000001 down; tvm-qdq's 3 is closer: an explained near-tie.
     tvm = _codes([0, 2, 3, -3, 5, 6])
@@ -243,13 +244,13 @@ def test_judge_op_rejects_a_systematic_one_lsb_error_for_exactly_computed_ops() 
     v = rng.integers(-100, 100, 2000) + 0.5
     ort = np.rint(v).astype(np.int64)  # half to even
     half_up = np.floor(v + 0.5).astype(np.int64)
-    outcome, differing, _, note = fuzz_triage.judge_op(half_up, ort, lambda: v, True)
+    outcome, differing, _, note = judgement.judge_op(half_up, ort, lambda: v, True)
     assert outcome == "fail" and differing == int(np.sum(half_up != ort)) > 2
     assert "systematic" in note
-    assert fuzz_triage.judge_op(half_up, ort, lambda: v, False)[0] == "tie"
-    assert fuzz_triage.allowed_inexact(200) == 1 and fuzz_triage.allowed_inexact(5000) == 5
-    assert fuzz_triage.computed_exactly({"op": "Conv", "qop": True})
-    assert not fuzz_triage.computed_exactly({"op": "Conv"})
+    assert judgement.judge_op(half_up, ort, lambda: v, False)[0] == "tie"
+    assert judgement.allowed_inexact(200) == 1 and judgement.allowed_inexact(5000) == 5
+    assert judgement.computed_exactly({"op": "Conv", "qop": True})
+    assert not judgement.computed_exactly({"op": "Conv"})
 
 
 def test_campaign_report_separates_exact_ties_and_rejudged_ops(tmp_path) -> None:

@@ -2,33 +2,13 @@
 
 :func:`triage` exposes every quantized tensor of a graph (as an integer output), runs the
 graph in ONNX Runtime (reference path, optimizations off) and in tvm-qdq, and judges each op
-*on its inputs alone*:
+*on its inputs alone* (:func:`~.judgement.judge_op`):
 
 * **direct**: the op read identical codes in both runs, so its output is compared as it is;
 * **re-judged**: some input already differs (downstream of a divergence), so the op is cut
   out of the graph with its inputs as graph inputs (the quantized codes, ``DQ`` → op → ``Q``
   as written), compiled by tvm-qdq alone and fed *ORT's* codes for those inputs.  Its
   output is compared with ORT's output of the same node, which read the same codes.
-
-Either way the comparison is one op, ``a`` (tvm-qdq) against ``e`` (ORT), both integer codes,
-with ``v = real / s + zp`` (clipped to the type's range) the exact value before rounding,
-computed in float64 from the op's inputs (onnx's reference evaluator in float64).  Per
-element, ``d = |a - e|``; an element with ``d > 0`` is an *explained near-tie* when
-``d ≤ 1`` and ``|a - v| ≤ |e - v| + 10⁻⁶`` (tvm-qdq at least as close to the exact value:
-ORT's float32 path rounded the wrong way near a half-way point).  An op's outcome:
-
-* ``exact``: ``d = 0`` everywhere;
-* ``tie``: every differing element explained and, for ops ORT computes exactly up to float32
-  ties (every op but the float-summing DQ → Conv/MatMul/Gemm → Q; QLinearConv and
-  QLinearMatMul included), the elements where tvm-qdq is *not strictly* closer to ``v``
-  than ORT (``||a - v| - |e - v|| ≤ 10⁻⁶``: exact ties, decided by the rounding mode) take at
-  most ``max(1, ⌊(1 - p)·n⌋)`` distinct values of ``v`` among the ``n`` elements,
-  ``p = MIN_FRAC_EXACT = 99.9 %`` (the single-op oracle's exact share): a systematic 1-LSB
-  error (half-up instead of half-to-even is as close to ``v`` as the right answer) must not
-  pass.  Where tvm-qdq is strictly closer, ORT's float32 is off and no share applies: a
-  16-bit requantize in float32 misses by up to ``|v|·2⁻²³`` codes, which flipped 0.4 % and
-  12.5 % of the elements of two seed-11 graphs (Flatten int8 → uint16, Clip to uint16);
-* ``fail``: anything else.
 
 The graph is *explained* when no op fails.  A real bug after a tie is therefore judged like
 one anywhere else: its op is re-judged on ORT's values and fails.
@@ -37,150 +17,23 @@ one anywhere else: its op is re-judged on ORT's values and fails.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from . import fuzz
+from . import execution
+from .builder import BuiltTensor, GraphBuilder, replay
+from .judgement import OpJudgement, Verdict, computed_exactly, judge_op
+from .onnx_types import QTYPES, onnx_model, qrange
+from .spec import GraphSpec
 
-try:  # the single-op oracle's exact share (the same rule)
-    from .oracle import MIN_FRAC_EXACT
-except ImportError:  # pragma: no cover - older oracle without the constant
-    MIN_FRAC_EXACT = 0.999
-
-__all__ = ["MIN_FRAC_EXACT", "OpJudgement", "Verdict", "judge_op", "computed_exactly",
-           "rejudge_model", "triage"]
-
-#: Ops whose ORT QDQ path sums in float32 (many roundings): near-ties there are not rare.
-FLOAT_SUM_OPS = frozenset({"Conv", "MatMul", "Gemm"})
-#: Distance to the exact value (in codes) within which tvm-qdq counts as equally close.
-CLOSENESS_SLACK = 1e-6
-#: Distance (in codes) from a half-way point below which ``v`` counts as an exact tie.
-EXACT_TIE = 1e-9
 #: Prefix of the graph inputs of a re-judge model (ORT's codes of a cut tensor).
 REF_PREFIX = "ort_ref__"
 
 
-def computed_exactly(rec: dict | None) -> bool:
-    """Whether ORT computes op ``rec`` exactly up to float32 near-ties (``None``: an input).
-
-    True for everything but float-summing DQ → Conv/MatMul/Gemm → Q; the QOperator forms
-    (QLinearConv, QLinearMatMul) sum in integers and count as exact.
-    """
-    return rec is None or rec.get("qop", False) or rec["op"] not in FLOAT_SUM_OPS
-
-
-def allowed_inexact(n: int, min_frac_exact: float = MIN_FRAC_EXACT) -> int:
-    """Non-exact elements an exactly-computed op of ``n`` elements may have: ``max(1, ⌊(1-p)·n⌋)``.
-
-    One isolated near-tie is ORT's float32 rounding whatever the size; more than the share
-    ``1 - p`` is systematic.
-    """
-    return max(1, int(np.floor((1.0 - min_frac_exact) * n + 1e-9)))
-
-
-@dataclass(frozen=True)
-class OpJudgement:
-    """How one op output (a quantized tensor) compared, judged on its own inputs.
-
-    ``route``: ``"direct"`` (the op read identical codes in both runs) or ``"rejudged"``
-    (downstream of a divergence: re-run by tvm-qdq alone on ORT's input codes);
-    ``outcome``: ``"exact"``, ``"tie"`` (every difference an explained near-tie) or ``"fail"``.
-    """
-
-    tensor: str
-    op: str
-    dtype: str
-    route: str
-    outcome: str
-    n: int
-    differing: int = 0
-    max_diff: int = 0
-    note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome != "fail"
-
-    @property
-    def category(self) -> str:
-        """Counter key: ``exact``, ``tie``, ``fail`` (direct) or ``rejudged_pass``/``_fail``."""
-        if self.route == "rejudged":
-            return "rejudged_pass" if self.ok else "rejudged_fail"
-        return self.outcome
-
-    def describe(self) -> str:
-        head = {"exact": "exact", "tie": "explained near-tie", "fail": "UNEXPLAINED"}[self.outcome]
-        route = ", re-judged on ORT's inputs" if self.route == "rejudged" else ""
-        text = f"{head} {self.tensor} ({self.op} → {self.dtype}{route})"
-        if self.differing:
-            text += f": {self.differing} of {self.n} element(s) differ, max {self.max_diff}"
-        return text + (f"; {self.note}" if self.note else "")
-
-
-@dataclass
-class Verdict:
-    """What :func:`triage` concluded: ``explained`` when no op failed; per-op judgements."""
-
-    explained: bool
-    reason: str
-    judgements: list[OpJudgement] = field(default_factory=list)
-
-    @property
-    def differs(self) -> bool:
-        """Whether some quantized tensor differs from ORT's (after re-judging)."""
-        return any(j.outcome != "exact" for j in self.judgements)
-
-    def counts(self) -> Counter[str]:
-        """Judgements per :attr:`OpJudgement.category`."""
-        return Counter(j.category for j in self.judgements)
-
-
-def judge_op(actual: np.ndarray, expected: np.ndarray, exact_codes: Callable[[], np.ndarray],
-             exactly_computed: bool, min_frac_exact: float = MIN_FRAC_EXACT,
-             zero_point: np.ndarray | float = 0.0) -> tuple[str, int, int, str]:
-    """Outcome of one op: ``(outcome, differing, max_diff, note)`` (see the module docstring).
-
-    ``actual``/``expected``: tvm-qdq's and ORT's codes; ``exact_codes()`` returns
-    ``v = clip(real / s + zp)`` in float64 (called only when something differs);
-    ``zero_point`` (broadcastable): half-to-even applies to ``real / s``, so a tie's parity
-    is that of ``code − zp``.
-    """
-    d = np.abs(np.asarray(actual).astype(np.int64) - np.asarray(expected).astype(np.int64))
-    bad = d > 0
-    differing = int(bad.sum())
-    if not differing:
-        return "exact", 0, 0, ""
-    v = np.broadcast_to(np.asarray(exact_codes(), np.float64), d.shape)
-    dist_tvm = np.abs(np.asarray(actual).astype(np.float64) - v)
-    dist_ort = np.abs(np.asarray(expected).astype(np.float64) - v)
-    unexplained = bad & ((d > 1) | (dist_tvm > dist_ort + CLOSENESS_SLACK))
-    first = tuple(int(i) for i in np.argwhere(unexplained if unexplained.any() else bad)[0])
-    note = (f"at {first}: tvm-qdq {actual[first]}, ORT {expected[first]}, exact "
-            f"{v[first]:.6f}")
-    max_diff = int(d.max())
-    if unexplained.any():
-        return "fail", differing, max_diff, f"{int(unexplained.sum())} unexplained; {note}"
-    # tvm-qdq strictly closer to v: ORT's float32 is off.  Equally close (an exact tie, up to
-    # the slack): the rounding mode decides, and a wrong one must not pass systematically.
-    level = bad & (dist_tvm > dist_ort - CLOSENESS_SLACK)
-    events = int(np.unique(v[level]).size)  # equal values (e.g. clipped) are one event
-    parity = (np.asarray(actual).astype(np.int64)
-              - np.broadcast_to(np.asarray(zero_point), d.shape).astype(np.int64)) % 2
-    odd = level & (np.abs(v - np.floor(v) - 0.5) <= EXACT_TIE) & (parity != 0)
-    if odd.any():  # tvm-qdq's float64 multiplier can miss an exact tie (ARCHITECTURE.md)
-        note += f"; tvm-qdq rounds {int(odd.sum())} exact tie(s) away from even"
-    if exactly_computed and events > allowed_inexact(d.size, min_frac_exact):
-        return "fail", differing, max_diff, (
-            f"{events} distinct exact ties rounded otherwise than ORT (> {1 - min_frac_exact:.1%}"
-            f" of {d.size}) for an op ORT computes exactly: systematic; {note}")
-    return "tie", differing, max_diff, note
-
-
-def _exact_op_output(b: fuzz._Builder, rec: dict,
+def _exact_op_output(b: GraphBuilder, rec: dict,
                      inputs_q: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Exact (float64) real outputs of op ``rec`` given its inputs' quantized values.
 
@@ -223,12 +76,11 @@ def _exact_op_output(b: fuzz._Builder, rec: dict,
         inputs.append(helper.make_tensor_value_info(name, elem, list(feeds[name].shape)))
     outs = [helper.make_tensor_value_info(o, TensorProto.DOUBLE, None) for o in node.output]
     graph = helper.make_graph([node], "one", inputs, outs)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", b.opset)],
-                              ir_version=fuzz.IR_VERSION)
+    model = onnx_model(graph, b.opset)
     return [np.asarray(v, np.float64) for v in ReferenceEvaluator(model).run(None, feeds)]
 
 
-def _exact_real(b: fuzz._Builder, name: str, rec: dict | None, ort_q: dict[str, np.ndarray],
+def _exact_real(b: GraphBuilder, name: str, rec: dict | None, ort_q: dict[str, np.ndarray],
                 feeds: dict[str, np.ndarray]) -> np.ndarray:
     """Exact real value of tensor ``name`` before its QuantizeLinear, on ORT's input codes."""
     if rec is None:  # a graph input, quantized from the same float feed in both
@@ -239,7 +91,7 @@ def _exact_real(b: fuzz._Builder, name: str, rec: dict | None, ort_q: dict[str, 
     return _exact_op_output(b, rec, ort_q)[rec["outputs"].index(name)]
 
 
-def rejudge_model(b: fuzz._Builder, recs: Sequence[dict],
+def rejudge_model(b: GraphBuilder, recs: Sequence[dict],
                   ort_q: dict[str, np.ndarray]) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """The ops ``recs`` cut out of ``b``'s graph, each reading ORT's codes of its inputs.
 
@@ -252,13 +104,13 @@ def rejudge_model(b: fuzz._Builder, recs: Sequence[dict],
     init_by_name = {t.name: t for t in b.inits}
     kept: dict[str, onnx.NodeProto] = {}
     used_inits: set[str] = set()
-    cut_all: dict[str, fuzz._Tensor] = {}
+    cut_all: dict[str, BuiltTensor] = {}
     outputs: list[onnx.ValueInfoProto] = []
     for rec in recs:
         cut = {b.tensors[i["t"]].q: b.tensors[i["t"]] for i in rec["inputs"] if "t" in i}
         cut_all.update(cut)
         targets = [b.tensors[o] for o in rec["outputs"]]
-        outputs += [helper.make_tensor_value_info(t.q, fuzz._QTYPES[t.qp.dtype][1], None)
+        outputs += [helper.make_tensor_value_info(t.q, QTYPES[t.qp.dtype][1], None)
                     for t in targets]
         stack, seen = [t.q for t in targets], set()
         while stack:
@@ -277,16 +129,15 @@ def rejudge_model(b: fuzz._Builder, recs: Sequence[dict],
                 kept[node.name] = copy
             stack.extend(node.input)
     nodes = [kept[n.name] for n in b.nodes if n.name in kept]  # original (topological) order
-    inputs = [helper.make_tensor_value_info(REF_PREFIX + q, fuzz._QTYPES[t.qp.dtype][1],
+    inputs = [helper.make_tensor_value_info(REF_PREFIX + q, QTYPES[t.qp.dtype][1],
                                             list(ort_q[q].shape)) for q, t in cut_all.items()]
     graph = helper.make_graph(nodes, "rejudge", inputs, outputs,
                               [init_by_name[n] for n in sorted(used_inits)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", b.opset)],
-                              ir_version=fuzz.IR_VERSION)
+    model = onnx_model(graph, b.opset)
     return model, {REF_PREFIX + q: ort_q[q] for q in cut_all}
 
 
-def triage(spec: fuzz.GraphSpec, feeds: dict[str, np.ndarray] | None = None) -> Verdict:
+def triage(spec: GraphSpec, feeds: dict[str, np.ndarray] | None = None) -> Verdict:
     """Judge every op of ``spec`` on its own inputs (module docstring); explain or confirm.
 
     The probe model makes every quantized tensor an output and runs in ORT and tvm-qdq.  Ops
@@ -294,17 +145,16 @@ def triage(spec: fuzz.GraphSpec, feeds: dict[str, np.ndarray] | None = None) -> 
     :func:`rejudge_model` compiled by tvm-qdq and fed ORT's codes.  ``explained`` is true
     when no op fails.
     """
-    b = fuzz._replay(spec)
+    b = replay(spec)
     feeds = feeds if feeds is not None else b.test
     qnames = [b.tensors[name].q for name in b.order]
-    outs = [helper.make_tensor_value_info(q, fuzz._QTYPES[b.tensors[name].qp.dtype][1], None)
+    outs = [helper.make_tensor_value_info(q, QTYPES[b.tensors[name].qp.dtype][1], None)
             for q, name in zip(qnames, b.order, strict=True)]
     graph = helper.make_graph(b.nodes, "probe", b.inputs, outs, b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", spec.opset)],
-                              ir_version=fuzz.IR_VERSION)
-    expected = fuzz.run_ort(model, feeds, optimization_level=fuzz.ORT_REFERENCE_LEVEL)
+    model = onnx_model(graph, spec.opset)
+    expected = execution.run_reference(model, feeds)
     try:
-        _, actual = fuzz._compile_and_run(model, feeds)
+        _, actual = execution.compile_and_run(model, feeds)
     except Exception as err:  # noqa: BLE001
         return Verdict(False, f"triage: the probe model (all tensors as outputs) fails: {err}")
     ort_q = dict(zip(qnames, expected, strict=True))
@@ -316,7 +166,7 @@ def triage(spec: fuzz.GraphSpec, feeds: dict[str, np.ndarray] | None = None) -> 
     if rejudged:
         cut_model, cut_feeds = rejudge_model(b, rejudged, ort_q)
         try:
-            _, values = fuzz._compile_and_run(cut_model, cut_feeds)
+            _, values = execution.compile_and_run(cut_model, cut_feeds)
         except Exception as err:  # noqa: BLE001
             return Verdict(False, f"triage: the re-judge model (ops after a divergence, on ORT's "
                                   f"inputs) fails: {type(err).__name__}: {err}")
@@ -330,7 +180,7 @@ def triage(spec: fuzz.GraphSpec, feeds: dict[str, np.ndarray] | None = None) -> 
         nd = len(t.shape)
         s_b = t.qp.scale.astype(np.float64).reshape(t.qp.bshape(nd))
         z_b = t.qp.zero_point.astype(np.float64).reshape(t.qp.bshape(nd))
-        lo, hi = fuzz._qrange(t.qp.dtype)
+        lo, hi = qrange(t.qp.dtype)
 
         def codes(name: str = name, rec: dict | None = rec, s_b: np.ndarray = s_b,
                   z_b: np.ndarray = z_b, lo: int = lo, hi: int = hi) -> np.ndarray:

@@ -1,0 +1,5 @@
+"""``python -m tvm_qdq.testing.fuzz``: see :func:`.cli.main`."""
+
+from .cli import main
+
+raise SystemExit(main())

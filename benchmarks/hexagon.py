@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import tvm_qdq
-from tvm_qdq.backend.hexagon import compile_model, missing_tools
+from tvm_qdq.backend.hexagon import missing_tools
 from tvm_qdq.testing.mixed_models import mixed_case
 from tvm_qdq.testing.models import quantized_model, random_feeds
 from tvm_qdq.testing.oracle import agreement, output_qparams
@@ -61,7 +61,7 @@ def bench(spec: str, requantize: str = "fixed", x86_outputs: dict | None = None)
     profile the Hexagon run."""
     model = _model(spec)
     start = time.perf_counter()
-    hexagon = compile_model(model, "hexagon", requantize=requantize)
+    hexagon = tvm_qdq.compile(model, "hexagon", requantize=requantize)
     compile_s = time.perf_counter() - start
     feeds = random_feeds(model, seed=1)
     outputs, profile = hexagon.profile(feeds)

@@ -473,9 +473,9 @@ def measure_row(model_name: str, config: str, threads: int, compiled_dir: Path,
         return None
     row = _new_row(model_name, config, threads)
     _add_note(row, case.note)
-    import tvm_qdq.backend.x86  # noqa: F401 - sets TVM's spin count unless the caller did
+    from tvm_qdq.backend.vm import thread_pool_spin_count
 
-    row["tvm_spin_count"] = os.environ.get("TVM_THREAD_POOL_SPIN_COUNT")
+    row["tvm_spin_count"] = thread_pool_spin_count()
     folder = compiled_dir / rid.replace("/", "__")
     tuned = _build(case, folder, None)
     untuned = _build(case, folder.with_name(folder.name + "__untuned"), False)
@@ -636,7 +636,7 @@ def _header(date: str, machine: str, wall_s: float | None, spin: str) -> str:
         "defaults: ONNX Runtime's default session options (intra-op thread spinning on), "
         "OpenVINO with `PERFORMANCE_HINT=LATENCY`, PyTorch with its default OpenMP wait "
         f"policy; tvm-qdq's TVM thread pool spins {spin} iterations before sleeping "
-        "(`TVM_THREAD_POOL_SPIN_COUNT`, set by `tvm_qdq.backend.x86` unless given). Times: "
+        "(`TVM_THREAD_POOL_SPIN_COUNT`, set for a model's first run unless given). Times: "
         "median over interleaved rounds (at least 5; in each round every peer and both "
         f"tvm-qdq builds take turns: {SETTLE} untimed call, so the previous one's spinning "
         f"threads settle, then {BURST} timed calls, their median is the round's value) and "

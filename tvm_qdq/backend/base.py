@@ -155,11 +155,13 @@ def read_meta(folder: Path, fmt: str | None = None) -> dict:
     return meta
 
 
-def interface_from_meta(meta: dict) -> tuple[list[TensorSpec], list[TensorSpec],
-                                               PassReport | None]:
-    """(inputs, outputs, report) as :meth:`CompiledModel.export` wrote them."""
+def read_export(folder: Path, fmt: str) -> tuple[dict, list[TensorSpec], list[TensorSpec],
+                                                 PassReport | None]:
+    """``meta.json`` of an export of format ``fmt`` and the (inputs, outputs, report) that
+    :meth:`CompiledModel.export` wrote in it."""
+    meta = read_meta(folder, fmt)
     report = meta.get("report")
-    return ([TensorSpec(**s) for s in meta["inputs"]],
+    return (meta, [TensorSpec(**s) for s in meta["inputs"]],
             [TensorSpec(**s) for s in meta["outputs"]],
             PassReport.from_json(json.dumps(report)) if report else None)
 
@@ -257,6 +259,6 @@ class Backend(Protocol):
 
 __all__ = [
     "META_FILE", "Backend", "BuildOptions", "CompiledModel", "TensorSpec", "check_index_range",
-    "checked_element_type", "interface_from_meta", "model_specs", "module_attr", "order_feeds",
-    "pass_report", "read_meta",
+    "checked_element_type", "model_specs", "module_attr", "order_feeds",
+    "pass_report", "read_export", "read_meta",
 ]

@@ -28,8 +28,7 @@ from .base import (
     TensorSpec,
     check_index_range,
     checked_element_type,
-    interface_from_meta,
-    read_meta,
+    read_export,
 )
 from .legalize_signedness import legalize_signedness
 
@@ -187,7 +186,6 @@ class VMCompiledModel(CompiledModel):
 @routed_tvm_logs()
 def load_vm(folder: Path) -> VMCompiledModel:
     """Load what :meth:`VMCompiledModel.export` wrote."""
-    meta = read_meta(folder)
-    inputs, outputs, report = interface_from_meta(meta)
+    meta, inputs, outputs, report = read_export(folder, FORMAT)
     module = tvm.runtime.load_module(str(folder / MODULE_FILE))
     return VMCompiledModel(module, inputs, outputs, meta["target"], report)

@@ -27,8 +27,7 @@ from ..base import (
     TensorSpec,
     check_index_range,
     checked_element_type,
-    interface_from_meta,
-    read_meta,
+    read_export,
 )
 from . import isa
 from .backend import FORMAT
@@ -281,6 +280,5 @@ def compile_hexagon(mod: tvm.IRModule, target: tvm.target.Target | dict, *, inpu
 def load_hexagon(path: str | os.PathLike) -> HexagonCompiled:
     """Load what :meth:`HexagonCompiled.export` wrote (runs the exported ELF)."""
     folder = Path(path)
-    meta = read_meta(folder, FORMAT)
-    inputs, outputs, report = interface_from_meta(meta)
+    meta, inputs, outputs, report = read_export(folder, FORMAT)
     return HexagonCompiled(folder, meta, inputs, outputs, report)

@@ -28,7 +28,7 @@ from cases import synthetic_model
 from report import render_hexagon
 
 import tvm_qdq
-from tvm_qdq.backend.hexagon import compile_model, missing_tools
+from tvm_qdq.backend.hexagon import missing_tools
 from tvm_qdq.testing.models import random_feeds
 from tvm_qdq.testing.oracle import agreement, output_qparams
 
@@ -62,7 +62,7 @@ def bench(spec: str, requantize: str = "fixed", x86_outputs: dict | None = None)
     profile the Hexagon run."""
     model = _model(spec)
     start = time.perf_counter()
-    hexagon = compile_model(model, "hexagon", requantize=requantize)
+    hexagon = tvm_qdq.compile(model, "hexagon", requantize=requantize)
     compile_s = time.perf_counter() - start
     feeds = random_feeds(model, seed=1)
     outputs, profile = hexagon.profile(feeds)

@@ -137,9 +137,9 @@ def measure_row(model_name: str, config: str, threads: int, compiled_dir: Path,
         return None
     row = _new_row(model_name, config, threads)
     add_note(row, case.note)
-    import tvm_qdq.backend.x86  # noqa: F401 - sets TVM's spin count unless the caller did
+    from tvm_qdq.backend.vm import thread_pool_spin_count
 
-    row["tvm_spin_count"] = os.environ.get("TVM_THREAD_POOL_SPIN_COUNT")
+    row["tvm_spin_count"] = thread_pool_spin_count()
     folder = compiled_dir / rid.replace("/", "__")
     tuned = _build(case, folder, None)
     untuned = _build(case, folder.with_name(folder.name + "__untuned"), False)

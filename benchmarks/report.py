@@ -138,7 +138,7 @@ def _header(date: str, machine: str, wall_s: float | None, spin: str) -> str:
         "defaults: ONNX Runtime's default session options (intra-op thread spinning on), "
         "OpenVINO with `PERFORMANCE_HINT=LATENCY`, PyTorch with its default OpenMP wait "
         f"policy; tvm-qdq's TVM thread pool spins {spin} iterations before sleeping "
-        "(`TVM_THREAD_POOL_SPIN_COUNT`, set by `tvm_qdq.backend.x86` unless given). Times: "
+        "(`TVM_THREAD_POOL_SPIN_COUNT`, set for a model's first run unless given). Times: "
         "median over interleaved rounds (at least 5; in each round every peer and both "
         f"tvm-qdq builds take turns: {SETTLE} untimed call, so the previous one's spinning "
         f"threads settle, then {BURST} timed calls, their median is the round's value) and "

@@ -57,10 +57,8 @@ def _built_fixed(name: str, config: str):
     """(model, hexagon compiled with the default ``requantize="fixed"``), built once."""
     key = (name, config)
     if key not in _FIXED:
-        from tvm_qdq.backend.hexagon import compile_model
-
         model = _model(name, config)
-        _FIXED[key] = (model, compile_model(model, "hexagon"))
+        _FIXED[key] = (model, tvm_qdq.compile(model, "hexagon"))
     return _FIXED[key]
 
 
@@ -463,8 +461,6 @@ def test_profile_counts_instructions_per_kernel() -> None:
 
 @needs_toolchain
 def test_export_writes_elf_object_header_and_loads(tmp_path) -> None:
-    from tvm_qdq.backend.hexagon import load_hexagon
-
     model, hexagon, _ = _built("mlp", "u16s8")
     out = hexagon.export(tmp_path / "hx")
     for name in ("model.elf", "kernels.o", "qdq_model.c", "qdq_model.h", "qdq_abi.h",
@@ -473,7 +469,8 @@ def test_export_writes_elf_object_header_and_loads(tmp_path) -> None:
     assert (out / "model.elf").read_bytes()[18:20] == (164).to_bytes(2, "little"), "EM_QDSP6"
     header = (out / "qdq_model.h").read_text()
     assert "int qdq_model_run(void);" in header and "QDQ_MODEL_NUM_INPUTS 1" in header
-    again = load_hexagon(out)
+    again = tvm_qdq.load(out)
+    assert type(again) is type(hexagon)
     feeds = random_feeds(model, seed=3)
     assert np.array_equal(again.run(feeds)[0], hexagon.run(feeds)[0])
     assert again.output_names == hexagon.output_names

@@ -314,13 +314,13 @@ def test_transformer_on_hexagon(name: str, config: str) -> None:
     import onnxruntime as ort
 
     import tvm_qdq
-    from tvm_qdq.backend.hexagon import compile_model, isa
+    from tvm_qdq.backend.hexagon import isa
     from tvm_qdq.testing.models import random_feeds
     from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort
 
     model = _transformer(name, config)
     exact = tvm_qdq.compile(model, "hexagon", requantize="float")
-    fixed = compile_model(model, "hexagon")
+    fixed = tvm_qdq.compile(model, "hexagon")
     for build in (exact, fixed):  # lower.build_for_qemu: no packet qemu runs out of order
         assert isa.same_address_store_load(build._disassembly()) == []
     x86 = tvm_qdq.compile(model, "x86")

@@ -15,24 +15,13 @@ import math
 import tvm
 from tvm import relax
 
+from .relax_utils import static_shape
+
 #: Ops through which an input's values reach the indices unchanged (up to layout and type).
 _VALUE_PRESERVING = {
     "relax.reshape", "relax.astype", "relax.expand_dims", "relax.squeeze", "relax.flatten",
     "relax.permute_dims", "relax.broadcast_to",
 }
-
-
-def _shape(expr: relax.Expr) -> list[int] | None:
-    ty = expr.ty
-    shape = getattr(ty, "shape", None)
-    if shape is None or not hasattr(shape, "values"):
-        return None
-    values = []
-    for dim in shape.values:
-        if not isinstance(dim, tvm.tirx.IntImm):
-            return None
-        values.append(int(dim))
-    return values
 
 
 def index_input_ranges(mod: tvm.IRModule) -> dict[str, tuple[int, int]]:
@@ -61,7 +50,7 @@ def index_input_ranges(mod: tvm.IRModule) -> dict[str, tuple[int, int]]:
                     and args[1] in source and source[args[1]][1] == "shifted":
                 source[binding.var] = (source[args[2]][0], True)
             elif name == "relax.take" and args[1] in source and source[args[1]][1] != "shifted":
-                shape = _shape(args[0])
+                shape = static_shape(args[0])
                 if shape is None:
                     continue
                 axis = value.attrs.axis

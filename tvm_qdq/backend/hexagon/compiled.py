@@ -2,9 +2,9 @@
 
 ``compile_hexagon(integer_mod, target)`` lowers the integer Relax module (:mod:`.lower`),
 builds every kernel into one Hexagon object, generates the driver (:mod:`.driver`) and links
-a freestanding ELF. :meth:`HexagonCompiled.run` has the contract of
-:meth:`tvm_qdq.compile.Compiled.run`: it writes the inputs to the ELF's stdin, runs it under
-``qemu-hexagon`` and reads the outputs from its stdout.
+a freestanding ELF. :class:`HexagonCompiled` is a :class:`~..base.CompiledModel`: ``run``
+writes the inputs to the ELF's stdin, runs it under ``qemu-hexagon`` and reads the outputs
+from its stdout.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,19 +21,26 @@ import tvm
 
 from ...dtypes import from_container, to_container
 from ...errors import InputError
+from ..base import (
+    CompiledModel,
+    Feeds,
+    TensorSpec,
+    check_index_range,
+    checked_element_type,
+    read_export,
+)
 from . import isa
+from .backend import FORMAT
 from .driver import link_elf, write_sources
 from .emulator import profile_elf, run_elf
 from .lower import build_for_qemu, lower
 from .target import is_hexagon, target_cpu
 from .toolchain import Toolchain, find_toolchain
 
-META_FILE = "meta.json"
 ELF_FILE = "model.elf"
 KERNELS_FILE = "kernels.o"
 #: Kernels rebuilt with one instruction per packet (qemu's same-packet store/load order).
 SOLO_FILE = "kernels_solo.o"
-FORMAT = "tvm-qdq-hexagon/1"
 
 
 @dataclass
@@ -86,60 +92,36 @@ class Profile:
                 "kernels": [k.to_dict() for k in self.kernels]}
 
 
-def _spec_dict(spec) -> dict:
-    return spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
-
-
-class HexagonCompiled:
+class HexagonCompiled(CompiledModel):
     """A model compiled to one freestanding Hexagon ELF; runs under ``qemu-hexagon``.
 
-    Same surface as :class:`tvm_qdq.compile.Compiled`: ``inputs``, ``outputs`` (TensorSpec-like
-    objects with ``name``, ``type``, ``dtype``, ``shape``), ``target``, ``report``,
-    ``run(feeds)`` and ``export(path)``; plus :meth:`profile` and :meth:`instruction_mix`.
+    The :class:`~..base.CompiledModel` surface plus :meth:`profile` and
+    :meth:`instruction_mix`; ``meta`` holds the build's plan (buffers, kernel symbols, calls).
     """
 
-    def __init__(self, folder: Path, meta: dict, inputs: list, outputs: list,
-                 report=None, owner: tempfile.TemporaryDirectory | None = None):
+    format = FORMAT
+
+    def __init__(self, folder: Path, meta: dict, inputs: list[TensorSpec],
+                 outputs: list[TensorSpec], report=None,
+                 owner: tempfile.TemporaryDirectory | None = None):
+        super().__init__(inputs, outputs, meta["target"], report)
         self.folder = Path(folder)
         self.meta = meta
-        self.inputs = inputs
-        self.outputs = outputs
-        self.target = meta["target"]
-        self.report = report
         self._owner = owner  # keeps a temporary build folder alive
         self._tools: Toolchain | None = None
-
-    # -- the Compiled contract -----------------------------------------------------------------
-
-    @property
-    def input_names(self) -> list[str]:
-        return [s.name for s in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [s.name for s in self.outputs]
 
     @property
     def elf(self) -> Path:
         return self.folder / ELF_FILE
 
-    def _ordered(self, feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> list:
-        from ...compile import order_feeds
-
-        return order_feeds(feeds, self.input_names)
-
-    def _check(self, spec, value, plan_in: dict) -> np.ndarray:
-        from ...compile import checked_element_type
-
+    def _check(self, spec: TensorSpec, value, plan_in: dict) -> np.ndarray:
         array = checked_element_type(spec, value)
         if list(array.shape) != list(plan_in["shape"]):
             raise InputError(f"input '{spec.name}': expected shape {plan_in['shape']}, got "
                              f"{list(array.shape)} (the Hexagon build has static shapes)")
         return np.ascontiguousarray(to_container(array)).astype(plan_in["dtype"], copy=False)
 
-    def _stdin(self, feeds) -> bytes:
-        from ...compile import check_index_range  # lazy: tvm_qdq.compile imports this package
-
+    def _stdin(self, feeds: Feeds) -> bytes:
         arrays = [self._check(s, v, p) for s, v, p in
                   zip(self.inputs, self._ordered(feeds), self.meta["plan_inputs"], strict=True)]
         for spec, array in zip(self.inputs, arrays, strict=True):
@@ -163,7 +145,7 @@ class HexagonCompiled:
             self._tools = find_toolchain()
         return self._tools
 
-    def run(self, feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> list[np.ndarray]:
+    def run(self, feeds: Feeds) -> list[np.ndarray]:
         """Run once under qemu-hexagon. ``feeds``: a dict by input name or a list."""
         return self._decode(run_elf(self.tools(), self.elf, self._stdin(feeds)))
 
@@ -185,7 +167,7 @@ class HexagonCompiled:
                     ranges.append((*dis.functions[fname], i + 1))
         return owners, ranges
 
-    def profile(self, feeds: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+    def profile(self, feeds: Feeds,
                 iterations: int = 1) -> tuple[list[np.ndarray], Profile]:
         """Run with the instruction-count plugin: outputs and the per-kernel :class:`Profile`
         (counts divided by ``iterations``; the driver's stdin/stdout work counts once)."""
@@ -227,8 +209,8 @@ class HexagonCompiled:
 
     # -- export --------------------------------------------------------------------------------
 
-    def export(self, path: str | os.PathLike) -> Path:
-        """Copy the ELF, the kernel object, the driver sources/headers and ``meta.json``.
+    def _write_files(self, out: Path) -> None:
+        """Copy the ELF, the kernel object and the driver sources/headers to ``out``.
 
         A device project compiles ``qdq_model.c`` (it ``.incbin``s ``consts.bin``) against
         ``qdq_model.h`` / ``qdq_abi.h`` and links ``kernels.o`` (and ``kernels_solo.o`` if the
@@ -237,24 +219,19 @@ class HexagonCompiled:
         device's libc and hooks), ``qdq_libm.c`` the libm-free float math the float islands
         call (:mod:`.libm`).
         """
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
         for name in (ELF_FILE, KERNELS_FILE, SOLO_FILE, "qdq_model.c", "qdq_model.h",
                      "qdq_abi.h", "qdq_runtime.c", "qdq_libm.c", "qdq_main.c", "consts.bin"):
             if (self.folder / name).exists() and self.folder.resolve() != out.resolve():
                 shutil.copy2(self.folder / name, out / name)
-        meta = dict(self.meta)
-        meta["inputs"] = [_spec_dict(s) for s in self.inputs]
-        meta["outputs"] = [_spec_dict(s) for s in self.outputs]
-        meta["report"] = json.loads(self.report.to_json()) if self.report else None
-        (out / META_FILE).write_text(json.dumps(meta, indent=1))
-        return out
+
+    def _export_meta(self) -> dict:
+        return self.meta
 
 
-def _compile_hexagon(mod: tvm.IRModule, target: tvm.target.Target | dict, *, inputs: list,
-                    outputs: list, report=None, requantize: str = "fixed", vrmpy: bool = True,
-                    schedule: bool = True, workdir: str | os.PathLike | None = None
-                    ) -> HexagonCompiled:
+def compile_hexagon(mod: tvm.IRModule, target: tvm.target.Target | dict, *, inputs: list,
+                   outputs: list, report=None, requantize: str = "fixed", vrmpy: bool = True,
+                   schedule: bool = True, workdir: str | os.PathLike | None = None
+                   ) -> HexagonCompiled:
     """Build the integer Relax module ``mod`` into one Hexagon ELF.
 
     ``inputs``/``outputs``: the model's TensorSpecs (as ``tvm_qdq.compile`` computes them);
@@ -302,41 +279,6 @@ def _compile_hexagon(mod: tvm.IRModule, target: tvm.target.Target | dict, *, inp
 
 def load_hexagon(path: str | os.PathLike) -> HexagonCompiled:
     """Load what :meth:`HexagonCompiled.export` wrote (runs the exported ELF)."""
-    from ...compile import TensorSpec  # lazy: tvm_qdq.compile imports the target package
-
     folder = Path(path)
-    meta = json.loads((folder / META_FILE).read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{folder} is not a tvm-qdq Hexagon export")
-    report = None
-    if meta.get("report"):
-        from relay_passes import PassReport
-
-        report = PassReport.from_json(json.dumps(meta["report"]))
-    return HexagonCompiled(folder, meta, [TensorSpec(**s) for s in meta["inputs"]],
-                           [TensorSpec(**s) for s in meta["outputs"]], report)
-
-
-def compile_model(model, target: str | dict = "hexagon", **kwargs) -> HexagonCompiled:
-    """``tvm_qdq.compile(model, target="hexagon")`` before it is wired into ``compile.py``:
-    import (ONNX path, bytes, ModelProto or Relax module), integer rewrite, build."""
-    from ...compile import _attr, _specs, pass_report, to_integer
-    from ...frontend.onnx import from_onnx
-    from .target import PRESETS
-
-    mod = model if isinstance(model, tvm.IRModule) else from_onnx(model)
-    if _attr(mod, "tvm_qdq.stage") != "integer":
-        mod = to_integer(mod)
-    inputs, outputs = _specs(mod)
-    tgt = tvm.target.Target(PRESETS[target]() if isinstance(target, str) else target)
-    return compile_hexagon(mod, tgt, inputs=inputs, outputs=outputs, report=pass_report(mod),
-                           **kwargs)
-
-
-def compile_hexagon(mod: tvm.IRModule, target: tvm.target.Target | dict,
-                    **kwargs) -> HexagonCompiled:
-    """:func:`_compile_hexagon` with ``tirx.nearbyint`` scalar (see ``tir_ops``)."""
-    from ..tir_ops import scalar_nearbyint
-
-    with scalar_nearbyint():
-        return _compile_hexagon(mod, target, **kwargs)
+    meta, inputs, outputs, report = read_export(folder, FORMAT)
+    return HexagonCompiled(folder, meta, inputs, outputs, report)

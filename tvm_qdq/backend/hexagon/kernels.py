@@ -42,6 +42,8 @@ import numpy as np
 import tvm
 from tvm import relax, te, tirx
 
+from ...relax_utils import constant_value, static_shape, tensor_dtype
+
 LANES = 32  # int32 lanes of a 128-byte HVX vector
 KGROUP = 4  # bytes per lane that one vrmpy reduces
 #: ``op_pattern`` kOutEWiseFusable: FuseOps fuses elementwise consumers into the kernel.
@@ -350,32 +352,12 @@ def _prim_func(tensors, name: str) -> tirx.PrimFunc:
 # ----------------------------------------------------------------------------------------------
 
 
-def _ty(expr):
-    return expr.ty if hasattr(expr, "ty") else expr.struct_info
-
-
-def _const(expr) -> np.ndarray | None:
-    if isinstance(expr, tvm.ir.Constant):
-        return expr.value.numpy()
-    return None
-
-
-def _shape(expr) -> list[int] | None:
-    ty = _ty(expr)
-    if not isinstance(ty, relax.TensorType) or ty.shape is None:
-        return None
-    try:
-        return [int(d) for d in ty.shape.values]
-    except (TypeError, AttributeError):
-        return None
-
-
 def conv2d_spec(call: relax.Call) -> tuple[Conv2dSpec | None, str]:
     """The spec of a ``relax.nn.conv2d`` call vrmpy can take, or ``(None, reason)``."""
     attrs = call.attrs
-    x, w = call.args[0], _const(call.args[1])
-    shape = _shape(x)
-    act = str(_ty(x).dtype)
+    x, w = call.args[0], constant_value(call.args[1])
+    shape = static_shape(x)
+    act = tensor_dtype(x)
     out_dtype = str(attrs.out_dtype)
     if w is None or shape is None:
         return None, "weight not constant or dynamic shape"
@@ -409,9 +391,9 @@ def conv2d_spec(call: relax.Call) -> tuple[Conv2dSpec | None, str]:
 
 def matmul_spec(call: relax.Call) -> tuple[MatmulSpec | None, str]:
     """The spec of a ``relax.matmul(a, constant b[K, N])`` vrmpy can take."""
-    a, b = call.args[0], _const(call.args[1])
-    shape = _shape(a)
-    act = str(_ty(a).dtype)
+    a, b = call.args[0], constant_value(call.args[1])
+    shape = static_shape(a)
+    act = tensor_dtype(a)
     out_dtype = str(call.attrs.out_dtype) if call.attrs is not None else ""
     if b is None or shape is None or b.ndim != 2 or len(shape) < 2:
         return None, "right operand not a constant matrix"
@@ -461,7 +443,7 @@ class _DotRewriter(relax.PyExprMutator):
             if spec is None:
                 self.report.append({"op": "conv2d", "vrmpy": False, "why": why})
                 return call
-            w = _const(call.args[1])
+            w = constant_value(call.args[1])
             gvar = self._kernel(("conv", spec), lambda: (conv2d_te(spec), "tq_hx_conv2d"))
             offsets = weight_offsets(w, 0, spec.act) if spec.offset else None
             args = [call.args[0], relax.const(pack_conv_weight(w, spec.weight, offsets))]
@@ -478,7 +460,7 @@ class _DotRewriter(relax.PyExprMutator):
             if spec is None:
                 self.report.append({"op": "matmul", "vrmpy": False, "why": why})
                 return call
-            b = _const(call.args[1])
+            b = constant_value(call.args[1])
             gvar = self._kernel(("matmul", spec), lambda: (matmul_te(spec), "tq_hx_matmul"))
             offsets = weight_offsets(b, 1, spec.act) if spec.offset else None
             args = [call.args[0], relax.const(pack_matmul_weight(b, spec.weight, offsets))]

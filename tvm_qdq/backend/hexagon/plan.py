@@ -17,6 +17,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from ...relax_utils import ty
+
 #: Alignment of every buffer in the arena and the constant blob (one HVX vector).
 ALIGN = 128
 
@@ -74,19 +76,15 @@ class Plan:
         return buf.index
 
 
-def _static_shape(ty, what: str) -> tuple[tuple[int, ...], str]:
-    if not isinstance(ty, relax.TensorType) or ty.shape is None:
-        raise HexagonLoweringError(f"{what}: not a tensor of known shape ({ty})")
+def _static_shape(t, what: str) -> tuple[tuple[int, ...], str]:
+    if not isinstance(t, relax.TensorType) or t.shape is None:
+        raise HexagonLoweringError(f"{what}: not a tensor of known shape ({t})")
     try:
-        shape = tuple(int(d) for d in ty.shape.values)
+        shape = tuple(int(d) for d in t.shape.values)
     except (TypeError, AttributeError) as err:
-        raise HexagonLoweringError(f"{what}: dynamic shape {ty.shape} (the Hexagon driver "
+        raise HexagonLoweringError(f"{what}: dynamic shape {t.shape} (the Hexagon driver "
                                    "needs static shapes)") from err
-    return shape, str(ty.dtype)
-
-
-def _ty(expr):
-    return expr.ty if hasattr(expr, "ty") else expr.struct_info
+    return shape, str(t.dtype)
 
 
 def symbol_name(index: int, func: str) -> str:
@@ -107,7 +105,7 @@ def make_plan(mod: tvm.IRModule) -> Plan:
                                    "parameters are not supported by the Hexagon driver)")
     env: dict = {}
     for param in func.params:
-        shape, dtype = _static_shape(_ty(param), f"input {param.name}")
+        shape, dtype = _static_shape(ty(param), f"input {param.name}")
         env[param] = plan.add(str(param.name), shape, dtype, "input")
         plan.inputs.append(env[param])
     consts: dict = {}
@@ -121,7 +119,7 @@ def make_plan(mod: tvm.IRModule) -> Plan:
             key = expr
             if key not in consts:
                 value = expr.value.numpy()
-                shape, dtype = _static_shape(_ty(expr), "constant")
+                shape, dtype = _static_shape(ty(expr), "constant")
                 consts[key] = plan.add(f"const{len(consts)}", shape, dtype, "const", value)
             return consts[key]
         if isinstance(expr, relax.Tuple):
@@ -145,7 +143,7 @@ def make_plan(mod: tvm.IRModule) -> Plan:
                     plan.symbols[fname] = symbol_name(len(plan.symbols), fname)
                 ins = arg_buffer(value.args[1])
                 ins = list(ins) if isinstance(ins, tuple) else [ins]
-                out_ty = _ty(var)
+                out_ty = ty(var)
                 fields = list(out_ty.fields) if isinstance(out_ty, relax.TupleType) else [out_ty]
                 outs = []
                 for i, fty in enumerate(fields):

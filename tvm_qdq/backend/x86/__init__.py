@@ -3,37 +3,32 @@
 ``lower_integer_kernels(mod, target)`` takes the integer Relax module of
 ``tvm_qdq.to_integer`` and returns it with conv2d / matmul lowered to hand-scheduled VNNI
 kernels (weights pre-packed, requantize epilogues fused) and every other op legalized, fused
-and vectorized; ``tvm.compile(mod, target)`` builds the result.
+and vectorized; ``tvm.compile(mod, target)`` inside ``with build_options():`` builds the
+result (:mod:`.backend` is the backend ``tvm_qdq.compile`` uses).
+
+The names below are imported on first use, so importing the package (the backend table
+does) loads no kernel code.
 """
 
-import os
+from importlib import import_module
 
-# TVM's worker threads spin-wait for the next parallel region (by default 300k iterations,
-# milliseconds) before sleeping. On a loaded machine the spinning workers take the cores the
-# working ones need and a fork/join waits for a descheduled thread; never spinning costs a
-# futex wake-up per parallel region instead. A short spin covers the gap between the kernels
-# of one inference and sleeps between inferences. Measured on EfficientNet-Lite0 at 2 threads
-# against ORT (no spinning) on the shared 2-core machine, median ORT/tvm-qdq ratio: 0.74-0.83
-# with 0, 0.92 with the default, 1.01-1.10 with 3000-30000. Read when TVM's thread pool starts
-# (first parallel kernel run); an explicit setting wins.
-os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "10000")
+_EXPORTS = {
+    "VNNI_INTRIN": ".intrin",
+    "asm_of": ".intrin",
+    "has_vnni": ".intrin",
+    "LoweringReport": ".lower",
+    "lower_integer_kernels": ".lower",
+    "rewrite_kernels": ".lower",
+    "schedule_module": ".lower",
+    "Tile": ".schedule",
+    "build_options": ".backend",
+}
 
-from .intrin import VNNI_INTRIN, asm_of, has_vnni  # noqa: E402
-from .lower import (  # noqa: E402
-    LoweringReport,
-    lower_integer_kernels,
-    rewrite_kernels,
-    schedule_module,
-)
-from .schedule import Tile  # noqa: E402
 
-__all__ = [
-    "VNNI_INTRIN",
-    "LoweringReport",
-    "Tile",
-    "asm_of",
-    "has_vnni",
-    "lower_integer_kernels",
-    "rewrite_kernels",
-    "schedule_module",
-]
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

@@ -66,20 +66,6 @@ def _vnni_impl(
 TensorIntrin.register(VNNI_INTRIN, _vnni_desc, _vnni_impl, override=True)
 
 
-def _make_nearbyint_vectorizable() -> None:
-    """Let TVM's vectorizer keep ``tirx.nearbyint`` (round half to even, what R.round and the
-    requantize epilogues lower to) as a vector op. The wheel registers ``TVectorizable`` for
-    ``round``/``floor``/``exp``... but not ``nearbyint``, so every vectorized requantize loop
-    was scalarized (and then re-vectorized by LLVM with gathers/scatters: 2× slower convs).
-    LLVM lowers the vector form to ``vrndscaleps $12`` — same results, element by element."""
-    op = tvm.ir.Op.get("tirx.nearbyint")
-    if op.get_attr("TVectorizable") is None:
-        tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
-
-
-_make_nearbyint_vectorizable()
-
-
 def has_cpu_features(target: tvm.target.Target, features) -> bool:
     """True when ``target`` is an LLVM target whose ``mcpu``/``mattr`` give every feature."""
     if target.kind.name != "llvm":

@@ -15,6 +15,9 @@ import numpy as np
 import tvm
 from tvm import s_tir, tirx
 
+from ..vm import pool_spin_count
+from .backend import build_options
+
 
 @dataclass(frozen=True)
 class KernelTime:
@@ -77,10 +80,12 @@ def time_primfunc(func: tirx.PrimFunc, target: tvm.target.Target, number: int = 
                   repeat: int = 15, seed: int = 0) -> float:
     """Best of ``repeat`` averages of ``number`` runs of ``func`` on random inputs (seconds)."""
     func = func.with_attr("global_symbol", "main")
-    lib = tvm.compile(tvm.IRModule({"main": func}), target)
+    with build_options():
+        lib = tvm.compile(tvm.IRModule({"main": func}), target)
     args = _random_args(func, np.random.default_rng(seed))
     timer = lib.mod.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat)
-    return float(min(timer(*args).results))
+    with pool_spin_count():
+        return float(min(timer(*args).results))
 
 
 def kernel_times(mod: tvm.IRModule, target: tvm.target.Target, number: int = 50,

@@ -31,6 +31,7 @@ from collections.abc import Callable
 import numpy as np
 from tvm import relax, te, tirx
 
+from ...relax_utils import constant, static_shape
 from .context import ConvertContext
 from .layer_norm import VAR_LANES
 
@@ -48,20 +49,12 @@ def _input(inputs: list, i: int) -> relax.Expr | None:
     return inputs[i] if len(inputs) > i else None
 
 
-def _shape(expr: relax.Expr) -> list[int] | None:
-    """Static shape of ``expr`` or None when any dimension is symbolic."""
-    values = getattr(getattr(expr.ty, "shape", None), "values", None)
-    if values is None or not all(isinstance(v, tirx.IntImm) for v in values):
-        return None
-    return [int(v) for v in values]
-
-
 def _is_float32(*exprs: relax.Expr | None) -> bool:
     return all(e is None or str(e.ty.dtype) == "float32" for e in exprs)
 
 
-def _const(value: float) -> relax.Constant:
-    return relax.const(np.float32(value), "float32")
+def _f32(value: float) -> relax.Constant:
+    return constant(value, "float32")
 
 
 # --- FusedMatMul -----------------------------------------------------------------------------
@@ -106,7 +99,7 @@ def convert_fused_matmul(ctx: ConvertContext, inputs: list, attrs: dict) -> rela
     alpha = float(np.float32(attrs.get("alpha", 1.0)))
     if alpha == 1.0:
         return y
-    return relax.op.multiply(bb.emit(y), _const(alpha))
+    return relax.op.multiply(bb.emit(y), _f32(alpha))
 
 
 # --- layer norms ------------------------------------------------------------------------------
@@ -170,13 +163,14 @@ def _vector(ctx: ConvertContext, p: relax.Expr | None, n: int) -> relax.Expr | N
     """A scale/bias of ``n`` float32 values as a 1-D tensor (None passes through)."""
     if p is None:
         return None
-    shape = _shape(p)
+    shape = static_shape(p)
     if shape is None or math.prod(shape) != n or not _is_float32(p):
-        raise ctx.fail(f"scale/bias must hold {n} float32 values, got {shape} {p.ty.dtype}")
+        raise ctx.fail(f"scale/bias must hold {n} float32 values, "
+                       f"got {shape and list(shape)} {p.ty.dtype}")
     return p if len(shape) == 1 else ctx.bb.emit(relax.op.reshape(p, [n]))
 
 
-def _norm_axis(ctx: ConvertContext, shape: list[int], axis: int) -> int:
+def _norm_axis(ctx: ConvertContext, shape: tuple[int, ...], axis: int) -> int:
     ndim = len(shape)
     axis = axis + ndim if axis < 0 else axis
     if not 0 <= axis < ndim:
@@ -184,7 +178,7 @@ def _norm_axis(ctx: ConvertContext, shape: list[int], axis: int) -> int:
     return axis
 
 
-def _row_stat(bb: relax.BlockBuilder, stat: relax.Expr, shape: list[int],
+def _row_stat(bb: relax.BlockBuilder, stat: relax.Expr, shape: tuple[int, ...],
               axis: int) -> relax.Expr:
     """A per-row statistic reshaped to ORT's ``[rows..., 1, ..., 1]`` output shape."""
     return bb.emit(relax.op.reshape(stat, [*shape[:axis]] + [1] * (len(shape) - axis)))
@@ -195,7 +189,7 @@ def _skip_sum(ctx: ConvertContext, inputs: list, bias_index: int) -> tuple[relax
     leading axes as ORT's ``offset % skip_size`` does) and the hidden size."""
     x, skip = inputs[0], inputs[1]
     bias = _input(inputs, bias_index)
-    shape = _shape(x)
+    shape = static_shape(x)
     if shape is None or not _is_float32(x, skip, bias):
         raise ctx.fail("needs float32 input, skip and bias with static shapes")
     v = ctx.bb.emit(relax.op.add(x, skip))
@@ -279,7 +273,7 @@ def _convert_skip_norm(ctx: ConvertContext, inputs: list, attrs: dict,
     shape ``[..., 1]``."""
     bb = ctx.bb
     v, n = _skip_sum(ctx, inputs, 3 if simplified else 4)
-    shape = _shape(v)
+    shape = static_shape(v)
     gamma = _vector(ctx, inputs[2], n)
     beta = None if simplified else _vector(ctx, _input(inputs, 3), n)
     epsilon = float(np.float32(attrs.get("epsilon", 1e-12)))
@@ -311,7 +305,7 @@ def _rms_norm(ctx: ConvertContext, x: relax.Expr, gamma: relax.Expr, axis: int,
               epsilon: float, stats: bool) -> tuple[relax.Expr, relax.Expr | None]:
     """RMS norm of ``x`` over axes ``axis..`` (flattened to one) → (y, inv_std or None)."""
     bb = ctx.bb
-    shape = _shape(x)
+    shape = static_shape(x)
     n = math.prod(shape[axis:])
     flat = x if axis == len(shape) - 1 else bb.emit(relax.op.reshape(x, [*shape[:axis], n]))
     g = _vector(ctx, gamma, n)
@@ -335,7 +329,7 @@ def convert_simplified_layer_norm(ctx: ConvertContext, inputs: list,
     ``Y = X · (1/sqrt(mean(X²) + ε)) · scale`` over axes ``axis..rank-1``
     (:func:`ort_rms_norm_te`). float32 only (``stash_type`` 1: float32 statistics)."""
     x, gamma = inputs[0], inputs[1]
-    shape = _shape(x)
+    shape = static_shape(x)
     if shape is None or not _is_float32(x, gamma):
         raise ctx.fail("needs float32 input and scale with static shapes")
     if int(attrs.get("stash_type", 1)) != 1:
@@ -381,7 +375,7 @@ def _logistic(bb: relax.BlockBuilder, z: relax.Expr) -> relax.Expr:
     """``1 / (1 + e^{−z})`` with ``R.exp`` (x86: fast_math's vector exp, no libm call;
     TVM's ``R.sigmoid`` / ``R.tanh`` lower to one ``expf`` call per element)."""
     e = bb.emit(relax.op.exp(bb.emit(relax.op.negative(z))))
-    return bb.emit(relax.op.divide(_const(1.0), bb.emit(relax.op.add(_const(1.0), e))))
+    return bb.emit(relax.op.divide(_f32(1.0), bb.emit(relax.op.add(_f32(1.0), e))))
 
 
 def convert_fast_gelu(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
@@ -391,9 +385,9 @@ def convert_fast_gelu(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.E
     ``½(1 + tanh(u)) = 1 / (1 + e^{−2u})``, so ``Y = v · logistic(2u)`` (one vector exp)."""
     bb = ctx.bb
     v = _biased(ctx, inputs)
-    cubic = bb.emit(relax.op.multiply(bb.emit(relax.op.multiply(_const(FAST_GELU_C), v)), v))
-    u = bb.emit(relax.op.multiply(v, bb.emit(relax.op.add(cubic, _const(FAST_GELU_B)))))
-    return relax.op.multiply(v, _logistic(bb, bb.emit(relax.op.multiply(u, _const(2.0)))))
+    cubic = bb.emit(relax.op.multiply(bb.emit(relax.op.multiply(_f32(FAST_GELU_C), v)), v))
+    u = bb.emit(relax.op.multiply(v, bb.emit(relax.op.add(cubic, _f32(FAST_GELU_B)))))
+    return relax.op.multiply(v, _logistic(bb, bb.emit(relax.op.multiply(u, _f32(2.0)))))
 
 
 def convert_quick_gelu(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
@@ -401,7 +395,7 @@ def convert_quick_gelu(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.
     logistic is an MLAS polynomial, here ``1 / (1 + e^{−z})`` with the vector exp)."""
     x = _biased(ctx, inputs[:1])
     alpha = float(np.float32(attrs.get("alpha", 1.702)))
-    scaled = x if alpha == 1.0 else ctx.bb.emit(relax.op.multiply(x, _const(alpha)))
+    scaled = x if alpha == 1.0 else ctx.bb.emit(relax.op.multiply(x, _f32(alpha)))
     return relax.op.multiply(x, _logistic(ctx.bb, scaled))
 
 

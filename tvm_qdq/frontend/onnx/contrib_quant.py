@@ -24,16 +24,13 @@ from tvm import relax
 
 from ...dtypes import QTYPES
 from ...qnn.ops import matmul_integer_const
+from ...relax_utils import static_shape
 from .context import ConvertContext, constant_value
 from .ort_math import rounded
 
 
 def _arg(inputs: list, i: int) -> relax.Expr | None:
     return inputs[i] if i < len(inputs) else None
-
-
-def _shape(expr: relax.Expr) -> list[int]:
-    return [int(v) for v in expr.ty.shape.values]
 
 
 def _const(ctx: ConvertContext, expr: relax.Expr | None, what: str) -> np.ndarray | None:
@@ -68,7 +65,7 @@ def _attention_bias(ctx: ConvertContext, mask: relax.Expr | None, unidirectional
     bb = ctx.bb
     keep = None
     if mask is not None:
-        dims = _shape(mask)
+        dims = static_shape(mask)
         keys = relax.const(np.arange(seq, dtype=np.int32).reshape(1, seq))
         m = bb.normalize(relax.op.astype(mask, "int32"))
         if len(dims) == 1 and dims[0] in (batch, 2 * batch):
@@ -79,14 +76,14 @@ def _attention_bias(ctx: ConvertContext, mask: relax.Expr | None, unidirectional
                                           [batch, 1])
                 keep = relax.op.logical_and(keep, relax.op.greater_equal(keys, starts))
             keep = relax.op.reshape(keep, [batch, 1, 1, seq])
-        elif len(dims) == 2 and dims == [batch, seq]:
+        elif len(dims) == 2 and dims == (batch, seq):
             keep = relax.op.reshape(relax.op.greater(m, relax.const(0, "int32")),
                                     [batch, 1, 1, seq])
-        elif len(dims) == 3 and dims == [batch, seq, seq]:
+        elif len(dims) == 3 and dims == (batch, seq, seq):
             keep = relax.op.reshape(relax.op.greater(m, relax.const(0, "int32")),
                                     [batch, 1, seq, seq])
         else:
-            raise ctx.fail(f"mask_index of shape {dims} is not supported "
+            raise ctx.fail(f"mask_index of shape {list(dims)} is not supported "
                            f"([B], [2B], [B, S] or [B, S, S] are)")
     if unidirectional:
         causal = relax.const(np.tril(np.ones((seq, seq), bool)).reshape(1, 1, seq, seq))
@@ -118,7 +115,7 @@ def convert_qattention(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.
     w_scale = _const(ctx, w_s, "weight_scale").astype(np.float32).reshape(-1)
     bias_value = _const(ctx, bias, "bias").astype(np.float32)
     zw = _const(ctx, w_z, "weight_zero_point")
-    batch, seq, _ = _shape(x)
+    batch, seq, _ = static_shape(x)
     hidden = w_value.shape[1] // 3
     head = hidden // heads
     alpha = float(attrs.get("scale", 0.0)) or 1.0 / math.sqrt(head)
@@ -185,8 +182,8 @@ def convert_qembed_layer_norm(ctx: ConvertContext, inputs: list, attrs: dict) ->
     word_s, pos_s, seg_s, gamma_s, beta_s = (_arg(inputs, i) for i in range(8, 13))
     word_z, pos_z, seg_z, gamma_z, beta_z = (_arg(inputs, i) for i in range(13, 18))
     epsilon = float(attrs.get("epsilon", 1e-12))
-    batch, seq = _shape(ids)
-    hidden = _shape(word)[1]
+    batch, seq = static_shape(ids)
+    hidden = static_shape(word)[1]
     positions = relax.const(np.arange(seq, dtype=np.int32))
     emb = relax.op.add(_lookup(ctx, word, word_s, word_z, ids, "word embedding"),
                        relax.op.expand_dims(

@@ -19,6 +19,7 @@ import numpy as np
 from tvm import relax
 
 from ...dtypes import QTYPES, QType
+from ...relax_utils import tensor_dtype
 from .context import ConvertContext, constant_value, onnx_type_name
 from .qparams import check_param_shape, check_scale, check_zero_point, normalize_axis
 from .shapes import static_shape
@@ -29,10 +30,6 @@ FLOAT_TYPES = ("float32", "float16", "bfloat16", "float64")
 def _shape(ctx: ConvertContext, expr: relax.Expr, index: int) -> tuple[int, ...]:
     """Static shape of the node's input ``index`` (InputShapeError naming it otherwise)."""
     return static_shape(expr, ctx.label, index)
-
-
-def _dtype(expr: relax.Expr) -> str:
-    return str(expr.ty.dtype)
 
 
 def _params_layout(ctx: ConvertContext, x, scale, zp, attrs) -> tuple[str, int, int]:
@@ -84,7 +81,7 @@ def _quantized_type(ctx: ConvertContext, zp: relax.Expr | None, attrs) -> QType:
     output_dtype = int(attrs.get("output_dtype", 0))
     zp_type = ctx.input_types[2] if len(ctx.input_types) > 2 else None
     if zp is not None and zp_type is None:
-        zp_type = _dtype(zp)
+        zp_type = tensor_dtype(zp)
     name = onnx_type_name(output_dtype) if output_dtype else (zp_type or "uint8")
     if output_dtype and zp is not None and zp_type != name:
         raise ctx.fail(f"output_dtype {name} does not match the zero point's type {zp_type}")
@@ -100,19 +97,19 @@ def convert_quantize(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Ex
     zp = inputs[2] if len(inputs) > 2 else None
     if int(attrs.get("precision", 0)) not in (0, 1):
         raise ctx.fail("the 'precision' attribute is not supported (only float32 math)")
-    if _dtype(x) not in FLOAT_TYPES:
-        raise ctx.fail(f"input must be a float tensor, got {_dtype(x)}")
+    if tensor_dtype(x) not in FLOAT_TYPES:
+        raise ctx.fail(f"input must be a float tensor, got {tensor_dtype(x)}")
     qt = _quantized_type(ctx, zp, attrs)
     check_scale(ctx.node, constant_value(scale))
     check_zero_point(ctx.node, constant_value(zp), qt)
     kind, axis, block = _params_layout(ctx, x, scale, zp, attrs)
     if zp is None:
         zp = relax.const(np.zeros(_shape(ctx, scale, 1), dtype=qt.container))
-    elif _dtype(zp) != qt.container:
-        raise ctx.fail(f"zero point type {_dtype(zp)} does not match output type {qt.name}")
-    if _dtype(x) != "float32":
+    elif tensor_dtype(zp) != qt.container:
+        raise ctx.fail(f"zero point type {tensor_dtype(zp)} does not match output type {qt.name}")
+    if tensor_dtype(x) != "float32":
         x = relax.op.astype(x, "float32")
-    if _dtype(scale) != "float32":
+    if tensor_dtype(scale) != "float32":
         scale = relax.op.astype(scale, "float32")
 
     if kind == "block":
@@ -137,12 +134,12 @@ def convert_dequantize(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.
     """DequantizeLinear: ``x = (q - zp) · s`` (int32 input allowed, for biases)."""
     q, scale = inputs[0], inputs[1]
     zp = inputs[2] if len(inputs) > 2 else None
-    q_type = ctx.input_types[0] or _dtype(q)
+    q_type = ctx.input_types[0] or tensor_dtype(q)
     qt = QTYPES.get(q_type)
     if qt is None:
         raise ctx.fail(f"input has type {q_type}, which is not a quantized integer type")
     if zp is not None:
-        zp_type = (ctx.input_types[2] if len(ctx.input_types) > 2 else None) or _dtype(zp)
+        zp_type = (ctx.input_types[2] if len(ctx.input_types) > 2 else None) or tensor_dtype(zp)
         if zp_type != qt.name:
             raise ctx.fail(
                 f"zero point has type {zp_type} but the input has type {qt.name}; they must match"
@@ -151,10 +148,10 @@ def convert_dequantize(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.
     check_zero_point(ctx.node, constant_value(zp), qt)
     kind, axis, block = _params_layout(ctx, q, scale, zp, attrs)
     output_dtype = int(attrs.get("output_dtype", 0))
-    out_dtype = onnx_type_name(output_dtype) if output_dtype else _dtype(scale)
+    out_dtype = onnx_type_name(output_dtype) if output_dtype else tensor_dtype(scale)
     if zp is None:
         zp = relax.const(np.zeros(_shape(ctx, scale, 1), dtype=qt.container))
-    if _dtype(scale) != "float32":
+    if tensor_dtype(scale) != "float32":
         scale = relax.op.astype(scale, "float32")
 
     if kind == "block":

@@ -1,0 +1,191 @@
+"""Models built into a TVM Relax VM executable (the x86 and the generic TVM backend).
+
+:class:`VMCompiledModel` runs the executable on the CPU and exports it as ``module.so`` +
+``meta.json`` (format ``tvm-qdq/1``); :func:`build_vm` builds the VM, :func:`prepare` is
+what both VM backends do to an integer module before building it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from ..dtypes import from_container, to_container
+from ..errors import InputError
+from ..targets import target_family
+from ..tvm_logs import routed_tvm_logs
+from .base import (
+    BuildOptions,
+    CompiledModel,
+    Feeds,
+    TensorSpec,
+    check_index_range,
+    checked_element_type,
+    read_export,
+)
+from .legalize_signedness import legalize_signedness
+
+FORMAT = "tvm-qdq/1"
+MODULE_FILE = "module.so"
+
+#: TVM's thread pool workers spin this many iterations waiting for the next parallel region
+#: before they sleep (TVM's default, 300000, is milliseconds). A short spin covers the gap
+#: between the kernels of one inference and sleeps between inferences; long spinning takes
+#: the cores the working threads need on a loaded machine. An explicit setting wins.
+SPIN_COUNT_ENV = "TVM_THREAD_POOL_SPIN_COUNT"
+SPIN_COUNT = "10000"
+
+
+def thread_pool_spin_count() -> str:
+    """The spin count the thread pool starts with when a VM model first runs."""
+    return os.environ.get(SPIN_COUNT_ENV, SPIN_COUNT)
+
+
+@contextlib.contextmanager
+def pool_spin_count() -> Iterator[None]:
+    """``$TVM_THREAD_POOL_SPIN_COUNT`` set to :data:`SPIN_COUNT` (unless already set) for the
+    block, restored afterwards. TVM reads it once, when its thread pool's workers first run a
+    parallel region, so a model's first run is made inside this block."""
+    if SPIN_COUNT_ENV in os.environ:
+        yield
+        return
+    os.environ[SPIN_COUNT_ENV] = SPIN_COUNT
+    try:
+        yield
+    finally:
+        os.environ.pop(SPIN_COUNT_ENV, None)
+
+
+def check_requantize(options: BuildOptions, target: tvm.target.Target) -> None:
+    """Refuse a requantize form other than the exact float64 one (a Hexagon option)."""
+    if options.requantize not in (None, "float"):
+        raise ValueError(f"requantize={options.requantize!r} is a Hexagon option; the "
+                         f"{target.kind.name} build uses the exact float64 requantize "
+                         "(pass requantize=None)")
+
+
+def prepare(mod: tvm.IRModule, target: tvm.target.Target,
+            options: BuildOptions) -> tvm.IRModule:
+    """Check the options and legalize the integer module's signedness for ``target``."""
+    check_requantize(options, target)
+    return legalize_signedness(mod, target_family(target)) if options.integer else mod
+
+
+def build_vm(mod: tvm.IRModule, target: tvm.target.Target):
+    """``relax.build`` with the VM's Relax functions compiled to native code
+    (``exec_mode="compiled"``): each kernel call is a direct call instead of an interpreted
+    bytecode instruction. Falls back to the bytecode interpreter when the compiled mode
+    cannot build the module."""
+    try:
+        return relax.build(mod, target=target, exec_mode="compiled")
+    except Exception as err:  # noqa: BLE001 - any failure of the compiled mode: bytecode
+        warnings.warn(f"tvm-qdq: compiled VM mode failed ({type(err).__name__}: "
+                      f"{str(err)[:200]}); using the bytecode VM", stacklevel=2)
+        return relax.build(mod, target=target)
+
+
+class VMCompiledModel(CompiledModel):
+    """A model built into a Relax VM executable, run on the CPU."""
+
+    format = FORMAT
+
+    def __init__(self, module, inputs: list[TensorSpec], outputs: list[TensorSpec],
+                 target: str, report=None):
+        super().__init__(inputs, outputs, target, report)
+        self._module = module
+        self._vm = relax.VirtualMachine(module, tvm.cpu())
+        self._main = self._first_main  # the first call starts TVM's thread pool
+        self._buffers: list | None = None  # one preallocated TVM tensor per input
+        self._views: list | None = None  # numpy views of self._buffers
+        # Fast path of run(): per input the exact numpy (dtype, shape) it takes unchecked.
+        self._fast = [(np.dtype(s.dtype), tuple(s.shape))
+                      if s.dtype == s.type and None not in s.shape else None for s in inputs]
+        self._names = [s.name for s in inputs]
+        self._plain_outputs = all(s.type not in ("int4", "uint4") for s in outputs)
+        self._index_inputs = [i for i, s in enumerate(inputs) if s.index_range is not None]
+
+    def _first_main(self, *args):
+        main = self._vm["main"]
+        with pool_spin_count():
+            result = main(*args)
+        self._main = main
+        return result
+
+    def _check(self, spec: TensorSpec, value) -> np.ndarray:
+        array = checked_element_type(spec, value)
+        shape = list(array.shape)
+        if len(shape) != len(spec.shape) or any(
+            want is not None and want != got for want, got in zip(spec.shape, shape, strict=False)
+        ):
+            raise InputError(
+                f"input '{spec.name}': expected shape {spec.shape}, got {shape} "
+                "(None marks a dynamic dimension)"
+            )
+        return np.array(to_container(array), order="C", copy=None)
+
+    def _fits(self, spec: TensorSpec, value) -> bool:
+        """Fast path: a numpy array of exactly the compiled dtype and static shape."""
+        return (isinstance(value, np.ndarray) and str(value.dtype) == spec.dtype == spec.type
+                and None not in spec.shape and list(value.shape) == spec.shape)
+
+    def run(self, feeds: Feeds) -> list[np.ndarray]:
+        """Run once. ``feeds``: a dict by input name or a list in input order.
+
+        Inputs are copied into preallocated TVM tensors (checked only when their dtype or
+        shape is not the compiled one); outputs are returned as numpy arrays that share
+        nothing with other calls (views of the tensors this call allocated).
+        """
+        values = None
+        if isinstance(feeds, dict) and len(feeds) == len(self._names):
+            try:
+                values = [feeds[n] for n in self._names]
+            except KeyError:
+                values = None
+        if values is None:
+            values = self._ordered(feeds)
+        if self._buffers is None and all(None not in s.shape for s in self.inputs):
+            self._buffers = [tvm.runtime.empty(s.shape, s.dtype) for s in self.inputs]
+            self._views = [np.from_dlpack(b) for b in self._buffers]
+        args = []
+        for i, (spec, value) in enumerate(zip(self.inputs, values, strict=True)):
+            fast = self._fast[i]
+            if fast is not None and type(value) is np.ndarray and value.dtype == fast[0] \
+                    and value.shape == fast[1]:
+                array = value
+            else:
+                array = value if self._fits(spec, value) else self._check(spec, value)
+            if self._buffers is not None:
+                self._views[i][...] = array
+                args.append(self._buffers[i])
+            else:
+                args.append(tvm.runtime.tensor(array))
+        for i in self._index_inputs:
+            check_index_range(self.inputs[i], self._views[i] if self._buffers is not None
+                              else args[i].numpy())
+        result = self._main(*args)
+        flat = list(result) if not hasattr(result, "numpy") else [result]
+        if self._plain_outputs:
+            # The VM allocates the returned tensors on every call (never reused while
+            # referenced), so a numpy view of each is the caller's own array: no copy.
+            return [np.from_dlpack(r) for r in flat]
+        return [from_container(np.from_dlpack(r).copy(), s.type)
+                for r, s in zip(flat, self.outputs, strict=True)]
+
+    @routed_tvm_logs()
+    def _write_files(self, out: Path) -> None:
+        self._module.export_library(str(out / MODULE_FILE))
+
+
+@routed_tvm_logs()
+def load_vm(folder: Path) -> VMCompiledModel:
+    """Load what :meth:`VMCompiledModel.export` wrote."""
+    meta, inputs, outputs, report = read_export(folder, FORMAT)
+    module = tvm.runtime.load_module(str(folder / MODULE_FILE))
+    return VMCompiledModel(module, inputs, outputs, meta["target"], report)

@@ -11,7 +11,6 @@ session) and ``peer_agreement`` (each peer against the reference).
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 import warnings

@@ -25,7 +25,7 @@ from tvm import relax, te
 import tvm_qdq
 from tvm_qdq.backend.x86 import asm_of, lower_integer_kernels
 from tvm_qdq.backend.x86 import fast_math as fm
-from tvm_qdq.backend.x86.schedule import schedule_generic
+from tvm_qdq.backend.x86.schedules import schedule_generic
 from tvm_qdq.compile import legalize_signedness
 from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model, random_feeds

@@ -18,7 +18,7 @@ from tvm import relax
 import tvm_qdq
 from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
 from tvm_qdq.backend.x86 import kernels as K
-from tvm_qdq.backend.x86.schedule import row_tile_factors, valid_row_tiles
+from tvm_qdq.backend.x86.schedules.vnni import row_tile_factors, valid_row_tiles
 from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model, random_feeds
 from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort

@@ -11,9 +11,8 @@
    ``R.sigmoid``, ``R.nn.gelu`` and ``R.nn.softmax`` (the float islands) become the same
    target-independent TIR polynomials as in the x86 build (no libm call: the image has no
    libm; what other float ops still call is :mod:`.libm`, compiled into the image);
-4. TVM's CPU legalization: ``LegalizeOps``, ``AnnotateTIROpPattern``, ``FoldConstant``,
-   ``FuseOps``, ``FuseTIR`` (the same passes ``tvm.compile`` runs for x86, so the integer
-   and float math is the same), then ``DeadCodeElimination``;
+4. :func:`tvm_qdq.backend.fusion.legalize_and_fuse`: TVM's CPU legalization and fusion (the
+   same passes as the x86 build, so the integer and float math is the same);
 5. :func:`~.schedule.schedule_kernels` vectorizes every PrimFunc on HVX;
 6. :func:`~.plan.make_plan` reads the ``call_tir`` sequence of ``main``.
 """
@@ -24,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tvm
-from tvm import relax
 
+from ..fusion import legalize_and_fuse
 from .plan import Plan, make_plan
 
 
@@ -37,19 +36,6 @@ class Lowered:
     kernels: tvm.IRModule
     plan: Plan
     notes: dict = field(default_factory=dict)
-
-
-def legalize_and_fuse(mod: tvm.IRModule) -> tvm.IRModule:
-    """TVM's CPU legalization and fusion passes (the ones ``tvm.compile`` uses for llvm)."""
-    seq = tvm.transform.Sequential([
-        relax.transform.LegalizeOps(),
-        relax.transform.AnnotateTIROpPattern(),
-        relax.transform.FoldConstant(),
-        relax.transform.FuseOps(),
-        relax.transform.FuseTIR(),
-        relax.transform.DeadCodeElimination(),
-    ])
-    return seq(mod)
 
 
 def kernel_module(mod: tvm.IRModule, plan: Plan) -> tvm.IRModule:
@@ -81,7 +67,7 @@ def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
         raise ValueError(f"requantize must be 'float' or 'fixed', got {requantize!r}")
     mod = use_fast_math(mod)
     with target:
-        lowered = legalize_and_fuse(mod)
+        lowered = legalize_and_fuse()(mod)
     plan = make_plan(lowered)
     kernels = kernel_module(lowered, plan)
     if schedule:

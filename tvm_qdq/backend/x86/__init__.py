@@ -25,7 +25,7 @@ from .lower import (  # noqa: E402
     rewrite_kernels,
     schedule_module,
 )
-from .schedule import Tile  # noqa: E402
+from .schedules import Tile  # noqa: E402
 
 __all__ = [
     "VNNI_INTRIN",

@@ -7,7 +7,7 @@
    the float64 requantize chains (``round(float64(acc) · m)``) into multiplier + shift
    integer kernels that fuse into the conv / matmul epilogues, and
    :func:`~.requant_add.fixed_point_add` turns the Add's int64 sums into int32 lanes;
-3. :func:`tvm_qdq.backend.x86.fast_math.use_fast_math`: float32 ``R.exp``, ``R.erf``,
+3. :func:`tvm_qdq.backend.fast_math.use_fast_math`: float32 ``R.exp``, ``R.erf``,
    ``R.sigmoid``, ``R.nn.gelu`` and ``R.nn.softmax`` (the float islands) become the same
    target-independent TIR polynomials as in the x86 build (no libm call: the image has no
    libm; what other float ops still call is :mod:`.libm`, compiled into the image);
@@ -51,7 +51,7 @@ def kernel_module(mod: tvm.IRModule, plan: Plan) -> tvm.IRModule:
 def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
           requantize: str = "fixed", schedule: bool = True) -> Lowered:
     """Lower an integer Relax module for ``target`` (see the module docstring)."""
-    from ..x86.fast_math import use_fast_math
+    from ..fast_math import use_fast_math
     from .kernels import rewrite_dot_products
     from .requant import fixed_point_requantize
     from .requant_add import fixed_point_add

@@ -7,7 +7,7 @@ The steps, in the order :func:`lower_integer_kernels` calls them:
 2. :func:`rewrite_kernels`: conv / matmul become ``call_tir`` to the VNNI and depthwise kernels
    of :mod:`.kernels` (the choice: :mod:`.kernel_selection`), NHWC propagated through the ops
    that follow the layout (:mod:`.layout`);
-3. :func:`.fast_math.use_fast_math`: vectorizable float32 ``erf`` / ``exp``;
+3. :func:`tvm_qdq.backend.fast_math.use_fast_math`: vectorizable float32 ``erf`` / ``exp``;
 4. :func:`fuse_passes`: TVM's legalization and fusion (:mod:`tvm_qdq.backend.fusion`), with the
    scalar side computations grouped first (:mod:`.group_scalars`); the kernels are
    output-elementwise-fusable, so each requantize epilogue (and residual add) fuses into its
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import tvm
 from tvm import tirx
 
+from ..fast_math import use_fast_math
 from ..fusion import legalize_and_fuse
-from .fast_math import use_fast_math
 from .group_scalars import group_scalar_chains
 from .intrin import has_vnni
 from .kernel_selection import KernelRewriter
@@ -119,7 +119,7 @@ def lower_integer_kernels(
     with target:
         mod, report.float_roundings = exact_float_rounding(mod)
         mod = rewrite_kernels(mod, target, report)
-        mod = use_fast_math(mod)  # vectorizable float32 erf / exp (see .fast_math)
+        mod = use_fast_math(mod)  # vectorizable float32 erf / exp (see ..fast_math)
         mod = fuse_passes()(mod)
     if tune:
         from .tuning import tune_module

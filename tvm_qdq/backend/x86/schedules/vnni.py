@@ -85,9 +85,9 @@ def tile_score(mr: int, nr: int) -> float:
 def default_tile(dims: list[int], n_blocks: int) -> Tile:
     """Heuristic register tile for ``dims`` rows and ``n_blocks`` 16-channel column blocks.
 
-    Measured on Zen 4 (znver4): 8–16 accumulators with ≥ 2 rows per weight load reach
-    ≥ 90 % of the VNNI peak in cache, and the pick is within ~5-10 % of the best tile of a
-    measured search on the test models (see :mod:`.tuning`).
+    The best :func:`tile_score` among the tiles that fit (at most :data:`MAX_ACCUMULATORS`
+    accumulators, at most 16 rows, at most 4 column blocks); the tuning database
+    (:mod:`..tuning`) replaces it by a measured tile where it has one.
     """
     rows = valid_row_tiles(dims)
     best, best_score = Tile(1, 1), -1e9

@@ -50,6 +50,7 @@ _QDQ = {"relax.quantize", "relax.dequantize"}
 _POOL = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d"}
 _REDUCE = {"relax.sum", "relax.mean", "relax.max", "relax.min", "relax.prod"}
 
+
 def as_2d(shape: Sequence[int]) -> list[int]:
     """``[N, C, W]`` (a 1-D map) as the 2-D map ``[N, C, 1, W]`` it equals."""
     n, c, w = shape
@@ -64,8 +65,8 @@ class LayoutRewriter:
     """Re-emits one Relax function into a block builder, tracking for each original var its
     NCHW (``plain``) and/or NHWC form; ops that follow the layout stay NHWC.
 
-    Subclasses add handlers (``kernel_handlers``: op name → method returning ``(value,
-    layout)`` or None to keep the op as it is).
+    Subclasses lower ops to kernels (:meth:`kernel_handler`: op name → a method returning
+    ``(value, layout)``, or None to keep the op as it is).
     """
 
     def __init__(self, bb: relax.BlockBuilder):

@@ -1,4 +1,4 @@
-"""Schedule steps shared by the x86 schedule families (:mod:`.` lists them in dispatch order).
+"""Schedule steps shared by the x86 schedule families (:mod:`tvm_qdq.backend.x86.schedules`).
 
 Inlining (:func:`inline_elementwise`) never duplicates costly work: a value read more than
 once stays a separate stage (computed per tile into a local buffer), and costly values are not
@@ -225,7 +225,6 @@ def parallel_chunks(sch: s_tir.Schedule, loop):
     outer, _ = sch.split(loop, [chunks, None])
     sch.parallel(outer)
     return outer
-
 
 
 def kernel_blocks(sch: s_tir.Schedule, kind: str) -> list:

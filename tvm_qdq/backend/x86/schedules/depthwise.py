@@ -10,6 +10,7 @@ from tvm import s_tir, tirx
 from ...kernel_tags import DEPTHWISE, SCRATCH, block_kind
 from ...tir_blocks import blocks_of_kind, loop_extent, root_blocks
 from . import common
+from .rule import Kernel
 
 KIND = "depthwise"
 
@@ -71,8 +72,8 @@ class DepthwiseRule:
 
     kind = KIND
 
-    def applies(self, kernel) -> bool:
+    def applies(self, kernel: Kernel) -> bool:
         return DEPTHWISE in kernel.kinds
 
-    def apply(self, kernel) -> tirx.PrimFunc:
+    def apply(self, kernel: Kernel) -> tirx.PrimFunc:
         return schedule_depthwise(kernel.func)

@@ -10,6 +10,7 @@ from tvm import s_tir, tirx
 
 from ...tir_blocks import SCHEDULE_ERRORS, is_reduction, loop_extent, root_blocks
 from .common import PARALLEL_MIN_ELEMS, inline_elementwise, schedule_spatial
+from .rule import Kernel
 
 KIND = "generic"
 
@@ -54,15 +55,14 @@ def schedule_generic(func: tirx.PrimFunc) -> tirx.PrimFunc:
     return sch.mod["main"]
 
 
-
 class GenericRule:
     """Applies to every function (the last rule)."""
 
     kind = KIND
 
-    def applies(self, kernel) -> bool:
+    def applies(self, kernel: Kernel) -> bool:
         del kernel
         return True
 
-    def apply(self, kernel) -> tirx.PrimFunc:
+    def apply(self, kernel: Kernel) -> tirx.PrimFunc:
         return schedule_generic(kernel.func)

@@ -32,6 +32,7 @@ from tvm.script import tirx as T
 from ...tir_blocks import SCHEDULE_ERRORS, buffer_dtype, buffer_shape, root_blocks
 from ..intrin import has_cpu_features, schedule_target
 from .common import PARALLEL_MIN_ELEMS
+from .rule import Kernel
 
 #: CPU feature of the byte permutes (``llvm -mattr`` name).
 VBMI_FEATURE = "avx512vbmi"
@@ -39,7 +40,6 @@ VBMI_FEATURE = "avx512vbmi"
 PERMI2B = "llvm.x86.avx512.vpermi2var.qi.512"
 LANES = 64
 TABLE_SIZE = 256
-
 
 
 def has_vbmi(target: tvm.target.Target | None = None) -> bool:
@@ -194,7 +194,7 @@ class LutRule:
 
     kind = "lut_vbmi"
 
-    def applies(self, kernel) -> bool:
+    def applies(self, kernel: Kernel) -> bool:
         if not any(n.startswith("T_take") for n in kernel.block_names) or \
                 not has_vbmi(kernel.target):
             return False
@@ -203,5 +203,5 @@ class LutRule:
         except SCHEDULE_ERRORS:
             return False
 
-    def apply(self, kernel) -> tirx.PrimFunc:
+    def apply(self, kernel: Kernel) -> tirx.PrimFunc:
         return schedule_byte_lookup(kernel.func)

@@ -42,6 +42,7 @@ from tvm.script import tirx as T
 from ...kernel_tags import DEPTHWISE, VNNI
 from ...tir_blocks import SCHEDULE_ERRORS, block_name, loop_extent, root_blocks
 from .common import PARALLEL_MIN_MACS, epilogue_per_tile, inline_elementwise, parallel_chunks
+from .rule import Kernel
 
 #: Names of the reduction blocks of TVM's legalized ``matmul`` (Relax ``R.matmul``, topi).
 MATMUL_BLOCK = re.compile(r"^(T_|NT_)?matmul(_NT|_NN)?\d*$|^T_batch_matmul(_NT|_NN)?\d*$")
@@ -346,14 +347,14 @@ class ActivationMatmulRule:
         self.pairs = pairs
         self.kind = KIND_PAIRS if pairs else KIND
 
-    def applies(self, kernel) -> bool:
+    def applies(self, kernel: Kernel) -> bool:
         if kernel.kinds & {VNNI, DEPTHWISE}:
             return False
         if sum(1 for n in kernel.block_names if MATMUL_BLOCK.match(n)) != 1:
             return False
         return not self.pairs or _target_has_vnni(kernel.target)
 
-    def apply(self, kernel) -> tirx.PrimFunc:
+    def apply(self, kernel: Kernel) -> tirx.PrimFunc:
         return schedule_activation_matmul(kernel.func, pairs=self.pairs)
 
 

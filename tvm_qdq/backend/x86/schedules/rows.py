@@ -31,12 +31,14 @@ from tvm import sym as arith
 from ...tir_blocks import SCHEDULE_ERRORS, block_name, is_reduction, loop_extent, root_blocks
 from .common import PARALLEL_MIN_ELEMS, inline_elementwise, schedule_spatial
 from .lut_gather import LutRule
+from .rule import Kernel
 
 #: Lanes of the partial reduction of ``row_allreduce`` (4 AVX-512 vectors of float32: enough
 #: independent chains to hide the latency of ``vmaxps``).
 ALLREDUCE_LANES = 64
 #: Rows reduced side by side by ``row_reduce`` (one AVX-512 vector of float32).
 ROW_LANES = 16
+
 
 def _iter_types(sch: s_tir.Schedule, block) -> list[int]:
     return [int(iv.iter_type) for iv in sch.get(block).iter_vars]
@@ -264,13 +266,13 @@ def _is_copy(sch: s_tir.Schedule) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-def row_kind(kernel) -> str | None:
+def row_kind(kernel: Kernel) -> str | None:
     """Which row schedule fits ``kernel`` (at most one; none for a byte table lookup, which
     :class:`.lut_gather.LutRule` takes)."""
     return kernel.memo("row_kind", lambda: _row_kind(kernel))
 
 
-def _row_kind(kernel) -> str | None:
+def _row_kind(kernel: Kernel) -> str | None:
     if LutRule().applies(kernel):
         return None
     func = kernel.func
@@ -298,8 +300,8 @@ class RowRule:
     def __init__(self, kind: str) -> None:
         self.kind = kind
 
-    def applies(self, kernel) -> bool:
+    def applies(self, kernel: Kernel) -> bool:
         return row_kind(kernel) == self.kind
 
-    def apply(self, kernel) -> tirx.PrimFunc:
+    def apply(self, kernel: Kernel) -> tirx.PrimFunc:
         return self._SCHEDULES[self.kind](kernel.func)

@@ -28,6 +28,7 @@ from .common import (
     schedule_scratch,
     spatial_extents,
 )
+from .rule import Kernel
 
 KIND = "vnni"
 #: Maximum number of zmm accumulators in a register tile.
@@ -101,7 +102,6 @@ def default_tile(dims: list[int], n_blocks: int) -> Tile:
             if score > best_score:
                 best, best_score = Tile(mr, nr), score
     return best
-
 
 
 def row_tile_factors(dims: list[int], mr: int) -> list[int]:
@@ -218,8 +218,8 @@ class VnniRule:
     def __init__(self, fallback: Tile | None = None) -> None:
         self.fallback = fallback
 
-    def applies(self, kernel) -> bool:
+    def applies(self, kernel: Kernel) -> bool:
         return VNNI in kernel.kinds
 
-    def apply(self, kernel) -> tirx.PrimFunc:
+    def apply(self, kernel: Kernel) -> tirx.PrimFunc:
         return schedule_vnni(kernel.func, self.fallback or kernel.tile)

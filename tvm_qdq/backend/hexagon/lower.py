@@ -13,8 +13,9 @@
    libm; what other float ops still call is :mod:`.libm`, compiled into the image);
 4. :func:`tvm_qdq.backend.fusion.legalize_and_fuse`: TVM's CPU legalization and fusion (the
    same passes as the x86 build, so the integer and float math is the same);
-5. :func:`~.schedule.schedule_kernels` vectorizes every PrimFunc on HVX;
-6. :func:`~.plan.make_plan` reads the ``call_tir`` sequence of ``main``.
+5. :func:`~.plan.make_plan` reads the ``call_tir`` sequence of ``main``
+   (:func:`kernel_module`: the PrimFuncs it calls, named by their plan symbols);
+6. :func:`~.schedule.schedule_kernels` vectorizes every PrimFunc on HVX.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Schedules (``tvm.s_tir.Schedule``) of the fused PrimFuncs for HVX.
 
-* A function with a vrmpy block (:data:`~tvm_qdq.backend.kernel_tags.HVX_VRMPY`: conv / matmul
-  of :mod:`.kernels`, usually with a
-  fused requantize epilogue): the 32 output-channel lanes and the 4-byte group are tensorized
-  with the ``vrmpy`` intrinsic of the operand types (:mod:`.intrin`), the accumulator init is
-  vectorized, the elementwise epilogue is inlined into one block and vectorized.
+* A function with a vrmpy block (:data:`~tvm_qdq.backend.kernel_tags.HVX_VRMPY`: conv /
+  matmul of :mod:`.kernels`, usually with a fused requantize epilogue): the 32 output-channel
+  lanes and the 4-byte group are tensorized with the ``vrmpy`` intrinsic of the operand types
+  (:mod:`.intrin`), the accumulator init is vectorized, the elementwise epilogue is inlined
+  into one block and vectorized.
 * Every other function: elementwise producers inlined into their consumers, and the
   innermost loop of each spatial block vectorized over one HVX vector of its widest type
   (128 bytes), so integer elementwise code is HVX (float math is scalarized by LLVM: HVX

@@ -1,4 +1,4 @@
-"""Which integer conv / matmul becomes which x86 kernel (step 1 of :mod:`.lower`, with
+"""Which integer conv / matmul becomes which x86 kernel (step 2 of :mod:`.lower`, with
 :mod:`.layout`).
 
 * ``R.nn.conv2d`` / ``R.nn.conv1d`` (a 1-D map ``[N, C, W]`` is the 2-D map ``[N, C, 1, W]``)

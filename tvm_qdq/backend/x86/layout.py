@@ -1,4 +1,4 @@
-"""Channels-last layout propagation for the x86 kernels (step 1 of :mod:`.lower`, with
+"""Channels-last layout propagation for the x86 kernels (step 2 of :mod:`.lower`, with
 :mod:`.kernel_selection`).
 
 The conv kernels read and write NHWC. :class:`LayoutRewriter` re-emits a Relax function

@@ -9,8 +9,8 @@ import pytest
 
 import tvm_qdq
 from tvm_qdq.backend.x86 import has_vnni, tuning
-from tvm_qdq.backend.x86 import schedule as x86_schedule
-from tvm_qdq.backend.x86.schedule import Tile
+from tvm_qdq.backend.x86.schedules import Tile
+from tvm_qdq.backend.x86.schedules import vnni as x86_schedule
 from tvm_qdq.cli import main as cli_main
 from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model, random_feeds

@@ -1,5 +1,5 @@
 """Activation × activation matmul schedule of the x86 lowering
-(:mod:`tvm_qdq.backend.x86.schedule_matmul`): the attention matmuls of transformers.
+(:mod:`tvm_qdq.backend.x86.schedules.matmul`): the attention matmuls of transformers.
 
 * Synthetic batched matmuls (int16 → int32 and float32, ``B`` as ``[k, j]`` or ``[j, k]``,
   with and without an elementwise epilogue, shapes that do and do not fill a register tile):
@@ -18,20 +18,23 @@ import tvm
 from tvm import relax, te, tirx
 
 import tvm_qdq
-from tvm_qdq.backend.x86 import asm_of, has_vnni, lower_integer_kernels, schedule_matmul
+from tvm_qdq.backend.x86 import asm_of, has_vnni, lower_integer_kernels
 from tvm_qdq.backend.x86.lower import (
     LoweringReport,
     exact_float_rounding,
     fuse_passes,
     rewrite_kernels,
 )
-from tvm_qdq.backend.x86.schedule import (
-    block_names,
+from tvm_qdq.backend.x86.schedules import (
+    RULES,
+    Kernel,
     lowers,
     schedule_function,
     schedule_generic,
 )
-from tvm_qdq.backend.x86.schedule_matmul import (
+from tvm_qdq.backend.x86.schedules import matmul as schedule_matmul
+from tvm_qdq.backend.x86.schedules.matmul import (
+    ActivationMatmulRule,
     MatmulTile,
     default_matmul_tile,
     schedule_activation_matmul,
@@ -202,20 +205,22 @@ def test_attention_matmuls_bit_identical_to_generic(config: str) -> None:
     funcs = _fused_primfuncs(config)
     scheduled_names = []
     for name, func in funcs.items():
-        attempts = schedule_matmul.matmul_attempts(func, block_names(func))
-        if not attempts:
+        kernel = Kernel(func)
+        rules = [r for r in RULES if isinstance(r, ActivationMatmulRule) and r.applies(kernel)]
+        if not rules:
             continue
-        assert [kind for kind, _ in attempts] == list(reversed(KINDS))
+        assert [r.kind for r in rules] == list(reversed(KINDS))
         scheduled_names.append(name)
         generic = schedule_generic(func)
         int16 = all(str(p.ty.dtype) == "int16" for p in func.params[:2])
         rng = np.random.default_rng(0)
-        for kind, attempt in attempts:
+        for rule in rules:
+            kind = rule.kind
             if kind == schedule_matmul.KIND_PAIRS and not int16:
                 with pytest.raises(ValueError):
-                    attempt()
+                    rule.apply(kernel)
                 continue
-            scheduled = attempt()
+            scheduled = rule.apply(kernel)
             assert lowers(scheduled, TARGET), name
             for _ in range(2):
                 arrays = _random_args(func, rng)
@@ -224,8 +229,8 @@ def test_attention_matmuls_bit_identical_to_generic(config: str) -> None:
                     np.testing.assert_array_equal(got, want, err_msg=f"{name} {kind}")
     # Q·Kᵀ and softmax·V (the two layers may share their functions); every matmul block
     # outside a VNNI kernel is one of them.
-    expected = [n for n, f in funcs.items() if "matmul" in block_names(f)
-                and not any(b.startswith("tq_") for b in block_names(f))]
+    expected = [n for n, f in funcs.items() if "matmul" in Kernel(f).block_names
+                and not Kernel(f).kinds]
     assert len(scheduled_names) >= 2 and scheduled_names == expected, scheduled_names
 
 
@@ -234,7 +239,7 @@ def _lowered(config: str, enabled: bool, monkeypatch: pytest.MonkeyPatch
     mod = _integer(config)
     with monkeypatch.context() as patch:
         if not enabled:
-            patch.setattr(schedule_matmul, "matmul_attempts", lambda func, names, target=None: [])
+            patch.setattr(ActivationMatmulRule, "applies", lambda self, kernel: False)
         report = LoweringReport()
         lowered = lower_integer_kernels(mod, TARGET, report=report)
     executable = tvm.compile(lowered, TARGET)

@@ -1,4 +1,4 @@
-"""Vectorizable float32 erf / exp of the x86 build (:mod:`tvm_qdq.backend.x86.fast_math`).
+"""Vectorizable float32 erf / exp of the x86 build (:mod:`tvm_qdq.backend.fast_math`).
 
 * Accuracy of the built AVX-512 kernels against float64 ``math.erf`` / ``math.exp``, in ulp
   of the float32 nearest the exact value: erf ≤ ``ERF_MAX_ULP`` (1.1) ulp and ≤
@@ -23,9 +23,9 @@ import tvm
 from tvm import relax, te
 
 import tvm_qdq
+from tvm_qdq.backend import fast_math as fm
 from tvm_qdq.backend.x86 import asm_of, lower_integer_kernels
-from tvm_qdq.backend.x86 import fast_math as fm
-from tvm_qdq.backend.x86.schedule import schedule_generic
+from tvm_qdq.backend.x86.schedules import schedule_generic
 from tvm_qdq.compile import legalize_signedness
 from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model, random_feeds

@@ -18,7 +18,7 @@ from tvm import relax
 import tvm_qdq
 from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
 from tvm_qdq.backend.x86 import kernels as K
-from tvm_qdq.backend.x86.schedule import row_tile_factors, valid_row_tiles
+from tvm_qdq.backend.x86.schedules.vnni import row_tile_factors, valid_row_tiles
 from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model, random_feeds
 from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort
@@ -449,3 +449,32 @@ def test_edge_and_reflect_pad_lower_without_fallback(mode: str) -> None:
         compiled = tvm_qdq.compile(model, target="x86")
     expected = run_ort(model, x, optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     assert np.array_equal(compiled.run(x)[0], expected[0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernel roles
+# ----------------------------------------------------------------------------------------------
+
+
+def test_kernel_roles_survive_fusion_and_keep_tuning_keys() -> None:
+    """The role annotations of the kernel blocks (``kernel_tags``) survive FuseOps / FuseTIR
+    (schedules dispatch on them, not on names), and the tuning key of a fused kernel ignores
+    them (the database's keys were computed without annotations)."""
+    from tvm import tirx
+
+    from tvm_qdq.backend.kernel_tags import DEPTHWISE, SCRATCH, VNNI, without_tags
+    from tvm_qdq.backend.legalize_signedness import legalize_signedness
+    from tvm_qdq.backend.tir_blocks import kernel_kinds
+    from tvm_qdq.backend.x86.lower import fuse_passes, rewrite_kernels
+
+    model = quantized_model("resnet_cnn", "u8s8_perchannel")
+    mod = legalize_signedness(tvm_qdq.to_integer(tvm_qdq.from_onnx(model)), "x86")
+    with TARGET:
+        fused = fuse_passes()(rewrite_kernels(mod, TARGET))
+    kinds = {g.name_hint: kernel_kinds(f) for g, f in fused.functions.items()
+             if isinstance(f, tirx.PrimFunc)}
+    assert any(VNNI in k and SCRATCH in k for k in kinds.values()), kinds
+    assert any(DEPTHWISE in k for k in kinds.values()), kinds
+    for name, func in fused.functions.items():
+        if isinstance(func, tirx.PrimFunc) and kinds[name.name_hint]:
+            assert not kernel_kinds(without_tags(func))

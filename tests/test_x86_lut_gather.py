@@ -1,4 +1,4 @@
-"""256-entry byte table lookups as AVX-512 VBMI permutes (``tvm_qdq/backend/x86/lut_gather.py``).
+"""256-entry byte table lookups as VBMI permutes (:mod:`tvm_qdq.backend.x86.schedules.lut_gather`).
 
 The permute schedule must give the same bytes as the gather (it is numpy's ``table[x]``), run
 only on ``take(table, x)`` with a uint8 ``x`` indexing a 256-entry 8-bit table, and only on a
@@ -13,9 +13,10 @@ import tvm
 from tvm import relax
 
 from tvm_qdq.backend.x86 import lower_integer_kernels
-from tvm_qdq.backend.x86 import lut_gather as L
 from tvm_qdq.backend.x86.intrin import asm_of
 from tvm_qdq.backend.x86.profile import kernel_times
+from tvm_qdq.backend.x86.schedules import Kernel
+from tvm_qdq.backend.x86.schedules import lut_gather as L
 from tvm_qdq.targets import resolve_target
 
 HOST = resolve_target("x86")
@@ -76,9 +77,9 @@ def test_matches_only_byte_lookups() -> None:
 def test_no_permutes_without_vbmi() -> None:
     func = _take_func((4, 64), _table("uint8"))
     assert not L.has_vbmi(NO_VBMI)
-    assert L.lut_attempts(func, ["T_take"], NO_VBMI) == []
+    assert not L.LutRule().applies(Kernel(func, target=NO_VBMI))
     with NO_VBMI:  # the current target when none is given
-        assert L.lut_attempts(func, ["T_take"]) == []
+        assert not L.LutRule().applies(Kernel(func))
 
 
 @needs_vbmi
@@ -104,11 +105,9 @@ def test_generic_schedule_without_vbmi() -> None:
 @needs_vbmi
 def test_permutes_faster_than_the_gather(monkeypatch) -> None:
     """MiniLM's GELU table on (16, 16, 1536): the permutes beat the generic gather by > 3×."""
-    from tvm_qdq.backend.x86 import schedule_rows
-
     mod = _take_module((16, 16, 1536), _table("uint8"))
     fast = _lowered(mod, HOST)
-    monkeypatch.setattr(schedule_rows, "lut_attempts", lambda *args: [])
+    monkeypatch.setattr(L.LutRule, "applies", lambda self, kernel: False)
     generic = _lowered(mod, HOST)
     assert "lut_vbmi" in _schedules(fast) and "lut_vbmi" not in _schedules(generic)
     t_fast = sum(k.seconds for k in kernel_times(fast, HOST, 50, 5))

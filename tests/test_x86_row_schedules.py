@@ -1,4 +1,4 @@
-"""Row-wise schedules of the x86 lowering (:mod:`tvm_qdq.backend.x86.schedule_rows`).
+"""Row-wise schedules of the x86 lowering (:mod:`tvm_qdq.backend.x86.schedules.rows`).
 
 Every PrimFunc of small QDQ and dynamic-quant transformers that gets a row schedule
 (layer norm, softmax, DynamicQuantizeLinear's min/max, transposes) must give bit-identical
@@ -14,7 +14,7 @@ import tvm
 from tvm import relax, tirx
 
 import tvm_qdq
-from tvm_qdq.backend.x86 import lower_integer_kernels, schedule_rows
+from tvm_qdq.backend.x86 import lower_integer_kernels
 from tvm_qdq.backend.x86.lower import (
     LoweringReport,
     exact_float_rounding,
@@ -22,7 +22,9 @@ from tvm_qdq.backend.x86.lower import (
     rewrite_kernels,
 )
 from tvm_qdq.backend.x86.profile import _random_args as random_inputs
-from tvm_qdq.backend.x86.schedule import block_names, lowers, schedule_generic
+from tvm_qdq.backend.x86.schedules import RULES, Kernel, lowers, schedule_generic
+from tvm_qdq.backend.x86.schedules.lut_gather import LutRule
+from tvm_qdq.backend.x86.schedules.rows import RowRule
 from tvm_qdq.compile import legalize_signedness
 from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model
@@ -67,11 +69,12 @@ def test_row_schedules_bit_identical_to_generic(config: str) -> None:
     funcs = _fused_primfuncs(config)
     kinds: dict[str, str] = {}
     for name, func in funcs.items():
-        attempts = schedule_rows.row_attempts(func, block_names(func))
-        if not attempts:
+        kernel = Kernel(func)
+        rules = [r for r in RULES if isinstance(r, RowRule) and r.applies(kernel)]
+        if not rules:
             continue
-        kind, attempt = attempts[0]
-        scheduled = attempt()
+        kind = rules[0].kind
+        scheduled = rules[0].apply(kernel)
         assert lowers(scheduled, TARGET), name
         kinds[name] = kind
         generic = schedule_generic(func)
@@ -90,7 +93,8 @@ def _lowered(config: str, rows: bool, monkeypatch: pytest.MonkeyPatch
     mod = _integer(config)
     with monkeypatch.context() as patch:
         if not rows:
-            patch.setattr(schedule_rows, "row_attempts", lambda func, names, target=None: [])
+            for rule in (RowRule, LutRule):
+                patch.setattr(rule, "applies", lambda self, kernel: False)
         report = LoweringReport()
         lowered = lower_integer_kernels(mod, TARGET, report=report)
     executable = tvm.compile(lowered, TARGET)

@@ -7,7 +7,7 @@ tuning and profiling ask :func:`block_kind` instead of reading name prefixes.
 
 from __future__ import annotations
 
-from tvm import s_tir
+from tvm import s_tir, tirx
 
 #: Block annotation key naming the role of a kernel's block.
 KERNEL_ATTR = "tvm_qdq.kernel"
@@ -32,3 +32,18 @@ def block_kind(sch: s_tir.Schedule, block) -> str | None:
     node = sch.get(block)
     value = node.annotations.get(KERNEL_ATTR)
     return None if value is None else str(value)
+
+
+def without_tags(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """``func`` with every kernel annotation removed: structurally equal (same hash) to the
+    function built without tags, so keys computed before tagging still match."""
+    sch = s_tir.Schedule(func)
+
+    def strip(parent) -> None:
+        for block in sch.get_child_blocks(parent):
+            if KERNEL_ATTR in sch.get(block).annotations:
+                sch.unannotate(block, KERNEL_ATTR)
+            strip(block)
+
+    strip(sch.get_sblock("root"))
+    return sch.mod["main"]

@@ -16,6 +16,8 @@ from __future__ import annotations
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
+from ..dot_intrin import dot_product_desc
+
 #: (activation plane dtype, weight dtype) → (intrinsic name, LLVM intrinsic)
 INTRINSICS = {
     ("uint8", "int8"): ("tvm_qdq_hexagon_vrmpybusv_32x4", "llvm.hexagon.V6.vrmpybusv.acc.128B"),
@@ -27,21 +29,6 @@ INTRINSICS = {
 def _register(a_dtype: str, b_dtype: str, name: str, llvm_name: str) -> None:
     a_vec = f"{a_dtype}x4"
     b_vec = f"{b_dtype}x128"
-
-    @T.prim_func(s_tir=True)
-    def desc(
-        A: T.Buffer((4,), a_dtype, offset_factor=1),
-        B: T.Buffer((32, 4), b_dtype, offset_factor=1),
-        C: T.Buffer((32,), "int32", offset_factor=1),
-    ) -> None:
-        with T.sblock("root"):
-            T.reads(C[0:32], A[0:4], B[0:32, 0:4])
-            T.writes(C[0:32])
-            for i in T.serial(0, 32):
-                for k in T.serial(0, 4):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
     @T.prim_func(s_tir=True)
     def impl(
@@ -60,7 +47,7 @@ def _register(a_dtype: str, b_dtype: str, name: str, llvm_name: str) -> None:
                 T.reinterpret("int32x32", B.vload([0, 0], b_vec)),
             )
 
-    TensorIntrin.register(name, desc, impl, override=True)
+    TensorIntrin.register(name, dot_product_desc(32, 4, a_dtype, b_dtype), impl, override=True)
 
 
 for (_a, _b), (_name, _llvm) in INTRINSICS.items():

@@ -29,7 +29,8 @@ packs the activation into a zero-padded ``[P, Hp, Wp, C4]`` scratch (``P`` plane
 padded to a multiple of 4), accumulates ``[P, OH, OW, O32]`` and writes NCHW. The matmul
 kernel takes ``a[*batch, M, K]`` (row-major, K contiguous) and a constant ``b[K, N]``.
 
-The kernels are TE computations whose reduction block (``tq_hx_vrmpy``) is tensorized by
+The kernels are TE computations whose blocks are annotated with their role
+(:mod:`tvm_qdq.backend.kernel_tags`: pack, vrmpy, unpack); the vrmpy reduction is tensorized by
 :mod:`.schedule` with the intrinsics registered in :mod:`.intrin`; the PrimFuncs are marked
 output-elementwise-fusable, so ``FuseOps`` fuses the requantize epilogue into them.
 """
@@ -43,6 +44,8 @@ import tvm
 from tvm import relax, te, tirx
 
 from ...relax_utils import constant_value, static_shape, tensor_dtype
+from ..kernel_geometry import ConvGeometry, MatmulGeometry
+from ..kernel_tags import HVX_PACK, HVX_UNPACK, HVX_VRMPY, tag
 
 LANES = 32  # int32 lanes of a 128-byte HVX vector
 KGROUP = 4  # bytes per lane that one vrmpy reduces
@@ -139,33 +142,14 @@ def _combine(acc: te.Tensor, idx: tuple, n_planes: int, out_dtype: str) -> tirx.
 
 
 @dataclass(frozen=True)
-class Conv2dSpec:
-    """NCHW ``x[N, C, H, W]`` ⊛ OIHW ``w[O, C, KH, KW]`` → ``[N, O, OH, OW]`` (groups = 1)."""
+class Conv2dSpec(ConvGeometry):
+    """NCHW ``x[N, C, H, W]`` ⊛ OIHW ``w[O, C, KH, KW]`` → ``[N, O, OH, OW]`` (groups = 1;
+    the shape fields: :class:`~tvm_qdq.backend.kernel_geometry.ConvGeometry`)."""
 
-    n: int
-    c: int
-    h: int
-    w: int
-    o: int
-    kh: int
-    kw: int
-    strides: tuple[int, int]
-    padding: tuple[int, int, int, int]  # top, left, bottom, right
-    dilation: tuple[int, int]
     act: str
     weight: str
     out_dtype: str
     offset: bool = False  # offset uint8 weights: lane O accumulates Σx
-
-    @property
-    def oh(self) -> int:
-        pt, _, pb, _ = self.padding
-        return (self.h + pt + pb - self.dilation[0] * (self.kh - 1) - 1) // self.strides[0] + 1
-
-    @property
-    def ow(self) -> int:
-        _, pl, _, pr = self.padding
-        return (self.w + pl + pr - self.dilation[1] * (self.kw - 1) - 1) // self.strides[1] + 1
 
     @property
     def cq(self) -> int:
@@ -174,10 +158,6 @@ class Conv2dSpec:
     @property
     def ob(self) -> int:
         return _ceil(self.o + self.offset, LANES)
-
-    @property
-    def macs(self) -> int:
-        return self.n * self.oh * self.ow * self.o * self.c * self.kh * self.kw
 
 
 def pack_conv_weight(w: np.ndarray, kind: str, offsets: np.ndarray | None = None) -> np.ndarray:
@@ -214,7 +194,8 @@ def conv2d_te(spec: Conv2dSpec) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
             value = tirx.Select(p == 0, _plane(value, spec.act, 0), _plane(value, spec.act, 1))
         return tirx.if_then_else(inside, value.astype(pdt), zero)
 
-    xq = te.compute(_i64((spec.n, n_planes, hp, wp_, spec.cq * KGROUP)), pack, name="tq_hx_pack")
+    xq = te.compute(_i64((spec.n, n_planes, hp, wp_, spec.cq * KGROUP)), pack, name="tq_hx_pack",
+                    attrs=tag(HVX_PACK))
     sh, sw = spec.strides
     dh, dw = spec.dilation
     rh = te.reduce_axis(_range(spec.kh), name="rh")
@@ -228,13 +209,14 @@ def conv2d_te(spec: Conv2dSpec) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
         return te.sum(a.astype("int32") * b.astype("int32"), axis=[rh, rw, rq, rk])
 
     acc = te.compute(_i64((spec.n, n_planes, spec.oh, spec.ow, spec.ob * LANES)), body,
-                     name="tq_hx_vrmpy")
+                     name="tq_hx_vrmpy", attrs=tag(HVX_VRMPY))
 
     def unpack(n, o, h, w):
         return _combine(acc, ((n, 0, h, w, o), (n, 1, h, w, o)), n_planes, spec.out_dtype)
 
     if not spec.offset:
-        out = te.compute(_i64((spec.n, spec.o, spec.oh, spec.ow)), unpack, name="tq_hx_unpack")
+        out = te.compute(_i64((spec.n, spec.o, spec.oh, spec.ow)), unpack, name="tq_hx_unpack",
+                         attrs=tag(HVX_UNPACK))
         return x, wp, out
     offsets = te.placeholder(_i64((spec.o,)), "int32", name="b")
 
@@ -244,7 +226,7 @@ def conv2d_te(spec: Conv2dSpec) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
         return unpack(n, o, h, w) + offsets[o].astype(spec.out_dtype) * total
 
     out = te.compute(_i64((spec.n, spec.o, spec.oh, spec.ow)), unpack_offset,
-                     name="tq_hx_unpack")
+                     name="tq_hx_unpack", attrs=tag(HVX_UNPACK))
     return x, wp, offsets, out
 
 
@@ -254,13 +236,9 @@ def conv2d_te(spec: Conv2dSpec) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
 
 
 @dataclass(frozen=True)
-class MatmulSpec:
+class MatmulSpec(MatmulGeometry):
     """``a[*batch, M, K] @ b[K, N]`` (constant ``b``) → ``[*batch, M, N]``."""
 
-    batch: tuple[int, ...]
-    m: int
-    k: int
-    n: int
     act: str
     weight: str
     out_dtype: str
@@ -273,10 +251,6 @@ class MatmulSpec:
     @property
     def nb(self) -> int:
         return _ceil(self.n + self.offset, LANES)
-
-    @property
-    def macs(self) -> int:
-        return int(np.prod(self.batch, dtype=np.int64)) * self.m * self.k * self.n
 
 
 def pack_matmul_weight(b: np.ndarray, kind: str, offsets: np.ndarray | None = None
@@ -309,7 +283,7 @@ def matmul_te(spec: MatmulSpec) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
         return tirx.if_then_else(k < spec.k, value.astype(pdt), zero)
 
     aq = te.compute(_i64((*spec.batch, spec.m, n_planes, spec.kq * KGROUP)), pack,
-                    name="tq_hx_pack")
+                    name="tq_hx_pack", attrs=tag(HVX_PACK))
     rq = te.reduce_axis(_range(spec.kq), name="rq")
     rk = te.reduce_axis(_range(KGROUP), name="rk")
 
@@ -320,14 +294,15 @@ def matmul_te(spec: MatmulSpec) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
         return te.sum(av.astype("int32") * bv.astype("int32"), axis=[rq, rk])
 
     acc = te.compute(_i64((*spec.batch, spec.m, n_planes, spec.nb * LANES)), body,
-                     name="tq_hx_vrmpy")
+                     name="tq_hx_vrmpy", attrs=tag(HVX_VRMPY))
 
     def unpack(*idx):
         row, col = idx[:-1], idx[-1]
         return _combine(acc, ((*row, 0, col), (*row, 1, col)), n_planes, spec.out_dtype)
 
     if not spec.offset:
-        out = te.compute(_i64((*spec.batch, spec.m, spec.n)), unpack, name="tq_hx_unpack")
+        out = te.compute(_i64((*spec.batch, spec.m, spec.n)), unpack, name="tq_hx_unpack",
+                         attrs=tag(HVX_UNPACK))
         return a, bp, out
     offsets = te.placeholder(_i64((spec.n,)), "int32", name="off")
 
@@ -337,7 +312,8 @@ def matmul_te(spec: MatmulSpec) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
         total = _combine(acc, ((*row, 0, ones), (*row, 1, ones)), n_planes, spec.out_dtype)
         return unpack(*idx) + offsets[col].astype(spec.out_dtype) * total
 
-    out = te.compute(_i64((*spec.batch, spec.m, spec.n)), unpack_offset, name="tq_hx_unpack")
+    out = te.compute(_i64((*spec.batch, spec.m, spec.n)), unpack_offset, name="tq_hx_unpack",
+                     attrs=tag(HVX_UNPACK))
     return a, bp, offsets, out
 
 
@@ -381,9 +357,10 @@ def conv2d_spec(call: relax.Call) -> tuple[Conv2dSpec | None, str]:
     pad = [int(p) for p in attrs.padding]
     if len(pad) == 2:
         pad = pad * 2
-    spec = Conv2dSpec(shape[0], shape[1], shape[2], shape[3], w.shape[0], w.shape[2],
-                      w.shape[3], tuple(int(s) for s in attrs.strides), tuple(pad),
-                      tuple(int(d) for d in attrs.dilation), act, kind, out_dtype, offset)
+    spec = Conv2dSpec(n=shape[0], c=shape[1], h=shape[2], w=shape[3], o=w.shape[0],
+                      kh=w.shape[2], kw=w.shape[3], strides=tuple(int(s) for s in attrs.strides),
+                      padding=tuple(pad), dilation=tuple(int(d) for d in attrs.dilation),
+                      act=act, weight=kind, out_dtype=out_dtype, offset=offset)
     if spec.c != w.shape[1]:
         return None, "channel mismatch"
     return spec, ""
@@ -411,8 +388,8 @@ def matmul_spec(call: relax.Call) -> tuple[MatmulSpec | None, str]:
         return None, "uint16 partial sums could overflow int32"
     if shape[-1] != b.shape[0]:
         return None, "inner dimension mismatch"
-    return MatmulSpec(tuple(shape[:-2]), shape[-2], shape[-1], b.shape[1], act, kind,
-                      out_dtype, offset), ""
+    return MatmulSpec(batch=tuple(shape[:-2]), m=shape[-2], k=shape[-1], n=b.shape[1], act=act,
+                      weight=kind, out_dtype=out_dtype, offset=offset), ""
 
 
 INTRINSIC_OF = {("uint8", "int8"): "vrmpybusv", ("int8", "int8"): "vrmpybv",

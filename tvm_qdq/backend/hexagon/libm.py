@@ -3,7 +3,7 @@
 The kernels TVM builds for the Hexagon triple call libm (and Hexagon's compiler-rt) for the
 float ops LLVM does not expand inline. Most float islands never reach these: :mod:`.lower`
 rewrites float32 ``R.exp``, ``R.erf``, ``R.sigmoid``, ``R.nn.gelu`` and ``R.nn.softmax`` into
-the TIR polynomials of :mod:`tvm_qdq.backend.x86.fast_math` (the same expressions as the x86
+the TIR polynomials of :mod:`tvm_qdq.backend.fast_math` (the same expressions as the x86
 build, so the same results). What is left — ``sqrt``/``rsqrt`` (LayerNorm), the two ``e^x``
 of TVM's ``tanh`` expansion, ``log``, a float64 division (LayerNorm's float64 mean over a
 row length that is not a power of two) — is :data:`LIBM_C`, compiled into the image:

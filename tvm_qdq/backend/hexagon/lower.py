@@ -7,15 +7,15 @@
    the float64 requantize chains (``round(float64(acc) · m)``) into multiplier + shift
    integer kernels that fuse into the conv / matmul epilogues, and
    :func:`~.requant_add.fixed_point_add` turns the Add's int64 sums into int32 lanes;
-3. :func:`tvm_qdq.backend.x86.fast_math.use_fast_math`: float32 ``R.exp``, ``R.erf``,
+3. :func:`tvm_qdq.backend.fast_math.use_fast_math`: float32 ``R.exp``, ``R.erf``,
    ``R.sigmoid``, ``R.nn.gelu`` and ``R.nn.softmax`` (the float islands) become the same
    target-independent TIR polynomials as in the x86 build (no libm call: the image has no
    libm; what other float ops still call is :mod:`.libm`, compiled into the image);
-4. TVM's CPU legalization: ``LegalizeOps``, ``AnnotateTIROpPattern``, ``FoldConstant``,
-   ``FuseOps``, ``FuseTIR`` (the same passes ``tvm.compile`` runs for x86, so the integer
-   and float math is the same), then ``DeadCodeElimination``;
-5. :func:`~.schedule.schedule_kernels` vectorizes every PrimFunc on HVX;
-6. :func:`~.plan.make_plan` reads the ``call_tir`` sequence of ``main``.
+4. :func:`tvm_qdq.backend.fusion.legalize_and_fuse`: TVM's CPU legalization and fusion (the
+   same passes as the x86 build, so the integer and float math is the same);
+5. :func:`~.plan.make_plan` reads the ``call_tir`` sequence of ``main``
+   (:func:`kernel_module`: the PrimFuncs it calls, named by their plan symbols);
+6. :func:`~.schedule.schedule_kernels` vectorizes every PrimFunc on HVX.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import tvm
-from tvm import relax
 
+from ..fusion import legalize_and_fuse
 from .plan import Plan, make_plan
 
 
@@ -37,19 +37,6 @@ class Lowered:
     kernels: tvm.IRModule
     plan: Plan
     notes: dict = field(default_factory=dict)
-
-
-def legalize_and_fuse(mod: tvm.IRModule) -> tvm.IRModule:
-    """TVM's CPU legalization and fusion passes (the ones ``tvm.compile`` uses for llvm)."""
-    seq = tvm.transform.Sequential([
-        relax.transform.LegalizeOps(),
-        relax.transform.AnnotateTIROpPattern(),
-        relax.transform.FoldConstant(),
-        relax.transform.FuseOps(),
-        relax.transform.FuseTIR(),
-        relax.transform.DeadCodeElimination(),
-    ])
-    return seq(mod)
 
 
 def kernel_module(mod: tvm.IRModule, plan: Plan) -> tvm.IRModule:
@@ -65,7 +52,7 @@ def kernel_module(mod: tvm.IRModule, plan: Plan) -> tvm.IRModule:
 def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
           requantize: str = "fixed", schedule: bool = True) -> Lowered:
     """Lower an integer Relax module for ``target`` (see the module docstring)."""
-    from ..x86.fast_math import use_fast_math
+    from ..fast_math import use_fast_math
     from .kernels import rewrite_dot_products
     from .requant import fixed_point_requantize
     from .requant_add import fixed_point_add
@@ -81,7 +68,7 @@ def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
         raise ValueError(f"requantize must be 'float' or 'fixed', got {requantize!r}")
     mod = use_fast_math(mod)
     with target:
-        lowered = legalize_and_fuse(mod)
+        lowered = legalize_and_fuse()(mod)
     plan = make_plan(lowered)
     kernels = kernel_module(lowered, plan)
     if schedule:

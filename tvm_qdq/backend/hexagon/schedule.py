@@ -1,9 +1,10 @@
 """Schedules (``tvm.s_tir.Schedule``) of the fused PrimFuncs for HVX.
 
-* A function with a ``tq_hx_vrmpy`` block (conv / matmul of :mod:`.kernels`, usually with a
-  fused requantize epilogue): the 32 output-channel lanes and the 4-byte group are tensorized
-  with the ``vrmpy`` intrinsic of the operand types (:mod:`.intrin`), the accumulator init is
-  vectorized, the elementwise epilogue is inlined into one block and vectorized.
+* A function with a vrmpy block (:data:`~tvm_qdq.backend.kernel_tags.HVX_VRMPY`: conv /
+  matmul of :mod:`.kernels`, usually with a fused requantize epilogue): the 32 output-channel
+  lanes and the 4-byte group are tensorized with the ``vrmpy`` intrinsic of the operand types
+  (:mod:`.intrin`), the accumulator init is vectorized, the elementwise epilogue is inlined
+  into one block and vectorized.
 * Every other function: elementwise producers inlined into their consumers, and the
   innermost loop of each spatial block vectorized over one HVX vector of its widest type
   (128 bytes), so integer elementwise code is HVX (float math is scalarized by LLVM: HVX
@@ -18,37 +19,24 @@ from __future__ import annotations
 import tvm
 from tvm import s_tir, tirx
 
+from ..kernel_tags import HVX_PACK, HVX_VRMPY, block_kind
+from ..tir_blocks import (
+    SCHEDULE_ERRORS,
+    blocks_of_kind,
+    buffer_dtype,
+    is_reduction,
+    loop_extent,
+    root_blocks,
+)
 from . import intrin  # noqa: F401 - registers the tensor intrinsics
 from .intrin import INTRINSICS
 
-_ERRORS = (RuntimeError, ValueError, TypeError, AttributeError, IndexError, AssertionError)
 VECTOR_BYTES = 128
-
-
-def _blocks(sch: s_tir.Schedule) -> list:
-    return list(sch.get_child_blocks(sch.get_sblock("root")))
-
-
-def _name(sch: s_tir.Schedule, block) -> str:
-    return str(sch.get(block).name_hint)
-
-
-def _is_reduction(sch: s_tir.Schedule, block) -> bool:
-    return any(int(iv.iter_type) != 0 for iv in sch.get(block).iter_vars)
-
-
-def _extent(sch: s_tir.Schedule, loop) -> int:
-    return int(sch.get(loop).extent)
-
-
-def _region_dtype(region) -> str:
-    source = region.source
-    return str(source.dtype if hasattr(source, "dtype") else source.ty.dtype)
 
 
 def _widest_bits(sch: s_tir.Schedule, block) -> int:
     node = sch.get(block)
-    bits = [tvm.DataType(_region_dtype(r)).bits for r in list(node.reads) + list(node.writes)]
+    bits = [tvm.DataType(buffer_dtype(r)).bits for r in list(node.reads) + list(node.writes)]
     return max(bits + [8])
 
 
@@ -63,7 +51,7 @@ def _tail(sch: s_tir.Schedule, loops: list, lanes: int) -> list:
         if extent >= lanes:
             break
         tail.insert(0, loop)
-        extent *= _extent(sch, loop)
+        extent *= loop_extent(sch, loop)
     return tail
 
 
@@ -86,7 +74,7 @@ def _split_vector(sch: s_tir.Schedule, loops: list, lanes: int):
     """Fuse ``loops`` and split off the widest power-of-two vector (≤ ``lanes``) that divides
     their extent: ``(outer, inner)`` or None when that is under 2 lanes."""
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    extent = _extent(sch, fused)
+    extent = loop_extent(sch, fused)
     width = 1
     while width * 2 <= lanes and extent % (width * 2) == 0:
         width *= 2
@@ -113,15 +101,16 @@ def _vectorize_inner(sch: s_tir.Schedule, block) -> bool:
 
 
 def _writes_float(sch: s_tir.Schedule, block) -> bool:
-    return all(_region_dtype(r).startswith("float") for r in sch.get(block).writes)
+    return all(buffer_dtype(r).startswith("float") for r in sch.get(block).writes)
 
 
 def _feeds_reduction(sch: s_tir.Schedule, block) -> bool:
-    return any(_is_reduction(sch, c) for c in sch.get_consumers(block))
+    return any(is_reduction(sch, c) for c in sch.get_consumers(block))
 
 
-def _inline_elementwise(sch: s_tir.Schedule, keep: set[str]) -> None:
-    """Inline spatial blocks (not in ``keep``) into their consumers or producer, to a fixpoint.
+def _inline_elementwise(sch: s_tir.Schedule, keep: tuple[str, ...] = ()) -> None:
+    """Inline spatial blocks (whose kernel role is not in ``keep``) into their consumers or
+    producer, to a fixpoint.
 
     A producer of a reduction (a padding, a cast) stays a block of its own: inlined, its
     per-lane bounds checks would make the reduction's vector loads scalar. Except a float
@@ -131,8 +120,8 @@ def _inline_elementwise(sch: s_tir.Schedule, keep: set[str]) -> None:
     changed = True
     while changed:
         changed = False
-        for block in _blocks(sch):
-            if _name(sch, block) in keep or _is_reduction(sch, block):
+        for block in root_blocks(sch):
+            if block_kind(sch, block) in keep or is_reduction(sch, block):
                 continue
             primitives = (sch.reverse_compute_inline,) if (
                 _feeds_reduction(sch, block) and not _writes_float(sch, block)) else (
@@ -140,7 +129,7 @@ def _inline_elementwise(sch: s_tir.Schedule, keep: set[str]) -> None:
             for primitive in primitives:
                 try:
                     primitive(block)
-                except _ERRORS:
+                except SCHEDULE_ERRORS:
                     continue
                 changed = True
                 break
@@ -149,14 +138,14 @@ def _inline_elementwise(sch: s_tir.Schedule, keep: set[str]) -> None:
 
 
 def _operand_types(sch: s_tir.Schedule, block) -> tuple[str, str]:
-    dtypes = [_region_dtype(r) for r in sch.get(block).reads]
+    dtypes = [buffer_dtype(r) for r in sch.get(block).reads]
     dtypes = [d for d in dtypes if d in ("uint8", "int8")]
     return dtypes[0], dtypes[1]
 
 
 def schedule_vrmpy(sch: s_tir.Schedule) -> str:
-    """Tensorize the ``tq_hx_vrmpy`` block; inline and vectorize the rest."""
-    block = sch.get_sblock("tq_hx_vrmpy")
+    """Tensorize the vrmpy block; inline and vectorize the rest."""
+    (block,) = blocks_of_kind(sch, HVX_VRMPY)
     act, weight = _operand_types(sch, block)
     intrin_name = INTRINSICS[(act, weight)][0]
     node = sch.get(block)
@@ -169,14 +158,14 @@ def schedule_vrmpy(sch: s_tir.Schedule) -> str:
     init = sch.decompose_reduction(block, reduce[0])
     sch.vectorize(sch.get_loops(init)[-1])
     sch.tensorize(lanes, intrin_name)
-    _inline_elementwise(sch, keep={"tq_hx_pack", "tq_hx_vrmpy", "tq_hx_vrmpy_init"})
-    for other in _blocks(sch):
-        name = _name(sch, other)
-        if name.startswith("tq_hx_vrmpy"):
+    # (the init block decompose_reduction made keeps the vrmpy role)
+    _inline_elementwise(sch, keep=(HVX_PACK, HVX_VRMPY))
+    for other in root_blocks(sch):
+        if block_kind(sch, other) == HVX_VRMPY:
             continue
         try:
             _vectorize_inner(sch, other)
-        except _ERRORS:
+        except SCHEDULE_ERRORS:
             pass
     return f"vrmpy ({intrin_name})"
 
@@ -231,13 +220,13 @@ def _vectorize_reduction(sch: s_tir.Schedule, block) -> bool:
 def schedule_elementwise(sch: s_tir.Schedule) -> str:
     """Inline elementwise chains; vectorize the innermost loop of every spatial block and the
     innermost spatial loop of every reduction block (:func:`_vectorize_reduction`)."""
-    _inline_elementwise(sch, keep=set())
+    _inline_elementwise(sch)
     done = 0
-    for block in _blocks(sch):
-        vectorize = _vectorize_reduction if _is_reduction(sch, block) else _vectorize_inner
+    for block in root_blocks(sch):
+        vectorize = _vectorize_reduction if is_reduction(sch, block) else _vectorize_inner
         try:
             done += vectorize(sch, block)
-        except _ERRORS:
+        except SCHEDULE_ERRORS:
             continue
     return f"elementwise ({done} vectorized)" if done else "default"
 
@@ -245,13 +234,13 @@ def schedule_elementwise(sch: s_tir.Schedule) -> str:
 def schedule_function(func: tirx.PrimFunc) -> tuple[tirx.PrimFunc, str]:
     """The scheduled function and the name of the schedule applied."""
     sch = s_tir.Schedule(tvm.IRModule({"main": func}))
-    has_vrmpy = any(_name(sch, b) == "tq_hx_vrmpy" for b in _blocks(sch))
+    has_vrmpy = bool(blocks_of_kind(sch, HVX_VRMPY))
     for attempt in ((schedule_vrmpy, schedule_elementwise) if has_vrmpy
                     else (schedule_elementwise,)):
         sch = s_tir.Schedule(tvm.IRModule({"main": func}))
         try:
             what = attempt(sch)
-        except _ERRORS as err:
+        except SCHEDULE_ERRORS as err:
             if attempt is schedule_vrmpy:
                 last_error = f"vrmpy schedule failed: {str(err).splitlines()[-1][:200]}"
             continue

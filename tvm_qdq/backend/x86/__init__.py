@@ -20,7 +20,7 @@ _EXPORTS = {
     "lower_integer_kernels": ".lower",
     "rewrite_kernels": ".lower",
     "schedule_module": ".lower",
-    "Tile": ".schedule",
+    "Tile": ".schedules",
     "build_options": ".backend",
 }
 

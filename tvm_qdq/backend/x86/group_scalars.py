@@ -19,6 +19,8 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
+from ...relax_utils import static_shape
+
 _CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 
 
@@ -28,10 +30,7 @@ def _is_scalar_call(binding: relax.Binding) -> bool:
         return False
     if not value.op.same_as(_CALL_TIR):
         return False
-    ty = binding.var.ty
-    shape = getattr(ty, "shape", None)
-    return isinstance(ty, relax.TensorType) and shape is not None \
-        and hasattr(shape, "values") and len(shape.values) == 0
+    return static_shape(binding.var) == ()  # a 0-d tensor
 
 
 def _call_args(call: relax.Call) -> list[relax.Expr]:

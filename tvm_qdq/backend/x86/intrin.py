@@ -21,27 +21,13 @@ import tvm
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
+from ..dot_intrin import dot_product_desc
+
 VNNI_INTRIN = "tvm_qdq_x86_vnni_u8s8s32_16x4"
 VNNI_LLVM_INTRINSIC = "llvm.x86.avx512.vpdpbusd.512"
 
 #: CPU features the kernels need (``llvm -mattr`` names).
 REQUIRED_FEATURES = ("avx512f", "avx512bw", "avx512vnni")
-
-
-@T.prim_func(s_tir=True)
-def _vnni_desc(
-    A: T.Buffer((4,), "uint8", offset_factor=1),
-    B: T.Buffer((16, 4), "int8", offset_factor=1),
-    C: T.Buffer((16,), "int32", offset_factor=1, scope="local"),
-) -> None:
-    with T.sblock("root"):
-        T.reads(C[0:16], A[0:4], B[0:16, 0:4])
-        T.writes(C[0:16])
-        for i in T.serial(0, 16):
-            for k in T.serial(0, 4):
-                with T.sblock("update"):
-                    vi, vk = T.axis.remap("SR", [i, k])
-                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
 
 @T.prim_func(s_tir=True)
@@ -63,7 +49,8 @@ def _vnni_impl(
         )
 
 
-TensorIntrin.register(VNNI_INTRIN, _vnni_desc, _vnni_impl, override=True)
+TensorIntrin.register(VNNI_INTRIN, dot_product_desc(16, 4, "uint8", "int8", "local"),
+                      _vnni_impl, override=True)
 
 
 def has_cpu_features(target: tvm.target.Target, features) -> bool:

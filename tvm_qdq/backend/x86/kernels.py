@@ -20,7 +20,8 @@ Layouts
 
 Math
 ----
-``vnni`` blocks (names start with ``tq_vnni``) compute, exactly in int32 (wrapping)::
+VNNI blocks (annotated :data:`~tvm_qdq.backend.kernel_tags.VNNI`) compute, exactly in int32
+(wrapping)::
 
     acc[n, oh, ow, o] = Σ_{kh, kw, c} u(x)[n, oh·sh + kh·dh - pt, ow·sw + kw·dw - pl, c]
                                       · w[o, c, kh, kw]
@@ -34,18 +35,21 @@ where ``u(x)`` is the activation as uint8 (padding = the activation value 0):
   conv(lo)``: two kernels, the ``hi`` one returns its int32 result, the ``lo`` one adds
   ``256 ·`` it in the output type (each partial sum is below 2^31 for ``K < 66051``).
 
-Matmuls are the same with ``acc[..., m, n] = Σ_k u(a)[..., m, k] ·
-b[k, n]``. The depthwise kernel (``tq_dw`` blocks) is a plain vectorized multiply-accumulate
-over ``kh, kw`` in the output type.
+Matmuls are the same with ``acc[..., m, n] = Σ_k u(a)[..., m, k] · b[k, n]``. The
+depthwise kernel (a :data:`~tvm_qdq.backend.kernel_tags.DEPTHWISE` block) is a plain
+vectorized multiply-accumulate over ``kh, kw`` in the output type. Padded input copies are
+:data:`~tvm_qdq.backend.kernel_tags.SCRATCH` blocks.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from tvm import te, tirx
+
+from ..kernel_geometry import ConvGeometry, MatmulGeometry
+from ..kernel_tags import DEPTHWISE, SCRATCH, VNNI, tag
 
 LANES = 16  # int32 lanes of a zmm register = output channels per VNNI block
 KGROUP = 4  # uint8 elements per int32 lane in vpdpbusd
@@ -82,31 +86,12 @@ def _pad_u8(dtype: str) -> int:
 
 
 @dataclass(frozen=True)
-class Conv2dSpec:
-    """A 2-D convolution in NHWC: input ``[N, H, W, C]``, weight OIHW ``[O, C, KH, KW]``."""
+class Conv2dSpec(ConvGeometry):
+    """A 2-D convolution in NHWC: input ``[N, H, W, C]``, weight OIHW ``[O, C, KH, KW]``
+    (the shape fields: :class:`~tvm_qdq.backend.kernel_geometry.ConvGeometry`)."""
 
-    n: int
-    h: int
-    w: int
-    c: int
-    o: int
-    kh: int
-    kw: int
-    strides: tuple[int, int]
-    padding: tuple[int, int, int, int]  # top, left, bottom, right
-    dilation: tuple[int, int]
     in_dtype: str
     out_dtype: str
-
-    @property
-    def oh(self) -> int:
-        pt, _, pb, _ = self.padding
-        return (self.h + pt + pb - self.dilation[0] * (self.kh - 1) - 1) // self.strides[0] + 1
-
-    @property
-    def ow(self) -> int:
-        _, pl, _, pr = self.padding
-        return (self.w + pl + pr - self.dilation[1] * (self.kw - 1) - 1) // self.strides[1] + 1
 
     @property
     def c4(self) -> int:
@@ -115,10 +100,6 @@ class Conv2dSpec:
     @property
     def o16(self) -> int:
         return _ceil(self.o, LANES) * LANES
-
-    @property
-    def macs(self) -> int:
-        return self.n * self.oh * self.ow * self.o * self.c * self.kh * self.kw
 
 
 #: Largest number of int8 terms a wider integer weight is split into (see split_int8).
@@ -182,7 +163,8 @@ def _u8_plane(x: te.Tensor, spec: Conv2dSpec, part: str) -> te.Tensor:
         ci = tirx.min(c, spec.c - 1) if spec.c4 != spec.c else c
         return tirx.if_then_else(inside, _to_u8(x[n, hi, wi, ci], spec.in_dtype, part), pad)
 
-    return te.compute((spec.n, hp, wp, spec.c4), body, name="tq_scratch")
+    return te.compute((spec.n, hp, wp, spec.c4), body, name="tq_scratch",
+                      attrs=tag(SCRATCH))
 
 
 def conv2d_nhwc_vnni(
@@ -214,7 +196,8 @@ def conv2d_nhwc_vnni(
         b = wp[o // LANES, rt, rh, rw, rq, o % LANES, rk]
         return te.sum(a.astype("int32") * b.astype("int32"), axis=[rt, rh, rw, rq, rk])
 
-    acc = te.compute((spec.n, spec.oh, spec.ow, spec.o16), body, name="tq_vnni_conv")
+    acc = te.compute((spec.n, spec.oh, spec.ow, spec.o16), body, name="tq_vnni_conv",
+                     attrs=tag(VNNI))
     out_dtype = "int32" if part == "hi" else spec.out_dtype
     return _finalize(acc, spec.o, out_dtype, corr=corr, high=high)
 
@@ -245,13 +228,9 @@ def _finalize(
 
 
 @dataclass(frozen=True)
-class MatmulSpec:
+class MatmulSpec(MatmulGeometry):
     """``a[*batch, m, k] @ b[k, n]`` with a constant ``b``."""
 
-    batch: tuple[int, ...]
-    m: int
-    k: int
-    n: int
     in_dtype: str
     out_dtype: str
 
@@ -262,10 +241,6 @@ class MatmulSpec:
     @property
     def n16(self) -> int:
         return _ceil(self.n, LANES) * LANES
-
-    @property
-    def macs(self) -> int:
-        return math.prod(self.batch) * self.m * self.k * self.n
 
 
 def pack_matmul_weight(b: np.ndarray, terms: int = 1) -> np.ndarray:
@@ -307,7 +282,8 @@ def matmul_vnni(
             value = _to_u8(a[(*row, k_in)], spec.in_dtype, part)
             return tirx.if_then_else(k < spec.k, value, pad)
 
-        plane = te.compute((*spec.batch, spec.m, spec.k4), pad_body, name="tq_scratch")
+        plane = te.compute((*spec.batch, spec.m, spec.k4), pad_body, name="tq_scratch",
+                      attrs=tag(SCRATCH))
     rt = te.reduce_axis((0, int(bp.shape[1])), name="rt")
     rq = te.reduce_axis((0, spec.k4 // KGROUP), name="rq")
     rk = te.reduce_axis((0, KGROUP), name="rk")
@@ -318,7 +294,8 @@ def matmul_vnni(
         bv = bp[col // LANES, rt, rq, col % LANES, rk]
         return te.sum(av.astype("int32") * bv.astype("int32"), axis=[rt, rq, rk])
 
-    acc = te.compute((*spec.batch, spec.m, spec.n16), body, name="tq_vnni_matmul")
+    acc = te.compute((*spec.batch, spec.m, spec.n16), body, name="tq_vnni_matmul",
+                     attrs=tag(VNNI))
     out_dtype = "int32" if part == "hi" else spec.out_dtype
     return _finalize(acc, spec.n, out_dtype, corr=corr, high=high)
 
@@ -348,7 +325,8 @@ def depthwise_conv2d_nhwc(x: te.Tensor, wd: te.Tensor, spec: Conv2dSpec) -> te.T
             return tirx.if_then_else(inside, x[n, h - pt, w - pl, c], zero)
 
         hp, wp = spec.h + pt + pb, spec.w + pl + pr
-        src = te.compute((spec.n, hp, wp, spec.c), pad_body, name="tq_scratch_dw")
+        src = te.compute((spec.n, hp, wp, spec.c), pad_body, name="tq_scratch_dw",
+                         attrs=tag(SCRATCH))
     else:
         src = x
     rh = te.reduce_axis((0, spec.kh), name="rh")
@@ -358,4 +336,5 @@ def depthwise_conv2d_nhwc(x: te.Tensor, wd: te.Tensor, spec: Conv2dSpec) -> te.T
         xv = src[n, h * sh + rh * dh, w * sw + rw * dw, c]
         return te.sum(xv.astype(acc) * wd[rh, rw, c].astype(acc), axis=[rh, rw])
 
-    return te.compute((spec.n, spec.oh, spec.ow, spec.c), body, name="tq_dw_conv")
+    return te.compute((spec.n, spec.oh, spec.ow, spec.c), body, name="tq_dw_conv",
+                      attrs=tag(DEPTHWISE))

@@ -1,7 +1,7 @@
 """Per-kernel timing of a lowered module (each PrimFunc built and timed on its own).
 
 ``kernel_times(lower_integer_kernels(mod, target), target)`` → one :class:`KernelTime` per
-PrimFunc, with the multiply-accumulates of its ``tq_vnni`` / ``tq_dw`` block (as executed,
+PrimFunc, with the multiply-accumulates of its VNNI / depthwise block (as executed,
 i.e. including the zero padding of ``C`` to a multiple of 4 and ``O`` to 16) so that
 ``gmacs`` can be compared with the VNNI peak (:func:`vnni_peak_gmacs`).
 """
@@ -15,6 +15,8 @@ import numpy as np
 import tvm
 from tvm import s_tir, tirx
 
+from ..kernel_tags import DEPTHWISE, VNNI, block_kind
+from ..tir_blocks import blocks_of_kind
 from ..vm import pool_spin_count
 from .backend import build_options
 
@@ -34,25 +36,32 @@ class KernelTime:
 
 
 def kernel_macs(func: tirx.PrimFunc) -> tuple[int, str]:
-    """(MACs of the ``tq_vnni``/``tq_dw`` block, kind) or (0, "other"); read from the
+    """(MACs of the VNNI / depthwise block, kind) or (0, "other"); read from the
     ``tvm_qdq.macs`` attribute once :func:`.lower.schedule_module` has scheduled ``func``."""
     attrs = func.attrs
     if attrs is not None and "tvm_qdq.macs" in attrs:
         return int(attrs["tvm_qdq.macs"]), str(attrs["tvm_qdq.kernel"])
     try:
         sch = s_tir.Schedule(func)
-        root = sch.get_sblock("root")
-        blocks = sch.get_child_blocks(root)
+        blocks = blocks_of_kind(sch, VNNI, DEPTHWISE)
     except (RuntimeError, ValueError):
         return 0, "other"
     for block in blocks:
         node = sch.get(block)
-        name = str(node.name_hint)
-        if name.startswith(("tq_vnni", "tq_dw")):
-            macs = math.prod(int(iv.dom.extent) for iv in node.iter_vars)
-            kind = "conv2d" if "conv" in name else "matmul"
-            return macs, ("depthwise" if name.startswith("tq_dw") else kind)
+        macs = math.prod(int(iv.dom.extent) for iv in node.iter_vars)
+        if block_kind(sch, block) == DEPTHWISE:
+            return macs, "depthwise"
+        return macs, ("conv2d" if _reduction_axes(node) == VNNI_CONV_REDUCTIONS else "matmul")
     return 0, "other"
+
+
+#: Reduction axes of the VNNI conv block (term, kh, kw, c / 4, 4); the matmul has three
+#: (term, k / 4, 4) (:mod:`.kernels`).
+VNNI_CONV_REDUCTIONS = 5
+
+
+def _reduction_axes(node) -> int:
+    return sum(1 for iv in node.iter_vars if int(iv.iter_type) != 0)
 
 
 def _random_args(func: tirx.PrimFunc, rng: np.random.Generator) -> list:
@@ -108,7 +117,7 @@ def bare_kernel_seconds(kind: str, spec: dict, target: tvm.target.Target,
     from tvm import te
 
     from . import kernels as K
-    from .schedule import schedule_vnni
+    from .schedules.vnni import schedule_vnni
 
     if kind == "vnni_conv2d":
         cs = K.Conv2dSpec(**{**spec, "strides": tuple(spec["strides"]),
@@ -151,7 +160,8 @@ def _peak_func(mr: int, nr: int, steps: int) -> tirx.PrimFunc:
     scheduled as a single ``mr × nr`` VNNI register tile (``mr · nr`` independent chains)."""
     from tvm import te
 
-    from .schedule import Tile, schedule_vnni
+    from ..kernel_tags import tag
+    from .schedules.vnni import Tile, schedule_vnni
 
     a = te.placeholder((mr, _PEAK_K), "uint8", name="a")
     b = te.placeholder((nr, _PEAK_K // 4, 16, 4), "int8", name="b")
@@ -163,7 +173,7 @@ def _peak_func(mr: int, nr: int, steps: int) -> tirx.PrimFunc:
         lambda m, n: te.sum(
             a[m, (rq % wrap) * 4 + rk].astype("int32")
             * b[n // 16, rq % wrap, n % 16, rk].astype("int32"), axis=[rq, rk]),
-        name="tq_vnni_peak",
+        name="tq_vnni_peak", attrs=tag(VNNI),
     )
     func = te.create_prim_func([a, b, c])
     return schedule_vnni(func, Tile(mr, 1) if mr > 1 else Tile(1, 1), parallel=False) \

@@ -37,18 +37,17 @@ import tvm
 import tvm_ffi
 from tvm import s_tir, tirx
 
+from ..kernel_tags import without_tags
 from .profile import time_primfunc
-from .schedule import (
+from .schedules.common import spatial_extents as _spatial_extents
+from .schedules.vnni import (
     MAX_ACCUMULATORS,
     Tile,
-    _blocks,
-    _inline_elementwise,
-    _name,
-    _spatial_extents,
     default_tile,
     schedule_vnni,
     tile_score,
     valid_row_tiles,
+    vnni_block,
 )
 
 #: Tiles measured per kernel (the heuristic's best first).
@@ -235,14 +234,13 @@ def open_db(path: str | os.PathLike | None) -> TuningDB:
 
 def kernel_key(func: tirx.PrimFunc, target: tvm.target.Target) -> str:
     """``"<structural hash>:<target JSON>"``: the database key of a fused VNNI PrimFunc."""
-    return f"{tvm_ffi.structural_hash(func)}:{target}"
+    return f"{tvm_ffi.structural_hash(without_tags(func))}:{target}"
 
 
 def kernel_shape(func: tirx.PrimFunc) -> tuple[list[int], int]:
     """(row extents before the channel axis, 16-channel column blocks) of the VNNI block."""
     sch = s_tir.Schedule(func)
-    _inline_elementwise(sch, keep=lambda n: n.startswith(("tq_vnni", "tq_scratch")))
-    main = next(b for b in _blocks(sch) if _name(sch, b).startswith("tq_vnni"))
+    main = vnni_block(sch)
     extents = [int(e) for e in _spatial_extents(sch, main)]
     return extents[:-1], extents[-1] // 16
 

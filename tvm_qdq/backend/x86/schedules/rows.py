@@ -1,6 +1,6 @@
 """Schedules for row-wise functions (softmax, layer norm, reductions, gathers, transposes).
 
-:func:`row_attempts` returns the (kind, schedule) pairs that apply to a function. Every
+:class:`RowRule` applies the one of them that fits a function (:func:`row_kind`). Every
 schedule is a composition of semantics-preserving primitives that keep each float reduction's
 order of operations, so the outputs are bit-identical to the generic schedule's:
 
@@ -23,32 +23,21 @@ order of operations, so the outputs are bit-identical to the generic schedule's:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
-import tvm
 from tvm import ir, s_tir, tirx
 from tvm import sym as arith
 
-from .lut_gather import lut_attempts
-from .schedule import (
-    _ERRORS,
-    PARALLEL_MIN_ELEMS,
-    _blocks,
-    _extent,
-    _inline_elementwise,
-    _is_reduction,
-    _name,
-    _schedule_spatial,
-)
+from ...tir_blocks import SCHEDULE_ERRORS, block_name, is_reduction, loop_extent, root_blocks
+from .common import PARALLEL_MIN_ELEMS, inline_elementwise, schedule_spatial
+from .lut_gather import LutRule
+from .rule import Kernel
 
 #: Lanes of the partial reduction of ``row_allreduce`` (4 AVX-512 vectors of float32: enough
 #: independent chains to hide the latency of ``vmaxps``).
 ALLREDUCE_LANES = 64
 #: Rows reduced side by side by ``row_reduce`` (one AVX-512 vector of float32).
 ROW_LANES = 16
-
-_Attempt = tuple[str, Callable[[], tirx.PrimFunc]]
 
 
 def _iter_types(sch: s_tir.Schedule, block) -> list[int]:
@@ -79,12 +68,12 @@ def _order_free(sch: s_tir.Schedule, block) -> bool:
 def _allreduce_blocks(sch: s_tir.Schedule) -> list[str]:
     """Names of the whole-tensor order-free reductions of the function when every other block
     is 0-d arithmetic (e.g. DynamicQuantizeLinear's min, max and the scale / zero point
-    computed from them, grouped by :mod:`.group_scalars`); [] otherwise."""
+    computed from them, grouped by :mod:`..group_scalars`); [] otherwise."""
     reductions, others = [], []
-    for block in _blocks(sch):
+    for block in root_blocks(sch):
         types = _iter_types(sch, block)
         if types and all(t != 0 for t in types) and _order_free(sch, block):
-            reductions.append(_name(sch, block))
+            reductions.append(block_name(sch, block))
         else:
             others.append([int(iv.dom.extent) for iv in sch.get(block).iter_vars])
     if any(extent != 1 for extents in others for extent in extents):  # not 0-d arithmetic
@@ -101,7 +90,7 @@ def _allreduce_block(sch: s_tir.Schedule, block, lanes: int) -> None:
     parallel over chunks of ``i`` when large), then ``out = ⊕_l part[l]``."""
     loops = sch.get_loops(block)
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    total = _extent(sch, fused)
+    total = loop_extent(sch, fused)
     if total % lanes:
         raise ValueError(f"{total} elements not a multiple of {lanes} lanes")
     chunks = 2 if total >= PARALLEL_MIN_ELEMS and (total // lanes) % 2 == 0 else 1
@@ -126,7 +115,7 @@ def schedule_allreduce(func: tirx.PrimFunc, lanes: int = ALLREDUCE_LANES) -> tir
     they are)."""
     sch = s_tir.Schedule(func)
     names = _allreduce_blocks(sch)
-    for block in _blocks(sch):  # rfactor rejects loop-less sibling blocks: give them a loop
+    for block in root_blocks(sch):  # rfactor rejects loop-less sibling blocks: give them a loop
         if not sch.get_loops(block):
             sch.add_unit_loop(block)
     for name in names:
@@ -143,8 +132,8 @@ def _row_reductions(sch: s_tir.Schedule) -> list:
     """Reduction blocks of the form ``S…S R`` (rows × one trailing reduction axis); raises
     when a reduction has another shape."""
     found = []
-    for block in _blocks(sch):
-        if not _is_reduction(sch, block):
+    for block in root_blocks(sch):
+        if not is_reduction(sch, block):
             continue
         types = _iter_types(sch, block)
         if len(types) < 2 or types[-1] == 0 or any(t != 0 for t in types[:-1]):
@@ -159,14 +148,14 @@ def _schedule_row_reduction(sch: s_tir.Schedule, block, lanes: int) -> None:
     loops = sch.get_loops(block)
     rows = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
     k = loops[-1]
-    n_rows = _extent(sch, rows)
+    n_rows = loop_extent(sch, rows)
     width = math.gcd(n_rows, lanes)
     if width < 4:
         raise ValueError(f"{n_rows} rows: no row tile")
     tile, lane = sch.split(rows, [None, width])
     sch.reorder(tile, k, lane)
     sch.vectorize(lane)
-    if n_rows * _extent(sch, k) >= PARALLEL_MIN_ELEMS and _extent(sch, tile) > 1:
+    if n_rows * loop_extent(sch, k) >= PARALLEL_MIN_ELEMS and loop_extent(sch, tile) > 1:
         sch.parallel(tile)
     init = sch.decompose_reduction(block, k)
     sch.vectorize(sch.get_loops(init)[-1])
@@ -176,18 +165,18 @@ def schedule_row_reduce(func: tirx.PrimFunc, lanes: int = ROW_LANES) -> tirx.Pri
     """Generic inlining, then row reductions :data:`ROW_LANES` rows at a time and the
     elementwise stages vectorized along their last axis."""
     sch = s_tir.Schedule(func)
-    _inline_elementwise(sch, keep=lambda _: False)
+    inline_elementwise(sch)
     reductions = _row_reductions(sch)
     if not reductions:
         raise ValueError("no row reduction")
-    names = {_name(sch, b) for b in reductions}
-    for block in _blocks(sch):
-        if _name(sch, block) in names:
+    names = {block_name(sch, b) for b in reductions}
+    for block in root_blocks(sch):
+        if block_name(sch, block) in names:
             _schedule_row_reduction(sch, block, lanes)
         else:
             try:
-                _schedule_spatial(sch, block)
-            except _ERRORS:
+                schedule_spatial(sch, block)
+            except SCHEDULE_ERRORS:
                 continue
     return sch.mod["main"]
 
@@ -235,17 +224,17 @@ def schedule_copy(func: tirx.PrimFunc) -> tirx.PrimFunc:
     by the widest width at which the input is contiguous too (a vector load and store), or
     else by up to 16 (a gathered load), vectorize that, parallelize the outermost loop."""
     sch = s_tir.Schedule(func)
-    for block in _blocks(sch)[:-1]:  # copies are free to recompute: inline them all
+    for block in root_blocks(sch)[:-1]:  # copies are free to recompute: inline them all
         sch.compute_inline(block)
-    blocks = _blocks(sch)
-    if len(blocks) != 1 or _is_reduction(sch, blocks[0]):
+    blocks = root_blocks(sch)
+    if len(blocks) != 1 or is_reduction(sch, blocks[0]):
         raise ValueError("not a single copy block")
     (block,) = blocks
     load = _copy_load(sch, block)
     if load is None:
         raise ValueError("not a pure copy")
     loops = sch.get_loops(block)
-    extent = _extent(sch, loops[-1])
+    extent = loop_extent(sch, loops[-1])
     itemsize = np.dtype(str(load.ty)).itemsize
     widths = [w for w in _COPY_WIDTHS if extent % w == 0 and w * itemsize <= 64]
     unit = [w for w in widths if _input_stride(sch, block, load, w) == 1]
@@ -258,17 +247,17 @@ def schedule_copy(func: tirx.PrimFunc) -> tirx.PrimFunc:
     else:
         inner = loops[-1]
     sch.vectorize(inner)
-    total = math.prod(_extent(sch, lp) for lp in sch.get_loops(block))
+    total = math.prod(loop_extent(sch, lp) for lp in sch.get_loops(block))
     outer = sch.get_loops(block)[0]
-    if total >= PARALLEL_MIN_ELEMS and not outer.same_as(inner) and _extent(sch, outer) > 1:
+    if total >= PARALLEL_MIN_ELEMS and not outer.same_as(inner) and loop_extent(sch, outer) > 1:
         sch.parallel(outer)
     return sch.mod["main"]
 
 
 def _is_copy(sch: s_tir.Schedule) -> bool:
     """Every block spatial, the output block a (cast) load: reshape/transpose chains."""
-    blocks = _blocks(sch)
-    return bool(blocks) and not any(_is_reduction(sch, b) for b in blocks) and all(
+    blocks = root_blocks(sch)
+    return bool(blocks) and not any(is_reduction(sch, b) for b in blocks) and all(
         _copy_load(sch, b) is not None for b in blocks)
 
 
@@ -277,22 +266,42 @@ def _is_copy(sch: s_tir.Schedule) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 
-def row_attempts(func: tirx.PrimFunc, names: list[str],
-                 target: tvm.target.Target | None = None) -> list[_Attempt]:
-    """Specialized schedules for ``func`` (see the module docstring), most specific first;
-    256-entry byte table lookups first of all (:mod:`.lut_gather`, on ``target``)."""
-    lookups = lut_attempts(func, names, target)
-    if lookups:
-        return lookups
+def row_kind(kernel: Kernel) -> str | None:
+    """Which row schedule fits ``kernel`` (at most one; none for a byte table lookup, which
+    :class:`.lut_gather.LutRule` takes)."""
+    return kernel.memo("row_kind", lambda: _row_kind(kernel))
+
+
+def _row_kind(kernel: Kernel) -> str | None:
+    if LutRule().applies(kernel):
+        return None
+    func = kernel.func
     try:
         sch = s_tir.Schedule(func)
         if _is_allreduce(sch):
-            return [("row_allreduce", lambda: schedule_allreduce(func))]
-        if any(_is_reduction(sch, b) for b in _blocks(sch)):
+            return "row_allreduce"
+        if any(is_reduction(sch, b) for b in root_blocks(sch)):
             _row_reductions(sch)
-            return [("row_reduce", lambda: schedule_row_reduce(func))]
-        if _is_copy(sch) and any("transpose" in n or "reshape" in n for n in names):
-            return [("row_copy", lambda: schedule_copy(func))]
-    except _ERRORS:
-        return []
-    return []
+            return "row_reduce"
+        if _is_copy(sch) and any("transpose" in n or "reshape" in n
+                                 for n in kernel.block_names):
+            return "row_copy"
+    except SCHEDULE_ERRORS:
+        return None
+    return None
+
+
+class RowRule:
+    """One of the row schedules (``kind``: ``row_allreduce``, ``row_reduce``, ``row_copy``)."""
+
+    _SCHEDULES = {"row_allreduce": schedule_allreduce, "row_reduce": schedule_row_reduce,
+                  "row_copy": schedule_copy}
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def applies(self, kernel: Kernel) -> bool:
+        return row_kind(kernel) == self.kind
+
+    def apply(self, kernel: Kernel) -> tirx.PrimFunc:
+        return self._SCHEDULES[self.kind](kernel.func)

@@ -10,7 +10,7 @@ byte per element. With AVX-512 VBMI the 256-byte table fits in four zmm register
     y  = x ≥ 128 ? hi : lo        = table[x]
 
 (``llvm.x86.avx512.vpermi2var.qi.512``, reached from TIR with ``T.call_llvm_pure_intrin``
-like the VNNI intrinsic of :mod:`.intrin`). The result is the same bytes as the gather, so it
+like the VNNI intrinsic of :mod:`..intrin`). The result is the same bytes as the gather, so it
 is exact. It applies to a function of one block ``Y[v] = A[index(X[v])]`` with ``A`` a
 256-entry 8-bit table, ``X`` uint8 of ``Y``'s shape and ``index(c) = c`` for every code ``c``
 (checked by evaluating the index expression on the 256 codes: the ``clip`` of
@@ -29,8 +29,10 @@ import tvm
 from tvm import ir, s_tir, tirx
 from tvm.script import tirx as T
 
-from .intrin import has_cpu_features, schedule_target
-from .schedule import _ERRORS, PARALLEL_MIN_ELEMS, _blocks
+from ...tir_blocks import SCHEDULE_ERRORS, buffer_dtype, buffer_shape, root_blocks
+from ..intrin import has_cpu_features, schedule_target
+from .common import PARALLEL_MIN_ELEMS
+from .rule import Kernel
 
 #: CPU feature of the byte permutes (``llvm -mattr`` name).
 VBMI_FEATURE = "avx512vbmi"
@@ -39,22 +41,12 @@ PERMI2B = "llvm.x86.avx512.vpermi2var.qi.512"
 LANES = 64
 TABLE_SIZE = 256
 
-_Attempt = tuple[str, Callable[[], tirx.PrimFunc]]
-
 
 def has_vbmi(target: tvm.target.Target | None = None) -> bool:
     """AVX-512 VBMI on ``target``, else on the current target (``with target:``), else on the
-    host's x86 target (:func:`.intrin.schedule_target`), like the VNNI choice of
-    :mod:`.schedule_matmul`."""
+    host's x86 target (:func:`..intrin.schedule_target`), like the VNNI choice of
+    :mod:`.matmul`."""
     return has_cpu_features(schedule_target(target), (VBMI_FEATURE,))
-
-
-def _shape(buffer) -> list[int]:
-    return [int(d) for d in buffer.ty.shape]
-
-
-def _dtype(buffer) -> str:
-    return str(buffer.ty.dtype)
 
 
 def _same_vars(indices, ivs) -> bool:
@@ -117,7 +109,7 @@ def _index_is_code(index: tirx.PrimExpr, load) -> bool:
 def match_byte_lookup(func: tirx.PrimFunc) -> tuple | None:
     """``(table, x, y)`` buffers when ``func`` is ``y[v] = table[x[v]]`` (module docstring)."""
     sch = s_tir.Schedule(func)
-    blocks = _blocks(sch)
+    blocks = root_blocks(sch)
     if len(blocks) != 1:
         return None
     block = sch.get(blocks[0])
@@ -130,18 +122,18 @@ def match_byte_lookup(func: tirx.PrimFunc) -> tuple | None:
     if not isinstance(gather, ir.expr.TensorLoad) or len(gather.indices) != 1:
         return None
     table, out = gather.source, store.buffer
-    if _shape(table) != [TABLE_SIZE] or _dtype(table) not in ("uint8", "int8"):
+    if buffer_shape(table) != [TABLE_SIZE] or buffer_dtype(table) not in ("uint8", "int8"):
         return None
-    if _dtype(out) != _dtype(table):
+    if buffer_dtype(out) != buffer_dtype(table):
         return None
     inner = _loads(gather.indices[0])
     if len(inner) != 1:
         return None
     (load,) = inner
     x = load.source
-    if _dtype(x) != "uint8" or not _same_vars(load.indices, block.iter_vars):
+    if buffer_dtype(x) != "uint8" or not _same_vars(load.indices, block.iter_vars):
         return None
-    if _shape(x) != _shape(out):
+    if buffer_shape(x) != buffer_shape(out):
         return None
     if not _index_is_code(gather.indices[0], load):
         return None
@@ -190,21 +182,26 @@ def schedule_byte_lookup(func: tirx.PrimFunc) -> tirx.PrimFunc:
     if found is None:
         raise ValueError("not a 256-entry byte lookup")
     _, _, out = found
-    new = byte_lookup_func(_shape(out), _dtype(out))
+    new = byte_lookup_func(buffer_shape(out), buffer_dtype(out))
     for key, value in (func.attrs or {}).items():
         new = new.with_attr(key, value)
     return new
 
 
-def lut_attempts(func: tirx.PrimFunc, names: list[str],
-                 target: tvm.target.Target | None = None) -> list[_Attempt]:
-    """``[("lut_vbmi", schedule)]`` for a byte table lookup when ``target`` (see
-    :func:`has_vbmi`) has AVX-512 VBMI, else []."""
-    if not any(n.startswith("T_take") for n in names) or not has_vbmi(target):
-        return []
-    try:
-        if match_byte_lookup(func) is None:
-            return []
-    except _ERRORS:
-        return []
-    return [("lut_vbmi", lambda: schedule_byte_lookup(func))]
+class LutRule:
+    """A byte table lookup (TVM's ``take``, blocks named ``T_take…``) on a target (see
+    :func:`has_vbmi`) with AVX-512 VBMI."""
+
+    kind = "lut_vbmi"
+
+    def applies(self, kernel: Kernel) -> bool:
+        if not any(n.startswith("T_take") for n in kernel.block_names) or \
+                not has_vbmi(kernel.target):
+            return False
+        try:
+            return match_byte_lookup(kernel.func) is not None
+        except SCHEDULE_ERRORS:
+            return False
+
+    def apply(self, kernel: Kernel) -> tirx.PrimFunc:
+        return schedule_byte_lookup(kernel.func)

@@ -20,8 +20,8 @@ int16 × int16 → int32 with an even reduction on AVX-512 VNNI (kind ``activati
 two reduction steps per ``vpdpwssd`` (:data:`PAIRS_INTRIN`): the ``A`` pair ``A[i, 2q:2q+2]``
 (contiguous) is broadcast as one int32, the two ``B`` rows ``B[2q, j:j+16]``, ``B[2q+1, j:j+16]``
 are interleaved in registers (one shuffle per vector of ``B``, shared by the ``mr`` rows), so
-no packed copy of ``B`` is needed. Measured on the MiniLM attention shapes (Zen 4, one
-thread, no epilogue): ~95 GMAC/s against ~30 GMAC/s for ``vpmulld`` + ``vpaddd``.
+no packed copy of ``B`` is needed: one instruction per 32 multiply-adds instead of a
+``vpmulld`` and a ``vpaddd`` per 16.
 
 Numerics: each output element is still the sum over ``k`` in increasing order of the same
 products, so integer results are exact and float32 results are those of the plain loop (up to
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import tvm
@@ -40,16 +39,10 @@ from tvm import s_tir, tirx
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
-from .schedule import (
-    _ERRORS,
-    PARALLEL_MIN_MACS,
-    _blocks,
-    _extent,
-    _inline_elementwise,
-    _name,
-    _output_blocks,
-    _parallel_chunks,
-)
+from ...kernel_tags import DEPTHWISE, VNNI
+from ...tir_blocks import SCHEDULE_ERRORS, block_name, loop_extent, root_blocks
+from .common import PARALLEL_MIN_MACS, epilogue_per_tile, inline_elementwise, parallel_chunks
+from .rule import Kernel
 
 #: Names of the reduction blocks of TVM's legalized ``matmul`` (Relax ``R.matmul``, topi).
 MATMUL_BLOCK = re.compile(r"^(T_|NT_)?matmul(_NT|_NN)?\d*$|^T_batch_matmul(_NT|_NN)?\d*$")
@@ -221,7 +214,7 @@ def default_matmul_tile(m: int, n: int) -> MatmulTile:
 
 
 def _matmul_block(sch: s_tir.Schedule):
-    blocks = [b for b in _blocks(sch) if MATMUL_BLOCK.match(_name(sch, b))
+    blocks = [b for b in root_blocks(sch) if MATMUL_BLOCK.match(block_name(sch, b))
               and any(int(iv.iter_type) != 0 for iv in sch.get(b).iter_vars)]
     if len(blocks) != 1:
         raise ValueError(f"expected one matmul block, found {len(blocks)}")
@@ -245,8 +238,8 @@ def schedule_activation_matmul(func: tirx.PrimFunc, tile: MatmulTile | None = No
     false)."""
     sch = s_tir.Schedule(func)
     main = _matmul_block(sch)
-    matmul_name = _name(sch, main)
-    _inline_elementwise(sch, keep=lambda n: n == matmul_name)
+    matmul_name = block_name(sch, main)
+    inline_elementwise(sch, keep=lambda s, b: block_name(s, b) == matmul_name)
     main = _matmul_block(sch)
     shape = matmul_shape(sch, main)
     if tile is None:
@@ -264,8 +257,8 @@ def schedule_activation_matmul(func: tirx.PrimFunc, tile: MatmulTile | None = No
         # Chunks of the first non-unit batch loop (fused batch loops would leave div/mod
         # bindings that tensorize cannot blockize).
         for loop in batch_loops:
-            if _extent(sch, loop) > 1:
-                _parallel_chunks(sch, loop)
+            if loop_extent(sch, loop) > 1:
+                parallel_chunks(sch, loop)
                 break
     io, ii = sch.split(li, [None, tile.mr])
     jo, jn, jl = sch.split(lj, [None, tile.nr, tile.lanes])
@@ -285,18 +278,7 @@ def schedule_activation_matmul(func: tirx.PrimFunc, tile: MatmulTile | None = No
         sch.transform_layout(main, ("read", 1), _swap_last_two(len(sch.get(packed).writes[0]
                                                                    .source.shape)))
 
-    outputs = {_name(sch, b) for b in _output_blocks(sch)}
-    if matmul_name in outputs:
-        consumers = [sch.cache_write(main, 0, "local")]
-        sch.reverse_compute_at(consumers[0], jo)
-    else:
-        consumers = _dependents(sch, main)
-        for block in consumers:
-            sch.reverse_compute_at(block, jo)
-        sch.set_scope(main, 0, "local")
-        for block in consumers:
-            if _name(sch, block) not in outputs:
-                sch.set_scope(block, 0, "local")
+    consumers = epilogue_per_tile(sch, main, jo, _dependents(sch, main))
 
     if pairs:
         init = sch.decompose_reduction(main, lk)
@@ -333,11 +315,11 @@ def _swap_last_two(rank: int):
 
 def _dependents(sch: s_tir.Schedule, main) -> list:
     """The root blocks that (transitively) consume ``main``'s output, in block order."""
-    names = {_name(sch, main)}
+    names = {block_name(sch, main)}
     out = []
-    for block in _blocks(sch):
-        if any(_name(sch, p) in names for p in sch.get_producers(block)):
-            names.add(_name(sch, block))
+    for block in root_blocks(sch):
+        if any(block_name(sch, p) in names for p in sch.get_producers(block)):
+            names.add(block_name(sch, block))
             out.append(block)
     return out
 
@@ -345,37 +327,40 @@ def _dependents(sch: s_tir.Schedule, main) -> list:
 def _vectorize_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
     """Vectorize the innermost loop of ``block`` (split to ``lanes`` when longer)."""
     inner = sch.get_loops(block)[-1]
-    extent = _extent(sch, inner)
+    extent = loop_extent(sch, inner)
     if extent > lanes and extent % lanes == 0:
         _, inner = sch.split(inner, [None, lanes])
     elif extent > lanes:
         return
     try:
         sch.vectorize(inner)
-    except _ERRORS:
+    except SCHEDULE_ERRORS:
         pass
 
 
-def matmul_attempts(func: tirx.PrimFunc, names: list[str],
-                    target: tvm.target.Target | None = None
-                    ) -> list[tuple[str, Callable[[], tirx.PrimFunc]]]:
-    """The activation-matmul schedule for a function with one matmul reduction block (named
-    ``matmul``/``T_matmul``/``NT_matmul``…) and no VNNI/depthwise kernel; none otherwise.
-    ``vpdpwssd`` only when ``target`` (default: see :func:`_target_has_vnni`) has VNNI."""
-    if any(n.startswith(("tq_vnni", "tq_dw")) for n in names):
-        return []
-    if sum(1 for n in names if MATMUL_BLOCK.match(n)) != 1:
-        return []
-    attempts = []
-    if _target_has_vnni(target):
-        attempts.append((KIND_PAIRS, lambda: schedule_activation_matmul(func, pairs=True)))
-    attempts.append((KIND, lambda: schedule_activation_matmul(func)))
-    return attempts
+class ActivationMatmulRule:
+    """A function with one matmul reduction block (named ``matmul``/``T_matmul``/
+    ``NT_matmul``… by TVM's legalization) and no VNNI/depthwise kernel. ``pairs``: the
+    ``vpdpwssd`` form, only when the target (see :func:`_target_has_vnni`) has VNNI."""
+
+    def __init__(self, pairs: bool) -> None:
+        self.pairs = pairs
+        self.kind = KIND_PAIRS if pairs else KIND
+
+    def applies(self, kernel: Kernel) -> bool:
+        if kernel.kinds & {VNNI, DEPTHWISE}:
+            return False
+        if sum(1 for n in kernel.block_names if MATMUL_BLOCK.match(n)) != 1:
+            return False
+        return not self.pairs or _target_has_vnni(kernel.target)
+
+    def apply(self, kernel: Kernel) -> tirx.PrimFunc:
+        return schedule_activation_matmul(kernel.func, pairs=self.pairs)
 
 
 def _target_has_vnni(target: tvm.target.Target | None = None) -> bool:
     """AVX-512 VNNI on ``target``, else on the current target (``with target:``), else on
     the host's x86 target (the one :func:`tvm_qdq.backend.resolve_target` gives)."""
-    from .intrin import has_vnni, schedule_target
+    from ..intrin import has_vnni, schedule_target
 
     return has_vnni(schedule_target(target))

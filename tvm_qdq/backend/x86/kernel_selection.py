@@ -1,0 +1,221 @@
+"""Which integer conv / matmul becomes which x86 kernel (step 2 of :mod:`.lower`, with
+:mod:`.layout`).
+
+* ``R.nn.conv2d`` / ``R.nn.conv1d`` (a 1-D map ``[N, C, W]`` is the 2-D map ``[N, C, 1, W]``)
+  with a uint8 / int8 / uint16 activation, a constant weight whose values split into at most
+  :data:`.kernels.MAX_TERMS` int8 terms, ``groups == 1`` (or a few groups, as one
+  block-diagonal weight) and an int32 / int64 result → the VNNI conv kernel in NHWC, the
+  weight packed in numpy;
+* a depthwise conv (``groups == C == O``) → the channel-vectorized NHWC kernel;
+* ``R.matmul(a, constant b)`` with the same dtypes → the VNNI matmul kernel;
+* everything else stays TVM's op (recorded in the report's ``skipped`` with the reason).
+
+The kernels are ``call_tir`` to TE functions of :mod:`.kernels` marked output-elementwise
+fusable, so ``FuseOps`` fuses each requantize epilogue into its kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tvm import relax
+
+from ...relax_utils import constant_value, static_shape, tensor_dtype
+from . import kernels as K
+from .layout import LayoutRewriter, as_2d, ints
+
+if TYPE_CHECKING:
+    from .lower import LoweringReport
+
+#: ``op_pattern`` of the kernels: an output-elementwise-fusable reduction (FuseOps kinds).
+OUT_EWISE_FUSABLE = 4
+
+#: Grouped convs with at most this many groups run as one VNNI conv with a block-diagonal
+#: weight (``groups``× the MACs, each at VNNI speed); more groups stay TVM's grouped conv.
+MAX_DENSE_GROUPS = 8
+
+
+def block_diagonal_weight(w: np.ndarray, groups: int) -> np.ndarray:
+    """The dense ``[O, C, KH, KW]`` weight of a grouped conv's ``[O, C/G, KH, KW]``:
+    ``W[o, g·C/G + c] = w[o, c]`` for ``g = o // (O/G)``, zero elsewhere, so that
+    ``conv(x, W) = grouped_conv(x, w)`` term for term."""
+    o, cg = int(w.shape[0]), int(w.shape[1])
+    og = o // groups
+    dense = np.zeros((o, cg * groups) + tuple(w.shape[2:]), w.dtype)
+    for g in range(groups):
+        dense[g * og:(g + 1) * og, g * cg:(g + 1) * cg] = w[g * og:(g + 1) * og]
+    return dense
+
+
+def _vnni_weight_ok(w: np.ndarray, out_dtype: str, rows_axis: int) -> str | None:
+    """None when the VNNI kernels can take the integer weights ``w``, else the reason.
+
+    Weights are split into at most ``K.MAX_TERMS`` int8 terms. With an int64 result the int32
+    VNNI partial sums must not wrap: ``255 · max_o Σ_k |w[o, k]| < 2^31``.
+    """
+    if w.size == 0 or not np.issubdtype(w.dtype, np.integer):
+        return "weights not integer"
+    if K.weight_terms(w) > K.MAX_TERMS:
+        return f"weights need {K.weight_terms(w)} int8 terms"
+    if out_dtype == "int64":
+        per_out = np.abs(np.moveaxis(w.astype(np.int64), rows_axis, 0)).reshape(
+            w.shape[rows_axis], -1).sum(axis=1)
+        if 255 * int(per_out.max()) >= 2**31:
+            return "int32 partial sums could overflow"
+    return None
+
+
+class KernelRewriter(LayoutRewriter):
+    """:class:`.layout.LayoutRewriter` that also lowers conv / matmul to the x86 kernels
+    (``vnni``: whether the target has AVX-512 VNNI), recording each choice in ``report``."""
+
+    def __init__(self, bb: relax.BlockBuilder, vnni: bool, report: LoweringReport):
+        super().__init__(bb)
+        self.vnni = vnni
+        self.report = report
+
+    def kernel_handler(self, op: str) -> Callable | None:
+        if op in ("relax.nn.conv1d", "relax.nn.conv2d"):
+            return self._conv_call
+        if op == "relax.matmul":
+            return self._matmul
+        return None
+
+    def _conv_call(self, var, call):
+        """``R.nn.conv2d`` (NCHW/OIHW) or ``R.nn.conv1d`` (NCW/OIW) → :meth:`_conv`. A conv1d
+        ``[N, C, W] * [O, C/g, KW]`` is the conv2d of ``[N, C, 1, W]`` with ``[O, C/g, 1, KW]``
+        (stride and dilation 1, no padding along the unit height): the same sums, so the same
+        kernels."""
+        attrs = call.attrs
+        x, w = call.args
+        wv, xs = constant_value(w), static_shape(x)
+        rank = 3 if call.op.name == "relax.nn.conv1d" else 4
+        layouts = ("NCW", "OIW") if rank == 3 else ("NCHW", "OIHW")
+        op = call.op.name.rsplit(".", 1)[-1]
+        reason = None
+        if (str(attrs.data_layout), str(attrs.kernel_layout)) != layouts or (
+                attrs.out_layout is not None and str(attrs.out_layout) != layouts[0]):
+            reason = "layout"
+        elif wv is None or xs is None or len(xs) != rank or wv.ndim != rank:
+            reason = "weight not constant / dynamic shape"
+        if reason is not None:
+            self.report.skipped.append({"op": op, "var": str(var.name), "reason": reason})
+            return None
+        strides, pad, dilation = (ints(a) for a in (attrs.strides, attrs.padding,
+                                                      attrs.dilation))
+        if rank == 3:
+            xs, wv = as_2d(xs), wv[:, :, None, :]
+            strides, pad, dilation = [1, *strides], [0, pad[0], 0, pad[1]], [1, *dilation]
+        return self._conv(var, op, x, xs, wv, tuple(strides), tuple(pad), tuple(dilation),
+                          int(attrs.groups), str(attrs.out_dtype))
+
+    def _conv(self, var, op: str, x, xs: list[int], wv: np.ndarray, strides: tuple,
+              padding: tuple, dilation: tuple, groups: int, out_dtype: str):
+        """An NCHW/OIHW integer conv (``xs``: the 4-D input shape, ``wv``: the 4-D weight) as
+        a kernel producing NHWC: VNNI for ``groups == 1``; grouped convs with few groups as
+        one VNNI conv with the block-diagonal weight ``W[o, c] = w[o, c - g·C/G]`` for ``c``
+        in group ``g = o // (O/G)``, else 0 (exact: the added terms are 0); depthwise as the
+        channel-vectorized kernel."""
+        in_dtype, name = tensor_dtype(x), str(var.name)
+        if in_dtype not in K.VNNI_ACT_DTYPES or out_dtype not in ("int32", "int64"):
+            self.report.skipped.append({"op": op, "var": name,
+                                        "reason": f"dtypes {in_dtype} → {out_dtype}"})
+            return None
+        spec = K.Conv2dSpec(
+            n=xs[0], h=xs[2], w=xs[3], c=xs[1], o=int(wv.shape[0]), kh=int(wv.shape[2]),
+            kw=int(wv.shape[3]), strides=strides, padding=padding, dilation=dilation,
+            in_dtype=in_dtype, out_dtype=out_dtype,
+        )
+        if 1 < groups <= MAX_DENSE_GROUPS and groups != spec.c and wv.shape[1] * groups == spec.c:
+            wv = block_diagonal_weight(wv, groups)
+            groups = 1
+        weight_issue = _vnni_weight_ok(wv, out_dtype, 0)
+        if groups == 1 and self.vnni and weight_issue is None and wv.shape[1] == spec.c:
+            return self._emit_vnni_conv(name, x, wv, spec), "nhwc"
+        if groups == spec.c == spec.o and wv.shape[1] == 1:
+            # int16 weights (when they fit) with 8/16-bit activations: the int32 products of
+            # two 16-bit values compile to vpmaddwd instead of the slower vpmulld.
+            small = in_dtype in ("uint8", "int8") and int(wv.min()) >= -(2**15) and \
+                int(wv.max()) < 2**15
+            w_dtype = "int16" if small else out_dtype
+            wd = K.pack_depthwise_weight(wv).astype(w_dtype)
+            self.report.kernels.append({"kind": "depthwise", "var": name, "macs": spec.macs,
+                                        "spec": asdict(spec)})
+            return self.bb.call_te(
+                _with_spec(K.depthwise_conv2d_nhwc, spec), self.get_nhwc(x),
+                relax.const(wd, w_dtype),
+                primfunc_name_hint="tq_depthwise_conv2d",
+                primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE}), "nhwc"
+        self.report.skipped.append({"op": op, "var": name,
+                                    "reason": f"groups={groups}, {weight_issue or 'no VNNI'}"})
+        return None
+
+    def _emit_vnni_conv(self, name: str, x, wv: np.ndarray, spec: K.Conv2dSpec):
+        x_nhwc = self.get_nhwc(x)
+        terms = K.weight_terms(wv)
+        wp = relax.const(K.pack_conv_weight(wv, terms), "int8")
+        corr = K.conv_correction(wv, spec.in_dtype)
+        kwargs = {}
+        if corr is not None:
+            kwargs["corr"] = relax.const(corr.astype(spec.out_dtype), spec.out_dtype)
+        attrs = {"op_pattern": OUT_EWISE_FUSABLE}
+        if spec.in_dtype == "uint16":
+            kwargs["high"] = self.bb.emit(self.bb.call_te(
+                _with_spec(K.conv2d_nhwc_vnni, spec), x_nhwc, wp, part="hi",
+                primfunc_name_hint="tq_vnni_conv2d", primfunc_attrs=attrs), name_hint=name + "_hi")
+            kwargs["part"] = "lo"
+        self.report.kernels.append({
+            "kind": "vnni_conv2d", "var": name, "macs": spec.macs, "weight_terms": terms,
+            "spec": asdict(spec)})
+        return self.bb.call_te(_with_spec(K.conv2d_nhwc_vnni, spec), x_nhwc, wp,
+                               primfunc_name_hint="tq_vnni_conv2d", primfunc_attrs=attrs,
+                               **kwargs)
+
+    def _matmul(self, var, call):
+        a, b = call.args
+        bv = constant_value(b)
+        a_shape = static_shape(a)
+        out_dtype = str(call.attrs.out_dtype)
+        if not self.vnni or bv is None or bv.ndim != 2 or a_shape is None or len(a_shape) < 2:
+            return None
+        in_dtype = tensor_dtype(a)
+        name = str(var.name)
+        weight_issue = _vnni_weight_ok(bv, out_dtype, 1)
+        if in_dtype not in K.VNNI_ACT_DTYPES or out_dtype not in ("int32", "int64") or \
+                weight_issue is not None:
+            self.report.skipped.append({"op": "matmul", "var": name, "reason": weight_issue or
+                                        f"{in_dtype}×{bv.dtype} → {out_dtype}"})
+            return None
+        spec = K.MatmulSpec(batch=tuple(a_shape[:-2]), m=a_shape[-2], k=a_shape[-1],
+                            n=int(bv.shape[1]), in_dtype=in_dtype, out_dtype=out_dtype)
+        terms = K.weight_terms(bv)
+        bp = relax.const(K.pack_matmul_weight(bv, terms), "int8")
+        corr = K.matmul_correction(bv, in_dtype)
+        kwargs = {}
+        if corr is not None:
+            kwargs["corr"] = relax.const(corr.astype(out_dtype), out_dtype)
+        attrs = {"op_pattern": OUT_EWISE_FUSABLE}
+        a_plain = self.get_plain(a)
+        if in_dtype == "uint16":
+            kwargs["high"] = self.bb.emit(self.bb.call_te(
+                _with_spec(K.matmul_vnni, spec), a_plain, bp, part="hi",
+                primfunc_name_hint="tq_vnni_matmul",
+                primfunc_attrs=attrs), name_hint=name + "_hi")
+            kwargs["part"] = "lo"
+        self.report.kernels.append({"kind": "vnni_matmul", "var": name, "macs": spec.macs,
+                                    "weight_terms": terms, "spec": asdict(spec)})
+        return self.bb.call_te(_with_spec(K.matmul_vnni, spec), a_plain, bp,
+                               primfunc_name_hint="tq_vnni_matmul", primfunc_attrs=attrs,
+                               **kwargs), "plain"
+
+
+def _with_spec(fn: Callable, spec) -> Callable:
+    """``fn(*tensors, spec, **kw)`` as a TE function of tensors only (for ``call_te``)."""
+
+    def te_func(*tensors, **kwargs):
+        return fn(*tensors, spec, **kwargs)
+
+    return te_func

@@ -1,0 +1,225 @@
+"""VNNI conv / matmul schedule: functions with a :data:`~tvm_qdq.backend.kernel_tags.VNNI`
+block (possibly with a fused epilogue).
+
+Register tiling: ``MR`` output rows (a rectangle of the output's spatial dims) × ``NR`` blocks
+of 16 output channels, the reduction tensorized with :data:`..intrin.VNNI_INTRIN`
+(accumulators in registers), the elementwise epilogue computed per tile straight from the
+accumulators and vectorized 16 lanes wide; the outermost row loop is parallel (in at most
+:data:`.common.PARALLEL_CHUNKS` chunks) when the kernel has at least
+:data:`.common.PARALLEL_MIN_MACS` MACs. The padded input copy (a
+:data:`~tvm_qdq.backend.kernel_tags.SCRATCH` block) is vectorized along channels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tvm import s_tir, tirx
+
+from ...kernel_tags import SCRATCH, VNNI, block_kind
+from ...tir_blocks import SCHEDULE_ERRORS, blocks_of_kind, loop_extent, root_blocks
+from ..intrin import VNNI_INTRIN
+from .common import (
+    PARALLEL_MIN_MACS,
+    epilogue_per_tile,
+    kernel_blocks,
+    parallel_chunks,
+    schedule_scratch,
+    spatial_extents,
+)
+from .rule import Kernel
+
+KIND = "vnni"
+#: Maximum number of zmm accumulators in a register tile.
+MAX_ACCUMULATORS = 24
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Register tile: ``mr`` output rows × ``nr`` blocks of 16 output channels."""
+
+    mr: int
+    nr: int
+
+
+def valid_row_tiles(dims: list[int], limit: int = 64) -> list[int]:
+    """Row-tile sizes ``mr ≤ limit`` whose tiles of the fused row index are rectangles of
+    ``dims``.
+
+    ``dims`` are the spatial extents before the channel axis (e.g. ``[N, OH, OW]``); a tile of
+    ``mr`` consecutive fused rows is a rectangle when ``mr`` divides the innermost extent, or is
+    a multiple of it whose quotient is valid for the outer extents.
+    """
+    total = math.prod(dims)
+    out = []
+    for mr in range(1, min(total, limit) + 1):
+        if total % mr:
+            continue
+        rest, ok = mr, True
+        for d in reversed(dims):
+            if rest == 1:
+                break
+            if d % rest == 0:
+                rest = 1
+                break
+            if rest % d == 0:
+                rest //= d
+                continue
+            ok = False
+            break
+        if ok and rest == 1:
+            out.append(mr)
+    return out
+
+
+def tile_score(mr: int, nr: int) -> float:
+    """Heuristic merit of an ``mr × nr`` register tile (higher is better).
+
+    More accumulators hide the vpdpbusd latency (up to 16), and each k-step costs ``nr`` weight
+    loads + ``mr`` broadcasts for ``mr · nr`` vpdpbusd; a small bonus for ``nr > 1``.
+    """
+    acc = mr * nr
+    return min(acc, 16) - 0.35 * (mr + nr) / acc * 4 + (0.1 if nr > 1 else 0.0)
+
+
+def default_tile(dims: list[int], n_blocks: int) -> Tile:
+    """Heuristic register tile for ``dims`` rows and ``n_blocks`` 16-channel column blocks.
+
+    The best :func:`tile_score` among the tiles that fit (at most :data:`MAX_ACCUMULATORS`
+    accumulators, at most 16 rows, at most 4 column blocks); the tuning database
+    (:mod:`..tuning`) replaces it by a measured tile where it has one.
+    """
+    rows = valid_row_tiles(dims)
+    best, best_score = Tile(1, 1), -1e9
+    for nr in range(1, min(n_blocks, 4) + 1):
+        if n_blocks % nr:
+            continue
+        for mr in rows:
+            if mr * nr > MAX_ACCUMULATORS or mr > 16:
+                continue
+            score = tile_score(mr, nr)
+            if score > best_score:
+                best, best_score = Tile(mr, nr), score
+    return best
+
+
+def row_tile_factors(dims: list[int], mr: int) -> list[int]:
+    """Per-dimension factors of a rectangular row tile of ``mr`` rows (see valid_row_tiles)."""
+    factors = [1] * len(dims)
+    rest = mr
+    for i in range(len(dims) - 1, -1, -1):
+        if rest == 1:
+            break
+        if dims[i] % rest == 0:
+            factors[i], rest = rest, 1
+        else:
+            factors[i], rest = dims[i], rest // dims[i]
+    return factors
+
+
+def _tile_inner_vnni(sch: s_tir.Schedule, block, n_outer: int, unroll: bool = True):
+    """Order the loops of a VNNI block below its ``n_outer`` tile loops as (reductions, rows,
+    column blocks, 16 lanes, 4) and tensorize the 16×4 step; returns the init block."""
+    loops = sch.get_loops(block)[n_outer:]
+    n_red = sum(1 for iv in sch.get(block).iter_vars if int(iv.iter_type) != 0)
+    spatial, reduce = loops[: len(loops) - n_red], loops[len(loops) - n_red:]
+    rows = [lp for lp in spatial[:-1] if loop_extent(sch, lp) > 1]
+    jn, ji = sch.split(spatial[-1], [None, 16])
+    sch.reorder(*reduce[:-1], *rows, jn, ji, reduce[-1])
+    init = sch.decompose_reduction(block, reduce[0])
+    sch.tensorize(ji, VNNI_INTRIN)
+    if unroll:
+        for lp in [*rows, jn]:
+            sch.unroll(lp)
+    try:
+        sch.vectorize(sch.get_loops(init)[-1])
+    except SCHEDULE_ERRORS:
+        pass
+    return init
+
+
+def schedule_vnni(func: tirx.PrimFunc, tile: Tile | None = None, parallel: bool | None = None
+                  ) -> tirx.PrimFunc:
+    """Schedule a function holding one VNNI reduction and its fused epilogue.
+
+    ``tile`` defaults to :func:`default_tile`; ``parallel`` to ``MACs ≥ PARALLEL_MIN_MACS``.
+    """
+    sch = s_tir.Schedule(func)
+    main = vnni_block(sch)
+    loops = sch.get_loops(main)
+    ivs = sch.get(main).iter_vars
+    spatial_ext = spatial_extents(sch, main)
+    n_sp = len(spatial_ext)
+    row_dims, chan = spatial_ext[:-1], spatial_ext[-1]
+    n_blocks = chan // 16
+    if tile is None:
+        tile = default_tile(row_dims, n_blocks)
+    if tile.mr not in valid_row_tiles(row_dims, max(tile.mr, 64)) or n_blocks % tile.nr:
+        raise ValueError(f"tile {tile} does not fit rows {row_dims} × {n_blocks} blocks")
+    macs = math.prod(spatial_ext) * math.prod(
+        int(iv.dom.extent) for iv in ivs if int(iv.iter_type) != 0)
+
+    # Tile loops: row tiles (per dimension, rectangles), then column tiles.
+    outer_rows, inner_rows = [], []
+    for loop, dim, factor in zip(loops[: n_sp - 1], row_dims,
+                                 row_tile_factors(row_dims, tile.mr), strict=True):
+        if factor == 1:
+            outer_rows.append(loop)
+        elif factor == dim:
+            inner_rows.append(loop)
+        else:
+            lo, li = sch.split(loop, [None, factor])
+            outer_rows.append(lo)
+            inner_rows.append(li)
+    jo, jr = sch.split(loops[n_sp - 1], [None, tile.nr * 16])
+    sch.reorder(*outer_rows, jo, *inner_rows, jr)
+    if parallel is None:
+        parallel = macs >= PARALLEL_MIN_MACS
+    if parallel:
+        # Chunk the first non-unit outer row loop (fusing + splitting would leave bindings
+        # that tensorize cannot blockize).
+        for loop in outer_rows:
+            if loop_extent(sch, loop) > 1:
+                parallel_chunks(sch, loop)
+                break
+    n_red = sum(1 for iv in ivs if int(iv.iter_type) != 0)
+    n_outer = len(sch.get_loops(main)) - len(inner_rows) - 1 - n_red
+
+    # Accumulators: a local tile; the epilogue (or a plain write-back) per tile.
+    consumers = epilogue_per_tile(sch, main, jo, [
+        b for b in root_blocks(sch) if block_kind(sch, b) not in (VNNI, SCRATCH)])
+    _tile_inner_vnni(sch, main, n_outer)
+
+    for block in consumers:
+        inner = sch.get_loops(block)[-1]
+        if loop_extent(sch, inner) % 16 == 0:
+            _, vec = sch.split(inner, [None, 16])
+            sch.vectorize(vec)
+    for block in blocks_of_kind(sch, SCRATCH):
+        schedule_scratch(sch, block)
+    return sch.mod["main"]
+
+
+def vnni_block(sch: s_tir.Schedule):
+    """Inline the elementwise blocks around the one VNNI block of ``sch`` (kept apart: the
+    VNNI and scratch blocks) and return the VNNI block."""
+    vnni = kernel_blocks(sch, VNNI)
+    if len(vnni) != 1:
+        raise ValueError(f"expected one VNNI block, found {len(vnni)}")
+    return vnni[0]
+
+
+class VnniRule:
+    """A function with a VNNI block: the requested (or heuristic) tile, or ``fallback``."""
+
+    kind = KIND
+
+    def __init__(self, fallback: Tile | None = None) -> None:
+        self.fallback = fallback
+
+    def applies(self, kernel: Kernel) -> bool:
+        return VNNI in kernel.kinds
+
+    def apply(self, kernel: Kernel) -> tirx.PrimFunc:
+        return schedule_vnni(kernel.func, self.fallback or kernel.tile)

@@ -316,12 +316,10 @@ def compile(  # noqa: A001 - the public name the design asks for
     executable = None
     if tgt.kind.name == "llvm":
         from .backend.x86 import lower_integer_kernels
-        from .backend.x86.tuning import open_db, resolve_db_path, use_database
+        from .backend.x86.tuning_db import stored_tiles
 
-        db = open_db(resolve_db_path(tuning_db))
         try:
-            with use_database(db):
-                lowered = lower_integer_kernels(mod, tgt, tune=len(db) > 0)
+            lowered = lower_integer_kernels(mod, tgt, tiles=stored_tiles(tuning_db, tgt))
             executable = build_vm(lowered, tgt)
         except Exception as err:  # a kernel the x86 lowering cannot build: TVM's default path
             warnings.warn(f"tvm-qdq: x86 kernel lowering failed ({type(err).__name__}: "

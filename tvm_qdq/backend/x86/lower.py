@@ -39,7 +39,8 @@ from .group_scalars import group_scalar_chains
 from .intrin import has_vnni
 from .profile import kernel_macs
 from .rounding import exact_float_rounding
-from .schedule import Tile, schedule_function
+from .schedule import schedule_function
+from .tuning_db import TileSource
 
 #: ``op_pattern`` of the kernels: an output-elementwise-fusable reduction (FuseOps kinds).
 OUT_EWISE_FUSABLE = 4
@@ -609,7 +610,7 @@ def fuse_passes() -> tvm.transform.Pass:
 
 
 def schedule_module(mod: tvm.IRModule, report: LoweringReport | None = None,
-                    tiles: dict[str, Tile] | None = None,
+                    tiles: TileSource | None = None,
                     target: tvm.target.Target | None = None) -> tvm.IRModule:
     """Step 3: schedule every PrimFunc of ``mod`` (see :mod:`.schedule`)."""
     updates = {}
@@ -629,12 +630,23 @@ def schedule_module(mod: tvm.IRModule, report: LoweringReport | None = None,
     return mod
 
 
+def fuse_integer_kernels(mod: tvm.IRModule, target: tvm.target.Target,
+                         report: LoweringReport | None = None) -> tvm.IRModule:
+    """Steps 0-2: the fused module whose PrimFuncs :func:`schedule_module` schedules (the
+    VNNI ones are the kernels the tuning database keys)."""
+    report = report if report is not None else LoweringReport()
+    with target:
+        mod, report.float_roundings = exact_float_rounding(mod)
+        mod = rewrite_kernels(mod, target, report)
+        mod = use_fast_math(mod)  # vectorizable float32 erf / exp (see .fast_math)
+        return fuse_passes()(mod)
+
+
 def lower_integer_kernels(
     mod: tvm.IRModule,
     target: tvm.target.Target,
     *,
-    tiles: dict[str, Tile] | None = None,
-    tune: bool = False,
+    tiles: TileSource | None = None,
     report: LoweringReport | None = None,
 ) -> tvm.IRModule:
     """Lower the integer module's conv2d/matmul to scheduled AVX-512 VNNI kernels.
@@ -645,29 +657,22 @@ def lower_integer_kernels(
     AVX-512 VNNI the conv/matmul stay TVM's own (legalized, fused, scheduled). Numerics are
     unchanged: every kernel is exact integer arithmetic; every other op is TVM's legalization.
 
-    ``tiles`` forces register tiles by fused function name; ``tune=True`` measures a few tiles
-    per VNNI kernel on this machine instead of the heuristic (:mod:`.tuning`). ``report``
-    collects the kernels emitted, the ops left to TVM and the schedule applied to each PrimFunc
-    (also attached as the module attribute ``tvm_qdq.x86_lowering``).
+    ``tiles`` gives each VNNI kernel its register tile (e.g. the tuning database's,
+    :func:`.tuning_db.stored_tiles`); without it, or where it gives None, the heuristic
+    picks. ``report`` collects the kernels emitted, the ops left to TVM and the schedule
+    applied to each PrimFunc (also attached as the module attribute ``tvm_qdq.x86_lowering``).
     """
     if isinstance(target, dict | str):
         target = tvm.target.Target(target)
     report = report if report is not None else LoweringReport()
-    with target:
-        mod, report.float_roundings = exact_float_rounding(mod)
-        mod = rewrite_kernels(mod, target, report)
-        mod = use_fast_math(mod)  # vectorizable float32 erf / exp (see .fast_math)
-        mod = fuse_passes()(mod)
-    if tune:
-        from .tuning import tune_module
-
-        tiles = {**tune_module(mod, target), **(tiles or {})}
+    mod = fuse_integer_kernels(mod, target, report)
     mod = schedule_module(mod, report, tiles, target)
     return mod.with_attr("tvm_qdq.x86_lowering", report.to_json())
 
 
 __all__: Sequence[str] = [
     "LoweringReport",
+    "fuse_integer_kernels",
     "fuse_passes",
     "lower_integer_kernels",
     "rewrite_kernels",

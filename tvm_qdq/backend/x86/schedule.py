@@ -590,10 +590,14 @@ def special_attempts(func: tirx.PrimFunc, names: list[str],
     return [*matmul_attempts(func, names, target), *row_attempts(func, names, target)]
 
 
-def schedule_function(func: tirx.PrimFunc, tiles: dict[str, Tile] | None = None,
+def schedule_function(func: tirx.PrimFunc,
+                      tiles: Callable[[tirx.PrimFunc], Tile | None] | None = None,
                       name: str = "", target: tvm.target.Target | None = None
                       ) -> tuple[tirx.PrimFunc, str]:
     """Schedule one PrimFunc; returns (scheduled function, which schedule applied).
+
+    ``tiles`` (a :data:`.tuning_db.TileSource`) gives a VNNI kernel its register tile (None:
+    :func:`default_tile`).
 
     Schedules are tried from the most specific to the generic one; each result must pass
     :func:`lowers`, else the next is tried (the unscheduled function is the last resort).
@@ -601,7 +605,7 @@ def schedule_function(func: tirx.PrimFunc, tiles: dict[str, Tile] | None = None,
     names = block_names(func)
     attempts: list[tuple[str, Callable[[], tirx.PrimFunc]]] = []
     if any(n.startswith("tq_vnni") for n in names):
-        tile = (tiles or {}).get(name)
+        tile = tiles(func) if tiles is not None else None
         attempts.append(("vnni", lambda: schedule_vnni(func, tile)))
         attempts.append(("vnni", lambda: schedule_vnni(func, Tile(1, 1))))
     if any(n.startswith("tq_dw") for n in names):

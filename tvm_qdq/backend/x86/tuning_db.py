@@ -6,7 +6,7 @@ tile and holds nothing else::
     {"format": 2, "targets": {"<target JSON>": {"<structural hash>": [mr, nr], ...}, ...}}
 
 The kernel is the fused VNNI PrimFunc (one ``vnni`` block and its fused epilogue) before
-scheduling; its key is ``tvm_ffi.structural_hash`` of that function (:func:`kernel_key`).
+scheduling; its key is the structural hash of that function (:func:`kernel_key`).
 How the tiles were chosen (times, the heuristic's tile, machine, date) is a measurement and
 goes to a log (:mod:`.tuning`), not here.
 
@@ -29,7 +29,7 @@ import tvm
 import tvm_ffi
 from tvm import s_tir, tirx
 
-from ..kernel_tags import VNNI, block_kind
+from ..kernel_tags import KERNEL_ATTR, VNNI, block_kind
 from .schedule import MAX_ACCUMULATORS, Tile, _blocks, _spatial_extents, valid_row_tiles
 
 #: Maps a fused VNNI PrimFunc to its register tile (None: the heuristic's).
@@ -52,8 +52,14 @@ _FORMAT_1 = "tvm-qdq-tuning/1"
 
 
 def kernel_key(func: tirx.PrimFunc) -> str:
-    """The database key of a fused VNNI PrimFunc: its structural hash."""
-    return str(tvm_ffi.structural_hash(func))
+    """The database key of a fused VNNI PrimFunc: the structural hash of the function without
+    its blocks' role annotations (:data:`..kernel_tags.KERNEL_ATTR`), so that the key names
+    the computation, whatever labels its blocks carry."""
+    sch = s_tir.Schedule(func)
+    for block in _blocks(sch):
+        if KERNEL_ATTR in sch.get(block).annotations:
+            sch.unannotate(block, KERNEL_ATTR)
+    return str(tvm_ffi.structural_hash(sch.mod["main"]))
 
 
 def target_key(target: tvm.target.Target) -> str:
@@ -72,9 +78,13 @@ def is_vnni_kernel(func: tirx.PrimFunc) -> bool:
 
 
 def kernel_shape(func: tirx.PrimFunc) -> tuple[list[int], int]:
-    """(row extents before the channel axis, 16-channel column blocks) of the VNNI block."""
+    """(row extents before the channel axis, 16-channel column blocks) of the VNNI block
+    (ValueError: ``func`` has none)."""
     sch = s_tir.Schedule(func)
-    extents = [int(e) for e in _spatial_extents(sch, vnni_block(sch))]
+    block = vnni_block(sch)
+    if block is None:
+        raise ValueError("no VNNI block")
+    extents = [int(e) for e in _spatial_extents(sch, block)]
     return extents[:-1], extents[-1] // 16
 
 
@@ -197,7 +207,12 @@ def database_tiles(db: TuningDB, target: tvm.target.Target) -> TileSource:
 
     def source(func: tirx.PrimFunc) -> Tile | None:
         tile = table.get(kernel_key(func))
-        return tile if tile is not None and tile_fits(tile, *kernel_shape(func)) else None
+        if tile is None:
+            return None
+        try:
+            return tile if tile_fits(tile, *kernel_shape(func)) else None
+        except ValueError:  # not a VNNI kernel
+            return None
 
     return source
 

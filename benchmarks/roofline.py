@@ -98,7 +98,7 @@ def measure(rows: list[tuple[str, str]], list_all: bool = False) -> dict:
         time_primfunc,
         vnni_peak_gmacs,
     )
-    from tvm_qdq.backend.x86.tuning import open_db, resolve_db_path, use_database
+    from tvm_qdq.backend.x86.tuning_db import stored_tiles
     from tvm_qdq.targets import resolve_target
 
     target = resolve_target("x86")
@@ -107,14 +107,13 @@ def measure(rows: list[tuple[str, str]], list_all: bool = False) -> dict:
     peak = vnni_peak_gmacs(target)
     print(f"VNNI peak: {peak:.1f} GMAC/s per core ({tvm.target.codegen.llvm_get_system_cpu()})",
           file=sys.stderr)
-    db = open_db(resolve_db_path(None))
+    tiles = stored_tiles(None, target)  # the stored tiles, as tvm_qdq.compile uses them
     out = []
     for name, config, model in _models(rows):
         report = LoweringReport()
         # the module tvm_qdq.compile lowers for x86
         mod = legalize_signedness(tvm_qdq.to_integer(tvm_qdq.from_onnx(model)), "x86")
-        with use_database(db):  # the stored tiles, as tvm_qdq.compile uses them
-            lowered = lower_integer_kernels(mod, target, tune=len(db) > 0, report=report)
+        lowered = lower_integer_kernels(mod, target, tiles=tiles, report=report)
         bare = {}
         for kind in ("vnni_conv2d", "vnni_matmul"):
             of_kind = [k for k in report.kernels if k["kind"] == kind]

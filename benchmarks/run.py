@@ -131,7 +131,8 @@ def _stock(rows: list[tuple[str, str]], repeat: int, timeout_s: float) -> dict[s
 def _tune(rows: list[tuple[str, str]], resume: bool, db_path: str | None) -> int:
     """Fill the tuning database with every row's kernels (one thread)."""
     os.environ.setdefault("TVM_NUM_THREADS", "1")
-    from tvm_qdq.backend.x86.tuning import TuningDB, default_db_path, format_event, tune_model
+    from tvm_qdq.backend.x86.tuning import format_event, tune_model
+    from tvm_qdq.backend.x86.tuning_db import TuningDB, default_db_path
 
     db = TuningDB(db_path or default_db_path())
     start = time.perf_counter()

@@ -88,7 +88,8 @@ def _cmd_tune(args) -> int:
 
     # Tiles are timed with the TVM thread pool; it reads TVM_NUM_THREADS when TVM starts.
     os.environ.setdefault("TVM_NUM_THREADS", str(args.threads))
-    from .backend.x86.tuning import TuningDB, default_db_path, format_event, tune_model
+    from .backend.x86.tuning import format_event, prune_db, tune_model
+    from .backend.x86.tuning_db import TuningDB, default_db_path
     from .frontend.onnx import from_onnx
 
     path = args.db or default_db_path()
@@ -97,15 +98,22 @@ def _cmd_tune(args) -> int:
               file=sys.stderr)
         return 2
     db = TuningDB(path)
+    sources = [from_onnx(m, shapes=_shapes(args)) if args.shape else m for m in args.models]
+    if args.prune:
+        before = len(db)
+        dropped = prune_db(db, sources, _target(args.target))
+        db.save()
+        print(f"{db.path}: {before} kernels, {dropped} no given model produces dropped, "
+              f"{len(db)} kept")
+        return 0
     print(f"tuning database {db.path} ({len(db)} kernels stored)"
           + (", resuming" if args.resume else ""))
     total_start = time.perf_counter()
     measured = 0
     done: set[str] = set()  # a kernel shared by several models is measured once
-    for model in args.models:
+    for model, source in zip(args.models, sources, strict=True):
         start = time.perf_counter()
         print(f"{model}:", flush=True)
-        source = from_onnx(model, shapes=_shapes(args)) if args.shape else model
         events = tune_model(source, _target(args.target), db, resume=args.resume,
                             candidates=args.candidates, label=os.path.basename(model),
                             progress=lambda e: print("  " + format_event(e), flush=True),
@@ -172,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "committed in tvm_qdq/backend/x86/tuning_db.json)")
     p.add_argument("--resume", action="store_true",
                    help="skip kernels already in the database (else measure them again)")
+    p.add_argument("--prune", action="store_true",
+                   help="measure nothing: drop the target's kernels that none of the models "
+                        "produces")
     p.add_argument("--target", default="x86", help="preset name or TVM target JSON")
     p.add_argument("--candidates", type=int, default=6, help="tiles measured per kernel")
     p.add_argument("--threads", type=int, default=1,

@@ -39,11 +39,9 @@ def lower_kernels(mod: tvm.IRModule, target: tvm.target.Target,
                   tuning_db: str | os.PathLike | bool | None) -> tvm.IRModule:
     """:func:`.lower.lower_integer_kernels` with the register tiles of ``tuning_db``."""
     from .lower import lower_integer_kernels
-    from .tuning import open_db, resolve_db_path, use_database
+    from .tuning_db import stored_tiles
 
-    db = open_db(resolve_db_path(tuning_db))
-    with use_database(db):
-        return lower_integer_kernels(mod, target, tune=len(db) > 0)
+    return lower_integer_kernels(mod, target, tiles=stored_tiles(tuning_db, target))
 
 
 class X86Backend:

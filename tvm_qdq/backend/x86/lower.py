@@ -12,9 +12,9 @@ The steps, in the order :func:`lower_integer_kernels` calls them:
    scalar side computations grouped first (:mod:`.group_scalars`); the kernels are
    output-elementwise-fusable, so each requantize epilogue (and residual add) fuses into its
    conv / matmul;
-5. with ``tune``: the VNNI register tiles from the tuning database (:mod:`.tuning`);
-6. :func:`schedule_module`: every PrimFunc gets the first schedule rule that applies
-   (:mod:`.schedules`).
+5. :func:`schedule_module`: every PrimFunc gets the first schedule rule that applies
+   (:mod:`.schedules`); a VNNI kernel's register tile comes from the ``tiles`` source passed
+   in (the tuning database's, :func:`.tuning_db.stored_tiles`) or the heuristic.
 
 The result only holds ``call_tir`` to scheduled PrimFuncs; ``tvm.compile(mod, target)`` with
 the default pipeline finishes it (its ``LegalizeOps`` has nothing left to do).
@@ -37,7 +37,8 @@ from .kernel_selection import KernelRewriter
 from .layout import rewrite_module
 from .profile import kernel_macs
 from .rounding import exact_float_rounding
-from .schedules import Tile, schedule_function
+from .schedules import schedule_function
+from .tuning_db import TileSource
 
 
 @dataclass
@@ -72,9 +73,9 @@ def fuse_passes() -> tvm.transform.Pass:
 
 
 def schedule_module(mod: tvm.IRModule, report: LoweringReport | None = None,
-                    tiles: dict[str, Tile] | None = None,
+                    tiles: TileSource | None = None,
                     target: tvm.target.Target | None = None) -> tvm.IRModule:
-    """Step 6: schedule every PrimFunc of ``mod`` not scheduled yet (:mod:`.schedules`)."""
+    """Step 5: schedule every PrimFunc of ``mod`` not scheduled yet (:mod:`.schedules`)."""
     updates = {}
     for gvar, func in mod.functions.items():
         if not isinstance(func, tirx.PrimFunc):
@@ -92,12 +93,23 @@ def schedule_module(mod: tvm.IRModule, report: LoweringReport | None = None,
     return mod
 
 
+def fuse_integer_kernels(mod: tvm.IRModule, target: tvm.target.Target,
+                         report: LoweringReport | None = None) -> tvm.IRModule:
+    """Steps 1-4: the fused module whose PrimFuncs :func:`schedule_module` schedules (the
+    VNNI ones are the kernels the tuning database keys)."""
+    report = report if report is not None else LoweringReport()
+    with target:
+        mod, report.float_roundings = exact_float_rounding(mod)
+        mod = rewrite_kernels(mod, target, report)
+        mod = use_fast_math(mod)  # vectorizable float32 erf / exp (see ..fast_math)
+        return fuse_passes()(mod)
+
+
 def lower_integer_kernels(
     mod: tvm.IRModule,
     target: tvm.target.Target,
     *,
-    tiles: dict[str, Tile] | None = None,
-    tune: bool = False,
+    tiles: TileSource | None = None,
     report: LoweringReport | None = None,
 ) -> tvm.IRModule:
     """Lower the integer module's conv2d/matmul to scheduled AVX-512 VNNI kernels.
@@ -108,29 +120,22 @@ def lower_integer_kernels(
     AVX-512 VNNI the conv/matmul stay TVM's own (legalized, fused, scheduled). Numerics are
     unchanged: every kernel is exact integer arithmetic; every other op is TVM's legalization.
 
-    ``tiles`` forces register tiles by fused function name; ``tune=True`` measures a few tiles
-    per VNNI kernel on this machine instead of the heuristic (:mod:`.tuning`). ``report``
-    collects the kernels emitted, the ops left to TVM and the schedule applied to each PrimFunc
-    (also attached as the module attribute ``tvm_qdq.x86_lowering``).
+    ``tiles`` gives each VNNI kernel its register tile (e.g. the tuning database's,
+    :func:`.tuning_db.stored_tiles`); without it, or where it gives None, the heuristic
+    picks. ``report`` collects the kernels emitted, the ops left to TVM and the schedule
+    applied to each PrimFunc (also attached as the module attribute ``tvm_qdq.x86_lowering``).
     """
     if isinstance(target, dict | str):
         target = tvm.target.Target(target)
     report = report if report is not None else LoweringReport()
-    with target:
-        mod, report.float_roundings = exact_float_rounding(mod)
-        mod = rewrite_kernels(mod, target, report)
-        mod = use_fast_math(mod)  # vectorizable float32 erf / exp (see ..fast_math)
-        mod = fuse_passes()(mod)
-    if tune:
-        from .tuning import tune_module
-
-        tiles = {**tune_module(mod, target), **(tiles or {})}
+    mod = fuse_integer_kernels(mod, target, report)
     mod = schedule_module(mod, report, tiles, target)
     return mod.with_attr("tvm_qdq.x86_lowering", report.to_json())
 
 
 __all__: Sequence[str] = [
     "LoweringReport",
+    "fuse_integer_kernels",
     "fuse_passes",
     "lower_integer_kernels",
     "rewrite_kernels",

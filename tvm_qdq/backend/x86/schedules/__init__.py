@@ -18,10 +18,13 @@ unscheduled function is the last resort, so the result is always correct:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tvm
 from tvm import tirx
 
-from ...tir_blocks import SCHEDULE_ERRORS
+from ...kernel_tags import VNNI
+from ...tir_blocks import SCHEDULE_ERRORS, kernel_kinds
 from .depthwise import DepthwiseRule
 from .generic import GenericRule, schedule_generic
 from .lut_gather import LutRule
@@ -59,13 +62,16 @@ def lowers(func: tirx.PrimFunc, target: tvm.target.Target | None = None) -> bool
     return True
 
 
-def schedule_function(func: tirx.PrimFunc, tiles: dict[str, Tile] | None = None,
+def schedule_function(func: tirx.PrimFunc,
+                      tiles: Callable[[tirx.PrimFunc], Tile | None] | None = None,
                       name: str = "", target: tvm.target.Target | None = None
                       ) -> tuple[tirx.PrimFunc, str]:
-    """Schedule one PrimFunc (named ``name`` in its module; ``tiles``: VNNI register tiles by
-    function name); returns (scheduled function, the ``kind`` of the rule that applied, or
+    """Schedule one PrimFunc (named ``name`` in its module; ``tiles``: a
+    :data:`..tuning_db.TileSource` giving a VNNI kernel its register tile, None: the
+    heuristic's); returns (scheduled function, the ``kind`` of the rule that applied, or
     ``"none"``)."""
-    kernel = Kernel(func, name, target, (tiles or {}).get(name))
+    tile = tiles(func) if tiles is not None and VNNI in kernel_kinds(func) else None
+    kernel = Kernel(func, name, target, tile)
     for rule in RULES:
         if not rule.applies(kernel):
             continue

@@ -57,7 +57,6 @@ class RewriteContext:
     records: list[OpRecord] = field(default_factory=list)
     originals: set = field(default_factory=set)  # vars that re-emit an imported binding
     requantized: dict = field(default_factory=dict)  # (value, src, dst) → requantized value
-    qlinear: set = field(default_factory=set)  # Calls imported from QLinearAdd / QLinearMul
 
     def emit(self, expr: relax.Expr, name: str = "") -> relax.Var:
         return self.bb.emit(expr, name_hint=name)

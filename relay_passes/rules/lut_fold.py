@@ -9,11 +9,12 @@ code alone and::
     table[i - qmin] = f(i)         for every code i of x (256 values)
     y = take(table, x - qmin)      (uint8 x: the index is x itself; int8: int32(x) + 128)
 
-``f`` is evaluated at compile time by running the very emitted Relax ops (int32/int64
-fixed-point requantize, float64 multiply / round half to even / clip, casts, nested lookups)
-op by op in numpy on the 256 codes, with the same dtypes and the same IEEE / two's-complement
-semantics, so every entry is what the unfolded chain computes at run time: the result is
-bit-identical. GELU ``x·½(1+erf(x/√2))`` on uint8 becomes one table instead of
+``f`` is evaluated at compile time by running the very emitted Relax ops (the requantize ops
+of :mod:`tvm_qdq.qnn.integer_ops` through their numpy definitions in
+:mod:`tvm_qdq.qnn.reference`, float64 multiply / round half to even / clip, casts, nested
+lookups) op by op in numpy on the 256 codes, with the same dtypes and the same IEEE /
+two's-complement semantics, so every entry is what the unfolded chain computes at run time:
+the result is bit-identical. GELU ``x·½(1+erf(x/√2))`` on uint8 becomes one table instead of
 ``take → take → int32 product → float64 requantize → take``. The index is ``x`` itself:
 no int32 index tensor is materialised.
 
@@ -31,7 +32,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn import QParams, reference
+from tvm_qdq.qnn.integer_ops import REQUANTIZE, REQUANTIZE_SUM
 from tvm_qdq.qnn.ops import const
 
 from ..qtensor import RewriteContext
@@ -76,7 +78,8 @@ _UNARY: dict[str, Callable] = {
 }
 _SHIFTS: dict[str, Callable] = {"relax.left_shift": np.left_shift,
                                 "relax.right_shift": np.right_shift}
-_SPECIAL = {"relax.astype", "relax.clip", "relax.take", "relax.where", "relax.divide"}
+_SPECIAL = {"relax.astype", "relax.clip", "relax.take", "relax.where", "relax.divide",
+            REQUANTIZE, REQUANTIZE_SUM}
 FOLDABLE_OPS = frozenset(_BINARY) | frozenset(_UNARY) | frozenset(_SHIFTS) | _SPECIAL
 
 
@@ -206,7 +209,23 @@ def _evaluate(call: relax.Call, args: list[np.ndarray]) -> np.ndarray:
             return np.where(args[0], args[1], args[2])
         if name == "relax.take":
             return _take(call, args[0], args[1])
+        if name in (REQUANTIZE, REQUANTIZE_SUM):
+            return _requantize(call, args)
     raise _Refused(name)
+
+
+def _requantize(call: relax.Call, args: list[np.ndarray]) -> np.ndarray:
+    """A requantize op on numpy operands (its tensor arguments, in order)."""
+    a = call.attrs
+    bounds = (int(a["qmin"]), int(a["qmax"]), str(a["out_dtype"]))
+    if call.op.name == REQUANTIZE:
+        x, zp_in, multiplier, zp_out = args[:4]
+        return reference.requantize_codes(x, zp_in, multiplier, zp_out, *bounds,
+                                          offset=args[4] if len(args) > 4 else None)
+    triples = [args[i:i + 3] for i in range(0, len(args) - 1, 3)]
+    return reference.requantize_sum_codes([(x, zp) for x, zp, _ in triples],
+                                          [k for _, _, k in triples], int(a["shift"]),
+                                          args[-1], *bounds)
 
 
 def _astype(x: np.ndarray, dtype: str) -> np.ndarray:

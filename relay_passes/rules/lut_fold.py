@@ -218,6 +218,9 @@ def _requantize(call: relax.Call, args: list[np.ndarray]) -> np.ndarray:
     """A requantize op on numpy operands (its tensor arguments, in order)."""
     a = call.attrs
     bounds = (int(a["qmin"]), int(a["qmax"]), str(a["out_dtype"]))
+    info = np.iinfo(bounds[2])
+    if bounds[0] < info.min or bounds[1] > info.max:
+        raise _Refused("clip range beyond the output type")  # the cast would be undefined
     if call.op.name == REQUANTIZE:
         x, zp_in, multiplier, zp_out = args[:4]
         return reference.requantize_codes(x, zp_in, multiplier, zp_out, *bounds,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import tvm
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
 from tvm_qdq.qnn.ops import requantize, shape_of
+from tvm_qdq.relax_utils import constant_value
 
 
 @dataclass
@@ -103,12 +103,6 @@ class RewriteContext:
 
     def record(self, op: str, var: str, outcome: str, detail: str = "") -> None:
         self.records.append(OpRecord(op, var, outcome, detail))
-
-
-def constant_value(expr: relax.Expr) -> np.ndarray | None:
-    if isinstance(expr, tvm.ir.Constant):
-        return expr.value.numpy()
-    return None
 
 
 def scalar_constant(expr: relax.Expr) -> float | None:

@@ -35,6 +35,7 @@ from tvm import relax
 from tvm_qdq.qnn import QParams, reference
 from tvm_qdq.qnn.integer_ops import REQUANTIZE, REQUANTIZE_SUM
 from tvm_qdq.qnn.ops import const
+from tvm_qdq.relax_utils import constant_value, static_shape, tensor_dtype
 
 from ..qtensor import RewriteContext
 from ..registry import OUTPUT_RULES
@@ -87,21 +88,6 @@ class _Refused(Exception):
     """The chain cannot be evaluated exactly in numpy."""
 
 
-def _dtype(expr: relax.Expr) -> str | None:
-    dtype = getattr(expr.ty, "dtype", None) if hasattr(expr, "ty") else None
-    return None if dtype is None else str(dtype)
-
-
-def _shape(expr: relax.Expr) -> tuple[int, ...] | None:
-    shape = getattr(expr.ty, "shape", None)
-    if shape is None:
-        return None
-    try:
-        return tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        return None
-
-
 def _op_call(ctx: RewriteContext, var: relax.Expr) -> relax.Call | None:
     """The foldable op call bound to ``var`` in the block being emitted, else None."""
     if not isinstance(var, relax.Var):
@@ -116,17 +102,10 @@ def _op_call(ctx: RewriteContext, var: relax.Expr) -> relax.Call | None:
     return None
 
 
-def _tensor_constant(expr: relax.Expr) -> np.ndarray | None:
-    """Value of a constant tensor argument (not of a scalar attribute such as clip's bounds)."""
-    if isinstance(expr, tvm.ir.Constant) and hasattr(expr.value, "numpy"):
-        return expr.value.numpy()
-    return None
-
-
 def _tensor_args(call: relax.Call) -> list[relax.Expr]:
     """Arguments of ``call`` that are tensors (vars or constants), in order."""
     return [a for a in call.args
-            if isinstance(a, relax.Var) or _tensor_constant(a) is not None]
+            if isinstance(a, relax.Var) or constant_value(a) is not None]
 
 
 def _closed(ctx: RewriteContext, root: relax.Var, source: relax.Var) -> list[relax.Var] | None:
@@ -139,8 +118,8 @@ def _closed(ctx: RewriteContext, root: relax.Var, source: relax.Var) -> list[rel
     def visit(expr: relax.Expr) -> bool:
         if expr.same_as(source):
             return True
-        if _tensor_constant(expr) is not None:
-            return _tensor_constant(expr).size == 1
+        if constant_value(expr) is not None:
+            return constant_value(expr).size == 1
         if expr in seen:
             return True
         call = _op_call(ctx, expr)
@@ -150,7 +129,7 @@ def _closed(ctx: RewriteContext, root: relax.Var, source: relax.Var) -> list[rel
         args = _tensor_args(call)
         if call.op.name == "relax.take":
             table, index = call.args[0], call.args[1]
-            values = _tensor_constant(table)
+            values = constant_value(table)
             if values is None or values.ndim != 1:
                 return False
             args = [index]
@@ -257,12 +236,12 @@ def _take(call: relax.Call, table: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 def _table(ctx: RewriteContext, order: list[relax.Var], source: relax.Var) -> np.ndarray:
     """``f(i)`` for the 256 codes ``i`` of ``source`` (ascending codes), through ``order``."""
-    dtype = np.dtype(_dtype(source))
+    dtype = np.dtype(tensor_dtype(source))
     info = np.iinfo(dtype)
     values: dict = {source: np.arange(info.min, info.max + 1).astype(dtype)}
 
     def value_of(expr: relax.Expr) -> np.ndarray:
-        found = _tensor_constant(expr)
+        found = constant_value(expr)
         return values[expr] if found is None else found
 
     for var in order:
@@ -271,8 +250,8 @@ def _table(ctx: RewriteContext, order: list[relax.Var], source: relax.Var) -> np
         if call.op.name != "relax.take":  # one-element constants broadcast as scalars
             args = [a.reshape(()) if a.size == 1 and a.ndim else a for a in args]
         result = _evaluate(call, args)
-        if str(result.dtype) != str(_dtype(var)):
-            raise _Refused(f"{call.op.name}: numpy dtype {result.dtype} ≠ {_dtype(var)}")
+        if str(result.dtype) != str(tensor_dtype(var)):
+            raise _Refused(f"{call.op.name}: numpy dtype {result.dtype} ≠ {tensor_dtype(var)}")
         values[var] = np.broadcast_to(result, (256,)) if result.ndim == 0 else result
     return np.asarray(values[order[-1]]).reshape(256)
 
@@ -292,7 +271,7 @@ def _lookup(ctx: RewriteContext, table: np.ndarray, source: relax.Var, dtype: st
     rotated by 128, but the feed check (:mod:`tvm_qdq.index_bounds`) reads any ``take``
     indexed by a graph input, also through transposes/reshapes, as an embedding Gather whose
     indices must lie in ``[0, n)``, and would reject negative codes.)"""
-    if _dtype(source) == "uint8":
+    if tensor_dtype(source) == "uint8":
         return relax.op.take(const(table, dtype), source, axis=0, mode="clip")
     index = ctx.emit(relax.op.add(relax.op.astype(source, "int32"), const(128, "int32")))
     return relax.op.take(const(table, dtype), index, axis=0, mode="clip")
@@ -301,12 +280,12 @@ def _lookup(ctx: RewriteContext, table: np.ndarray, source: relax.Var, dtype: st
 def fold_lookup(ctx: RewriteContext, value: relax.Expr, op: str) -> relax.Expr | None:
     """``take(table, x)`` replacing ``value`` when it is a function of one 8-bit tensor ``x``
     (module docstring), else None."""
-    if not isinstance(value, relax.Var) or _shape(value) is None:
+    if not isinstance(value, relax.Var) or static_shape(value) is None:
         return None
     for source in reversed(_cone_vars(ctx, value)):  # farthest input first
-        if source.same_as(value) or _dtype(source) not in ("uint8", "int8"):
+        if source.same_as(value) or tensor_dtype(source) not in ("uint8", "int8"):
             continue
-        if _shape(source) != _shape(value):
+        if static_shape(source) != static_shape(value):
             continue
         order = _closed(ctx, value, source)
         if not order:
@@ -317,7 +296,7 @@ def fold_lookup(ctx: RewriteContext, value: relax.Expr, op: str) -> relax.Expr |
             table = _table(ctx, order, source)
         except _Refused:
             continue
-        result = ctx.emit(_lookup(ctx, table, source, _dtype(value)), "qnn_lut")
+        result = ctx.emit(_lookup(ctx, table, source, tensor_dtype(value)), "qnn_lut")
         ctx.record(op, str(result.name), "integer",
                    f"folded {len(order)} ops of one 8-bit tensor into a 256-entry lookup table")
         return result

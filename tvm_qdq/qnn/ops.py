@@ -11,23 +11,14 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
+from ..relax_utils import constant as const
+from ..relax_utils import conv_pad_width
+from ..relax_utils import static_shape as shape_of
+from ..relax_utils import tensor_dtype as dtype_of
 from .integer_ops import Requantize, RequantizeSum
 from .params import ACCUMULATORS, QParams
 
 INT32_LIMIT = 2**31 - 1
-
-
-def dtype_of(expr: relax.Expr) -> str:
-    return str(expr.ty.dtype)
-
-
-def shape_of(expr: relax.Expr) -> tuple[int, ...]:
-    return tuple(int(d) for d in expr.ty.shape.values)
-
-
-def const(values, dtype: str) -> relax.Expr:
-    """A Relax constant with an exact dtype (0-d for scalars)."""
-    return relax.const(np.asarray(values).astype(dtype), dtype)
 
 
 def smallest_int_type(lo: int, hi: int) -> str:
@@ -129,14 +120,6 @@ CONV_OPS = {
 }
 
 
-def _pad_width(padding: list[int], spatial: int) -> list[int]:
-    """Conv padding (all befores, then all afters) → ``nn.pad`` width per axis (N, C, ...)."""
-    width = [0, 0, 0, 0]
-    for i in range(spatial):
-        width += [padding[i], padding[spatial + i]]
-    return width
-
-
 def conv_integer(
     bb: relax.BlockBuilder,
     x: relax.Expr,
@@ -186,7 +169,7 @@ def conv_integer(
         data = bb.emit(relax.op.subtract(bb.emit(relax.op.astype(x, work)),
                                          bb.emit(relax.op.astype(zx, work))))
     elif const_zx != 0 and any(padding):
-        data = bb.emit(relax.op.nn.pad(x, _pad_width(padding, spatial), "constant", const_zx))
+        data = bb.emit(relax.op.nn.pad(x, conv_pad_width(padding, spatial), "constant", const_zx))
         padding = [0] * len(padding)
     value = bb.emit(
         op(data, const(w_shift, w_dtype), strides=strides, padding=padding, dilation=dilation,
@@ -209,7 +192,7 @@ def _pad_runtime(bb: relax.BlockBuilder, x: relax.Expr, value: relax.Expr,
     ``where(border, value, pad(x, 0))`` with ``border`` a constant mask of the padded
     positions (``nn.pad`` only takes a constant pad value). Both ops are elementwise/pad, so
     they follow the channels-last layout of the x86 lowering and fuse into one copy."""
-    width = _pad_width(padding, spatial)
+    width = conv_pad_width(padding, spatial)
     padded = bb.emit(relax.op.nn.pad(x, width, "constant", 0.0))
     spatial_shape = [int(d) for d in shape_of(x)[2:]]
     inside = np.ones(spatial_shape, bool)

@@ -108,10 +108,9 @@ def _fit(interval: Interval, dtype: str) -> Interval | None:
 
 
 class _Analysis:
-    """Value intervals and bound values of one dataflow block's vars."""
+    """Value intervals of one dataflow block's vars."""
 
     def __init__(self) -> None:
-        self.values: dict[relax.Var, relax.Expr] = {}
         self.ranges: dict[relax.Var, Interval | None] = {}
 
     def scalar(self, expr: relax.Expr) -> int | None:
@@ -134,7 +133,6 @@ class _Analysis:
         return None if rng is None else (np.array(rng[0], _ITEMS), np.array(rng[1], _ITEMS))
 
     def record(self, var: relax.Var, value: relax.Expr) -> None:
-        self.values[var] = value
         try:
             self.ranges[var] = self._interval_of_value(var, value)
         except (ValueError, TypeError, AttributeError, IndexError):
@@ -427,8 +425,6 @@ def float_sum(bb: relax.BlockBuilder, analysis: _Analysis, rs: RequantizeSum, ge
         const = part if const is None else const + part
     total = _abs(const)
     for _, _, coef, iv in runtime:
-        if iv is None:
-            return None
         total = _obj(total + _max(_abs(iv[0]), _abs(iv[1])) * _abs(coef))
     if int(max(total.reshape(-1).tolist())) >= FLOAT64_EXACT:
         return None

@@ -29,9 +29,12 @@ the x86 and Hexagon backends legalize the ops themselves first
 :mod:`.reference` evaluates them in numpy.
 
 Registration: the ops' TVM attributes (``FInferType``, ``FPurity``, ``FLegalize``) are set by
-:func:`register`, which runs on first use (building a call, legalizing, evaluating), never at
-import time, and does nothing the second time. Call it before deserializing a saved integer
-module in a fresh process.
+:func:`register`, which runs on first use (building a call, or a backend legalizing a
+module), never at import time, and does nothing the second time. Call it before
+deserializing a saved integer module in a fresh process.
+
+The frontend → integer pass contract of ONNX QLinearAdd / QLinearMul is a call attribute of
+the float op as well (:data:`EXACT_ROUNDING`), not a variable name.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ with ``rhe(v / 2^S)`` in arithmetic shifts (:func:`round_shift`). Each ``x_i - z
 in the narrowest signed type holding it (:func:`tvm_qdq.qnn.ops.subtract_zero_point`), every
 operand before the products.
 
-:func:`legalize_call` is the ops' ``FLegalize`` (so TVM's own ``LegalizeOps`` handles them);
+:func:`legalize_call` is the ops' ``FLegalize``: TVM's own ``LegalizeOps`` (``tvm.compile``'s
+default pipeline) replaces a call by these Relax ops and legalizes them in turn.
 :func:`expand_integer_ops` applies it to a whole module.
 """
 

@@ -28,7 +28,7 @@ from tvm import relax
 
 from tvm_qdq.dtypes import QTYPES
 from tvm_qdq.qnn import QParams
-from tvm_qdq.qnn.ops import QLINEAR_BINARY_PREFIX
+from tvm_qdq.relax_utils import remap_vars as _remap
 
 from . import rules  # noqa: F401  (registers every rule)
 from .qtensor import OpRecord, QTensor, RewriteContext, constant_value
@@ -69,20 +69,6 @@ def _quantize_params(call: relax.Call) -> QParams | None:
         return None
     axis = int(call.attrs.axis) if scale.size > 1 else None
     return QParams(scale, zero_point, qtype, axis)
-
-
-def _remap(expr: relax.Expr, mapping: dict) -> relax.Expr:
-    """``expr`` with every var replaced by its image in ``mapping`` (ANF: one level deep)."""
-    if isinstance(expr, relax.Var):
-        return mapping.get(expr, expr)
-    if isinstance(expr, relax.Tuple):
-        return relax.Tuple([_remap(f, mapping) for f in expr.fields])
-    if isinstance(expr, relax.TupleGetItem):
-        return relax.TupleGetItem(_remap(expr.tuple_value, mapping), expr.index)
-    if isinstance(expr, relax.Call):
-        return relax.Call(expr.op, [_remap(a, mapping) for a in expr.args], expr.attrs,
-                          expr.ty_args)
-    return expr
 
 
 def _integer_quantize(ctx: RewriteContext, call: relax.Call) -> relax.Expr | None:
@@ -148,8 +134,6 @@ def _rewrite_function(func: relax.Function, name: str) -> tuple[relax.Function, 
                     mapping[binding.var] = var
                     ctx.originals.add(var)
                     ctx.producers[var] = value
-                    if str(binding.var.name).startswith(QLINEAR_BINARY_PREFIX):
-                        ctx.qlinear.add(value)
                     if is_op and value.op.name in FORWARD_RULES:
                         result = FORWARD_RULES[value.op.name](ctx, value)
                         if result is not None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import tvm
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
 from tvm_qdq.qnn.ops import requantize, shape_of
+from tvm_qdq.relax_utils import constant_value
 
 
 @dataclass
@@ -57,7 +57,6 @@ class RewriteContext:
     records: list[OpRecord] = field(default_factory=list)
     originals: set = field(default_factory=set)  # vars that re-emit an imported binding
     requantized: dict = field(default_factory=dict)  # (value, src, dst) → requantized value
-    qlinear: set = field(default_factory=set)  # Calls imported from QLinearAdd / QLinearMul
 
     def emit(self, expr: relax.Expr, name: str = "") -> relax.Var:
         return self.bb.emit(expr, name_hint=name)
@@ -104,12 +103,6 @@ class RewriteContext:
 
     def record(self, op: str, var: str, outcome: str, detail: str = "") -> None:
         self.records.append(OpRecord(op, var, outcome, detail))
-
-
-def constant_value(expr: relax.Expr) -> np.ndarray | None:
-    if isinstance(expr, tvm.ir.Constant):
-        return expr.value.numpy()
-    return None
 
 
 def scalar_constant(expr: relax.Expr) -> float | None:

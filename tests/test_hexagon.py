@@ -234,13 +234,14 @@ def test_fixed_point_kernel_matches_numpy_reference() -> None:
 
 
 def test_fixed_point_rewrite_of_the_relax_chains_runs_like_the_reference() -> None:
-    """``fixed_point_requantize`` on the Relax chains the integer pass emits (plain, and with a
-    bias off the accumulator grid): every chain is rewritten, and the rewritten module, built
-    for the host, equals the numpy reference."""
+    """``fixed_point_requantize`` on the requantize ops the integer pass emits (plain, and with
+    a bias off the accumulator grid): every op is legalized to fixed point, and the result,
+    built for the host, equals the numpy reference."""
     from tvm import relax
 
     from tvm_qdq.backend.hexagon.requant import fixed_point_requantize
     from tvm_qdq.qnn.fixed_point import plan_fixed_point, requantize_fixed
+    from tvm_qdq.qnn.integer_ops import Requantize
 
     m = np.array([2e-4, 5e-4, 1e-3]).reshape(1, 3, 1)
     c = np.array([0.25, -3.4, 7.9]).reshape(1, 3, 1)
@@ -249,16 +250,8 @@ def test_fixed_point_rewrite_of_the_relax_chains_runs_like_the_reference() -> No
     t = relax.Var("t", relax.TensorType([2, 3, 64], "int32"))
     with bb.function("main", [t]):
         with bb.dataflow():
-            outs = []
-            for bias in (None, c):
-                f = bb.emit(relax.op.astype(t, "float64"))
-                f = bb.emit(relax.op.multiply(f, relax.const(m, "float64")))
-                if bias is not None:
-                    f = bb.emit(relax.op.add(f, relax.const(bias, "float64")))
-                f = bb.emit(relax.op.round(f))
-                f = bb.emit(relax.op.add(f, relax.const(zp, "float64")))
-                f = bb.emit(relax.op.clip(f, 0, 255))
-                outs.append(bb.emit(relax.op.astype(f, "uint8")))
+            outs = [bb.emit(Requantize(t, np.zeros((), np.int64), m, zp.astype(np.int64), 0,
+                                       255, "uint8", bias).call()) for bias in (None, c)]
             result = bb.emit_output(relax.Tuple(outs))
         bb.emit_func_output(result)
     mod, report = fixed_point_requantize(bb.get())

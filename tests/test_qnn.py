@@ -74,3 +74,54 @@ def test_accumulator_choice_is_exact_at_the_int32_limit() -> None:
     assert smallest_int_type(-128, 127) == "int8"
     assert smallest_int_type(-255, 255) == "int16"
     assert smallest_int_type(0, 70000) == "int32"
+
+
+# ----------------------------------------------------------------------------------------------
+# The integer-IR ops (qnn/integer_ops.py): default forms against the numpy definitions
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset", [None, 0.25])
+def test_requantize_op_default_form_rounds_ties_to_even(offset: float | None) -> None:
+    """``tvm_qdq.requantize`` built by TVM's own pipeline (its ``FLegalize``, the default
+    float64 form) equals :func:`reference.requantize_codes`, with every odd input on a tie."""
+    q = np.arange(-600, 600, dtype=np.int32).reshape(2, 600)
+    dst = QParams(np.float32(1.0), 7, QTYPES["uint8"])
+    zp_in = np.asarray(3, np.int64)
+    half = None if offset is None else np.float64(offset)
+    got = _run(lambda bb, x: ops.requantize_by(bb, x, zp_in, np.float64(0.5), dst,
+                                               offset=half), q)
+    want = reference.requantize_codes(q, zp_in, 0.5, 7, 0, 255, "uint8", half)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_requantize_sum_op_default_form_matches_reference() -> None:
+    """``tvm_qdq.requantize_sum`` (default int64 form): exact ties to even, zero points and
+    saturation as :func:`reference.requantize_sum_codes`."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, size=(4, 64)).astype(np.uint8)
+    b = rng.integers(-128, 128, size=(1, 64)).astype(np.int8)
+    dst = QParams(np.float32(0.05), 11, QTYPES["uint8"])
+    ratios = [np.float64(0.5), np.float64(-0.25)]  # multiples of 2^-2: frequent exact ties
+    terms = [(a, np.int64(128)), (b, np.int64(-5))]
+    ints, shift = ops.fixed_point_multipliers(ratios, 8)
+    got = _run(lambda bb, x, y: ops.add_integer(
+        bb, [(x, terms[0][1], ratios[0]), (y, terms[1][1], ratios[1])], dst, 8), a, b)
+    want = reference.requantize_sum_codes(terms, ints, shift, 11, 0, 255, "uint8")
+    np.testing.assert_array_equal(got, want)
+    exact = (a.astype(np.int64) - 128) * 0.5 + (b.astype(np.int64) + 5) * -0.25
+    assert np.any(exact % 1 == 0.5)
+
+
+def test_importing_registers_no_op() -> None:
+    """Importing the package (and its backends) sets no TVM op attribute: the ops register on
+    first use."""
+    import subprocess
+    import sys
+
+    code = ("import tvm, tvm_qdq, relay_passes, tvm_qdq.backend.x86, tvm_qdq.backend.hexagon\n"
+            "import tvm_qdq.qnn.legalize\n"
+            "print([n for n in tvm.ir.Op.list_op_names() if n.startswith('tvm_qdq')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

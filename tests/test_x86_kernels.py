@@ -19,6 +19,7 @@ import tvm_qdq
 from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
 from tvm_qdq.backend.x86 import kernels as K
 from tvm_qdq.backend.x86.schedules.vnni import row_tile_factors, valid_row_tiles
+from tvm_qdq.qnn.integer_ops import RequantizeSum
 from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model, random_feeds
 from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort
@@ -349,24 +350,20 @@ def test_nhwc_propagates_through_conv_chains() -> None:
     np.testing.assert_array_equal(vm["main"](arg).numpy(), _vm(bb.get())["main"](arg).numpy())
 
 
-def _rounding_shift(bb, v, s: int):
-    """The integer pass's ``rhe(v / 2^s)`` on int64 (q + round-up condition)."""
-    c = lambda value: relax.const(value, "int64")  # noqa: E731
-    q = bb.emit(relax.op.right_shift(v, c(s)))
-    r = bb.emit(relax.op.subtract(v, relax.op.left_shift(q, c(s))))
-    half = 1 << (s - 1)
-    up = relax.op.logical_or(
-        relax.op.greater(r, c(half)),
-        relax.op.logical_and(relax.op.equal(r, c(half)),
-                             relax.op.equal(relax.op.bitwise_and(q, c(1)), c(1))))
-    return bb.emit(relax.op.add(q, relax.op.astype(up, "int64")))
+def _sum(bb, terms, shift: int, qmin: int = 0, qmax: int = 255, out: str = "uint8"):
+    """One ``tvm_qdq.requantize_sum``: ``clip(rhe(Σ (x - zp) · K / 2^shift))`` (no output
+    zero point); ``terms`` are ``(x, zp, K)``."""
+    op = RequantizeSum(tuple((x, np.asarray(zp, np.int64)) for x, zp, _ in terms),
+                       tuple(np.asarray(k, np.int64) for _, _, k in terms), shift,
+                       np.zeros((), np.int64), qmin, qmax, out)
+    return bb.emit(op.call())
 
 
 @pytest.mark.parametrize("shift", [3, 28])
 def test_rounding_shift_float_form_is_exact(shift: int) -> None:
-    """conv → int64 fixed-point requantize (the form the integer pass emits, including a
-    two-input residual add) is rewritten to float64 and stays bit-identical to the default
-    build; ``shift=3`` makes round-half-to-even ties frequent."""
+    """conv → int64 fixed-point requantize (the sum op, with a constant term and a two-input
+    residual sum) gets its float64 form on x86 and stays bit-identical to the default form;
+    ``shift=3`` makes round-half-to-even ties frequent."""
     x = _random((1, 16, 10, 10), "uint8")
     y = _random((1, 32, 10, 10), "uint8")
     w = RNG.integers(-127, 128, size=(32, 16, 1, 1)).astype(np.int8)
@@ -380,17 +377,8 @@ def test_rounding_shift_float_form_is_exact(shift: int) -> None:
     def body(bb, xv, yv):
         acc = bb.emit(relax.op.nn.conv2d(xv, relax.const(w), out_dtype="int32"))
         acc = bb.emit(relax.op.subtract(acc, relax.const(7, "int32")))
-        v = bb.emit(relax.op.add(
-            relax.op.multiply(relax.op.astype(acc, "int64"), relax.const(m1, "int64")),
-            relax.const(b, "int64")))
-        a = bb.emit(relax.op.astype(relax.op.clip(_rounding_shift(bb, v, shift), 0, 255),
-                                    "uint8"))
-        s = bb.emit(relax.op.add(
-            relax.op.multiply(relax.op.subtract(relax.op.astype(a, "int64"),
-                                                relax.const(3, "int64")), relax.const(m1, "int64")),
-            relax.op.multiply(relax.op.astype(yv, "int64"), relax.const(m2, "int64"))))
-        out = _rounding_shift(bb, s, shift)
-        return bb.emit(relax.op.astype(relax.op.clip(out, 0, 255), "uint8"))
+        a = _sum(bb, [(acc, 0, m1), (relax.const(b, "int64"), 0, 1)], shift)
+        return _sum(bb, [(a, 3, m1), (yv, 0, m2)], shift)
 
     inputs = [("x", x.shape, "uint8"), ("y", y.shape, "uint8")]
     vm, report, _ = _build(body, inputs)
@@ -408,11 +396,11 @@ def test_rounding_shift_float_form_is_exact(shift: int) -> None:
 
 
 def test_rounding_shift_unbounded_is_kept() -> None:
-    """An int64 rounding shift whose input range cannot be bounded below 2^53 stays int64."""
+    """A sum whose input range cannot be bounded below 2^53 keeps its int64 form."""
     x = RNG.integers(-(1 << 62), 1 << 62, size=(4, 16)).astype(np.int64)
 
     def body(bb, xv):
-        return bb.emit(relax.op.clip(_rounding_shift(bb, xv, 9), -(1 << 40), 1 << 40))
+        return _sum(bb, [(xv, 0, 1)], 9, -(1 << 40), 1 << 40, "int64")
 
     vm, report, _ = _build(body, [("x", x.shape, "int64")])
     assert report.float_roundings == 0

@@ -1,6 +1,7 @@
-"""Exactness of the float64 requantize with its saturation moved onto the integer input
-(``tvm_qdq.backend.x86.rounding.saturate_before_requantize``): bit-identical outputs, checked
-exhaustively over the integer input range, in numpy and as built x86 code."""
+"""Exactness of the x86 form of ``tvm_qdq.requantize``, the float64 requantize with its
+saturation moved onto the integer input (``tvm_qdq.backend.x86.rounding``): bit-identical to
+the default form, checked exhaustively over the integer input range, in numpy and as built
+x86 code."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import tvm
 from tvm import relax
 
 from tvm_qdq.backend.x86.rounding import exact_float_rounding, saturation_bounds
+from tvm_qdq.qnn.integer_ops import Requantize
 from tvm_qdq.targets import resolve_target
 
 
@@ -48,27 +50,24 @@ def test_saturated_channel_is_constant() -> None:
 
 
 def _chain(channels: int, m: np.ndarray, c: np.ndarray, zp: float | None) -> tvm.IRModule:
-    """``astype(clip(round(float64(x) · m + c) [+ zp], 0, 255), uint8)`` on int32 ``x``."""
+    """``tvm_qdq.requantize``: ``uint8(clip(round(float64(x) · m + c) [+ zp], 0, 255))`` on
+    int32 ``x``."""
     bb = relax.BlockBuilder()
     x = relax.Var("x", relax.TensorType((1, channels, 1, 4096), "int32"))
     with bb.function("main", [x]):
         with bb.dataflow():
-            f = bb.emit(relax.op.astype(x, "float64"))
-            f = bb.emit(relax.op.multiply(f, relax.const(m.reshape(1, -1, 1, 1), "float64")))
-            f = bb.emit(relax.op.add(f, relax.const(c.reshape(1, -1, 1, 1), "float64")))
-            f = bb.emit(relax.op.round(f))
-            if zp is not None:
-                f = bb.emit(relax.op.add(f, relax.const(zp, "float64")))
-            f = bb.emit(relax.op.clip(f, 0, 255))
-            out = bb.emit_output(relax.op.astype(f, "uint8"))
+            op = Requantize(x, np.zeros((), np.int64), m.reshape(1, -1, 1, 1),
+                            np.asarray(0 if zp is None else int(zp), np.int64), 0, 255,
+                            "uint8", c.reshape(1, -1, 1, 1))
+            out = bb.emit_output(op.call())
         bb.emit_func_output(out)
     return bb.get()
 
 
 @pytest.mark.parametrize("zp", [None, 118.0])
 def test_built_kernel_bit_identical(zp: float | None) -> None:
-    """Old and rewritten chain built for x86 agree on every int32 input of a wide window
-    (thresholds of all channels included; the build may fuse the multiply-add)."""
+    """The default and the x86 form of the op built for x86 agree on every int32 input of a
+    wide window (thresholds of all channels included; the build may fuse the multiply-add)."""
     rng = np.random.default_rng(7)
     channels = 16
     m = 10 ** rng.uniform(-3.5, -1.0, channels)

@@ -33,6 +33,7 @@ import numpy as np
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn.integer_ops import rounds_exactly
 from tvm_qdq.qnn.ops import add_integer, const, requantize_by, shift_to_signed
 
 from ..qtensor import QTensor, RewriteContext, scalar_constant
@@ -96,16 +97,9 @@ def _accumulator_plus_constant(ctx: RewriteContext, a: QTensor, offset: np.ndarr
     """``y = saturate(round_half_even(float64(acc) · s_acc/s_out + c) + zp_out)`` with
     ``c = b_real / s_out`` in float64: the requantize of :func:`tvm_qdq.qnn.ops.requantize_by`
     with the bias added in the same float64 expression (exact up to ties closer than ~1e-9)."""
-    ndim = a.ndim
-    ratio = a.params.broadcast(a.params.scale.astype(np.float64), ndim) / np.float64(out.scale)
-    f = ctx.emit(relax.op.astype(a.value, "float64"))
-    f = ctx.emit(relax.op.multiply(f, const(ratio, "float64")))
-    f = ctx.emit(relax.op.add(f, const(offset, "float64")))
-    f = ctx.emit(relax.op.round(f))  # half to even, before the zero point (not shift-invariant)
-    if out.has_zero_point:
-        f = ctx.emit(relax.op.add(f, const(float(out.zero_point), "float64")))
-    f = ctx.emit(relax.op.clip(f, out.qtype.qmin, out.qtype.qmax))
-    return ctx.emit(relax.op.astype(f, out.qtype.container), "qnn_bias_requantize")
+    ratio = a.params.broadcast(a.params.scale.astype(np.float64), a.ndim) / np.float64(out.scale)
+    return requantize_by(ctx.bb, a.value, np.zeros(()), ratio, out, "qnn_bias_requantize",
+                         offset)
 
 
 @forward_rule("relax.multiply", "relax.divide")
@@ -121,12 +115,14 @@ def scale_by_constant(ctx: RewriteContext, call) -> QTensor | None:
     return QTensor(a.value, QParams(scale, p.zero_point, p.qtype, p.axis), a.const)
 
 
-def _shifted(ctx: RewriteContext, q: QTensor) -> relax.Expr:
-    """``q - zq`` as a signed integer value (a constant when ``q`` is one)."""
+def _term(q: QTensor, ratio: np.ndarray) -> tuple[relax.Expr, np.ndarray, np.ndarray]:
+    """``(q, zq, ratio)`` for :func:`~tvm_qdq.qnn.ops.add_integer`: a constant ``q`` as its
+    zero-point-free values ``q - zq`` (int32) with zero point 0."""
+    p = q.params
+    zp = p.broadcast(p.zero_point, q.ndim)
     if q.const is not None:
-        p = q.params
-        return const(q.const.astype(np.int64) - p.broadcast(p.zero_point, q.ndim), "int32")
-    return shift_to_signed(ctx.bb, q.value, q.params)
+        return const(q.const.astype(np.int64) - zp, "int32"), np.zeros((), np.int64), ratio
+    return q.value, zp, ratio
 
 
 #: float32 arithmetic of the float graph, per op: ``f(a, b)`` on float32 arrays.
@@ -171,7 +167,7 @@ def scalar_operand_lookup(ctx: RewriteContext, call, out: QParams) -> relax.Expr
     code, exact with respect to the float graph's float32 arithmetic (module docstring);
     None unless ``a`` is a per-tensor runtime tensor of at most 16 bits and ``out`` is per
     tensor."""
-    if call in ctx.qlinear:  # QLinearAdd / QLinearMul: ORT's kernel rounds the exact value
+    if rounds_exactly(call):  # QLinearAdd / QLinearMul: ORT's kernel rounds the exact value
         return None
     a, b = ctx.qtensor(call.args[0]), ctx.qtensor(call.args[1])
     if a is None or b is None or not out.per_tensor:
@@ -223,7 +219,7 @@ def add(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     rb = sign * b.params.broadcast(b.params.scale.astype(np.float64), b.ndim) / np.float64(
         out.scale)
     bits = max(a.params.qtype.bits, b.params.qtype.bits)
-    value = add_integer(ctx.bb, [(_shifted(ctx, a), ra), (_shifted(ctx, b), rb)], out, bits)
+    value = add_integer(ctx.bb, [_term(a, ra), _term(b, rb)], out, bits)
     ctx.record(call.op.name, str(value.name), "integer", "fixed-point int64 sum")
     return value
 

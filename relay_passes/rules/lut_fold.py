@@ -9,11 +9,12 @@ code alone and::
     table[i - qmin] = f(i)         for every code i of x (256 values)
     y = take(table, x - qmin)      (uint8 x: the index is x itself; int8: int32(x) + 128)
 
-``f`` is evaluated at compile time by running the very emitted Relax ops (int32/int64
-fixed-point requantize, float64 multiply / round half to even / clip, casts, nested lookups)
-op by op in numpy on the 256 codes, with the same dtypes and the same IEEE / two's-complement
-semantics, so every entry is what the unfolded chain computes at run time: the result is
-bit-identical. GELU ``x·½(1+erf(x/√2))`` on uint8 becomes one table instead of
+``f`` is evaluated at compile time by running the very emitted Relax ops (the requantize ops
+of :mod:`tvm_qdq.qnn.integer_ops` through their numpy definitions in
+:mod:`tvm_qdq.qnn.reference`, float64 multiply / round half to even / clip, casts, nested
+lookups) op by op in numpy on the 256 codes, with the same dtypes and the same IEEE /
+two's-complement semantics, so every entry is what the unfolded chain computes at run time:
+the result is bit-identical. GELU ``x·½(1+erf(x/√2))`` on uint8 becomes one table instead of
 ``take → take → int32 product → float64 requantize → take``. The index is ``x`` itself:
 no int32 index tensor is materialised.
 
@@ -31,8 +32,10 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn import QParams, reference
+from tvm_qdq.qnn.integer_ops import REQUANTIZE, REQUANTIZE_SUM
 from tvm_qdq.qnn.ops import const
+from tvm_qdq.relax_utils import constant_value, static_shape, tensor_dtype
 
 from ..qtensor import RewriteContext
 from ..registry import OUTPUT_RULES
@@ -76,27 +79,13 @@ _UNARY: dict[str, Callable] = {
 }
 _SHIFTS: dict[str, Callable] = {"relax.left_shift": np.left_shift,
                                 "relax.right_shift": np.right_shift}
-_SPECIAL = {"relax.astype", "relax.clip", "relax.take", "relax.where", "relax.divide"}
+_SPECIAL = {"relax.astype", "relax.clip", "relax.take", "relax.where", "relax.divide",
+            REQUANTIZE, REQUANTIZE_SUM}
 FOLDABLE_OPS = frozenset(_BINARY) | frozenset(_UNARY) | frozenset(_SHIFTS) | _SPECIAL
 
 
 class _Refused(Exception):
     """The chain cannot be evaluated exactly in numpy."""
-
-
-def _dtype(expr: relax.Expr) -> str | None:
-    dtype = getattr(expr.ty, "dtype", None) if hasattr(expr, "ty") else None
-    return None if dtype is None else str(dtype)
-
-
-def _shape(expr: relax.Expr) -> tuple[int, ...] | None:
-    shape = getattr(expr.ty, "shape", None)
-    if shape is None:
-        return None
-    try:
-        return tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
-        return None
 
 
 def _op_call(ctx: RewriteContext, var: relax.Expr) -> relax.Call | None:
@@ -113,17 +102,10 @@ def _op_call(ctx: RewriteContext, var: relax.Expr) -> relax.Call | None:
     return None
 
 
-def _tensor_constant(expr: relax.Expr) -> np.ndarray | None:
-    """Value of a constant tensor argument (not of a scalar attribute such as clip's bounds)."""
-    if isinstance(expr, tvm.ir.Constant) and hasattr(expr.value, "numpy"):
-        return expr.value.numpy()
-    return None
-
-
 def _tensor_args(call: relax.Call) -> list[relax.Expr]:
     """Arguments of ``call`` that are tensors (vars or constants), in order."""
     return [a for a in call.args
-            if isinstance(a, relax.Var) or _tensor_constant(a) is not None]
+            if isinstance(a, relax.Var) or constant_value(a) is not None]
 
 
 def _closed(ctx: RewriteContext, root: relax.Var, source: relax.Var) -> list[relax.Var] | None:
@@ -136,8 +118,8 @@ def _closed(ctx: RewriteContext, root: relax.Var, source: relax.Var) -> list[rel
     def visit(expr: relax.Expr) -> bool:
         if expr.same_as(source):
             return True
-        if _tensor_constant(expr) is not None:
-            return _tensor_constant(expr).size == 1
+        if constant_value(expr) is not None:
+            return constant_value(expr).size == 1
         if expr in seen:
             return True
         call = _op_call(ctx, expr)
@@ -147,7 +129,7 @@ def _closed(ctx: RewriteContext, root: relax.Var, source: relax.Var) -> list[rel
         args = _tensor_args(call)
         if call.op.name == "relax.take":
             table, index = call.args[0], call.args[1]
-            values = _tensor_constant(table)
+            values = constant_value(table)
             if values is None or values.ndim != 1:
                 return False
             args = [index]
@@ -206,7 +188,26 @@ def _evaluate(call: relax.Call, args: list[np.ndarray]) -> np.ndarray:
             return np.where(args[0], args[1], args[2])
         if name == "relax.take":
             return _take(call, args[0], args[1])
+        if name in (REQUANTIZE, REQUANTIZE_SUM):
+            return _requantize(call, args)
     raise _Refused(name)
+
+
+def _requantize(call: relax.Call, args: list[np.ndarray]) -> np.ndarray:
+    """A requantize op on numpy operands (its tensor arguments, in order)."""
+    a = call.attrs
+    bounds = (int(a["qmin"]), int(a["qmax"]), str(a["out_dtype"]))
+    info = np.iinfo(bounds[2])
+    if bounds[0] < info.min or bounds[1] > info.max:
+        raise _Refused("clip range beyond the output type")  # the cast would be undefined
+    if call.op.name == REQUANTIZE:
+        x, zp_in, multiplier, zp_out = args[:4]
+        return reference.requantize_codes(x, zp_in, multiplier, zp_out, *bounds,
+                                          offset=args[4] if len(args) > 4 else None)
+    triples = [args[i:i + 3] for i in range(0, len(args) - 1, 3)]
+    return reference.requantize_sum_codes([(x, zp) for x, zp, _ in triples],
+                                          [k for _, _, k in triples], int(a["shift"]),
+                                          args[-1], *bounds)
 
 
 def _astype(x: np.ndarray, dtype: str) -> np.ndarray:
@@ -235,12 +236,12 @@ def _take(call: relax.Call, table: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 def _table(ctx: RewriteContext, order: list[relax.Var], source: relax.Var) -> np.ndarray:
     """``f(i)`` for the 256 codes ``i`` of ``source`` (ascending codes), through ``order``."""
-    dtype = np.dtype(_dtype(source))
+    dtype = np.dtype(tensor_dtype(source))
     info = np.iinfo(dtype)
     values: dict = {source: np.arange(info.min, info.max + 1).astype(dtype)}
 
     def value_of(expr: relax.Expr) -> np.ndarray:
-        found = _tensor_constant(expr)
+        found = constant_value(expr)
         return values[expr] if found is None else found
 
     for var in order:
@@ -249,8 +250,8 @@ def _table(ctx: RewriteContext, order: list[relax.Var], source: relax.Var) -> np
         if call.op.name != "relax.take":  # one-element constants broadcast as scalars
             args = [a.reshape(()) if a.size == 1 and a.ndim else a for a in args]
         result = _evaluate(call, args)
-        if str(result.dtype) != str(_dtype(var)):
-            raise _Refused(f"{call.op.name}: numpy dtype {result.dtype} ≠ {_dtype(var)}")
+        if str(result.dtype) != str(tensor_dtype(var)):
+            raise _Refused(f"{call.op.name}: numpy dtype {result.dtype} ≠ {tensor_dtype(var)}")
         values[var] = np.broadcast_to(result, (256,)) if result.ndim == 0 else result
     return np.asarray(values[order[-1]]).reshape(256)
 
@@ -270,7 +271,7 @@ def _lookup(ctx: RewriteContext, table: np.ndarray, source: relax.Var, dtype: st
     rotated by 128, but the feed check (:mod:`tvm_qdq.index_bounds`) reads any ``take``
     indexed by a graph input, also through transposes/reshapes, as an embedding Gather whose
     indices must lie in ``[0, n)``, and would reject negative codes.)"""
-    if _dtype(source) == "uint8":
+    if tensor_dtype(source) == "uint8":
         return relax.op.take(const(table, dtype), source, axis=0, mode="clip")
     index = ctx.emit(relax.op.add(relax.op.astype(source, "int32"), const(128, "int32")))
     return relax.op.take(const(table, dtype), index, axis=0, mode="clip")
@@ -279,12 +280,12 @@ def _lookup(ctx: RewriteContext, table: np.ndarray, source: relax.Var, dtype: st
 def fold_lookup(ctx: RewriteContext, value: relax.Expr, op: str) -> relax.Expr | None:
     """``take(table, x)`` replacing ``value`` when it is a function of one 8-bit tensor ``x``
     (module docstring), else None."""
-    if not isinstance(value, relax.Var) or _shape(value) is None:
+    if not isinstance(value, relax.Var) or static_shape(value) is None:
         return None
     for source in reversed(_cone_vars(ctx, value)):  # farthest input first
-        if source.same_as(value) or _dtype(source) not in ("uint8", "int8"):
+        if source.same_as(value) or tensor_dtype(source) not in ("uint8", "int8"):
             continue
-        if _shape(source) != _shape(value):
+        if static_shape(source) != static_shape(value):
             continue
         order = _closed(ctx, value, source)
         if not order:
@@ -295,7 +296,7 @@ def fold_lookup(ctx: RewriteContext, value: relax.Expr, op: str) -> relax.Expr |
             table = _table(ctx, order, source)
         except _Refused:
             continue
-        result = ctx.emit(_lookup(ctx, table, source, _dtype(value)), "qnn_lut")
+        result = ctx.emit(_lookup(ctx, table, source, tensor_dtype(value)), "qnn_lut")
         ctx.record(op, str(result.name), "integer",
                    f"folded {len(order)} ops of one 8-bit tensor into a 256-entry lookup table")
         return result

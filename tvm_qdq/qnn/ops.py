@@ -1,4 +1,5 @@
-"""QNN ops emitted as plain Relax integer arithmetic.
+"""QNN ops emitted as Relax: the requantizes as the integer-IR ops of :mod:`.integer_ops`,
+everything else as plain Relax integer arithmetic.
 
 Each builder emits bindings into a :class:`relax.BlockBuilder` and returns the result var.
 Names of the emitted vars start with ``qnn_`` so the rewritten module reads as QNN ops.
@@ -10,29 +11,14 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
+from ..relax_utils import constant as const
+from ..relax_utils import conv_pad_width
+from ..relax_utils import static_shape as shape_of
+from ..relax_utils import tensor_dtype as dtype_of
+from .integer_ops import Requantize, RequantizeSum
 from .params import ACCUMULATORS, QParams
 
 INT32_LIMIT = 2**31 - 1
-
-#: Name prefix of the float op an ONNX QLinearAdd / QLinearMul is imported as (the float
-#: graph is ``Q(op(DQ(a), DQ(b)))`` either way). ORT's QLinearAdd / QLinearMul kernels round
-#: the real result computed from the codes and the scale ratios (an exact tie: half to even of
-#: the exact value), while a QDQ graph's reference is the float32 ``DQ → op → Q`` pipeline;
-#: the integer pass keeps the exact form for the ops carrying this prefix.
-QLINEAR_BINARY_PREFIX = "qlinear_"
-
-
-def dtype_of(expr: relax.Expr) -> str:
-    return str(expr.ty.dtype)
-
-
-def shape_of(expr: relax.Expr) -> tuple[int, ...]:
-    return tuple(int(d) for d in expr.ty.shape.values)
-
-
-def const(values, dtype: str) -> relax.Expr:
-    """A Relax constant with an exact dtype (0-d for scalars)."""
-    return relax.const(np.asarray(values).astype(dtype), dtype)
 
 
 def smallest_int_type(lo: int, hi: int) -> str:
@@ -50,26 +36,22 @@ def requantize_by(
     multiplier: np.ndarray,
     dst: QParams,
     name: str = "qnn_requantize",
+    offset: np.ndarray | None = None,
 ) -> relax.Var:
-    """``y = saturate(round_half_even((q - zp_in) · multiplier) + zp_out)`` into ``dst``.
+    """``y = saturate(round_half_even((q - zp_in) · multiplier [+ offset]) + zp_out)`` into
+    ``dst``, as one ``tvm_qdq.requantize`` (:mod:`.integer_ops`).
 
-    ``zero_point_in`` and ``multiplier`` are already shaped to broadcast against ``q``. The
-    product is taken in float64 with a float64 multiplier (exact scales of float32 inputs),
-    so the result is the exactly rounded real value except at ties closer than ~1e-12:
-    more exact than ORT's float32 paths, which can round a near-tie the other way.
+    ``zero_point_in``, ``multiplier`` and ``offset`` are already shaped to broadcast against
+    ``q``. The product is taken in float64 with a float64 multiplier (exact scales of float32
+    inputs), so the result is the exactly rounded real value except at ties closer than
+    ~1e-12: more exact than ORT's float32 paths, which can round a near-tie the other way.
     """
-    work = "int64" if dtype_of(value) in ("int64", "uint32") else "int32"
-    t = value if dtype_of(value) == work else bb.emit(relax.op.astype(value, work))
-    if np.any(zero_point_in != 0):
-        t = bb.emit(relax.op.subtract(t, const(zero_point_in, work)))
-    f = bb.emit(relax.op.astype(t, "float64"))
-    f = bb.emit(relax.op.multiply(f, const(multiplier, "float64")))
-    f = bb.emit(relax.op.round(f))
-    zp_out = np.asarray(dst.zero_point)
-    if np.any(zp_out != 0):
-        f = bb.emit(relax.op.add(f, const(dst.broadcast(zp_out, len(shape_of(value))), "float64")))
-    f = bb.emit(relax.op.clip(f, dst.qtype.qmin, dst.qtype.qmax))
-    return bb.emit(relax.op.astype(f, dst.qtype.container), name_hint=name)
+    zp_out = dst.broadcast(dst.zero_point, len(shape_of(value))) if dst.has_zero_point \
+        else np.zeros((), np.int64)
+    op = Requantize(value, np.asarray(zero_point_in), np.asarray(multiplier, np.float64), zp_out,
+                    dst.qtype.qmin, dst.qtype.qmax, dst.qtype.container,
+                    None if offset is None else np.asarray(offset, np.float64))
+    return bb.emit(op.call(), name_hint=name)
 
 
 def requantize(
@@ -89,17 +71,32 @@ def requantize(
     return requantize_by(bb, value, src.broadcast(src.zero_point, ndim), multiplier, dst)
 
 
+def zero_point_free_type(dtype: str, zero_point: np.ndarray) -> str:
+    """The narrowest signed type (int16/int32/int64) holding ``q - zp`` for every ``q`` of
+    ``dtype`` and every element ``zp`` of ``zero_point``."""
+    info = np.iinfo(dtype)
+    zp = np.asarray(zero_point, np.int64)
+    lo, hi = int(info.min) - int(zp.max()), int(info.max) - int(zp.min())
+    work = smallest_int_type(min(lo, int(info.min)), max(hi, int(info.max)))
+    return "int16" if work == "int8" else work
+
+
+def subtract_zero_point(bb: relax.BlockBuilder, value: relax.Expr, zero_point: np.ndarray
+                        ) -> relax.Var:
+    """``q - zp`` in :func:`zero_point_free_type` (``zero_point`` broadcasts against
+    ``value``)."""
+    zp = np.asarray(zero_point, np.int64)
+    t = bb.emit(relax.op.astype(value, zero_point_free_type(dtype_of(value), zp)))
+    work = dtype_of(t)
+    if np.any(zp != 0):
+        t = bb.emit(relax.op.subtract(t, const(zp, work)))
+    return t
+
+
 def shift_to_signed(bb: relax.BlockBuilder, value: relax.Expr, params: QParams) -> relax.Var:
     """``q - zp`` in the narrowest signed type that holds it exactly (int16/int32)."""
-    qt = params.qtype
-    zp = params.zero_point
-    lo, hi = qt.qmin - int(zp.max()), qt.qmax - int(zp.min())
-    work = smallest_int_type(min(lo, qt.qmin), max(hi, qt.qmax))
-    work = "int16" if work == "int8" else work
-    t = bb.emit(relax.op.astype(value, work))
-    if params.has_zero_point:
-        t = bb.emit(relax.op.subtract(t, const(params.broadcast(zp, len(shape_of(value))), work)))
-    return t
+    return subtract_zero_point(bb, value, params.broadcast(params.zero_point,
+                                                           len(shape_of(value))))
 
 
 def accumulator_for(bound: int) -> str:
@@ -121,14 +118,6 @@ CONV_OPS = {
     1: (relax.op.nn.conv1d, "NCW", "OIW"),
     2: (relax.op.nn.conv2d, "NCHW", "OIHW"),
 }
-
-
-def _pad_width(padding: list[int], spatial: int) -> list[int]:
-    """Conv padding (all befores, then all afters) → ``nn.pad`` width per axis (N, C, ...)."""
-    width = [0, 0, 0, 0]
-    for i in range(spatial):
-        width += [padding[i], padding[spatial + i]]
-    return width
 
 
 def conv_integer(
@@ -180,7 +169,7 @@ def conv_integer(
         data = bb.emit(relax.op.subtract(bb.emit(relax.op.astype(x, work)),
                                          bb.emit(relax.op.astype(zx, work))))
     elif const_zx != 0 and any(padding):
-        data = bb.emit(relax.op.nn.pad(x, _pad_width(padding, spatial), "constant", const_zx))
+        data = bb.emit(relax.op.nn.pad(x, conv_pad_width(padding, spatial), "constant", const_zx))
         padding = [0] * len(padding)
     value = bb.emit(
         op(data, const(w_shift, w_dtype), strides=strides, padding=padding, dilation=dilation,
@@ -203,7 +192,7 @@ def _pad_runtime(bb: relax.BlockBuilder, x: relax.Expr, value: relax.Expr,
     ``where(border, value, pad(x, 0))`` with ``border`` a constant mask of the padded
     positions (``nn.pad`` only takes a constant pad value). Both ops are elementwise/pad, so
     they follow the channels-last layout of the x86 lowering and fuse into one copy."""
-    width = _pad_width(padding, spatial)
+    width = conv_pad_width(padding, spatial)
     padded = bb.emit(relax.op.nn.pad(x, width, "constant", 0.0))
     spatial_shape = [int(d) for d in shape_of(x)[2:]]
     inside = np.ones(spatial_shape, bool)
@@ -254,40 +243,25 @@ def fixed_point_multipliers(ratios: list[np.ndarray], operand_bits: int) -> tupl
     return [np.rint(np.asarray(r, np.float64) * 2.0**shift).astype(np.int64) for r in ratios], shift
 
 
-def round_shift(bb: relax.BlockBuilder, value: relax.Expr, shift: int) -> relax.Expr:
-    """``round_half_to_even(value / 2^shift)`` for int64 ``value`` (arithmetic shifts)."""
-    floor = bb.emit(relax.op.right_shift(value, const(shift, "int64")))
-    rest = bb.emit(relax.op.subtract(value, relax.op.left_shift(floor, const(shift, "int64"))))
-    half = const(1 << (shift - 1), "int64")
-    odd = relax.op.equal(relax.op.bitwise_and(floor, const(1, "int64")), const(1, "int64"))
-    up = relax.op.logical_or(relax.op.greater(rest, half),
-                             relax.op.logical_and(relax.op.equal(rest, half), odd))
-    return bb.emit(relax.op.add(floor, relax.op.astype(up, "int64")))
-
-
 def add_integer(
     bb: relax.BlockBuilder,
-    terms: list[tuple[relax.Expr, np.ndarray]],
+    terms: list[tuple[relax.Expr, np.ndarray, np.ndarray]],
     dst: QParams,
     operand_bits: int,
     name: str = "qnn_add",
 ) -> relax.Var:
-    """``y = saturate(round_half_even(Σ_i x_i · r_i) + zp_out)`` in integer arithmetic.
+    """``y = saturate(round_half_even(Σ_i (q_i - zp_i) · r_i) + zp_out)`` in integer
+    arithmetic, as one ``tvm_qdq.requantize_sum`` (:mod:`.integer_ops`).
 
-    Each ``x_i`` is a zero-point-free signed integer tensor (``q_i - zp_i``) and ``r_i`` its
-    real multiplier ``s_i / s_out`` (broadcastable). The multipliers become fixed-point
-    integers ``K_i = round(r_i · 2^S)``; the int64 sum ``Σ x_i · K_i`` is rounded back by
-    ``S`` bits. The error of ``K_i`` is below ``|x| · 2^-S`` (≪ 1e-4 LSB), so the result equals
-    the exact real rounding except at ties closer than that.
+    ``terms`` are ``(q_i, zp_i, r_i)``: an integer tensor, its zero point and its real
+    multiplier ``s_i / s_out`` (both broadcastable; a constant ``q_i`` comes zero-point free
+    with ``zp_i = 0``). The multipliers become fixed-point integers ``K_i = round(r_i · 2^S)``
+    (:func:`fixed_point_multipliers`); the int64 sum ``Σ (q_i - zp_i) · K_i`` is rounded back
+    by ``S`` bits. The error of ``K_i`` is below ``|x| · 2^-S`` (≪ 1e-4 LSB), so the result
+    equals the exact real rounding except at ties closer than that.
     """
-    ints, shift = fixed_point_multipliers([r for _, r in terms], operand_bits)
-    total = None
-    for (x, _), k in zip(terms, ints, strict=True):
-        wide = bb.emit(relax.op.astype(x, "int64"))
-        part = bb.emit(relax.op.multiply(wide, const(k, "int64")))
-        total = part if total is None else bb.emit(relax.op.add(total, part))
-    y = round_shift(bb, total, shift)
-    if dst.has_zero_point:
-        y = bb.emit(relax.op.add(y, const(dst.zero_point, "int64")))
-    y = bb.emit(relax.op.clip(y, dst.qtype.qmin, dst.qtype.qmax))
-    return bb.emit(relax.op.astype(y, dst.qtype.container), name)
+    ints, shift = fixed_point_multipliers([r for _, _, r in terms], operand_bits)
+    op = RequantizeSum(tuple((q, np.asarray(zp)) for q, zp, _ in terms), tuple(ints), shift,
+                       np.asarray(dst.zero_point), dst.qtype.qmin, dst.qtype.qmax,
+                       dst.qtype.container)
+    return bb.emit(op.call(), name)

@@ -76,9 +76,3 @@ class QParams:
         where = "per-tensor" if self.axis is None else f"per-axis({self.axis})"
         return f"{self.qtype.name} {where}"
 
-
-def accumulator(scale: np.ndarray, axis: int | None, dtype: str = "int32") -> QParams:
-    """Parameters of an integer accumulator: zero point 0, the product scale, type int32/64."""
-    scale = np.asarray(scale, dtype=np.float64)
-    zp = np.zeros(scale.shape, dtype=np.int64)
-    return QParams(scale, zp, ACCUMULATORS[dtype], axis)

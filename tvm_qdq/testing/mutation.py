@@ -63,6 +63,7 @@ ZERO_POINT = "zero point off by one"
 CLIP = "missing clip"
 
 OPS = "tvm_qdq/qnn/ops.py"
+LEGALIZE = "tvm_qdq/qnn/legalize.py"
 ELEMENTWISE = "relay_passes/rules/elementwise.py"
 ACTIVATION = "relay_passes/rules/activation.py"
 MOVEMENT = "relay_passes/rules/movement.py"
@@ -103,41 +104,49 @@ class Fault:
         return list(dict.fromkeys(e.path for e in self.edits))
 
 
-# --- the requantize of tvm_qdq/qnn/ops.py, plain and restricted to one caller --------------
+# --- the requantize op: its default form, and its operands restricted to one caller -------
 
-_RQ_ROUND = "    f = bb.emit(relax.op.round(f))\n    zp_out = np.asarray(dst.zero_point)\n"
-_RQ_ZP = 'relax.op.add(f, const(dst.broadcast(zp_out, len(shape_of(value))), "float64"))'
-_RQ_CLIP = ("    f = bb.emit(relax.op.clip(f, dst.qtype.qmin, dst.qtype.qmax))\n"
-            "    return bb.emit(relax.op.astype(f, dst.qtype.container), name_hint=name)\n")
+_RQ_ROUND = "    f = bb.emit(relax.op.round(f))\n"
+_RQ_ZP = 'f = bb.emit(relax.op.add(f, const(rq.zero_point_out, "float64")))'
+_RQ_CLIP = "    f = bb.emit(relax.op.clip(f, rq.qmin, rq.qmax))\n"
 _HALF_UP_F = 'relax.op.floor(relax.op.add(f, relax.const(0.5, "float64")))'
+_OP_ZP = "zp_out = dst.broadcast(dst.zero_point, len(shape_of(value))) if dst.has_zero_point"
+_OP_CLIP = "dst.qtype.qmin, dst.qtype.qmax, dst.qtype.container,"
+_OP_OFFSET = "None if offset is None else np.asarray(offset, np.float64))"
+#: ``rhe(v + TIE_NUDGE)`` is ``v`` rounded half up for the ``v`` of the tests (|v| ≪ 2^20).
+TIE_NUDGE = "1e-9"
 
 
 def _requantize_faults(prefix: str, family: str, where: str, condition: str | None,
                        extra: tuple[Edit, ...] = ()) -> list[Fault]:
-    """Round / zero-point / clip faults in ``requantize_by``; with ``condition`` (a Python
-    expression over its arguments, e.g. ``name == "qnn_mul_requantize"``) only the calls
-    it selects are faulty, so one op family's requantize is wrong and the others are not."""
+    """Round / zero-point / clip faults of the requantize op. Without ``condition``: in its
+    default form (``qnn/legalize.py emit_requantize``). With ``condition`` (a Python
+    expression over ``requantize_by``'s arguments, e.g. ``name == "qnn_mul_requantize"``): in
+    the operands ``requantize_by`` gives the op, for the calls it selects only, so one op
+    family's requantize is wrong (in every form) and the others are not: a nudged offset
+    (ties round up), the output zero point + 1, a clip range wider than the type."""
     if condition is None:
-        round_new = f"    f = bb.emit({_HALF_UP_F})\n    zp_out = np.asarray(dst.zero_point)\n"
-        zp_new = _RQ_ZP.replace("len(shape_of(value)))", "len(shape_of(value))) + 1")
-        clip_new = _RQ_CLIP.split("\n", 1)[1]
+        edits = (Edit(LEGALIZE, _RQ_ROUND, f"    f = bb.emit({_HALF_UP_F})\n"),
+                 Edit(LEGALIZE, _RQ_ZP, _RQ_ZP.replace("rq.zero_point_out,",
+                                                       "rq.zero_point_out + 1,")),
+                 Edit(LEGALIZE, _RQ_CLIP, ""))
+        what = ("round(f) → floor(f + 0.5)", "output zero point + 1 (where it is nonzero)",
+                "no clip to [qmin, qmax] before the cast")
     else:
-        round_new = (f"    f = bb.emit({_HALF_UP_F} if {condition} else relax.op.round(f))\n"
-                     "    zp_out = np.asarray(dst.zero_point)\n")
-        zp_new = _RQ_ZP.replace("len(shape_of(value)))", f"len(shape_of(value))) + ({condition})")
-        clip_new = (f"    if not ({condition}):\n    " + _RQ_CLIP.split("\n", 1)[0] + "\n"
-                    + _RQ_CLIP.split("\n", 1)[1])
-    return [
-        Fault(f"{prefix}-round", family, ROUND,
-              f"{where}: round(f) → floor(f + 0.5)",
-              (*extra, Edit(OPS, _RQ_ROUND, round_new))),
-        Fault(f"{prefix}-zp", family, ZERO_POINT,
-              f"{where}: output zero point + 1 (where it is nonzero)",
-              (*extra, Edit(OPS, _RQ_ZP, zp_new))),
-        Fault(f"{prefix}-clip", family, CLIP,
-              f"{where}: no clip to [qmin, qmax] before the cast",
-              (*extra, Edit(OPS, _RQ_CLIP, clip_new))),
-    ]
+        edits = (Edit(OPS, _OP_OFFSET,
+                      f"(np.asarray(0.0 if offset is None else offset, np.float64) + "
+                      f"{TIE_NUDGE}) if ({condition}) else ({_OP_OFFSET[:-1]}))"),
+                 Edit(OPS, _OP_ZP, _OP_ZP.replace(
+                     "len(shape_of(value)))", f"len(shape_of(value))) + ({condition})")),
+                 Edit(OPS, _OP_CLIP, f"(-(2**31) if ({condition}) else dst.qtype.qmin), "
+                                     f"(2**31 - 1 if ({condition}) else dst.qtype.qmax), "
+                                     "dst.qtype.container,"))
+        what = (f"ties rounded up (offset + {TIE_NUDGE})",
+                "output zero point + 1 (where it is nonzero)",
+                "clip range [-2^31, 2^31) instead of [qmin, qmax]")
+    kinds = (("round", ROUND), ("zp", ZERO_POINT), ("clip", CLIP))
+    return [Fault(f"{prefix}-{name}", family, kind, f"{where}: {text}", (*extra, edit))
+            for (name, kind), text, edit in zip(kinds, what, edits, strict=True)]
 
 
 POOL = "relay_passes/rules/pool.py"
@@ -201,29 +210,31 @@ def _faults() -> tuple[Fault, ...]:
     faults: list[Fault] = []
     # Requantize: the quantize rule (DQ → Q chains), conv / matmul / gemm epilogues, and the
     # requantize inside concat, clip, pad, where.
-    faults += _requantize_faults("requantize", "requantize", "qnn/ops.py requantize_by", None)
+    faults += _requantize_faults("requantize", "requantize",
+                                 "qnn/legalize.py emit_requantize (default form)", None)
     faults.append(Fault(
         "requantize-zp-in", "requantize", ZERO_POINT,
-        "qnn/ops.py requantize_by: input zero point + 1",
-        (Edit(OPS, "t = bb.emit(relax.op.subtract(t, const(zero_point_in, work)))",
-              "t = bb.emit(relax.op.subtract(t, const(zero_point_in + 1, work)))"),)))
-    # Add / Sub: int64 fixed-point sum, rounding shift, zero point, clip.
+        "qnn/legalize.py shifted_input (every form): input zero point + 1",
+        (Edit(LEGALIZE, "t = bb.emit(relax.op.subtract(t, const(rq.zero_point_in, work)))",
+              "t = bb.emit(relax.op.subtract(t, const(rq.zero_point_in + 1, work)))"),)))
+    # Add / Sub: the sum op's int64 default form (rounding shift), zero point, clip.
     faults += [
         Fault("add-round", "add/sub", ROUND,
-              "qnn/ops.py round_shift (add_integer): ties always up (no half-to-even)",
-              (Edit(OPS, "relax.op.logical_and(relax.op.equal(rest, half), odd))",
+              "qnn/legalize.py round_shift (default form): ties always up (no half-to-even)",
+              (Edit(LEGALIZE, "relax.op.logical_and(relax.op.equal(rest, half), odd))",
                     "relax.op.equal(rest, half))"),)),
-        Fault("add-zp", "add/sub", ZERO_POINT, "qnn/ops.py add_integer: output zero point + 1",
-              (Edit(OPS, 'y = bb.emit(relax.op.add(y, const(dst.zero_point, "int64")))',
-                    'y = bb.emit(relax.op.add(y, const(dst.zero_point + 1, "int64")))'),)),
-        Fault("add-clip", "add/sub", CLIP, "qnn/ops.py add_integer: no clip before the cast",
-              (Edit(OPS, "    y = bb.emit(relax.op.clip(y, dst.qtype.qmin, dst.qtype.qmax))\n",
-                    ""),)),
+        Fault("add-zp", "add/sub", ZERO_POINT,
+              "qnn/legalize.py finish_sum (every form): output zero point + 1",
+              (Edit(LEGALIZE, 'y = bb.emit(relax.op.add(y, const(rs.zero_point_out, "int64")))',
+                    'y = bb.emit(relax.op.add(y, const(rs.zero_point_out + 1, "int64")))'),)),
+        Fault("add-clip", "add/sub", CLIP,
+              "qnn/legalize.py finish_sum (every form): no clip before the cast",
+              (Edit(LEGALIZE, "    y = bb.emit(relax.op.clip(y, rs.qmin, rs.qmax))\n", ""),)),
     ]
-    faults += _requantize_faults("mul", "mul", "rules/elementwise.py multiply (its requantize)",
+    faults += _requantize_faults("mul", "mul", "qnn/ops.py requantize_by (multiply's op)",
                                  'name == "qnn_mul_requantize"')
-    # x86: the requantize epilogue with its saturation moved onto the int32 accumulator, and
-    # the float64 form of the Add's int64 rounding shift.
+    # x86: the requantize op with its saturation moved onto the int32 accumulator, and the
+    # float64 form of the sum op (backend/x86/rounding.py).
     faults += [
         Fault("x86-sat-round", "x86 requantize epilogue", ROUND,
               "backend/x86/rounding.py saturate_before_requantize: round → floor(x + 0.5)",
@@ -237,14 +248,14 @@ def _faults() -> tuple[Fault, ...]:
         Fault("x86-sat-clip", "x86 requantize epilogue", CLIP,
               "backend/x86/rounding.py saturate_before_requantize: no int32 clamp",
               (Edit(X86_ROUNDING,
-                    "relax.op.astype(relax.op.minimum(relax.op.maximum(get(d), lo), hi), "
+                    "relax.op.astype(relax.op.minimum(relax.op.maximum(d, lo), hi), "
                     '"float64")',
-                    'relax.op.astype(get(d), "float64")'),)),
+                    'relax.op.astype(d, "float64")'),)),
         Fault("x86-sat-bound", "x86 requantize epilogue", "clip bound off by one",
               "backend/x86/rounding.py saturation_bounds: upper clamp bound one too high",
               (Edit(X86_ROUNDING, "    return a_lo, a_hi, m, c\n",
                     "    return a_lo, a_hi + 1, m, c\n"),)),
-        Fault("x86-shift-round", "x86 add (float64 rounding shift)", ROUND,
+        Fault("x86-shift-round", "x86 add (float64 form of the sum op)", ROUND,
               "backend/x86/rounding.py _float_rounding: round → floor(total + 0.5)",
               (Edit(X86_ROUNDING, 'return relax.op.astype(relax.op.round(total), "int64")',
                     'return relax.op.astype(relax.op.floor(relax.op.add(total, '
@@ -254,7 +265,7 @@ def _faults() -> tuple[Fault, ...]:
     # window sums (rules/pool.py requantize_sum), one family at a time through its name.
     faults += _pool_faults("avgpool", "avg pool", 'name == "qnn_avg_pool"')
     faults += _pool_faults("gap", "global avg pool / mean", 'name == "qnn_mean"')
-    faults += _requantize_faults("concat", "concat", "rules/movement.py concat (requantize)",
+    faults += _requantize_faults("concat", "concat", "qnn/ops.py requantize_by (concat's op)",
                                  'name == "qnn_concat_part"', _CONCAT_ROUTING)
     # Clip / Relu: the saturation is the op itself.
     faults += [
@@ -277,26 +288,10 @@ def _faults() -> tuple[Fault, ...]:
                     "zero = const(q.params.broadcast(q.params.zero_point, q.ndim) + 1, dtype)"),
                )),
     ]
-    # Bias off the accumulator grid: its own float64 requantize.
-    faults += [
-        Fault("bias-round", "bias add (off grid)", ROUND,
-              "rules/elementwise.py _accumulator_plus_constant: round → floor(f + 0.5)",
-              (Edit(ELEMENTWISE, "f = ctx.emit(relax.op.round(f))  # half to even",
-                    'f = ctx.emit(relax.op.floor(relax.op.add(f, relax.const(0.5, "float64"))))'
-                    "  # half to even"),)),
-        Fault("bias-zp", "bias add (off grid)", ZERO_POINT,
-              "rules/elementwise.py _accumulator_plus_constant: zero point + 1",
-              (Edit(ELEMENTWISE, 'const(float(out.zero_point), "float64")',
-                    'const(float(out.zero_point) + 1, "float64")'),)),
-        Fault("bias-clip", "bias add (off grid)", CLIP,
-              "rules/elementwise.py _accumulator_plus_constant: no clip",
-              (Edit(ELEMENTWISE,
-                    "    f = ctx.emit(relax.op.clip(f, out.qtype.qmin, out.qtype.qmax))\n"
-                    "    return ctx.emit(relax.op.astype(f, out.qtype.container), "
-                    '"qnn_bias_requantize")',
-                    "    return ctx.emit(relax.op.astype(f, out.qtype.container), "
-                    '"qnn_bias_requantize")'),)),
-    ]
+    # Bias off the accumulator grid: its requantize op carries the bias as its offset.
+    faults += _requantize_faults("bias", "bias add (off grid)",
+                                 "qnn/ops.py requantize_by (_accumulator_plus_constant's op)",
+                                 'name == "qnn_bias_requantize"')
     # Lookup tables: sigmoid / tanh / erf / leaky relu, and the constant-operand Add/Mul table.
     faults += _table_faults(
         "lut", "lookup table (sigmoid/tanh/erf/leakyrelu)", LOOKUP, "rules/lookup.py table",

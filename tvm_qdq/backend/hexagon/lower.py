@@ -4,9 +4,10 @@
    constant weight whose operands suit ``vrmpy`` by a ``call_tir`` to a kernel of
    :mod:`.kernels` (marked output-elementwise-fusable);
 2. with ``requantize="fixed"`` (the default) :func:`~.requant.fixed_point_requantize` turns
-   the float64 requantize chains (``round(float64(acc) · m)``) into multiplier + shift
+   the requantize ops (``round(float64(acc) · m)``) into multiplier + shift
    integer kernels that fuse into the conv / matmul epilogues, and
-   :func:`~.requant_add.fixed_point_add` turns the Add's int64 sums into int32 lanes;
+   :func:`~.requant_add.fixed_point_add` turns the Add's sums into int32 lanes (with
+   ``"float"`` both get their default forms, :mod:`tvm_qdq.qnn.legalize`);
 3. :func:`tvm_qdq.backend.fast_math.use_fast_math`: float32 ``R.exp``, ``R.erf``,
    ``R.sigmoid``, ``R.nn.gelu`` and ``R.nn.softmax`` (the float islands) become the same
    target-independent TIR polynomials as in the x86 build (no libm call: the image has no
@@ -52,6 +53,7 @@ def kernel_module(mod: tvm.IRModule, plan: Plan) -> tvm.IRModule:
 def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
           requantize: str = "fixed", schedule: bool = True) -> Lowered:
     """Lower an integer Relax module for ``target`` (see the module docstring)."""
+    from ...qnn.legalize import expand_integer_ops
     from ..fast_math import use_fast_math
     from .kernels import rewrite_dot_products
     from .requant import fixed_point_requantize
@@ -64,7 +66,9 @@ def lower(mod: tvm.IRModule, target: tvm.target.Target, *, vrmpy: bool = True,
     if requantize == "fixed":
         mod, notes["requantize"] = fixed_point_requantize(mod)
         mod, notes["add"] = fixed_point_add(mod)
-    elif requantize != "float":
+    elif requantize == "float":
+        mod = expand_integer_ops(mod)
+    else:
         raise ValueError(f"requantize must be 'float' or 'fixed', got {requantize!r}")
     mod = use_fast_math(mod)
     with target:

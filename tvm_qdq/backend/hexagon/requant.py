@@ -1,21 +1,22 @@
-"""``requantize="fixed"``: the float64 requantize chains become fixed-point integer kernels.
+"""``requantize="fixed"``: the requantize ops become fixed-point integer kernels.
 
-The integer pass (``tvm_qdq.qnn.ops.requantize_by``) emits every requantize as::
+The integer pass emits every requantize as one ``tvm_qdq.requantize``
+(:mod:`tvm_qdq.qnn.integer_ops`)::
 
-    f = astype(t, float64); f = multiply(f, m); [f = add(f, c)]; f = round(f); [f = add(f, zp)]
-    f = clip(f, qmin, qmax); y = astype(f, container)
+    y = out_dtype(clip(rhe(float64(t) · m [+ c]) + zp, qmin, qmax)),   t = x - zp_in
 
 (``t`` the integer accumulator, ``m = s_in / s_out`` a constant, per tensor or per channel;
 ``c`` a bias off the accumulator grid, see ``relay_passes/rules/elementwise.py``).
-:func:`fixed_point_requantize` replaces each such chain by a ``call_tir`` to a
+:func:`fixed_point_requantize` legalizes each one into a ``call_tir`` to a
 ``tq_hx_requantize`` PrimFunc computing the multiplier + shift form of
 :mod:`tvm_qdq.qnn.fixed_point` (round half up, at most 1 LSB from the float formula). The
 PrimFunc is marked broadcast-fusable, so ``FuseOps`` fuses it into the conv / matmul kernel
 it follows; its narrow form is int32 lane arithmetic (HVX ``vmpye``/``vmpyo`` for the high
 word), where the float chain was scalar IEEE double code (qemu-hexagon has no HVX float).
 
-A chain whose multiplier has no fixed-point form within the error bound (see
-:func:`~tvm_qdq.qnn.fixed_point.plan_fixed_point`) keeps its float code and is reported.
+An op whose multiplier has no fixed-point form within the error bound (see
+:func:`~tvm_qdq.qnn.fixed_point.plan_fixed_point`) gets its default float64 form
+(:mod:`tvm_qdq.qnn.legalize`) and is reported.
 """
 
 from __future__ import annotations
@@ -25,32 +26,14 @@ import tvm
 from tvm import relax, te, tirx
 
 from ...qnn.fixed_point import FixedPoint, plan_fixed_point
+from ...qnn.integer_ops import Requantize, register
+from ...qnn.legalize import emit_requantize, shifted_input
+from ...relax_utils import static_shape, tensor_dtype
 
 #: ``op_pattern`` kElemWise: ``FuseOps`` fuses it into the output-elementwise-fusable kernel
 #: it follows (its constant multiplier operands broadcast).
 ELEMWISE = 0
 INT_TYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16")
-
-
-def _const(expr) -> np.ndarray | None:
-    if isinstance(expr, tvm.ir.Constant):
-        return expr.value.numpy()
-    return None
-
-
-def _prim(expr) -> float | None:
-    value = getattr(expr, "value", None)
-    if isinstance(value, int | float):
-        return float(value)
-    return None
-
-
-def _shape(expr) -> tuple[int, ...]:
-    return tuple(int(d) for d in expr.ty.shape.values)
-
-
-def _dtype(expr) -> str:
-    return str(expr.ty.dtype)
 
 
 def _is_op(expr, name: str) -> bool:
@@ -134,69 +117,23 @@ class _Rewriter(relax.PyExprMutator):
         self.report: list[dict] = []
         self.cache: dict = {}
 
-    def _value(self, expr):
-        """The bound value of a var (the chain is in one dataflow block), else ``expr``."""
-        if isinstance(expr, relax.Var):
-            bound = self.lookup_binding(expr)
-            if bound is not None:
-                return bound
-        return expr
-
-    def _call(self, expr, name: str):
-        value = self._value(expr)
-        return value if _is_op(value, name) else None
-
-    def _match(self, call: relax.Call):
-        """``(t, m, zp, qmin, qmax)`` when ``call`` ends a float requantize chain."""
-        clip = self._call(call.args[0], "relax.clip")
-        if clip is None or _dtype(clip.args[0]) != "float64":
-            return None
-        qmin, qmax = _prim(clip.args[1]), _prim(clip.args[2])
-        inner = self._value(clip.args[0])
-        zp = np.zeros((), np.float64)
-        add = self._call(clip.args[0], "relax.add")
-        if add is not None:
-            zp = _const(add.args[1])
-            inner = self._value(add.args[0])
-        rnd = inner if _is_op(inner, "relax.round") else None
-        offset = None
-        biased = self._call(rnd.args[0], "relax.add") if rnd is not None else None
-        if biased is not None:  # round(t · m + c): a bias off the accumulator grid
-            offset = _const(biased.args[1])
-            if offset is None:
-                return None
-        product = biased.args[0] if biased is not None else (
-            rnd.args[0] if rnd is not None else None)
-        mul = self._call(product, "relax.multiply") if product is not None else None
-        cast = self._call(mul.args[0], "relax.astype") if mul is not None else None
-        if cast is None or zp is None or qmin is None or qmax is None:
-            return None
-        m = _const(mul.args[1])
-        t = cast.args[0]
-        if m is None or _dtype(t) not in INT_TYPES or np.any(zp != np.rint(zp)):
-            return None
-        return t, m, offset, zp, int(qmin), int(qmax)
-
     def visit_call_(self, call: relax.Call):  # noqa: D102 - visitor hook
         call = super().visit_call_(call)
-        if not _is_op(call, "relax.astype"):
+        rq = Requantize.of(call)
+        if rq is None:
             return call
-        out = str(call.attrs.dtype)
-        if out not in INT_TYPES or _dtype(call.args[0]) != "float64":
-            return call
-        found = self._match(call)
-        if found is None:
-            return call
-        t, m, offset, zp, qmin, qmax = found
-        acc = _dtype(t)
-        fp = plan_fixed_point(m, max(32, _bits(acc)), zp, qmin, qmax, offset)
+        zp, acc, out = rq.zero_point_out, rq.work_dtype, rq.out_dtype
+        fp = plan_fixed_point(rq.multiplier, max(32, _bits(acc)), zp, rq.qmin, rq.qmax,
+                              rq.offset)
         if fp is None:
-            return call  # reported by _float_leftovers
-        shape = _shape(t)
+            return emit_requantize(self.builder_, rq)  # reported by _float_leftovers
+        t = shifted_input(self.builder_, rq)
+        shape = static_shape(t)
+        m = rq.multiplier
         key = (shape, acc, m.shape, zp.shape, fp.shift, fp.pre_shift, fp.clamp, fp.wide,
-               None if fp.offset is None else fp.offset.shape, qmin, qmax, out)
+               None if fp.offset is None else fp.offset.shape, rq.qmin, rq.qmax, out)
         if key not in self.cache:
-            tensors = requantize_te(shape, acc, m.shape, zp.shape, fp, qmin, qmax, out)
+            tensors = requantize_te(shape, acc, m.shape, zp.shape, fp, rq.qmin, rq.qmax, out)
             func = _prim_func(tensors)
             gvar = self.builder_.add_func(func, "tq_hx_requantize")
             self.builder_.update_func(gvar, func.with_attr("global_symbol", gvar.name_hint))
@@ -211,8 +148,9 @@ class _Rewriter(relax.PyExprMutator):
 
 
 def fixed_point_requantize(mod: tvm.IRModule) -> tuple[tvm.IRModule, list[dict]]:
-    """Rewrite the float requantize chains of every Relax function (see the module docstring);
-    returns the module and one report entry per chain."""
+    """Legalize the requantize ops of every Relax function (see the module docstring);
+    returns the module and one report entry per op."""
+    register()
     rewriter = _Rewriter(mod)
     for gvar, func in mod.functions.items():
         if isinstance(func, relax.Function):
@@ -223,7 +161,7 @@ def fixed_point_requantize(mod: tvm.IRModule) -> tuple[tvm.IRModule, list[dict]]
 
 def _float_leftovers(mod: tvm.IRModule) -> list[dict]:
     """One report entry per float64 → integer cast left in the module: a requantize that kept
-    its float code (no fixed-point form within the bound, or not the expected chain)."""
+    its float code (no fixed-point form within the bound)."""
     left = []
     for gvar, func in mod.functions.items():
         if not isinstance(func, relax.Function):
@@ -231,7 +169,8 @@ def _float_leftovers(mod: tvm.IRModule) -> list[dict]:
         for block in func.body.blocks:
             for binding in block.bindings:
                 value = binding.value
-                if _is_op(value, "relax.astype") and _dtype(value.args[0]) == "float64" and \
+                if _is_op(value, "relax.astype") and \
+                        tensor_dtype(value.args[0]) == "float64" and \
                         str(value.attrs.dtype) in INT_TYPES:
                     left.append({"fixed": False, "function": str(gvar.name_hint),
                                  "var": str(binding.var.name_hint), "why": "kept float"})

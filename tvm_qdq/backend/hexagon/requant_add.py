@@ -1,15 +1,17 @@
-"""``requantize="fixed"``: the integer Add's int64 fixed-point sum becomes int32 HVX lanes.
+"""``requantize="fixed"``: the integer Add's fixed-point sum becomes int32 HVX lanes.
 
 The Add rule (``tvm_qdq.qnn.ops.add_integer``) emits ``y = saturate(round(Σ_i x_i · r_i) +
-zp)`` as int64 code with ``K_i = r_i · 2^S`` (``S`` up to 40)::
+zp)`` as one ``tvm_qdq.requantize_sum`` (:mod:`tvm_qdq.qnn.integer_ops`) with
+``K_i = r_i · 2^S`` (``S`` up to 40)::
 
-    T = Σ_i astype(x_i, int64) · K_i;  F = T >> S;  R = F + astype(round_up(T - F << S), int64)
-    [R = R + zp];  y = astype(clip(R, qmin, qmax), container)
+    y = out_dtype(clip(rhe(Σ_i (x_i - zp_i) · K_i / 2^S) + zp, qmin, qmax))
 
-HVX has no 64-bit lanes, so the kernel stayed scalar. :func:`fixed_point_add` replaces the
-chain by a ``tq_hx_add`` kernel computing :func:`tvm_qdq.qnn.fixed_point.add_fixed` (int32
-``M_i`` with 16-bit halves, one rounding shift, round half up: within 1 LSB of the exact sum;
-the bound on ``|x_i|`` comes from the integer type ``x_i`` was shifted from).
+whose default form is int64 code (:mod:`tvm_qdq.qnn.legalize`); HVX has no 64-bit lanes, so
+that kernel stays scalar. :func:`fixed_point_add` legalizes the op into a ``tq_hx_add``
+kernel computing :func:`tvm_qdq.qnn.fixed_point.add_fixed` (int32 ``M_i`` with 16-bit
+halves, one rounding shift, round half up: within 1 LSB of the exact sum) on the
+zero-point-free ``x_i - zp_i``, whose bound comes from the operand's value range
+(:func:`_range_of`).
 """
 
 from __future__ import annotations
@@ -19,17 +21,10 @@ import tvm
 from tvm import relax, te, tirx
 
 from ...qnn.fixed_point import FixedPointSum, plan_fixed_point_sum
-from .requant import (
-    ELEMWISE,
-    INT_TYPES,
-    _const,
-    _dtype,
-    _is_op,
-    _prim,
-    _shape,
-    high_word_narrow_te,
-    pick,
-)
+from ...qnn.integer_ops import RequantizeSum, register
+from ...qnn.legalize import emit_requantize_sum, shifted_terms
+from ...relax_utils import constant_value, static_shape, tensor_dtype
+from .requant import ELEMWISE, _is_op, high_word_narrow_te, pick
 
 
 def add_te(shapes: list[tuple[int, ...]], dtypes: list[str], mult_shapes: list[tuple],
@@ -62,19 +57,29 @@ def add_te(shapes: list[tuple[int, ...]], dtypes: list[str], mult_shapes: list[t
 
 
 def _range_of(value, lookup) -> tuple[int, int] | None:
-    """Value range of an integer expression: a cast of a narrow tensor, minus a constant."""
+    """Value range of an integer operand: that of the tensor a cast (or a cast minus a
+    constant) was taken of, else its type's (a float source gives no bound: 64 bits)."""
     value = lookup(value)
     if _is_op(value, "relax.subtract"):
-        inner, zp = _range_of(value.args[0], lookup), _const(value.args[1])
+        inner, zp = _range_of(value.args[0], lookup), constant_value(value.args[1])
         if inner is None or zp is None:
             return None
         return inner[0] - int(np.max(zp)), inner[1] - int(np.min(zp))
     if _is_op(value, "relax.astype"):
         return _range_of(value.args[0], lookup)
-    dtype = tvm.DataType(_dtype(value))
+    dtype = tvm.DataType(tensor_dtype(value))
     if dtype.type_code == tvm.DataTypeCode.UINT:
         return 0, 2**dtype.bits - 1
     return -(2 ** (dtype.bits - 1)), 2 ** (dtype.bits - 1) - 1
+
+
+def _shifted_range(value, zero_point: np.ndarray, lookup) -> tuple[int, int] | None:
+    """Value range of ``value - zero_point`` (:func:`_range_of` of ``value``)."""
+    found = _range_of(value, lookup)
+    if found is None:
+        return None
+    zp = np.asarray(zero_point, np.int64)
+    return found[0] - int(np.max(zp)), found[1] - int(np.min(zp))
 
 
 def _signed_bits(lo: int, hi: int) -> int:
@@ -97,75 +102,40 @@ class _AddRewriter(relax.PyExprMutator):
                 return bound
         return expr
 
-    def _op(self, expr, name: str):
-        value = self._value(expr)
-        return value if _is_op(value, name) else None
-
-    def _terms(self, total) -> list | None:
-        """``[(x_i, K_i)]`` of ``Σ_i astype(x_i, int64) · K_i``."""
-        add = self._op(total, "relax.add")
-        if add is not None:
-            left, right = self._terms(add.args[0]), self._terms(add.args[1])
-            return None if left is None or right is None else left + right
-        mul = self._op(total, "relax.multiply")
-        cast = self._op(mul.args[0], "relax.astype") if mul is not None else None
-        k = _const(mul.args[1]) if mul is not None else None
-        if cast is None or k is None or _dtype(cast.args[0]) not in INT_TYPES:
-            return None
-        return [(cast.args[0], k)]
-
-    def _match(self, call: relax.Call):
-        clip = self._op(call.args[0], "relax.clip")
-        if clip is None or _dtype(clip.args[0]) != "int64":
-            return None
-        qmin, qmax = _prim(clip.args[1]), _prim(clip.args[2])
-        rounded, zp = clip.args[0], np.zeros((), np.int64)
-        add_zp = self._op(rounded, "relax.add")
-        if add_zp is not None and _const(add_zp.args[1]) is not None:
-            zp, rounded = _const(add_zp.args[1]), add_zp.args[0]
-        final = self._op(rounded, "relax.add")
-        floor = self._op(final.args[0], "relax.right_shift") if final is not None else None
-        shift = _const(floor.args[1]) if floor is not None else None
-        if shift is None or qmin is None or qmax is None:
-            return None
-        terms = self._terms(floor.args[0])
-        if not terms:
-            return None
-        return terms, int(shift), zp, int(qmin), int(qmax)
-
     def visit_call_(self, call: relax.Call):  # noqa: D102 - visitor hook
         call = super().visit_call_(call)
-        if not _is_op(call, "relax.astype") or _dtype(call.args[0]) != "int64":
+        rs = RequantizeSum.of(call)
+        if rs is None:
             return call
-        out = str(call.attrs.dtype)
-        found = self._match(call) if out in INT_TYPES else None
-        if found is None:
-            return call
-        terms, shift, zp, qmin, qmax = found
-        ranges = [_range_of(x, self._value) for x, _ in terms]
+        ranges = [_shifted_range(x, zp, self._value) for x, zp in rs.terms]
+        if any(r is None for r in ranges):
+            return emit_requantize_sum(self.builder_, rs)
         bits = [_signed_bits(*r) for r in ranges]
-        ratios = [k.astype(np.float64) / 2.0**shift for _, k in terms]
+        ratios = [k.astype(np.float64) / 2.0**rs.shift for k in rs.multipliers]
         fp = plan_fixed_point_sum(ratios, bits)
         if fp is None:
             self.report.append({"op": "add", "fixed": False, "bits": bits})
-            return call
-        xs = [x for x, _ in terms]
+            return emit_requantize_sum(self.builder_, rs)
+        xs = shifted_terms(self.builder_, rs)
+        shape = list(static_shape(call))
         func = te.create_prim_func(add_te(
-            [_shape(x) for x in xs], [_dtype(x) for x in xs], [r.shape for r in ratios],
-            zp.shape, _shape(call), fp, qmin, qmax, out))
+            [static_shape(x) for x in xs], [tensor_dtype(x) for x in xs],
+            [r.shape for r in ratios], rs.zero_point_out.shape, shape, fp, rs.qmin, rs.qmax,
+            rs.out_dtype))
         func = func.with_attrs({"op_pattern": ELEMWISE, "global_symbol": "tq_hx_add",
                                 "tirx.noalias": True})
         gvar = self.builder_.add_func(func, "tq_hx_add")
         self.builder_.update_func(gvar, func.with_attr("global_symbol", gvar.name_hint))
         args = [*xs, *(relax.const(m) for m in fp.multipliers),
-                relax.const(np.asarray(zp).astype(np.int32))]
+                relax.const(np.asarray(rs.zero_point_out).astype(np.int32))]
         self.report.append({"op": "add", "fixed": True, "shift": fp.shift, "bits": bits,
                             "error_bound": fp.error_bound})
-        return relax.call_tir(gvar, args, relax.TensorType(list(_shape(call)), out))
+        return relax.call_tir(gvar, args, relax.TensorType(shape, rs.out_dtype))
 
 
 def fixed_point_add(mod: tvm.IRModule) -> tuple[tvm.IRModule, list[dict]]:
-    """Rewrite the int64 Add sums of every Relax function (see the module docstring)."""
+    """Legalize the sum requantize ops of every Relax function (see the module docstring)."""
+    register()
     rewriter = _AddRewriter(mod)
     for gvar, func in mod.functions.items():
         if isinstance(func, relax.Function):

@@ -1,32 +1,36 @@
-"""Exact float64 form of the integer pass's int64 rounding shifts (a Relax rewrite).
+"""x86 legalization of the integer-IR requantize ops (:mod:`tvm_qdq.qnn.integer_ops`).
 
-The integer pass requantizes with an int64 fixed-point chain (``S`` = shift)::
+``tvm_qdq.requantize_sum`` is ``rhe(v / 2^S)`` of the int64 sum ``v = Σ_i (x_i - zp_i) · K_i``
+(``S`` = shift); its default int64 form (:mod:`tvm_qdq.qnn.legalize`) is about 15 int64
+vector ops per 8 lanes. When every partial sum of ``v`` is an integer of magnitude below 2^53
+(proved here by interval arithmetic: the ranges of the ``x_i`` come from their dtypes, from
+the weights of the conv2d / matmul producing them, and from exact integer ops in between),
+the same value is computed exactly in float64::
 
-    v = Σ_i int64(x_i) · M_i + B                       (x_i: narrower integers, M_i, B constant)
-    q = v >> S;  r = v - (q << S)
-    out = q + (r > 2^(S-1) or (r == 2^(S-1) and q & 1 == 1))
+    out = int64(nearbyint(Σ_i float64(x_i) · (K_i · 2^-S) + B · 2^-S)),   B = -Σ_i zp_i · K_i
 
-i.e. ``out = rhe(v / 2^S)``, ``v / 2^S`` rounded half to even: about 15 int64 vector ops per
-8 lanes. When every partial sum of ``v`` is an integer of magnitude below 2^53 (proved here
-by interval arithmetic: the ranges of the ``x_i`` come from their dtypes, from the weights of
-the conv2d / matmul producing them, and from exact integer ops in between), the same value is
-computed exactly in float64::
+(a constant ``x_i`` goes into ``B``). Every float64 operation is exact: ``K_i · 2^-S`` and
+``B · 2^-S`` are binary scalings of integers below 2^53; each product and each partial sum
+is an integer below 2^53 times 2^-S, hence representable (a fused multiply-add rounds once,
+to the same representable value); ``nearbyint`` rounds half to even like ``rhe``. So the
+form changes no bit of the result. Sums whose bound cannot be proved keep the int64 form.
 
-    out = int64(nearbyint(Σ_i float64(x_i) · (M_i · 2^-S) + B · 2^-S))
-
-Every float64 operation is exact: ``M_i · 2^-S`` and ``B · 2^-S`` are binary scalings of
-integers below 2^53; each product ``x_i · M_i · 2^-S`` and each partial sum is an integer
-below 2^53 times 2^-S, hence representable (a fused multiply-add rounds once, to the same
-representable value); ``nearbyint`` rounds half to even like ``rhe``. So the rewrite
-changes no bit of the result (the int64 ``v`` of the original cannot wrap either, since
-``|v| < 2^53``). Chains whose bound cannot be proved are left as they are.
+``tvm_qdq.requantize`` gets its saturation moved onto the integer input when the bounds can
+be proved (:func:`saturate_before_requantize`), else its default float64 form.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import tvm
 from tvm import relax
+
+from ...qnn.integer_ops import Requantize, RequantizeSum, op_name, register
+from ...qnn.legalize import emit_requantize, emit_requantize_sum, finish_sum, shifted_input
+from ...qnn.ops import zero_point_free_type
+from ...relax_utils import SubstituteVars, constant_value, tensor_dtype, ty
 
 #: Exact integer range of float64.
 FLOAT64_EXACT = 2**53
@@ -34,7 +38,9 @@ FLOAT64_EXACT = 2**53
 _ITEMS = object  # numpy dtype of exact (Python int) interval bounds
 
 
-def _dtype_range(dtype: str) -> tuple[int, int] | None:
+def _dtype_range(dtype: str | None) -> tuple[int, int] | None:
+    if dtype is None:
+        return None
     if dtype.startswith("uint"):
         return 0, 2 ** int(dtype[4:]) - 1
     if dtype.startswith("int"):
@@ -45,19 +51,8 @@ def _dtype_range(dtype: str) -> tuple[int, int] | None:
     return None
 
 
-def _ty(expr: relax.Expr):
-    return expr.ty if hasattr(expr, "ty") else expr.struct_info
-
-
-def _dtype(expr: relax.Expr) -> str:
-    ty = _ty(expr)
-    return str(ty.dtype) if isinstance(ty, relax.TensorType) else ""
-
-
-def _const(expr: relax.Expr) -> np.ndarray | None:
-    if isinstance(expr, tvm.ir.Constant) and hasattr(expr.value, "numpy"):
-        return expr.value.numpy()
-    return None
+def _dtype(expr: relax.Expr) -> str | None:
+    return tensor_dtype(expr)
 
 
 def _exact(a: np.ndarray) -> np.ndarray:
@@ -113,25 +108,13 @@ def _fit(interval: Interval, dtype: str) -> Interval | None:
 
 
 class _Analysis:
-    """Value intervals and bound values of one dataflow block's vars."""
+    """Value intervals of one dataflow block's vars."""
 
     def __init__(self) -> None:
-        self.values: dict[relax.Var, relax.Expr] = {}
         self.ranges: dict[relax.Var, Interval | None] = {}
 
-    # -- structure -----------------------------------------------------------------------------
-
-    def call(self, expr: relax.Expr, op: str) -> relax.Call | None:
-        """The call of ``op`` that ``expr`` is (or that the var ``expr`` is bound to)."""
-        if isinstance(expr, relax.Var):
-            expr = self.values.get(expr)
-        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op) and \
-                expr.op.name == op:
-            return expr
-        return None
-
     def scalar(self, expr: relax.Expr) -> int | None:
-        value = _const(expr)
+        value = constant_value(expr)
         if value is None or value.size != 1 or not np.issubdtype(value.dtype, np.integer):
             return None
         return int(value.reshape(()))
@@ -139,7 +122,7 @@ class _Analysis:
     # -- intervals -----------------------------------------------------------------------------
 
     def interval(self, expr: relax.Expr) -> Interval | None:
-        value = _const(expr)
+        value = constant_value(expr)
         if value is not None:
             if not np.issubdtype(value.dtype, np.integer):
                 return None
@@ -150,7 +133,6 @@ class _Analysis:
         return None if rng is None else (np.array(rng[0], _ITEMS), np.array(rng[1], _ITEMS))
 
     def record(self, var: relax.Var, value: relax.Expr) -> None:
-        self.values[var] = value
         try:
             self.ranges[var] = self._interval_of_value(var, value)
         except (ValueError, TypeError, AttributeError, IndexError):
@@ -203,7 +185,7 @@ class _Analysis:
 
     def _conv2d(self, var: relax.Var, call: relax.Call) -> Interval | None:
         attrs = call.attrs
-        w = _const(call.args[1])
+        w = constant_value(call.args[1])
         x = self._scalar_interval(call.args[0])
         if w is None or x is None or str(attrs.data_layout) != "NCHW" or \
                 str(attrs.kernel_layout) != "OIHW" or (
@@ -217,9 +199,9 @@ class _Analysis:
         return _fit((_obj(low).reshape(shape), _obj(high).reshape(shape)), _dtype(var))
 
     def _matmul(self, var: relax.Var, call: relax.Call) -> Interval | None:
-        b = _const(call.args[1])
+        b = constant_value(call.args[1])
         a = self._scalar_interval(call.args[0])
-        ndim = len(_ty(var).shape.values) if _ty(var).shape is not None else 0
+        ndim = len(ty(var).shape.values) if ty(var).shape is not None else 0
         if b is None or b.ndim != 2 or a is None or ndim < 2:
             return self.interval_default(var)
         bf = _exact_or_int64(b, max(-a[0], a[1], 0))
@@ -228,137 +210,7 @@ class _Analysis:
         shape = (1,) * (ndim - 1) + (b.shape[1],)
         return _fit((_obj(low).reshape(shape), _obj(high).reshape(shape)), _dtype(var))
 
-    # -- the rounding shift --------------------------------------------------------------------
-
-    def match_rounding_shift(self, value: relax.Expr) -> tuple[relax.Expr, int] | None:
-        """``(v, S)`` when ``value`` is ``rhe(v / 2^S)`` written as the integer pass does."""
-        add = self.call(value, "relax.add")
-        if add is None or _dtype(add) != "int64":
-            return None
-        for q, up in (add.args, add.args[::-1]):
-            shift = self.call(q, "relax.right_shift")
-            cast = self.call(up, "relax.astype")
-            if shift is None or cast is None or _dtype(cast.args[0]) != "bool":
-                continue
-            v, s = shift.args[0], self.scalar(shift.args[1])
-            if s is None or not 1 <= s <= 62 or _dtype(v) != "int64":
-                continue
-            if self._is_round_up(cast.args[0], q, v, s):
-                return v, s
-        return None
-
-    def _is_round_up(self, cond: relax.Expr, q: relax.Expr, v: relax.Expr, s: int) -> bool:
-        """``cond`` is ``r > h or (r == h and q & 1 == 1)`` with ``r = v - (q << s)``,
-        ``h = 2^(s-1)``."""
-        half = 1 << (s - 1)
-        lor = self.call(cond, "relax.logical_or")
-        if lor is None:
-            return False
-        for gt, land in (lor.args, lor.args[::-1]):
-            greater = self.call(gt, "relax.greater")
-            both = self.call(land, "relax.logical_and")
-            if greater is None or both is None or self.scalar(greater.args[1]) != half:
-                continue
-            r = greater.args[0]
-            if not self._is_remainder(r, q, v, s):
-                continue
-            for eq_r, eq_odd in (both.args, both.args[::-1]):
-                e1 = self.call(eq_r, "relax.equal")
-                e2 = self.call(eq_odd, "relax.equal")
-                if e1 is None or e2 is None:
-                    continue
-                if not (e1.args[0].same_as(r) and self.scalar(e1.args[1]) == half):
-                    continue
-                band = self.call(e2.args[0], "relax.bitwise_and")
-                if band is not None and self.scalar(e2.args[1]) == 1 and \
-                        band.args[0].same_as(q) and self.scalar(band.args[1]) == 1:
-                    return True
-        return False
-
-    def _is_remainder(self, r: relax.Expr, q: relax.Expr, v: relax.Expr, s: int) -> bool:
-        sub = self.call(r, "relax.subtract")
-        if sub is None or not sub.args[0].same_as(v):
-            return False
-        lsh = self.call(sub.args[1], "relax.left_shift")
-        return lsh is not None and lsh.args[0].same_as(q) and self.scalar(lsh.args[1]) == s
-
-    def linear_form(self, expr: relax.Expr, depth: int = 0
-                    ) -> tuple[list[tuple[relax.Expr, np.ndarray]], np.ndarray] | None:
-        """``expr`` (int64) as ``Σ int64(src) · coef + const`` with constant ``coef``/``const``
-        (exact integers), or None."""
-        value = _const(expr)
-        if value is not None:
-            return ([], _exact(value)) if np.issubdtype(value.dtype, np.integer) else None
-        if depth > 16:
-            return None
-        one = np.array(1, _ITEMS)
-        zero = np.array(0, _ITEMS)
-        cast = self.call(expr, "relax.astype")
-        if cast is not None and _dtype(cast) == "int64":
-            src = cast.args[0]
-            rng = _dtype_range(_dtype(src))
-            if rng is not None and _dtype(src) != "bool" and (
-                    rng[1] < 2**63 and rng[0] >= -(2**63)):
-                inner = _const(src)
-                if inner is not None:
-                    return [], _exact(inner)
-                offset = self.constant_offset(src)
-                if offset is not None:  # src = base + offset without wrap-around
-                    return [(offset[0], one)], offset[1]
-                return [(src, one)], zero
-        for op in ("relax.add", "relax.subtract", "relax.multiply"):
-            call = self.call(expr, op)
-            if call is None or _dtype(call) != "int64":
-                continue
-            a = self.linear_form(call.args[0], depth + 1)
-            b = self.linear_form(call.args[1], depth + 1)
-            if a is None or b is None:
-                return None
-            if op == "relax.add":
-                return a[0] + b[0], a[1] + b[1]
-            if op == "relax.subtract":
-                return a[0] + [(s, -c) for s, c in b[0]], a[1] - b[1]
-            if a[0] and b[0]:
-                return None
-            (terms, const), factor = (a, b[1]) if not b[0] else (b, a[1])
-            return [(s, c * factor) for s, c in terms], const * factor
-        if _dtype(expr) == "int64":
-            return [(expr, one)], zero
-        return None
-
-    def constant_offset(self, expr: relax.Expr) -> tuple[relax.Expr, np.ndarray] | None:
-        """``(base, c)`` when ``expr`` is ``base ± constant c`` computed in ``expr``'s integer
-        dtype and provably without wrap-around (so ``int64(expr) = int64(base) + c``); casts
-        to the same dtype are looked through."""
-        same = self.call(expr, "relax.astype")
-        if same is not None and _dtype(same) == _dtype(same.args[0]):
-            return self.constant_offset(same.args[0])
-        for op, sign in (("relax.add", 1), ("relax.subtract", -1)):
-            call = self.call(expr, op)
-            if call is None:
-                continue
-            base, c = call.args
-            value = _const(c)
-            if value is None and op == "relax.add":
-                base, c = c, base
-                value = _const(c)
-            if value is None or not np.issubdtype(value.dtype, np.integer) or \
-                    _const(base) is not None or _dtype(base) != _dtype(call):
-                return None
-            rng, iv = _dtype_range(_dtype(call)), self.interval(base)
-            if rng is None or iv is None:
-                return None
-            shift = _exact(value) * sign
-            lo, hi = _obj(iv[0] + shift), _obj(iv[1] + shift)
-            if min(lo.reshape(-1).tolist()) < rng[0] or max(hi.reshape(-1).tolist()) > rng[1]:
-                return None
-            try:
-                np.broadcast_shapes(np.shape(shift), tuple(
-                    int(d) for d in _ty(call).shape.values))
-            except (ValueError, TypeError, AttributeError):
-                return None
-            return base, shift
-        return None
+    # -- the bound of a sum --------------------------------------------------------------------
 
     def bound(self, terms: list[tuple[relax.Expr, np.ndarray]], const: np.ndarray
               ) -> int | None:
@@ -449,100 +301,47 @@ def saturation_bounds(m: float, c: float, z: int, qlo: int, qhi: int, dlo: int, 
     return a_lo, a_hi, m, c
 
 
-def _float_const(expr: relax.Expr) -> np.ndarray | None:
-    value = _const(expr)
-    if value is None or value.dtype != np.float64:
-        return None
-    return value
-
-
-def _scalar_bound(expr) -> float | None:
-    """The number of a clip bound (a prim value, an immediate or a scalar constant)."""
-    if type(expr).__name__ == "PrimValue":
-        expr = expr.value
-    if hasattr(expr, "value") and isinstance(expr.value, int | float):
-        return float(expr.value)
-    value = _const(expr) if isinstance(expr, relax.Expr) else None
-    return float(value.reshape(())) if value is not None and value.size == 1 else None
-
-
-def _match_requantize(analysis: _Analysis, value: relax.Expr):
-    """``(d, m, c, z, qlo, qhi, out dtype)`` when ``value`` is the float64 requantize of the
-    section comment (``astype(clip(R(d)), q)``), else None."""
-    out_dtype = _dtype(value)
-    cast = analysis.call(value, "relax.astype")
-    if cast is None or out_dtype not in ("uint8", "int8", "uint16", "int16"):
-        return None
-    clip = analysis.call(cast.args[0], "relax.clip")
-    if clip is None or _dtype(clip) != "float64":
-        return None
-    bounds = [_scalar_bound(a) for a in clip.args[1:]]
-    if any(b is None for b in bounds):
-        return None
-    qlo, qhi = bounds
-    rng = _dtype_range(out_dtype)
-    if qlo != int(qlo) or qhi != int(qhi) or rng is None or qlo < rng[0] or qhi > rng[1]:
-        return None
-    inner, z = clip.args[0], np.zeros((), np.float64)
-    add = analysis.call(inner, "relax.add")
-    if add is not None:
-        for a, b in (add.args, add.args[::-1]):
-            zc = _float_const(b)
-            if zc is not None and analysis.call(a, "relax.round") is not None:
-                inner, z = a, zc
-                break
-        else:
-            return None
-    if np.any(z != np.round(z)):
-        return None
-    rnd = analysis.call(inner, "relax.round")
-    if rnd is None:
-        return None
-    f, c, m = rnd.args[0], np.zeros((), np.float64), np.ones((), np.float64)
-    for op, value in (("relax.add", 0.0), ("relax.multiply", 1.0)):
-        call = analysis.call(f, op)
-        if call is None:
-            continue
-        found = [(a, _float_const(b)) for a, b in (call.args, call.args[::-1])
-                 if _float_const(b) is not None]
-        if not found:
-            return None
-        f = found[0][0]
-        if value == 0.0:
-            c = found[0][1]
-        else:
-            m = found[0][1]
-    to_float = analysis.call(f, "relax.astype")
-    if to_float is None or _dtype(to_float) != "float64":
-        return None
-    d = to_float.args[0]
-    if _dtype(d) not in ("int32", "int16", "int8", "uint8", "uint16"):
-        return None
-    return d, m, c, z, int(qlo), int(qhi), out_dtype
-
-
 #: Most distinct (m, c, z) parameter sets a requantize may have (per channel, not per element).
 MAX_CHANNELS = 8192
+_NARROW = ("uint8", "int8", "uint16", "int16")
 
 
-def saturate_before_requantize(analysis: _Analysis, value: relax.Expr, get
-                               ) -> relax.Expr | None:
-    """The float64 requantize ``value`` with its saturation moved onto the integer input (see
-    the section comment), or None when it is not one or a bound cannot be proved."""
-    match = _match_requantize(analysis, value)
-    if match is None:
+def _shifted_interval(analysis: _Analysis, rq: Requantize) -> Interval | None:
+    """The interval of ``x - zp_in`` in the op's work type (the input of its float64 form)."""
+    work = rq.work_dtype
+    iv = analysis.interval(rq.value)
+    if _dtype(rq.value) != work:
+        iv = _full(work) if iv is None else _fit(iv, work)
+    if np.any(rq.zero_point_in != 0):
+        zp = _exact(rq.zero_point_in)
+        iv = _full(work) if iv is None else _fit((iv[0] - zp, iv[1] - zp), work)
+    return iv
+
+
+def _full(dtype: str) -> Interval:
+    lo, hi = _dtype_range(dtype)
+    return np.array(lo, _ITEMS), np.array(hi, _ITEMS)
+
+
+def _saturation_rows(analysis: _Analysis, rq: Requantize):
+    """``(pshape, rows)``: per parameter set the :func:`saturation_bounds` of ``rq``, or None
+    when one cannot be proved (or the op is not a narrow requantize of an int32 value)."""
+    rng = _dtype_range(rq.out_dtype)
+    if rq.out_dtype not in _NARROW or rq.work_dtype != "int32" or \
+            rq.qmin < rng[0] or rq.qmax > rng[1]:
         return None
-    d, m, c, z, qlo, qhi, out_dtype = match
-    ty = _ty(d)
+    m = rq.multiplier
+    c = np.zeros((), np.float64) if rq.offset is None else rq.offset
+    z = rq.zero_point_out.astype(np.float64)
     try:
-        shape = tuple(int(s) for s in ty.shape.values)
+        shape = tuple(int(s) for s in ty(rq.value).shape.values)
         pshape = np.broadcast_shapes(m.shape, c.shape, z.shape)
         np.broadcast_shapes(shape, pshape)
     except (ValueError, TypeError, AttributeError):
         return None
     if len(pshape) > len(shape) or int(np.prod(pshape)) > MAX_CHANNELS:
         return None
-    iv = analysis.interval(d)
+    iv = _shifted_interval(analysis, rq)
     if iv is None:
         return None
     dlo = min(_obj(iv[0]).reshape(-1).tolist())
@@ -550,18 +349,30 @@ def saturate_before_requantize(analysis: _Analysis, value: relax.Expr, get
     mb, cb, zb = (np.broadcast_to(a, pshape).reshape(-1) for a in (m, c, z))
     rows = []
     for mi, ci, zi in zip(mb.tolist(), cb.tolist(), zb.tolist(), strict=True):
-        bounds = saturation_bounds(mi, ci, int(zi), qlo, qhi, dlo, dhi)
+        bounds = saturation_bounds(mi, ci, int(zi), rq.qmin, rq.qmax, dlo, dhi)
         if bounds is None:
             return None
         rows.append(bounds)
-    dtype = _dtype(d)
+    return pshape, rows
+
+
+def saturate_before_requantize(bb: relax.BlockBuilder, rq: Requantize, found) -> relax.Expr:
+    """``rq`` with its saturation moved onto the integer input (see the section comment),
+    its last op returned unemitted; ``found`` is its :func:`_saturation_rows`."""
+    pshape, rows = found
+    m = rq.multiplier
+    c = np.zeros((), np.float64) if rq.offset is None else rq.offset
+    z = rq.zero_point_out.astype(np.float64)
+    d = shifted_input(bb, rq)
+    dtype = rq.work_dtype
     lows, highs, ms, cs = zip(*rows, strict=True)
     lo = relax.const(np.array(lows, dtype).reshape(pshape), dtype)
     hi = relax.const(np.array(highs, dtype).reshape(pshape), dtype)
+    mb, cb = (np.broadcast_to(a, pshape).reshape(-1) for a in (m, c))
     if not (np.array_equal(np.array(ms), mb) and np.array_equal(np.array(cs), cb)):
         m = np.array(ms, np.float64).reshape(pshape)  # saturated channels: m' = 0, c' = q - z
         c = np.array(cs, np.float64).reshape(pshape)
-    x = relax.op.astype(relax.op.minimum(relax.op.maximum(get(d), lo), hi), "float64")
+    x = relax.op.astype(relax.op.minimum(relax.op.maximum(d, lo), hi), "float64")
     if not np.all(m == 1.0):
         x = relax.op.multiply(x, relax.const(m, "float64"))
     if np.any(c != 0):
@@ -569,16 +380,16 @@ def saturate_before_requantize(analysis: _Analysis, value: relax.Expr, get
     q = relax.op.astype(relax.op.round(x), "int32")
     if np.any(z != 0):
         q = relax.op.add(q, relax.const(z.astype(np.int32), "int32"))
-    return relax.op.astype(q, out_dtype)
+    return relax.op.astype(q, rq.out_dtype)
 
 
-def _float_rounding(terms, const: np.ndarray, s: int, get) -> relax.Expr:
+def _float_rounding(terms, const: np.ndarray, s: int) -> relax.Expr:
     """``int64(nearbyint(Σ float64(src) · coef · 2^-s + const · 2^-s))`` (see module doc)."""
     scale = 2.0 ** -s
     total = None
     for src, coef in terms:
         c = np.asarray(coef).astype(np.float64) * scale
-        term = relax.op.astype(get(src), "float64")
+        term = relax.op.astype(src, "float64")
         if not (c.size == 1 and float(c.reshape(())) == 1.0):
             term = relax.op.multiply(term, relax.const(c, "float64"))
         total = term if total is None else relax.op.add(total, term)
@@ -590,17 +401,61 @@ def _float_rounding(terms, const: np.ndarray, s: int, get) -> relax.Expr:
     return relax.op.astype(relax.op.round(total), "int64")
 
 
-@relax.expr_functor.mutator
-class _Substitute(relax.PyExprMutator):
-    def __init__(self, mapping: dict) -> None:
-        super().__init__()
-        self.mapping = mapping
+def float_sum(bb: relax.BlockBuilder, analysis: _Analysis, rs: RequantizeSum, get
+              ) -> relax.Expr | None:
+    """``rs`` in the float64 form of the module docstring, its last op returned unemitted;
+    None (nothing emitted) when the bound 2^53 cannot be proved.
 
-    def visit_var_(self, op: relax.Var) -> relax.Expr:
-        return self.mapping.get(op, op)
+    ``Σ_i (x_i - zp_i) · K_i = Σ_i w_i · K_i + B`` with ``w_i = x_i`` widened to the type of
+    ``x_i - zp_i`` (no wrap-around) and ``B = -Σ_i zp_i · K_i`` (a constant ``x_i`` adds
+    ``x_i · K_i`` to ``B``); the bound is ``max Σ_i |w_i| · |K_i| + |B|``."""
+    one = np.array(1, _ITEMS)
+    const = None
+    runtime = []  # (x_i, its widened type, coefficient, interval)
+    for (x, zp), k in zip(rs.terms, rs.multipliers, strict=True):
+        coef = _exact(k)
+        values = constant_value(x)
+        if values is not None:
+            part = _exact(values) * coef
+        else:
+            work = zero_point_free_type(_dtype(x), zp)
+            iv = analysis.interval(x)
+            runtime.append((x, work, one * coef, _full(work) if iv is None else _fit(iv, work)))
+            part = (-_exact(zp) if np.any(zp != 0) else np.array(0, _ITEMS)) * coef
+        const = part if const is None else const + part
+    total = _abs(const)
+    for _, _, coef, iv in runtime:
+        total = _obj(total + _max(_abs(iv[0]), _abs(iv[1])) * _abs(coef))
+    if int(max(total.reshape(-1).tolist())) >= FLOAT64_EXACT:
+        return None
+    terms = [(bb.emit(relax.op.astype(get(x), work)), coef) for x, work, coef, _ in runtime]
+    rounded = bb.emit(_float_rounding(terms, const, rs.shift))
+    return finish_sum(bb, rs, rounded)
 
-    def visit_dataflow_var_(self, op: relax.DataflowVar) -> relax.Expr:
-        return self.mapping.get(op, op)
+
+def _legalize(bb: relax.BlockBuilder, analysis: _Analysis | None, value: relax.Expr, get,
+              counter: list[int]) -> relax.Expr | None:
+    """The x86 form of a requantize op ``value`` (an original binding), its last op returned
+    unemitted; None when ``value`` is no such op. ``analysis`` is None outside dataflow
+    blocks (default forms only)."""
+    rq = Requantize.of(value)
+    if rq is not None:
+        new = replace(rq, value=get(rq.value))
+        if analysis is not None:
+            found = _saturation_rows(analysis, rq)
+            if found is not None:
+                counter[1] += 1
+                return saturate_before_requantize(bb, new, found)
+        return emit_requantize(bb, new)
+    rs = RequantizeSum.of(value)
+    if rs is None:
+        return None
+    if analysis is not None:
+        found = float_sum(bb, analysis, rs, get)
+        if found is not None:
+            counter[0] += 1
+            return found
+    return emit_requantize_sum(bb, replace(rs, terms=tuple((get(x), zp) for x, zp in rs.terms)))
 
 
 def _rewrite_function(bb: relax.BlockBuilder, name: str, func: relax.Function,
@@ -613,7 +468,7 @@ def _rewrite_function(bb: relax.BlockBuilder, name: str, func: relax.Function,
             return remap.get(expr, expr)
         if not relax.analysis.free_vars(expr):
             return expr
-        return _Substitute(remap).visit_expr(expr)
+        return SubstituteVars(remap).visit_expr(expr)
 
     with bb.function(name, list(func.params), attrs=attrs or None, pure=True):
         for block in func.body.blocks:
@@ -624,24 +479,13 @@ def _rewrite_function(bb: relax.BlockBuilder, name: str, func: relax.Function,
             for binding in block.bindings:
                 var = binding.var
                 if not isinstance(binding, relax.VarBinding):
-                    remap[var] = bb.match_cast(get(binding.value), _ty(binding),
+                    remap[var] = bb.match_cast(get(binding.value), ty(binding),
                                                name_hint=str(var.name))
                     continue
                 value = binding.value
                 analysis.record(var, value)
-                new_value = None
-                match = analysis.match_rounding_shift(value)
-                if match is not None and ctx is not None:
-                    form = analysis.linear_form(match[0])
-                    if form is not None:
-                        bound = analysis.bound(*form)
-                        if bound is not None and bound < FLOAT64_EXACT:
-                            new_value = _float_rounding(form[0], form[1], match[1], get)
-                            counter[0] += 1
-                if new_value is None and ctx is not None:
-                    new_value = saturate_before_requantize(analysis, value, get)
-                    if new_value is not None:
-                        counter[1] += 1
+                new_value = _legalize(bb, analysis if ctx is not None else None, value, get,
+                                      counter)
                 if new_value is None:
                     new_value = get(value)
                 if ctx is not None and not isinstance(var, relax.DataflowVar):
@@ -655,10 +499,14 @@ def _rewrite_function(bb: relax.BlockBuilder, name: str, func: relax.Function,
 
 
 def exact_float_rounding(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
-    """Rewrite every provably exact int64 rounding shift of ``mod``'s Relax functions into
-    its float64 form (see the module docstring) and move the saturation of float64
-    requantizes onto their integer input (see :func:`saturate_before_requantize`); returns
-    (module, number of rounding shifts rewritten). Every function keeps its GlobalVar."""
+    """Legalize every requantize op of ``mod``'s Relax functions for x86: sums in their exact
+    float64 form when provable (see the module docstring), requantizes with their saturation
+    on the integer input when provable (see :func:`saturate_before_requantize`), the rest in
+    their default forms (:mod:`tvm_qdq.qnn.legalize`); returns (module, number of sums in
+    float64 form). Every function keeps its GlobalVar."""
+    if not _has_integer_ops(mod):
+        return mod, 0
+    register()
     bb = relax.BlockBuilder()
     counter = [0, 0]
     names = []
@@ -666,11 +514,24 @@ def exact_float_rounding(mod: tvm.IRModule) -> tuple[tvm.IRModule, int]:
         if isinstance(func, relax.Function):
             _rewrite_function(bb, gvar.name_hint, func, counter)
             names.append(gvar.name_hint)
-    if counter[0] == 0 and counter[1] == 0:
-        return mod, 0
     built = bb.get()
     out = tvm.IRModule({gvar: built[gvar.name_hint] if gvar.name_hint in names else func
                         for gvar, func in mod.functions.items()})
     if mod.attrs is not None:
         out = out.with_attrs(dict(mod.attrs))
+    if counter[0] == 0 and counter[1] == 0:
+        return out, 0
     return relax.transform.DeadCodeElimination()(out), counter[0]
+
+
+def _has_integer_ops(mod: tvm.IRModule) -> bool:
+    found = []
+
+    def visit(expr) -> None:
+        if op_name(expr) is not None:
+            found.append(expr)
+
+    for func in mod.functions.values():
+        if isinstance(func, relax.Function) and not found:
+            relax.analysis.post_order_visit(func, visit)
+    return bool(found)

@@ -17,7 +17,8 @@ from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as tvm_onnx
 
 from ...dtypes import QTYPES
-from ...qnn.ops import CONV_OPS, QLINEAR_BINARY_PREFIX, conv_integer, matmul_integer_const
+from ...qnn.integer_ops import with_exact_rounding
+from ...qnn.ops import CONV_OPS, conv_integer, matmul_integer_const
 from .context import ConvertContext, constant_value
 
 NO_PARAMS: list = [{}, {}]
@@ -159,10 +160,11 @@ def _binary(op):
     def convert(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
         a, a_s, a_z, b, b_s, b_z, ys, yz = (_arg(inputs, i) for i in range(8))
         af, bf = ctx.bb.normalize(dq(a, a_s, a_z)), ctx.bb.normalize(dq(b, b_s, b_z))
-        y = ctx.bb.emit(op(af, bf), f"{QLINEAR_BINARY_PREFIX}{op.__name__}")
+        y = ctx.bb.emit(with_exact_rounding(op(af, bf)), f"qlinear_{op.__name__}")
         return q(y, ys, yz, _dtype(a))
 
-    convert.__doc__ = f"``Q({op.__name__}(DQ(a), DQ(b)), s_y, zp_y)`` (com.microsoft)."
+    convert.__doc__ = (f"``Q({op.__name__}(DQ(a), DQ(b)), s_y, zp_y)`` (com.microsoft), the "
+                       f"{op.__name__} marked as rounding the exact real result.")
     return convert
 
 

@@ -19,19 +19,11 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from relay_passes.fake_quantization_to_integer import _remap
-from relay_passes.qtensor import constant_value
-from tvm_qdq.qnn.ops import const, shape_of
+from ..relax_utils import constant as const
+from ..relax_utils import constant_value, conv_pad_width, remap_vars, static_shape
 
 SHIFT = 128
 PREFERENCES = {"x86": ("uint8", "int8")}
-
-
-def _pad_width(padding: list[int], spatial: int) -> list[int]:
-    width = [0, 0, 0, 0]
-    for i in range(spatial):
-        width += [padding[i], padding[spatial + i]]
-    return width
 
 
 def _to_uint8(bb: relax.BlockBuilder, x: relax.Expr) -> relax.Expr:
@@ -46,7 +38,7 @@ def _legalize_conv(bb, call: relax.Call, weight: np.ndarray) -> relax.Expr:
     padding = [int(p) for p in attrs.padding]
     data = call.args[0]
     if any(padding):
-        data = bb.emit(relax.op.nn.pad(data, _pad_width(padding, spatial), "constant", 0))
+        data = bb.emit(relax.op.nn.pad(data, conv_pad_width(padding, spatial), "constant", 0))
     op = relax.op.nn.conv2d if spatial == 2 else relax.op.nn.conv1d
     acc = str(attrs.out_dtype)
     value = bb.emit(op(_to_uint8(bb, data), call.args[1], strides=list(attrs.strides),
@@ -96,17 +88,17 @@ def legalize_signedness(mod: tvm.IRModule, target: str = "x86") -> tvm.IRModule:
             with bb.dataflow():
                 for block in func.body.blocks:
                     for binding in block.bindings:
-                        value = _remap(binding.value, mapping)
+                        value = remap_vars(binding.value, mapping)
                         weight = _candidate(value)
                         if weight is not None:
                             build = _legalize_conv if value.op.name != "relax.matmul" else \
                                 _legalize_matmul
                             value = build(bb, value, weight)
                             records.append({"op": binding.value.op.name,
-                                            "shape": list(shape_of(binding.var)),
+                                            "shape": list(static_shape(binding.var)),
                                             "rewrite": "int8×int8 → uint8×int8 - 128·Σw"})
                         mapping[binding.var] = bb.emit(value, name_hint=binding.var.name)
-                out = bb.emit_output(_remap(func.body.body, mapping))
+                out = bb.emit_output(remap_vars(func.body.body, mapping))
             bb.emit_func_output(out)
         mod[gvar] = bb.get()[gvar.name_hint]
     return mod.with_attr("tvm_qdq.legalize", json.dumps(records))

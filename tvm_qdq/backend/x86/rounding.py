@@ -51,10 +51,6 @@ def _dtype_range(dtype: str | None) -> tuple[int, int] | None:
     return None
 
 
-def _dtype(expr: relax.Expr) -> str | None:
-    return tensor_dtype(expr)
-
-
 def _exact(a: np.ndarray) -> np.ndarray:
     """Integer array ``a`` as exact Python integers (object array)."""
     return _obj(np.asarray(a).astype(np.int64))
@@ -129,7 +125,7 @@ class _Analysis:
             return _exact(value), _exact(value)
         if isinstance(expr, relax.Var) and expr in self.ranges:
             return self.ranges[expr]
-        rng = _dtype_range(_dtype(expr))
+        rng = _dtype_range(tensor_dtype(expr))
         return None if rng is None else (np.array(rng[0], _ITEMS), np.array(rng[1], _ITEMS))
 
     def record(self, var: relax.Var, value: relax.Expr) -> None:
@@ -139,11 +135,11 @@ class _Analysis:
             self.ranges[var] = self.interval_default(var)
 
     def interval_default(self, var: relax.Var) -> Interval | None:
-        rng = _dtype_range(_dtype(var))
+        rng = _dtype_range(tensor_dtype(var))
         return None if rng is None else (np.array(rng[0], _ITEMS), np.array(rng[1], _ITEMS))
 
     def _interval_of_value(self, var: relax.Var, value: relax.Expr) -> Interval | None:
-        dtype = _dtype(var)
+        dtype = tensor_dtype(var)
         if _dtype_range(dtype) is None or not isinstance(value, relax.Call) or \
                 not isinstance(value.op, tvm.ir.Op):
             return self.interval_default(var)
@@ -196,7 +192,7 @@ class _Analysis:
         low = np.minimum(wf * lo, wf * hi).sum(axis=1)
         high = np.maximum(wf * lo, wf * hi).sum(axis=1)
         shape = (1, w.shape[0], 1, 1)
-        return _fit((_obj(low).reshape(shape), _obj(high).reshape(shape)), _dtype(var))
+        return _fit((_obj(low).reshape(shape), _obj(high).reshape(shape)), tensor_dtype(var))
 
     def _matmul(self, var: relax.Var, call: relax.Call) -> Interval | None:
         b = constant_value(call.args[1])
@@ -208,7 +204,7 @@ class _Analysis:
         low = np.minimum(bf * a[0], bf * a[1]).sum(axis=0)
         high = np.maximum(bf * a[0], bf * a[1]).sum(axis=0)
         shape = (1,) * (ndim - 1) + (b.shape[1],)
-        return _fit((_obj(low).reshape(shape), _obj(high).reshape(shape)), _dtype(var))
+        return _fit((_obj(low).reshape(shape), _obj(high).reshape(shape)), tensor_dtype(var))
 
     # -- the bound of a sum --------------------------------------------------------------------
 
@@ -310,7 +306,7 @@ def _shifted_interval(analysis: _Analysis, rq: Requantize) -> Interval | None:
     """The interval of ``x - zp_in`` in the op's work type (the input of its float64 form)."""
     work = rq.work_dtype
     iv = analysis.interval(rq.value)
-    if _dtype(rq.value) != work:
+    if tensor_dtype(rq.value) != work:
         iv = _full(work) if iv is None else _fit(iv, work)
     if np.any(rq.zero_point_in != 0):
         zp = _exact(rq.zero_point_in)
@@ -418,7 +414,7 @@ def float_sum(bb: relax.BlockBuilder, analysis: _Analysis, rs: RequantizeSum, ge
         if values is not None:
             part = _exact(values) * coef
         else:
-            work = zero_point_free_type(_dtype(x), zp)
+            work = zero_point_free_type(tensor_dtype(x), zp)
             iv = analysis.interval(x)
             runtime.append((x, work, one * coef, _full(work) if iv is None else _fit(iv, work)))
             part = (-_exact(zp) if np.any(zp != 0) else np.array(0, _ITEMS)) * coef

@@ -19,6 +19,7 @@ from tvm.relax.frontend.onnx import onnx_frontend as tvm_onnx
 from ...dtypes import QTYPES
 from ...qnn.integer_ops import with_exact_rounding
 from ...qnn.ops import CONV_OPS, conv_integer, matmul_integer_const
+from ...relax_utils import tensor_dtype
 from .context import ConvertContext, constant_value
 
 NO_PARAMS: list = [{}, {}]
@@ -26,10 +27,6 @@ NO_PARAMS: list = [{}, {}]
 
 def _arg(inputs: list, i: int):
     return inputs[i] if i < len(inputs) else None
-
-
-def _dtype(expr: relax.Expr) -> str:
-    return str(expr.ty.dtype)
 
 
 def _ndim(expr: relax.Expr) -> int:
@@ -40,7 +37,7 @@ def _f32(expr: relax.Expr) -> relax.Expr:
     value = constant_value(expr)
     if value is not None:
         return relax.const(value.astype(np.float32).reshape(() if value.size == 1 else -1))
-    return expr if _dtype(expr) == "float32" else relax.op.astype(expr, "float32")
+    return expr if tensor_dtype(expr) == "float32" else relax.op.astype(expr, "float32")
 
 
 def _zp(expr: relax.Expr | None, like: relax.Expr, dtype: str) -> relax.Expr:
@@ -72,7 +69,7 @@ def dq(x: relax.Expr, scale: relax.Expr, zp: relax.Expr | None, axis: int = 0) -
                                     relax.const(np.asarray(zp_value, np.float32)))
         return relax.op.multiply(shifted, relax.const(value.astype(np.float32)))
     s = _f32(scale)
-    return relax.op.dequantize(x, s, _zp(zp, s, _dtype(x)), axis=axis % max(_ndim(x), 1),
+    return relax.op.dequantize(x, s, _zp(zp, s, tensor_dtype(x)), axis=axis % max(_ndim(x), 1),
                                out_dtype="float32")
 
 
@@ -80,7 +77,7 @@ def q(y: relax.Expr, scale: relax.Expr, zp: relax.Expr | None, dtype: str | None
       axis: int = 0) -> relax.Expr:
     """``saturate(round(y / scale) + zp)`` in the zero point's type (uint8 if absent)."""
     s = _f32(scale)
-    out = dtype or (_dtype(zp) if zp is not None else "uint8")
+    out = dtype or (tensor_dtype(zp) if zp is not None else "uint8")
     return relax.op.quantize(y, s, _zp(zp, s, out), axis=axis % max(_ndim(y), 1), out_dtype=out)
 
 
@@ -161,7 +158,7 @@ def _binary(op):
         a, a_s, a_z, b, b_s, b_z, ys, yz = (_arg(inputs, i) for i in range(8))
         af, bf = ctx.bb.normalize(dq(a, a_s, a_z)), ctx.bb.normalize(dq(b, b_s, b_z))
         y = ctx.bb.emit(with_exact_rounding(op(af, bf)), f"qlinear_{op.__name__}")
-        return q(y, ys, yz, _dtype(a))
+        return q(y, ys, yz, tensor_dtype(a))
 
     convert.__doc__ = (f"``Q({op.__name__}(DQ(a), DQ(b)), s_y, zp_y)`` (com.microsoft), the "
                        f"{op.__name__} marked as rounding the exact real result.")
@@ -176,7 +173,7 @@ def _unary(build):
     def convert(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
         x, xs, xz, ys, yz = (_arg(inputs, i) for i in range(5))
         xf = ctx.bb.normalize(dq(x, xs, xz))
-        return q(ctx.bb.normalize(build(ctx, xf, attrs)), ys, yz, _dtype(x))
+        return q(ctx.bb.normalize(build(ctx, xf, attrs)), ys, yz, tensor_dtype(x))
 
     return convert
 
@@ -208,7 +205,7 @@ def convert_qlinear_concat(ctx: ConvertContext, inputs: list, attrs: dict) -> re
     parts = [ctx.bb.normalize(dq(inputs[i], inputs[i + 1], inputs[i + 2]))
              for i in range(2, len(inputs), 3)]
     return q(ctx.bb.normalize(relax.op.concat(parts, axis=int(attrs.get("axis", 0)))), ys, yz,
-             _dtype(inputs[2]))
+             tensor_dtype(inputs[2]))
 
 
 def _nchw(ctx: ConvertContext, x: relax.Expr, channels_last: bool) -> relax.Expr:
@@ -236,7 +233,7 @@ def convert_qlinear_average_pool(ctx: ConvertContext, inputs: list, attrs: dict)
     xf = ctx.bb.normalize(dq(_nchw(ctx, x, last), xs, xz))
     pool = tvm_onnx.AveragePool.get_converter(ctx.onnx_opset)(ctx.bb, [xf], dict(attrs),
                                                               NO_PARAMS)
-    return _back(ctx, ctx.bb.normalize(q(ctx.bb.normalize(pool), ys, yz, _dtype(x))), last)
+    return _back(ctx, ctx.bb.normalize(q(ctx.bb.normalize(pool), ys, yz, tensor_dtype(x))), last)
 
 
 def convert_qlinear_global_average_pool(ctx: ConvertContext, inputs: list, attrs: dict):
@@ -246,14 +243,14 @@ def convert_qlinear_global_average_pool(ctx: ConvertContext, inputs: list, attrs
     n = _ndim(x)
     axes = list(range(1, n - 1)) if last else list(range(2, n))
     xf = ctx.bb.normalize(dq(x, xs, xz))
-    return q(ctx.bb.normalize(relax.op.mean(xf, axis=axes, keepdims=True)), ys, yz, _dtype(x))
+    return q(ctx.bb.normalize(relax.op.mean(xf, axis=axes, keepdims=True)), ys, yz, tensor_dtype(x))
 
 
 def convert_qlinear_where(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
     """QLinearWhere: ``Q(where(cond, DQ(x), DQ(y)), s_z, zp_z)``."""
     cond, x, xs, xz, y, ys, yz, zs, zz = (_arg(inputs, i) for i in range(9))
     xf, yf = ctx.bb.normalize(dq(x, xs, xz)), ctx.bb.normalize(dq(y, ys, yz))
-    return q(ctx.bb.normalize(relax.op.where(cond, xf, yf)), zs, zz, _dtype(x))
+    return q(ctx.bb.normalize(relax.op.where(cond, xf, yf)), zs, zz, tensor_dtype(x))
 
 
 # --- integer-result and dynamic ops: exact integer Relax ------------------------------------
@@ -295,7 +292,7 @@ def convert_conv_integer(ctx: ConvertContext, inputs: list, attrs: dict) -> rela
     zw = np.asarray(_int_zero_point(wz), np.int64)
     zw = zw.reshape((-1,) + (1,) * (w_value.ndim - 1)) if zw.ndim else zw
     w_shift = w_value.astype(np.int64) - zw
-    value, _, _ = conv_integer(ctx.bb, x, QTYPES[_dtype(x)], _int_zero_point(xz), w_shift,
+    value, _, _ = conv_integer(ctx.bb, x, QTYPES[tensor_dtype(x)], _int_zero_point(xz), w_shift,
                                acc="int32", **kwargs)
     return value
 
@@ -327,7 +324,7 @@ def _matmul_integer(ctx: ConvertContext, a, b, az, bz, acc: str = "int32") -> re
     if b_value is not None and b_value.ndim == 2 and not isinstance(zb, relax.Expr):
         b_shift = b_value.astype(np.int64) - np.asarray(zb, np.int64)
         za = _int_zero_point(az)
-        value, _, _ = matmul_integer_const(ctx.bb, a, QTYPES[_dtype(a)], za, b_shift, acc=acc)
+        value, _, _ = matmul_integer_const(ctx.bb, a, QTYPES[tensor_dtype(a)], za, b_shift, acc=acc)
         return value
     a_shift = _shift_runtime(ctx, a, az, [-1, 1])
     b_shift = _shift_runtime(ctx, b, bz, None)
@@ -343,7 +340,7 @@ def convert_matmul_integer(ctx: ConvertContext, inputs: list, attrs: dict) -> re
 def convert_matmul_integer16(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr:
     """MatMulInteger16 (com.microsoft): ``y = a @ b`` of 16-bit integers, int32 result."""
     a, b = inputs[0], inputs[1]
-    out = "uint32" if _dtype(a) == _dtype(b) == "uint16" else "int32"
+    out = "uint32" if tensor_dtype(a) == tensor_dtype(b) == "uint16" else "int32"
     wide = "int64" if out == "uint32" else "int32"
     y = relax.op.matmul(relax.op.astype(a, wide), relax.op.astype(b, wide), out_dtype=wide)
     return relax.op.astype(y, out) if wide != out else y

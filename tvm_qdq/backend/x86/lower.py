@@ -2,8 +2,10 @@
 
 The steps, in the order :func:`lower_integer_kernels` calls them:
 
-1. :func:`.rounding.exact_float_rounding`: int64 fixed-point requantize chains whose values
-   provably stay below 2^53 become their (bit-identical) float64 form;
+1. :func:`.rounding.exact_float_rounding`: the integer IR's ``tvm_qdq.requantize`` /
+   ``tvm_qdq.requantize_sum`` ops become their x86 forms (saturate on the accumulator, then
+   the float64 multiply-round; sums in exact float64 where their bound is proved, else the
+   default int64 form);
 2. :func:`rewrite_kernels`: conv / matmul become ``call_tir`` to the VNNI and depthwise kernels
    of :mod:`.kernels` (the choice: :mod:`.kernel_selection`), NHWC propagated through the ops
    that follow the layout (:mod:`.layout`);
@@ -49,7 +51,7 @@ class LoweringReport:
     skipped: list[dict] = field(default_factory=list)
     schedules: dict[str, str] = field(default_factory=dict)
     #: int64 rounding shifts rewritten to their exact float64 form (:mod:`.rounding`).
-    float_roundings: int = 0
+    float_roundings: int = 0  # requantize_sum ops given the exact float64 form
 
     def to_json(self) -> str:
         return json.dumps({"kernels": self.kernels, "skipped": self.skipped,

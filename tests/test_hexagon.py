@@ -267,6 +267,40 @@ def test_fixed_point_rewrite_of_the_relax_chains_runs_like_the_reference() -> No
         assert np.array_equal(out.numpy(), requantize_fixed(values, fp, zp, 0, 255))
 
 
+def test_fixed_point_report_lists_requantize_fallbacks_only() -> None:
+    """A requantize with no fixed-point form (a zero multiplier) keeps its float64 form and is
+    reported as ``fixed: false`` with its function; a float64 → int32 cast that is no
+    requantize (PyTorch dynamic quantization's run-time zero point,
+    ``int32(round(qmin - lo / scale))``) is left alone and not reported (issue 16: the scan
+    that took every such cast for a requantize failed on the torch rows)."""
+    from tvm import relax
+
+    from tvm_qdq.backend.hexagon.requant import fixed_point_requantize
+    from tvm_qdq.qnn.integer_ops import Requantize
+
+    bb = relax.BlockBuilder()
+    t = relax.Var("t", relax.TensorType([2, 3, 8], "int32"))
+    f = relax.Var("f", relax.TensorType([], "float64"))
+    with bb.function("main", [t, f]):
+        with bb.dataflow():
+            m = np.array([2e-4, 0.0, 1e-3]).reshape(1, 3, 1)
+            q = bb.emit(Requantize(t, np.zeros((), np.int64), m, np.zeros((), np.int64), -128,
+                                   127, "int8").call())
+            zp = bb.emit(relax.op.astype(relax.op.round(f), "int32"))
+            result = bb.emit_output(relax.Tuple([q, zp]))
+        bb.emit_func_output(result)
+    mod, report = fixed_point_requantize(bb.get())
+    assert report == [{"fixed": False, "function": "main", "shape": [2, 3, 8],
+                       "why": "no fixed-point form within the error bound"}], report
+    executable = tvm.compile(mod, target="llvm")
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    values = np.arange(-24, 24, dtype=np.int32).reshape(2, 3, 8) * 1000
+    got, zp = vm["main"](tvm.runtime.tensor(values, tvm.cpu()),
+                         tvm.runtime.tensor(np.array(6.5), tvm.cpu()))
+    assert np.array_equal(got.numpy(), np.clip(np.round(values * m), -128, 127).astype(np.int8))
+    assert int(zp.numpy()) == 6
+
+
 def test_fixed_point_add_kernel_matches_numpy_reference() -> None:
     """The ``tq_hx_add`` PrimFunc (broadcast operand, per-channel ratio), built for the host,
     is bit-exact with :func:`tvm_qdq.qnn.fixed_point.add_fixed`."""
@@ -342,6 +376,35 @@ def test_fixed_point_requantize_models_within_contract(name: str, config: str) -
             assert_model_contract(got, want, scale, zero_point,
                                   classify=name == "resnet_cnn",
                                   name=f"hexagon-fixed/{name}/{config}/{out.name}/{seed}")
+
+
+@needs_toolchain
+def test_torch_dynamic_mlp_runs_on_hexagon() -> None:
+    """PyTorch's dynamic int8 MLP (benchmark row ``torch_mlp/torch_dynamic``: run-time
+    activation qparams, ``fma(float32(acc), s_x · s_w, bias)`` float outputs) compiles and runs
+    on Hexagon (issue 16). It has no requantize op, so ``fixed`` and ``float`` are the same
+    build; the float output is judged as ``tests/test_torch_dynamic.py`` judges the MLPs and
+    as the float outputs above are judged against x86: bit for bit, against the x86 build and
+    against PyTorch itself."""
+    torch = pytest.importorskip("torch")
+    from tvm_qdq.testing import torch_models as tm
+
+    torch.manual_seed(0)
+    qmodel = tm.quantize_dynamic(tm.MLP().eval().fused())
+    x = torch.randn(64, 32)
+    with torch.no_grad():
+        mod = tvm_qdq.from_torch(torch.jit.trace(qmodel, (x,)), (x,), input_names=["x"])
+    hexagon = tvm_qdq.compile(mod, "hexagon")
+    assert hexagon.meta["notes"]["requantize"] == [] and hexagon.meta["notes"]["add"] == []
+    x86 = tvm_qdq.compile(mod, "x86")
+    for seed in (1, 2):
+        feed = torch.randn(64, 32, generator=torch.Generator().manual_seed(seed)) * seed
+        with torch.no_grad():
+            want = qmodel(feed).numpy()
+        (got,) = hexagon.run({"x": feed.numpy()})
+        np.testing.assert_array_equal(got, x86.run({"x": feed.numpy()})[0],
+                                      err_msg=f"torch_mlp/{seed}: Hexagon != x86")
+        np.testing.assert_array_equal(got, want, err_msg=f"torch_mlp/{seed}: != PyTorch")
 
 
 def _float_instructions(build, symbol: str) -> list[str]:

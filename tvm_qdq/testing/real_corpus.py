@@ -175,7 +175,7 @@ def dequantized_float_compute(mod) -> list[str]:
                     producer[binding.var] = value.op.name
                     if value.op.name in COMPUTE_OPS and all(
                             producer.get(a) == "relax.dequantize" for a in value.args[:2]):
-                        found.append(f"{value.op.name} → {binding.var.name_hint}")
+                        found.append(f"{value.op.name} → {binding.var.name}")
     return found
 
 

@@ -16,7 +16,10 @@ word), where the float chain was scalar IEEE double code (qemu-hexagon has no HV
 
 An op whose multiplier has no fixed-point form within the error bound (see
 :func:`~tvm_qdq.qnn.fixed_point.plan_fixed_point`) gets its default float64 form
-(:mod:`tvm_qdq.qnn.legalize`) and is reported.
+(:mod:`tvm_qdq.qnn.legalize`) and is reported (``fixed: false``) where it is legalized. Other
+float64 → integer casts of the module are not requantizes and are not reported: e.g. PyTorch
+dynamic quantization's run-time zero point ``int32(clip(round(qmin - lo / scale)))``
+(:mod:`tvm_qdq.frontend.torch.dynamic`).
 """
 
 from __future__ import annotations
@@ -28,12 +31,11 @@ from tvm import relax, te, tirx
 from ...qnn.fixed_point import FixedPoint, plan_fixed_point
 from ...qnn.integer_ops import Requantize, register
 from ...qnn.legalize import emit_requantize, shifted_input
-from ...relax_utils import static_shape, tensor_dtype
+from ...relax_utils import static_shape
 
 #: ``op_pattern`` kElemWise: ``FuseOps`` fuses it into the output-elementwise-fusable kernel
 #: it follows (its constant multiplier operands broadcast).
 ELEMWISE = 0
-INT_TYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16")
 
 
 def _is_op(expr, name: str) -> bool:
@@ -116,6 +118,7 @@ class _Rewriter(relax.PyExprMutator):
         super().__init__(mod)
         self.report: list[dict] = []
         self.cache: dict = {}
+        self.function = ""  # name of the Relax function being rewritten (for the report)
 
     def visit_call_(self, call: relax.Call):  # noqa: D102 - visitor hook
         call = super().visit_call_(call)
@@ -126,7 +129,10 @@ class _Rewriter(relax.PyExprMutator):
         fp = plan_fixed_point(rq.multiplier, max(32, _bits(acc)), zp, rq.qmin, rq.qmax,
                               rq.offset)
         if fp is None:
-            return emit_requantize(self.builder_, rq)  # reported by _float_leftovers
+            self.report.append({"fixed": False, "function": self.function,
+                                "shape": list(static_shape(call)),
+                                "why": "no fixed-point form within the error bound"})
+            return emit_requantize(self.builder_, rq)
         t = shifted_input(self.builder_, rq)
         shape = static_shape(t)
         m = rq.multiplier
@@ -149,29 +155,13 @@ class _Rewriter(relax.PyExprMutator):
 
 def fixed_point_requantize(mod: tvm.IRModule) -> tuple[tvm.IRModule, list[dict]]:
     """Legalize the requantize ops of every Relax function (see the module docstring);
-    returns the module and one report entry per op."""
+    returns the module and one report entry per op (``fixed``: the fixed-point kernel, or
+    the float64 form)."""
     register()
     rewriter = _Rewriter(mod)
     for gvar, func in mod.functions.items():
         if isinstance(func, relax.Function):
+            rewriter.function = str(gvar.name_hint)
             rewriter.builder_.update_func(gvar, rewriter.visit_expr(func))
     new = relax.transform.DeadCodeElimination()(rewriter.builder_.get())
-    return new, rewriter.report + _float_leftovers(new)
-
-
-def _float_leftovers(mod: tvm.IRModule) -> list[dict]:
-    """One report entry per float64 → integer cast left in the module: a requantize that kept
-    its float code (no fixed-point form within the bound)."""
-    left = []
-    for gvar, func in mod.functions.items():
-        if not isinstance(func, relax.Function):
-            continue
-        for block in func.body.blocks:
-            for binding in block.bindings:
-                value = binding.value
-                if _is_op(value, "relax.astype") and \
-                        tensor_dtype(value.args[0]) == "float64" and \
-                        str(value.attrs.dtype) in INT_TYPES:
-                    left.append({"fixed": False, "function": str(gvar.name_hint),
-                                 "var": str(binding.var.name_hint), "why": "kept float"})
-    return left
+    return new, rewriter.report

@@ -109,6 +109,7 @@ class _AddRewriter(relax.PyExprMutator):
             return call
         ranges = [_shifted_range(x, zp, self._value) for x, zp in rs.terms]
         if any(r is None for r in ranges):
+            self.report.append({"op": "add", "fixed": False, "why": "operand range unknown"})
             return emit_requantize_sum(self.builder_, rs)
         bits = [_signed_bits(*r) for r in ranges]
         ratios = [k.astype(np.float64) / 2.0**rs.shift for k in rs.multipliers]

@@ -5,7 +5,9 @@
   with a uint8 / int8 / uint16 activation, a constant weight whose values split into at most
   :data:`.kernels.MAX_TERMS` int8 terms, ``groups == 1`` (or a few groups, as one
   block-diagonal weight) and an int32 / int64 result → the VNNI conv kernel in NHWC, the
-  weight packed in numpy;
+  weight packed in numpy; a weight that is not int8 but int8 plus a per-channel offset
+  (uint8 weights with a zero point) takes the offset form of :mod:`.kernels` where it is
+  cheaper than int8 terms (:func:`offset_form`);
 * a depthwise conv (``groups == C == O``) → the channel-vectorized NHWC kernel;
 * ``R.matmul(a, constant b)`` with the same dtypes → the VNNI matmul kernel;
 * everything else stays TVM's op (recorded in the report's ``skipped`` with the reason).
@@ -17,7 +19,7 @@ fusable, so ``FuseOps`` fuses each requantize epilogue into its kernel.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,11 +63,29 @@ def _vnni_weight_ok(w: np.ndarray, out_dtype: str, rows_axis: int) -> str | None
     if K.weight_terms(w) > K.MAX_TERMS:
         return f"weights need {K.weight_terms(w)} int8 terms"
     if out_dtype == "int64":
-        per_out = np.abs(np.moveaxis(w.astype(np.int64), rows_axis, 0)).reshape(
-            w.shape[rows_axis], -1).sum(axis=1)
+        per_out = np.abs(K.weight_rows(w, rows_axis)).sum(axis=1)
         if 255 * int(per_out.max()) >= 2**31:
             return "int32 partial sums could overflow"
     return None
+
+
+def offset_form(w: np.ndarray, out_axis: int, in_dtype: str) -> np.ndarray | None:
+    """The per-output-channel offsets ``b`` of the offset form (:mod:`.kernels`:
+    ``Σ u·w' = Σ u·(w' - b) + b·Σu``) when ``w' - b`` is int8, the sums stay exact in int32,
+    and the window-sum kernel (one more 16-channel block) costs less than the int8 terms
+    (``blocks + 1 < terms · blocks``, ``blocks = ⌈O/16⌉``); else None (int8 terms). uint8 /
+    int8 activations only (one uint8 plane)."""
+    terms = K.weight_terms(w)
+    if in_dtype not in ("uint8", "int8") or terms == 1:
+        return None
+    blocks = -(-int(w.shape[out_axis]) // K.LANES)
+    if blocks + 1 >= terms * blocks:
+        return None
+    rows = K.weight_rows(w, out_axis)
+    offsets = K.channel_offsets(rows)
+    if offsets is None or not K.offset_fits_int32(rows, offsets):
+        return None
+    return offsets
 
 
 class KernelRewriter(LayoutRewriter):
@@ -153,14 +173,32 @@ class KernelRewriter(LayoutRewriter):
                                     "reason": f"groups={groups}, {weight_issue or 'no VNNI'}"})
         return None
 
+    def _window_sums(self, kernel: Callable, act, ones_packed: np.ndarray, spec,
+                     offsets: np.ndarray, out_dtype: str, name: str, hint: str) -> dict:
+        """The offset form's extra inputs of the main kernel: ``sums`` (``kernel`` with the
+        all-ones weight ``ones_packed`` and the one-channel ``spec``: ``Σ_k u_k`` per output
+        row, int32) and the ``offsets`` constant in ``out_dtype``."""
+        sums = self.bb.emit(self.bb.call_te(
+            _with_spec(kernel, spec), act, relax.const(ones_packed, "int8"),
+            primfunc_name_hint=hint, primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE}),
+            name_hint=name + "_sums")
+        return {"sums": sums, "offsets": relax.const(offsets.astype(out_dtype), out_dtype)}
+
     def _emit_vnni_conv(self, name: str, x, wv: np.ndarray, spec: K.Conv2dSpec):
         x_nhwc = self.get_nhwc(x)
-        terms = K.weight_terms(wv)
-        wp = relax.const(K.pack_conv_weight(wv, terms), "int8")
         corr = K.conv_correction(wv, spec.in_dtype)
         kwargs = {}
         if corr is not None:
             kwargs["corr"] = relax.const(corr.astype(spec.out_dtype), spec.out_dtype)
+        offsets = offset_form(wv, 0, spec.in_dtype)
+        if offsets is not None:
+            kwargs.update(self._window_sums(
+                K.conv2d_nhwc_vnni, x_nhwc, K.pack_conv_weight(K.ones_weight(wv.shape, 0)),
+                replace(spec, o=1, out_dtype="int32"), offsets, spec.out_dtype, name,
+                "tq_vnni_conv2d"))
+            wv = wv - offsets.reshape(-1, 1, 1, 1)
+        terms = K.weight_terms(wv)
+        wp = relax.const(K.pack_conv_weight(wv, terms), "int8")
         attrs = {"op_pattern": OUT_EWISE_FUSABLE}
         if spec.in_dtype == "uint16":
             kwargs["high"] = self.bb.emit(self.bb.call_te(
@@ -169,7 +207,7 @@ class KernelRewriter(LayoutRewriter):
             kwargs["part"] = "lo"
         self.report.kernels.append({
             "kind": "vnni_conv2d", "var": name, "macs": spec.macs, "weight_terms": terms,
-            "spec": asdict(spec)})
+            "offset_form": offsets is not None, "spec": asdict(spec)})
         return self.bb.call_te(_with_spec(K.conv2d_nhwc_vnni, spec), x_nhwc, wp,
                                primfunc_name_hint="tq_vnni_conv2d", primfunc_attrs=attrs,
                                **kwargs)
@@ -191,14 +229,21 @@ class KernelRewriter(LayoutRewriter):
             return None
         spec = K.MatmulSpec(batch=tuple(a_shape[:-2]), m=a_shape[-2], k=a_shape[-1],
                             n=int(bv.shape[1]), in_dtype=in_dtype, out_dtype=out_dtype)
-        terms = K.weight_terms(bv)
-        bp = relax.const(K.pack_matmul_weight(bv, terms), "int8")
         corr = K.matmul_correction(bv, in_dtype)
         kwargs = {}
         if corr is not None:
             kwargs["corr"] = relax.const(corr.astype(out_dtype), out_dtype)
-        attrs = {"op_pattern": OUT_EWISE_FUSABLE}
         a_plain = self.get_plain(a)
+        offsets = offset_form(bv, 1, in_dtype)
+        if offsets is not None:
+            kwargs.update(self._window_sums(
+                K.matmul_vnni, a_plain, K.pack_matmul_weight(K.ones_weight(bv.shape, 1)),
+                replace(spec, n=1, out_dtype="int32"), offsets, out_dtype, name,
+                "tq_vnni_matmul"))
+            bv = bv - offsets.reshape(1, -1)
+        terms = K.weight_terms(bv)
+        bp = relax.const(K.pack_matmul_weight(bv, terms), "int8")
+        attrs = {"op_pattern": OUT_EWISE_FUSABLE}
         if in_dtype == "uint16":
             kwargs["high"] = self.bb.emit(self.bb.call_te(
                 _with_spec(K.matmul_vnni, spec), a_plain, bp, part="hi",
@@ -206,7 +251,8 @@ class KernelRewriter(LayoutRewriter):
                 primfunc_attrs=attrs), name_hint=name + "_hi")
             kwargs["part"] = "lo"
         self.report.kernels.append({"kind": "vnni_matmul", "var": name, "macs": spec.macs,
-                                    "weight_terms": terms, "spec": asdict(spec)})
+                                    "weight_terms": terms, "offset_form": offsets is not None,
+                                    "spec": asdict(spec)})
         return self.bb.call_te(_with_spec(K.matmul_vnni, spec), a_plain, bp,
                                primfunc_name_hint="tq_vnni_matmul", primfunc_attrs=attrs,
                                **kwargs), "plain"

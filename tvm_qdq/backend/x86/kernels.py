@@ -13,6 +13,7 @@ Layouts
 
   ``t`` indexes int8 terms summing to a wider weight (e.g. the int16 ``w - zw`` of uint8
   weights: ``|w'| ≤ 255`` → 3 terms of ``[-127, 127]``); int8 weights have one term.
+  Such weights usually take the **offset form** instead (below): one int8 term.
   - depthwise conv ``w[c, 1, kh, kw]`` → ``wd[kh, kw, c]``.
 
   So one ``vpdpbusd`` multiplies 4 consecutive reduction elements of one activation row
@@ -34,6 +35,18 @@ where ``u(x)`` is the activation as uint8 (padding = the activation value 0):
 * ``uint16``: ``x = 256 · hi + lo`` with two uint8 planes; ``conv(x) = 256 · conv(hi) +
   conv(lo)``: two kernels, the ``hi`` one returns its int32 result, the ``lo`` one adds
   ``256 ·`` it in the output type (each partial sum is below 2^31 for ``K < 66051``).
+
+**Offset form** (uint8 weights with a zero point: ``w' = w - zw`` spans ``[-255, 255]``, but
+each output channel's values span at most 255): ``w'[o, k] = w''[o, k] + b[o]`` with
+``w''`` int8 for a per-channel offset ``b[o]`` (:func:`channel_offsets`), so::
+
+    Σ_k u_k · w'[o, k] = Σ_k u_k · w''[o, k] + b[o] · Σ_k u_k
+
+``Σ_k u_k`` (the window sum of the padded plane) is the same VNNI kernel with one output
+channel of all-ones weights (:func:`ones_weight`), a kernel of its own whose int32 result the
+main kernel's epilogue reads (``sums``, times ``offsets[o]``): one extra 16-channel block
+instead of a second (or third) int8 term for every block. Exact when every partial sum stays
+below 2^31 (:func:`offset_fits_int32`).
 
 Matmuls are the same with ``acc[..., m, n] = Σ_k u(a)[..., m, k] · b[k, n]``. The
 depthwise kernel (a :data:`~tvm_qdq.backend.kernel_tags.DEPTHWISE` block) is a plain
@@ -129,6 +142,39 @@ def split_int8(w: np.ndarray, terms: int) -> np.ndarray:
     return out
 
 
+def weight_rows(w: np.ndarray, out_axis: int) -> np.ndarray:
+    """``w`` as int64 ``[O, K]``: one row per output channel (axis ``out_axis``) holding its
+    reduction elements."""
+    return np.moveaxis(w.astype(np.int64), out_axis, 0).reshape(w.shape[out_axis], -1)
+
+
+def channel_offsets(rows: np.ndarray) -> np.ndarray | None:
+    """Per-row offsets ``b[o]`` with ``rows[o] - b[o]`` in ``[-128, 127]``: the value of
+    ``[max_k rows[o] - 127, min_k rows[o] + 128]`` nearest 0 (0 for rows that fit int8);
+    None when a row spans more than 255."""
+    lo, hi = rows.min(axis=1), rows.max(axis=1)
+    if np.any(hi - lo > 255):
+        return None
+    return np.clip(0, hi - 127, lo + 128).astype(np.int64)
+
+
+def offset_fits_int32(rows: np.ndarray, offsets: np.ndarray) -> bool:
+    """True when the offset form stays exact in int32 for uint8 planes ``u ≤ 255``:
+    ``255 · (max_o Σ_k |rows[o, k] - b[o]| + K · max_o |b[o]|) < 2^31`` bounds the main
+    kernel's partial sums, the window sums, ``b[o] · Σu`` and their sum."""
+    shifted = np.abs(rows - offsets[:, None]).sum(axis=1)
+    k = rows.shape[1]
+    return 255 * (int(shifted.max(initial=0)) + k * int(np.abs(offsets).max(initial=0))) < 2**31
+
+
+def ones_weight(shape: tuple[int, ...], out_axis: int) -> np.ndarray:
+    """All-ones int8 weights of ``shape`` with one output channel (axis ``out_axis``): the
+    kernel computing the window sums ``Σ_k u_k`` of the offset form."""
+    single = list(shape)
+    single[out_axis] = 1
+    return np.ones(single, np.int8)
+
+
 def pack_conv_weight(w: np.ndarray, terms: int = 1) -> np.ndarray:
     """OIHW integer weights → ``[O16/16, T, KH, KW, C4/4, 16, 4]`` int8 (``T = terms``
     int8 tensors summing to ``w``, see :func:`split_int8`)."""
@@ -175,12 +221,15 @@ def conv2d_nhwc_vnni(
     corr: te.Tensor | None = None,
     part: str = "",
     high: te.Tensor | None = None,
+    sums: te.Tensor | None = None,
+    offsets: te.Tensor | None = None,
 ) -> te.Tensor:
     """The exact integer convolution (NHWC) ``[N, OH, OW, O]``.
 
     ``part`` selects the byte of a uint16 input (``"lo"``/``"hi"``); ``high`` is the int32
     result of the ``"hi"`` part, added as ``256 · high`` (in ``spec.out_dtype``); ``corr`` is
-    subtracted per output channel (int8 inputs).
+    subtracted per output channel (int8 inputs); ``offsets[o] · sums[n, oh, ow, 0]`` is added
+    (the offset form: ``sums`` the window sums).
     """
     sh, sw = spec.strides
     dh, dw = spec.dilation
@@ -199,15 +248,18 @@ def conv2d_nhwc_vnni(
     acc = te.compute((spec.n, spec.oh, spec.ow, spec.o16), body, name="tq_vnni_conv",
                      attrs=tag(VNNI))
     out_dtype = "int32" if part == "hi" else spec.out_dtype
-    return _finalize(acc, spec.o, out_dtype, corr=corr, high=high)
+    return _finalize(acc, spec.o, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets)
 
 
 def _finalize(
     acc: te.Tensor, n_out: int, out_dtype: str, *, corr: te.Tensor | None = None,
-    high: te.Tensor | None = None,
+    high: te.Tensor | None = None, sums: te.Tensor | None = None,
+    offsets: te.Tensor | None = None,
 ) -> te.Tensor:
-    """``acc[..., :n_out] + 256 · high - corr`` in ``out_dtype`` (each term only if given)."""
-    if corr is None and high is None and n_out == int(acc.shape[-1]) and out_dtype == "int32":
+    """``acc[..., :n_out] + 256 · high + offsets[o] · sums[..., 0] - corr`` in ``out_dtype``
+    (each term only if given)."""
+    if corr is None and high is None and sums is None and n_out == int(acc.shape[-1]) and \
+            out_dtype == "int32":
         return acc
     shape = [int(d) for d in acc.shape[:-1]] + [n_out]
 
@@ -215,6 +267,9 @@ def _finalize(
         total = acc[idx].astype(out_dtype)
         if high is not None:
             total = total + high[idx].astype(out_dtype) * tirx.const(256, out_dtype)
+        if sums is not None:
+            total = total + offsets[idx[-1]].astype(out_dtype) * \
+                sums[(*idx[:-1], 0)].astype(out_dtype)
         if corr is not None:
             total = total - corr[idx[-1]].astype(out_dtype)
         return total
@@ -268,9 +323,11 @@ def matmul_vnni(
     corr: te.Tensor | None = None,
     part: str = "",
     high: te.Tensor | None = None,
+    sums: te.Tensor | None = None,
+    offsets: te.Tensor | None = None,
 ) -> te.Tensor:
-    """The exact integer matmul ``[*batch, m, n]`` (``part``/``high``/``corr`` as for
-    :func:`conv2d_nhwc_vnni`)."""
+    """The exact integer matmul ``[*batch, m, n]`` (``part``/``high``/``corr``/``sums``/
+    ``offsets`` as for :func:`conv2d_nhwc_vnni`; ``sums[..., m, 0] = Σ_k u(a)[..., m, k]``)."""
     if spec.in_dtype == "uint8" and spec.k4 == spec.k:
         plane = a
     else:
@@ -297,7 +354,7 @@ def matmul_vnni(
     acc = te.compute((*spec.batch, spec.m, spec.n16), body, name="tq_vnni_matmul",
                      attrs=tag(VNNI))
     out_dtype = "int32" if part == "hi" else spec.out_dtype
-    return _finalize(acc, spec.n, out_dtype, corr=corr, high=high)
+    return _finalize(acc, spec.n, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -35,6 +35,27 @@ def static_shape(expr: relax.Expr) -> tuple[int, ...] | None:
     return tuple(int(d) for d in values)
 
 
+Dim = int | tvm.ir.Expr
+
+
+def partial_shape(expr: relax.Expr) -> tuple[Dim, ...] | None:
+    """Dimensions of a tensor-typed ``expr``: an int where the dimension is a known integer,
+    the symbolic ``PrimExpr`` (e.g. a ``seq`` variable) where it is not; None when the
+    shape itself is unknown (only the rank, or nothing, is known)."""
+    t = ty(expr)
+    if not isinstance(t, relax.TensorType) or t.shape is None:
+        return None
+    values = getattr(t.shape, "values", None)
+    if values is None:
+        return None
+    return tuple(int(d) if isinstance(d, tvm.tirx.IntImm) else d for d in values)
+
+
+def is_static(dim: Dim) -> bool:
+    """Whether a dimension from :func:`partial_shape` is a known integer."""
+    return isinstance(dim, int)
+
+
 def constant_value(expr: relax.Expr) -> np.ndarray | None:
     """The value of a Relax constant as numpy, None for anything else."""
     if isinstance(expr, tvm.ir.Constant) and hasattr(expr.value, "numpy"):

@@ -321,6 +321,37 @@ def render_real_models(rows: list[dict], machine: str, date: str) -> str:
     return "\n".join(lines)
 
 
+def render_dynamic_shapes(rows: list[dict], machine: str, date: str) -> str:
+    """The table of ``benchmarks/dynamic_shapes.py`` (markdown; also the README's)."""
+    lines = [
+        f"Measured {date} on {machine} by `benchmarks/dynamic_shapes.py`: each model compiled "
+        "once with symbolic dims (`bounds=` as shown), run at every size beside a static "
+        "compile for that size and ORT (interleaved medians). Agreement: the one-compile "
+        "build against ORT's reference path at that size (LSB, or max |diff| and cosine for "
+        "float outputs).",
+        "",
+        "| model | bounds | threads | size | compile s (once) | agreement | = static | "
+        "ORT ms | static ms | dynamic ms | dynamic / static | ORT / dynamic |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        bounds = ", ".join(f"{k} ≤ {v}" for k, v in r.get("bounds", {}).items())
+        if "error" in r:
+            lines.append(f"| {r['model']} | {bounds} | {r['threads']} | – | – | "
+                         f"{r['error']} | – | – | – | – | – | – |")
+            continue
+        ms = r["ms"]
+        same = {True: "yes", False: "NO"}.get(r.get("identical_to_static"), "–")
+        lines.append(
+            f"| {r['model']} | {bounds} | {r['threads']} | {r['size']} | "
+            f"{r['compile_s']:.1f} | {_agree(r.get('agreement'))} | {same} | "
+            f"{fmt_ms(ms.get('ort'))} | {fmt_ms(ms.get('static'))} | "
+            f"{fmt_ms(ms.get('dynamic'))} | "
+            f"{_fmt(_ratio(ms.get('dynamic'), ms.get('static')), 2)} | "
+            f"{_fmt(_ratio(ms.get('ort'), ms.get('dynamic')), 2)} |")
+    return "\n".join(lines)
+
+
 def render_pytorch2(rows: list[dict], date: str) -> str:
     """The table of ``benchmarks/pytorch2.py`` (markdown; also the README's)."""
     lines = [

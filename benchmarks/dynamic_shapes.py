@@ -1,0 +1,213 @@
+"""One compile for many sizes: models with symbolic batch / sequence / width dimensions.
+
+``python benchmarks/dynamic_shapes.py`` compiles each model of :data:`MODELS` once, with its
+symbolic input dimensions left symbolic (``bounds=`` gives their upper bounds), and runs it at
+every size of the model's grid beside a static compile for that size (``shapes=``) and ONNX
+Runtime (default session options), timed interleaved in one process (medians over rounds).
+It writes ``benchmarks/results/dynamic_shapes.{md,json}`` and, for a full run, the README
+section between the ``dynamic:start`` / ``dynamic:end`` markers. ``--smoke`` measures two
+sizes per model.
+
+Per row (model × size): the agreement of the one-compile build with ORT's reference path at
+that size (:func:`measure._agreement`: LSB for quantized outputs, max |diff| and worst-row
+cosine for float ones), whether its output is bit-identical to the static compile's, and
+``dynamic / static`` (the cost of compiling once) and ``ORT / dynamic`` (> 1: tvm-qdq faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from peers import ort_session
+from report import describe_machine, render_dynamic_shapes, update_readme_section
+from timing import interleaved_medians, worker_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MARKERS = ("<!-- dynamic:start -->", "<!-- dynamic:end -->")
+
+TEXT_SIZES = [(b, s) for b in (1, 4) for s in (8, 32, 77, 128, 256)]
+TEXT_SMOKE = [(1, 8), (1, 77)]
+
+
+@dataclass(frozen=True)
+class DynamicModel:
+    """A model with symbolic inputs: how to load it, its bounds, sizes and feeds per size."""
+
+    name: str
+    load: Callable[[], object]  # -> onnx.ModelProto
+    bounds: dict[str, int]
+    sizes: list[tuple[int, ...]]
+    smoke: list[tuple[int, ...]]
+    feeds: Callable[[tuple[int, ...]], dict[str, np.ndarray]]
+
+
+def _minilm_dynamic(config: str) -> object:
+    """all-MiniLM-L6-v2 exported with symbolic ``batch`` and ``sequence`` and quantized by
+    ORT with ``config`` (the calibration of the benchmark's static rows), cached."""
+    import warnings
+
+    import onnx
+    import torch
+    from cases import _minilm_calibration, _minilm_inputs, _quantize_cached
+
+    from tvm_qdq.testing.models import default_cache_dir
+
+    encoder, tokenizer, ids, mask = _minilm_inputs()
+    cached = default_cache_dir() / "minilm_l6.float.dynamic.onnx"
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        axes = {0: "batch", 1: "sequence"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(encoder, (ids, mask), str(cached),
+                              input_names=["input_ids", "attention_mask"],
+                              output_names=["embedding"], opset_version=17, dynamo=False,
+                              dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                                            "embedding": {0: "batch"}})
+    float_model = onnx.load_model(cached)
+    return _quantize_cached(float_model, config, _minilm_calibration(tokenizer, ids.shape[1]),
+                            "minilm_l6.dynamic")
+
+
+def _minilm_feeds(size: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The benchmark's sentences, the first ``batch`` of them, padded or cut to ``seq``."""
+    from tvm_qdq.testing import torch_models as tm
+
+    batch, seq = size
+    _, tokenizer = tm.load_minilm()
+    ids, mask = tokenizer.batch(tm.SENTENCES[:batch], seq_len=seq)
+    return {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+
+
+def _corpus(name: str) -> Callable[[], object]:
+    def load() -> object:
+        import onnx
+
+        from tvm_qdq.testing import real_corpus
+
+        return onnx.load_model(real_corpus.model_path(name))
+
+    return load
+
+
+def _token_feeds(vocab: int, names: tuple[str, ...]) -> Callable[[tuple[int, ...]], dict]:
+    """Token ids in [1000, vocab), full attention (and segment 0) at ``(batch, seq)``."""
+
+    def make(size: tuple[int, ...]) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(0)
+        feeds = {"input_ids": rng.integers(1000, vocab, size, dtype=np.int64),
+                 "attention_mask": np.ones(size, np.int64)}
+        if "token_type_ids" in names:
+            feeds["token_type_ids"] = np.zeros(size, np.int64)
+        return feeds
+
+    return make
+
+
+def _crnn_feeds(size: tuple[int, ...]) -> dict[str, np.ndarray]:
+    from tvm_qdq.testing.real_corpus import _smooth_image
+
+    (width,) = size
+    return {"input1": _smooth_image(np.random.default_rng(0), (1, 1, 64, width), -1, 1)}
+
+
+MODELS: tuple[DynamicModel, ...] = (
+    DynamicModel("minilm_l6/u8s8_perchannel", lambda: _minilm_dynamic("u8s8_perchannel"),
+                 {"batch": 4, "sequence": 256}, TEXT_SIZES, TEXT_SMOKE, _minilm_feeds),
+    DynamicModel("minilm_l6/dyn_s8", lambda: _minilm_dynamic("dyn_s8"),
+                 {"batch": 4, "sequence": 256}, TEXT_SIZES, TEXT_SMOKE, _minilm_feeds),
+    DynamicModel("t5_encoder_dyn_matmulinteger", _corpus("t5_encoder_dyn_matmulinteger"),
+                 {"batch_size": 4, "encoder_sequence_length": 256}, TEXT_SIZES, TEXT_SMOKE,
+                 _token_feeds(32100, ("input_ids", "attention_mask"))),
+    DynamicModel("crnn_dyn_convinteger_lstm", _corpus("crnn_dyn_convinteger_lstm"),
+                 {"image_width": 256}, [(96,), (160,), (256,)], [(96,), (256,)], _crnn_feeds),
+)
+BY_NAME = {m.name: m for m in MODELS}
+
+
+def _size_text(size: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in size)
+
+
+def measure_model(entry: DynamicModel, threads: int, smoke: bool, budget_s: float,
+                  max_rounds: int) -> list[dict]:
+    """Rows of one model: compiled once (symbolic), then per size beside a static compile."""
+    from measure import _agreement
+
+    import tvm_qdq
+
+    proto = entry.load()
+    base = {"model": entry.name, "threads": threads, "bounds": entry.bounds}
+    try:
+        t0 = time.perf_counter()
+        dynamic = tvm_qdq.compile(proto, "x86", bounds=entry.bounds)
+        compile_s = time.perf_counter() - t0
+    except Exception as err:  # noqa: BLE001 - a failure is a table entry
+        return [dict(base, error=f"{type(err).__name__}: {str(err)[:200]}")]
+    rows = []
+    for size in (entry.smoke if smoke else entry.sizes):
+        feeds = entry.feeds(size)
+        row = dict(base, size=_size_text(size), compile_s=compile_s)
+        reference = ort_session(proto, threads, optimized=False).run(None, feeds)[0]
+        actual = dynamic.run(feeds)[0]
+        row["agreement"] = _agreement(proto, actual, reference)
+        runners: dict[str, Callable[[], object]] = {"dynamic": lambda f=feeds: dynamic.run(f)}
+        try:
+            t0 = time.perf_counter()
+            static = tvm_qdq.compile(proto, "x86", shapes={k: list(v.shape)
+                                                           for k, v in feeds.items()})
+            row["static_compile_s"] = time.perf_counter() - t0
+            row["identical_to_static"] = bool(np.array_equal(static.run(feeds)[0], actual))
+            runners["static"] = lambda f=feeds, c=static: c.run(f)
+        except Exception as err:  # noqa: BLE001 - a failure is a table entry
+            row["static_error"] = f"{type(err).__name__}: {str(err)[:200]}"
+        session = ort_session(proto, threads)
+        runners["ort"] = lambda f=feeds, s=session: s.run(None, f)
+        row["ms"] = interleaved_medians(runners, budget_s, max_rounds)
+        rows.append(row)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--models", nargs="+", metavar="NAME", choices=sorted(BY_NAME))
+    parser.add_argument("--smoke", action="store_true", help="two sizes per model")
+    parser.add_argument("--budget", type=float, default=6.0, help="seconds per size")
+    parser.add_argument("--max-rounds", type=int, default=30)
+    parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    names = args.models or [m.name for m in MODELS]
+    if args.worker is not None:
+        rows = [r for n in names for r in measure_model(BY_NAME[n], args.worker, args.smoke,
+                                                        args.budget, args.max_rounds)]
+        print(json.dumps(rows))
+        return 0
+    extra = ["--smoke"] if args.smoke else []
+    rows = worker_rows(__file__, args.threads, ["--budget", str(args.budget), "--max-rounds",
+                                                str(args.max_rounds), "--models", *names,
+                                                *extra])
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    table = render_dynamic_shapes(rows, describe_machine(os_name=False), date)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = "dynamic_shapes_smoke" if args.smoke else "dynamic_shapes"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(rows, indent=1))
+    (RESULTS / f"{stem}.md").write_text(table + "\n")
+    print(table)
+    if not (args.no_readme or args.smoke or args.models):
+        update_readme_section(ROOT / "README.md", MARKERS, table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

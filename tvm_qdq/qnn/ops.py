@@ -13,7 +13,7 @@ from tvm import relax
 
 from ..relax_utils import constant as const
 from ..relax_utils import conv_pad_width
-from ..relax_utils import static_shape as shape_of
+from ..relax_utils import partial_shape as shape_of
 from ..relax_utils import tensor_dtype as dtype_of
 from .integer_ops import Requantize, RequantizeSum
 from .params import ACCUMULATORS, QParams

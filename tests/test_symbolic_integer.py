@@ -303,3 +303,45 @@ def test_uncounted_pool_padding_over_a_symbolic_width_is_refused_by_name() -> No
     assert [f["op"] for f in pass_report(mod).float_ops] == ["relax.nn.avg_pool2d"]
     static = tvm_qdq.to_integer(tvm_qdq.from_onnx(model, shapes={"x": [1, 4, 6, 9]}))
     assert pass_report(static).float_ops == []
+
+
+# --------------------------------------------------------------------------------------------
+# ConvInteger with a run-time zero point over a symbolic width: the border mask is computed
+# --------------------------------------------------------------------------------------------
+
+
+def conv_integer_model(shape: list[int | str], out_channels: int, pads: list[int]
+                       ) -> onnx.ModelProto:
+    """``ConvInteger(x, w, zx)`` with uint8 ``x`` and ``zx`` graph inputs (ORT pads ``x`` with
+    ``zx``), kernel 3 along each spatial axis."""
+    spatial = len(shape) - 2
+    w = np.random.default_rng(11).integers(-128, 128, (out_channels, shape[1], *[3] * spatial))
+    graph = helper.make_graph(
+        [helper.make_node("ConvInteger", ["x", "w", "zx"], ["y"], pads=pads)], "conv_integer",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, shape),
+         helper.make_tensor_value_info("zx", TensorProto.UINT8, [])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+        [numpy_helper.from_array(w.astype(np.int8), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+@NO_FALLBACK
+@pytest.mark.parametrize(("shape", "pads"), [
+    (["n", 8, 6, "width"], [1, 2, 1, 0]),
+    (["n", 8, "width"], [1, 1]),
+])
+def test_runtime_zero_point_padding_over_a_symbolic_width(shape, pads) -> None:
+    model = conv_integer_model(shape, 12, pads)
+    mod = tvm_qdq.to_integer(tvm_qdq.from_onnx(model))
+    assert _dims(mod["main"].params[0])[-1] == "width"
+    generic = registry.GENERIC.build(mod, resolve_target("x86"), BuildOptions())
+    x86 = tvm_qdq.compile(mod, "x86")
+    rng = np.random.default_rng(5)
+    for n, width, zx in [(1, 4, 0), (2, 19, 131), (1, 33, 255)]:
+        dims = [n if d == "n" else width if d == "width" else d for d in shape]
+        feeds = {"x": rng.integers(0, 256, dims).astype(np.uint8), "zx": np.array(zx, np.uint8)}
+        got = generic.run(feeds)[0]
+        np.testing.assert_array_equal(got, run_ort(model, feeds)[0])
+        np.testing.assert_array_equal(x86.run(feeds)[0], got)

@@ -22,6 +22,8 @@ schedules use it only where an extent is not an integer constant.
 
 from __future__ import annotations
 
+import math
+
 import tvm_ffi
 from tvm import ir, s_tir, tirx
 from tvm import sym as arith
@@ -67,8 +69,12 @@ def substitute(node, values: dict) -> object:
 
 def _vars(node) -> list[tirx.Var]:
     found: list[tirx.Var] = []
-    tvm_ffi.structural_walk(node, (tirx.Var, lambda v: found.append(v)
-                                   if not any(v.same_as(f) for f in found) else None))
+
+    def add(var: tirx.Var) -> None:
+        if not any(var.same_as(f) for f in found):
+            found.append(var)
+
+    tvm_ffi.structural_walk(node, (tirx.Var, add))
     return found
 
 
@@ -88,23 +94,34 @@ class TailSplits:
 
     def __init__(self) -> None:
         self._splits: list[tuple[tirx.Var, tirx.PrimExpr, int]] = []
+        self._exact = False
 
     def __bool__(self) -> bool:
-        return bool(self._splits)
+        return bool(self._splits) or self._exact
 
-    def split(self, sch: s_tir.Schedule, loop, factor: int) -> tuple:
-        """``sch.split(loop, [None, factor])``; recorded when ``factor`` does not provably
-        divide the loop's extent. Returns (outer, inner)."""
+    def split(self, sch: s_tir.Schedule, loop, factors: list) -> list:
+        """``sch.split(loop, factors)`` (one entry None: ``[None, f]`` or ``[c, None, f]``).
+        A split ``[None, f]`` of a symbolic extent that ``f`` may not divide is recorded for
+        the main part + tail rewrite; any other split of a symbolic extent must divide it
+        (ValueError otherwise), and its predicate, true everywhere, is dropped by
+        :meth:`apply`."""
         extent = sch.get(loop).extent
-        outer, inner = sch.split(loop, [None, factor])
-        if not divides(factor, extent):
-            self._splits.append((sch.get(outer).loop_var, extent, factor))
-        return outer, inner
+        if not is_symbolic(extent):
+            return list(sch.split(loop, factors))
+        product = math.prod(f for f in factors if f is not None)
+        if divides(product, extent):
+            self._exact = True
+            return list(sch.split(loop, factors))
+        if len(factors) != 2 or factors[0] is not None:
+            raise ValueError(f"{factors} need not divide the extent {extent}")
+        outer, inner = sch.split(loop, factors)
+        self._splits.append((sch.get(outer).loop_var, extent, product))
+        return [outer, inner]
 
     def apply(self, func: tirx.PrimFunc) -> tirx.PrimFunc:
         """``func`` (the scheduled function) with every recorded outer loop rewritten as its
         main part and tail."""
-        if not self._splits:
+        if not self:
             return func
 
         def rewrite(loop: tirx.For):
@@ -114,7 +131,7 @@ class TailSplits:
             return loop
 
         body = tvm_ffi.structural_map(func.body, (tirx.For, rewrite))
-        return func.with_body(body)
+        return func.with_body(_drop_true_predicates(body))
 
 
 def _main_and_tail(loop: tirx.For, extent: tirx.PrimExpr, factor: int) -> tirx.Stmt:
@@ -131,8 +148,11 @@ def _main_and_tail(loop: tirx.For, extent: tirx.PrimExpr, factor: int) -> tirx.S
 
 def _loop_ranges(stmt: tirx.Stmt) -> arith.Analyzer:
     ana = arith.Analyzer()
-    tvm_ffi.structural_walk(stmt, (tirx.For, lambda lp: ana.bind(
-        lp.loop_var, ir.Range.from_min_extent(lp.min, lp.extent))))
+
+    def bind(loop: tirx.For) -> None:
+        ana.bind(loop.loop_var, ir.Range.from_min_extent(loop.min, loop.extent))
+
+    tvm_ffi.structural_walk(stmt, (tirx.For, bind))
     return ana
 
 
@@ -161,10 +181,7 @@ def _drop_split_predicates(body: tirx.Stmt, var: tirx.Var, extent: tirx.PrimExpr
     def strip(realize: s_tir.SBlockRealize):
         kept = [c for c in _conjuncts(realize.predicate)
                 if not _is_split_predicate(c, var, extent, factor, ana)]
-        predicate = kept[0] if kept else tirx.const(True, "bool")
-        for cond in kept[1:]:
-            predicate = tirx.And(predicate, cond)
-        return s_tir.SBlockRealize(realize.iter_values, predicate, realize.block)
+        return s_tir.SBlockRealize(realize.iter_values, _conjunction(kept), realize.block)
 
     return tvm_ffi.structural_map(body, (s_tir.SBlockRealize, strip))
 
@@ -173,10 +190,59 @@ def _fresh_definitions(body: tirx.Stmt) -> tirx.Stmt:
     """``body`` with a new variable for every loop and block iterator it defines (the tail
     is a copy of the main part's body, and a TIR variable has one definition)."""
     defined: list[tirx.Var] = []
-    tvm_ffi.structural_walk(body, [(tirx.For, lambda lp: defined.append(lp.loop_var)),
-                                   (s_tir.SBlock, lambda b: defined.extend(
-                                       iv.var for iv in b.iter_vars))])
+
+    def loop_var(loop: tirx.For) -> None:
+        defined.append(loop.loop_var)
+
+    def block_vars(block: s_tir.SBlock) -> None:
+        defined.extend(iv.var for iv in block.iter_vars)
+
+    tvm_ffi.structural_walk(body, [(tirx.For, loop_var), (s_tir.SBlock, block_vars)])
     return substitute(body, {v: tirx.Var(f"{v.name}_t", str(v.ty)) for v in defined})
+
+
+def _drop_true_predicates(body: tirx.Stmt) -> tirx.Stmt:
+    """``body`` without the block predicate conjuncts ``lhs < rhs`` that hold at every point
+    of the loops: ``lhs`` linear in the loop variables with non-negative coefficients, so its
+    largest value is at the last iteration of each loop, and that value is below ``rhs``
+    (symbolic dimensions are at least 1)."""
+    ana = _loop_ranges(body)
+    extents: dict = {}
+
+    def last(loop: tirx.For) -> None:
+        extents[loop.loop_var] = loop.min + loop.extent - 1
+
+    tvm_ffi.structural_walk(body, (tirx.For, last))
+    loop_vars = list(extents)
+    symbolic = [v for v in _vars(body) if not any(v.same_as(lv) for lv in loop_vars)]
+    for var in symbolic:
+        if str(var.ty).startswith("int"):
+            ana.bind(var, ir.Range.from_min_extent(1, 1 << 31))
+
+    def holds(cond: tirx.PrimExpr) -> bool:
+        if not isinstance(cond, tirx.LT):
+            return False
+        used = [v for v in loop_vars if any(v.same_as(u) for u in _vars(cond.a))]
+        coef = arith.detect_linear_equation(cond.a, used)
+        if len(coef) != len(used) + 1 or not all(ana.can_prove(c >= 0) for c in coef[:-1]):
+            return False
+        largest = coef[-1]
+        for c, var in zip(coef[:-1], used, strict=True):
+            largest = largest + c * extents[var]
+        return ana.can_prove(cond.b - largest > 0)
+
+    def strip(realize: s_tir.SBlockRealize):
+        kept = [c for c in _conjuncts(realize.predicate) if not holds(c)]
+        return s_tir.SBlockRealize(realize.iter_values, _conjunction(kept), realize.block)
+
+    return tvm_ffi.structural_map(body, (s_tir.SBlockRealize, strip))
+
+
+def _conjunction(conds: list[tirx.PrimExpr]) -> tirx.PrimExpr:
+    predicate = conds[0] if conds else tirx.const(True, "bool")
+    for cond in conds[1:]:
+        predicate = tirx.And(predicate, cond)
+    return predicate
 
 
 def _serial_tail(body: tirx.Stmt) -> tirx.Stmt:

@@ -32,7 +32,7 @@ from ...tir_blocks import SCHEDULE_ERRORS, block_name, is_reduction, loop_extent
 from .common import PARALLEL_MIN_ELEMS, inline_elementwise, schedule_spatial
 from .lut_gather import LutRule
 from .rule import Kernel
-from .symbolic_rows import TailSplits, divides, is_symbolic, nominal_size
+from .symbolic_rows import TailSplits, divides, is_symbolic, known_divisor, nominal_size
 
 #: Lanes of the partial reduction of ``row_allreduce`` (4 AVX-512 vectors of float32: enough
 #: independent chains to hide the latency of ``vmaxps``).
@@ -156,37 +156,49 @@ def _row_reductions(sch: s_tir.Schedule) -> list:
 def _schedule_row_reduction(sch: s_tir.Schedule, block, lanes: int,
                             tails: TailSplits) -> None:
     """Reduce ``lanes`` rows side by side: loops ``(row tile, k, row lane)``, lanes
-    vectorized; each row's chain over ``k`` keeps its order. A symbolic row count gets
-    ``lanes`` rows per tile and a tail of the remaining rows (:class:`TailSplits`)."""
+    vectorized; each row's chain over ``k`` keeps its order. Symbolic extents:
+    :func:`_schedule_row_reduction_symbolic`."""
     loops = sch.get_loops(block)
+    if any(is_symbolic(sch.get(lp).extent) for lp in loops):
+        _schedule_row_reduction_symbolic(sch, block, lanes, tails)
+        return
     rows = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
     k = loops[-1]
-    if is_symbolic(sch.get(rows).extent) or is_symbolic(sch.get(k).extent):
-        size = nominal_size(sch.get(rows).extent * sch.get(k).extent)
-        if is_symbolic(sch.get(rows).extent):
-            tile, lane = tails.split(sch, rows, [None, lanes])
-        else:
-            tile, lane = _static_row_tile(sch, rows, lanes)
-        parallel = size >= PARALLEL_MIN_ELEMS
-    else:
-        n_rows = loop_extent(sch, rows)
-        tile, lane = _static_row_tile(sch, rows, lanes)
-        parallel = n_rows * loop_extent(sch, k) >= PARALLEL_MIN_ELEMS and \
-            loop_extent(sch, tile) > 1
+    n_rows = loop_extent(sch, rows)
+    width = math.gcd(n_rows, lanes)
+    if width < 4:
+        raise ValueError(f"{n_rows} rows: no row tile")
+    tile, lane = sch.split(rows, [None, width])
     sch.reorder(tile, k, lane)
     sch.vectorize(lane)
-    if parallel:
+    if n_rows * loop_extent(sch, k) >= PARALLEL_MIN_ELEMS and loop_extent(sch, tile) > 1:
         sch.parallel(tile)
     init = sch.decompose_reduction(block, k)
     sch.vectorize(sch.get_loops(init)[-1])
 
 
-def _static_row_tile(sch: s_tir.Schedule, rows, lanes: int) -> tuple:
-    n_rows = loop_extent(sch, rows)
-    width = math.gcd(n_rows, lanes)
-    if width < 4:
-        raise ValueError(f"{n_rows} rows: no row tile")
-    return tuple(sch.split(rows, [None, width]))
+def _schedule_row_reduction_symbolic(sch: s_tir.Schedule, block, lanes: int,
+                                     tails: TailSplits) -> None:
+    """:func:`_schedule_row_reduction` with symbolic extents: the innermost row axis is split
+    into tiles of ``lanes`` rows (main part + tail), not the fused rows (their indices would
+    divide by a symbolic extent in every lane); the outer row axes are fused into one loop,
+    parallel when it has a static factor of at least 4 (e.g. 12 heads), else the tile loop
+    is parallel."""
+    loops = sch.get_loops(block)
+    outer, row, k = loops[:-2], loops[-2], loops[-1]
+    size = nominal_size(math.prod([sch.get(lp).extent for lp in loops[1:]],
+                                  start=sch.get(loops[0]).extent))
+    tile, lane = tails.split(sch, row, [None, lanes])
+    sch.reorder(tile, k, lane)
+    sch.vectorize(lane)
+    if size >= PARALLEL_MIN_ELEMS:
+        fused = sch.fuse(*outer) if len(outer) > 1 else (outer[0] if outer else None)
+        if fused is not None and known_divisor(sch.get(fused).extent) >= 4:
+            sch.parallel(fused)
+        else:
+            sch.parallel(tile)
+    init = sch.decompose_reduction(block, k)
+    sch.vectorize(sch.get_loops(init)[-1])
 
 
 def schedule_row_reduce(func: tirx.PrimFunc, lanes: int = ROW_LANES) -> tirx.PrimFunc:

@@ -23,6 +23,7 @@ from ...tir_blocks import (
     loop_extent,
     root_blocks,
 )
+from .symbolic_rows import TailSplits, is_symbolic, nominal_size
 
 #: Parallelize a kernel when it performs at least this many multiply-accumulates / elements.
 PARALLEL_MIN_MACS = 1 << 20
@@ -183,12 +184,16 @@ def _unit_stride_inner(sch: s_tir.Schedule, block) -> bool:
     return True
 
 
-def schedule_spatial(sch: s_tir.Schedule, block, lanes: int = 16) -> None:
+def schedule_spatial(sch: s_tir.Schedule, block, lanes: int = 16,
+                     tails: TailSplits | None = None) -> None:
     """Vectorize the innermost loop of a spatial block when it is a unit-stride run of at least
     4 (no fusing: fused indices need div/mod, which defeats the vectorizer), parallel
-    outermost loop when the block is large."""
+    outermost loop when the block is large. Symbolic extents: :func:`_schedule_spatial_symbolic`."""
     loops = sch.get_loops(block)
     if not loops:
+        return
+    if any(is_symbolic(sch.get(lp).extent) for lp in loops):
+        _schedule_spatial_symbolic(sch, block, lanes, tails)
         return
     total = math.prod(loop_extent(sch, lp) for lp in loops)
     inner = loops[-1]
@@ -204,6 +209,32 @@ def schedule_spatial(sch: s_tir.Schedule, block, lanes: int = 16) -> None:
     outer = sch.get_loops(block)[0]
     if total >= PARALLEL_MIN_ELEMS and outer != vec and loop_extent(sch, outer) > 1:
         sch.parallel(outer)
+
+
+def _schedule_spatial_symbolic(sch: s_tir.Schedule, block, lanes: int,
+                               tails: TailSplits | None) -> None:
+    """:func:`schedule_spatial` when some loop extent is symbolic: a static innermost loop
+    as there; a symbolic one split by ``lanes`` (main part + tail, with ``tails``; not
+    vectorized without); the loops around it fused into one parallel loop when the block is
+    large at nominal sizes (the outermost alone is often a batch of 1)."""
+    loops = sch.get_loops(block)
+    extents = [sch.get(lp).extent for lp in loops]
+    size = nominal_size(math.prod(extents[1:], start=extents[0]))
+    inner, extent = loops[-1], extents[-1]
+    vec = None
+    if nominal_size(extent) >= 4 and _unit_stride_inner(sch, block):
+        if not is_symbolic(extent):
+            vec = vector_split(sch, inner, lanes)[1] if int(extent) > 4 * lanes else inner
+        elif tails is not None:
+            vec = tails.split(sch, inner, [None, lanes])[1]
+    if vec is not None:
+        sch.vectorize(vec)
+    if size < PARALLEL_MIN_ELEMS:
+        return
+    if len(loops) > 1:
+        sch.parallel(sch.fuse(*loops[:-1]))
+    elif vec is not None and not vec.same_as(inner):
+        sch.parallel(sch.get_loops(block)[0])
 
 
 #: Parallel loops are split into this many (at most) chunks: TVM allocates the local buffers
@@ -257,6 +288,6 @@ def epilogue_per_tile(sch: s_tir.Schedule, main, loop, consumers: list) -> list:
     return consumers
 
 
-def schedule_scratch(sch: s_tir.Schedule, block) -> None:
+def schedule_scratch(sch: s_tir.Schedule, block, tails: TailSplits | None = None) -> None:
     """A padded uint8 copy: vectorized along channels (the select on h, w is per pixel)."""
-    schedule_spatial(sch, block, lanes=64)
+    schedule_spatial(sch, block, lanes=64, tails=tails)

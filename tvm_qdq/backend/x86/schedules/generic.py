@@ -11,6 +11,7 @@ from tvm import s_tir, tirx
 from ...tir_blocks import SCHEDULE_ERRORS, is_reduction, loop_extent, root_blocks
 from .common import PARALLEL_MIN_ELEMS, inline_elementwise, schedule_spatial
 from .rule import Kernel
+from .symbolic_rows import TailSplits, is_symbolic, nominal_size
 
 KIND = "generic"
 
@@ -30,6 +31,11 @@ def _schedule_reduction_generic(sch: s_tir.Schedule, block) -> None:
     lead = loops[:n_lead]
     if not lead:
         return
+    extents = [sch.get(lp).extent for lp in [*spatial, loops[-1]]]
+    if any(is_symbolic(e) for e in extents):
+        if nominal_size(math.prod(extents[1:], start=extents[0])) >= PARALLEL_MIN_ELEMS:
+            sch.parallel(sch.fuse(*lead) if len(lead) > 1 else lead[0])
+        return
     total = math.prod(loop_extent(sch, lp) for lp in spatial)
     if total * loop_extent(sch, loops[-1]) >= PARALLEL_MIN_ELEMS and len(lead) >= 1:
         fused = sch.fuse(*lead) if len(lead) > 1 else lead[0]
@@ -38,21 +44,23 @@ def _schedule_reduction_generic(sch: s_tir.Schedule, block) -> None:
 
 
 def schedule_generic(func: tirx.PrimFunc) -> tirx.PrimFunc:
-    """Inline producers, then vectorize/parallelize each remaining root block."""
+    """Inline producers, then vectorize/parallelize each remaining root block (a symbolic
+    vectorized extent: main part + tail, :class:`.symbolic_rows.TailSplits`)."""
     sch = s_tir.Schedule(func)
     try:
         inline_elementwise(sch)
     except SCHEDULE_ERRORS:
         sch = s_tir.Schedule(func)
+    tails = TailSplits()
     for block in root_blocks(sch):
         try:
             if is_reduction(sch, block):
                 _schedule_reduction_generic(sch, block)
             else:
-                schedule_spatial(sch, block)
+                schedule_spatial(sch, block, tails=tails)
         except SCHEDULE_ERRORS:
             continue
-    return sch.mod["main"]
+    return tails.apply(sch.mod["main"])
 
 
 class GenericRule:

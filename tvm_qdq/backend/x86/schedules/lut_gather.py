@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 import tvm
+import tvm_ffi
 from tvm import ir, s_tir, tirx
 from tvm.script import tirx as T
 
@@ -33,6 +34,7 @@ from ...tir_blocks import SCHEDULE_ERRORS, buffer_dtype, buffer_shape, root_bloc
 from ..intrin import has_cpu_features, schedule_target
 from .common import PARALLEL_MIN_ELEMS
 from .rule import Kernel
+from .symbolic_rows import nominal_size
 
 #: CPU feature of the byte permutes (``llvm -mattr`` name).
 VBMI_FEATURE = "avx512vbmi"
@@ -133,7 +135,7 @@ def match_byte_lookup(func: tirx.PrimFunc) -> tuple | None:
     x = load.source
     if buffer_dtype(x) != "uint8" or not _same_vars(load.indices, block.iter_vars):
         return None
-    if buffer_shape(x) != buffer_shape(out):
+    if not tvm_ffi.structural_equal(list(x.ty.shape), list(out.ty.shape)):
         return None
     if not _index_is_code(gather.indices[0], load):
         return None
@@ -144,13 +146,22 @@ def match_byte_lookup(func: tirx.PrimFunc) -> tuple | None:
     return table, x, out
 
 
-def byte_lookup_func(shape: list[int], dtype: str) -> tirx.PrimFunc:
-    """``Y = A[X]`` over ``shape`` (``X`` uint8, ``A`` 256 × ``dtype``) with VBMI permutes."""
-    n = math.prod(shape)
-    vectors, tail = divmod(n, LANES)
-    dims = [tirx.IntImm("int64", d) for d in shape]
+def byte_lookup_func(shape: list, dtype: str) -> tirx.PrimFunc:
+    """``Y = A[X]`` over ``shape`` (``X`` uint8, ``A`` 256 × ``dtype``) with VBMI permutes.
+    A symbolic shape (PrimExpr dimensions) has ``n // 64`` vectors and ``n mod 64`` elements
+    gathered one by one, parallel when large at nominal sizes."""
+    if all(isinstance(d, int) for d in shape):
+        n = math.prod(shape)
+        vectors, tail = divmod(n, LANES)
+        dims = [tirx.IntImm("int64", d) for d in shape]
+        parallel = n >= PARALLEL_MIN_ELEMS and vectors > 1
+    else:
+        dims = [tirx.IntImm("int64", d) if isinstance(d, int) else d for d in shape]
+        n = math.prod(dims[1:], start=dims[0])
+        vectors, tail = n // LANES, n % LANES
+        parallel = nominal_size(n) >= PARALLEL_MIN_ELEMS
     vec = f"{dtype}x{LANES}"
-    loop = T.parallel if n >= PARALLEL_MIN_ELEMS and vectors > 1 else T.serial
+    loop = T.parallel if parallel else T.serial
 
     # No named vector values: TVM would allocate a workspace buffer for each per iteration.
     # The table's four loads are loop-invariant (LLVM hoists them into registers) and the
@@ -182,7 +193,8 @@ def schedule_byte_lookup(func: tirx.PrimFunc) -> tirx.PrimFunc:
     if found is None:
         raise ValueError("not a 256-entry byte lookup")
     _, _, out = found
-    new = byte_lookup_func(buffer_shape(out), buffer_dtype(out))
+    shape = [int(d) if isinstance(d, tirx.IntImm) else d for d in out.ty.shape]
+    new = byte_lookup_func(shape, buffer_dtype(out))
     for key, value in (func.attrs or {}).items():
         new = new.with_attr(key, value)
     return new

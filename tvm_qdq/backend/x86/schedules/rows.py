@@ -32,6 +32,7 @@ from ...tir_blocks import SCHEDULE_ERRORS, block_name, is_reduction, loop_extent
 from .common import PARALLEL_MIN_ELEMS, inline_elementwise, schedule_spatial
 from .lut_gather import LutRule
 from .rule import Kernel
+from .symbolic_rows import TailSplits, divides, is_symbolic, known_divisor, nominal_size
 
 #: Lanes of the partial reduction of ``row_allreduce`` (4 AVX-512 vectors of float32: enough
 #: independent chains to hide the latency of ``vmaxps``).
@@ -75,8 +76,9 @@ def _allreduce_blocks(sch: s_tir.Schedule) -> list[str]:
         if types and all(t != 0 for t in types) and _order_free(sch, block):
             reductions.append(block_name(sch, block))
         else:
-            others.append([int(iv.dom.extent) for iv in sch.get(block).iter_vars])
-    if any(extent != 1 for extents in others for extent in extents):  # not 0-d arithmetic
+            others.append([iv.dom.extent for iv in sch.get(block).iter_vars])
+    if any(is_symbolic(extent) or int(extent) != 1
+           for extents in others for extent in extents):  # not 0-d arithmetic
         return []
     return reductions
 
@@ -85,16 +87,24 @@ def _is_allreduce(sch: s_tir.Schedule) -> bool:
     return bool(_allreduce_blocks(sch))
 
 
-def _allreduce_block(sch: s_tir.Schedule, block, lanes: int) -> None:
+def _allreduce_block(sch: s_tir.Schedule, block, lanes: int, tails: TailSplits) -> None:
     """``out = ⊕_i x[i]`` as ``part[l] = ⊕_{i ≡ l (mod lanes)} x[i]`` (vectorized over ``l``,
-    parallel over chunks of ``i`` when large), then ``out = ⊕_l part[l]``."""
+    parallel over chunks of ``i`` when large), then ``out = ⊕_l part[l]``. A symbolic
+    element count must be a multiple of ``lanes`` for every size (e.g. ``b·s·384``), else
+    ValueError."""
     loops = sch.get_loops(block)
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    total = loop_extent(sch, fused)
-    if total % lanes:
-        raise ValueError(f"{total} elements not a multiple of {lanes} lanes")
-    chunks = 2 if total >= PARALLEL_MIN_ELEMS and (total // lanes) % 2 == 0 else 1
-    outer, mid, lane = sch.split(fused, [chunks, None, lanes])
+    total = sch.get(fused).extent
+    if is_symbolic(total):
+        chunks = 2 if nominal_size(total) >= PARALLEL_MIN_ELEMS and \
+            divides(2 * lanes, total) else 1
+        outer, mid, lane = tails.split(sch, fused, [chunks, None, lanes])
+    else:
+        total = int(total)
+        if total % lanes:
+            raise ValueError(f"{total} elements not a multiple of {lanes} lanes")
+        chunks = 2 if total >= PARALLEL_MIN_ELEMS and (total // lanes) % 2 == 0 else 1
+        outer, mid, lane = sch.split(fused, [chunks, None, lanes])
     sch.reorder(outer, lane, mid)
     part_loop = sch.fuse(outer, lane)
     rf = sch.rfactor(part_loop, 0)
@@ -118,9 +128,10 @@ def schedule_allreduce(func: tirx.PrimFunc, lanes: int = ALLREDUCE_LANES) -> tir
     for block in root_blocks(sch):  # rfactor rejects loop-less sibling blocks: give them a loop
         if not sch.get_loops(block):
             sch.add_unit_loop(block)
+    tails = TailSplits()
     for name in names:
-        _allreduce_block(sch, sch.get_sblock(name), lanes)
-    return sch.mod["main"]
+        _allreduce_block(sch, sch.get_sblock(name), lanes, tails)
+    return tails.apply(sch.mod["main"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -142,10 +153,15 @@ def _row_reductions(sch: s_tir.Schedule) -> list:
     return found
 
 
-def _schedule_row_reduction(sch: s_tir.Schedule, block, lanes: int) -> None:
+def _schedule_row_reduction(sch: s_tir.Schedule, block, lanes: int,
+                            tails: TailSplits) -> None:
     """Reduce ``lanes`` rows side by side: loops ``(row tile, k, row lane)``, lanes
-    vectorized; each row's chain over ``k`` keeps its order."""
+    vectorized; each row's chain over ``k`` keeps its order. Symbolic extents:
+    :func:`_schedule_row_reduction_symbolic`."""
     loops = sch.get_loops(block)
+    if any(is_symbolic(sch.get(lp).extent) for lp in loops):
+        _schedule_row_reduction_symbolic(sch, block, lanes, tails)
+        return
     rows = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
     k = loops[-1]
     n_rows = loop_extent(sch, rows)
@@ -161,6 +177,30 @@ def _schedule_row_reduction(sch: s_tir.Schedule, block, lanes: int) -> None:
     sch.vectorize(sch.get_loops(init)[-1])
 
 
+def _schedule_row_reduction_symbolic(sch: s_tir.Schedule, block, lanes: int,
+                                     tails: TailSplits) -> None:
+    """:func:`_schedule_row_reduction` with symbolic extents: the innermost row axis is split
+    into tiles of ``lanes`` rows (main part + tail), not the fused rows (their indices would
+    divide by a symbolic extent in every lane); the outer row axes are fused into one loop,
+    parallel when it has a static factor of at least 4 (e.g. 12 heads), else the tile loop
+    is parallel."""
+    loops = sch.get_loops(block)
+    outer, row, k = loops[:-2], loops[-2], loops[-1]
+    size = nominal_size(math.prod([sch.get(lp).extent for lp in loops[1:]],
+                                  start=sch.get(loops[0]).extent))
+    tile, lane = tails.split(sch, row, [None, lanes])
+    sch.reorder(tile, k, lane)
+    sch.vectorize(lane)
+    if size >= PARALLEL_MIN_ELEMS:
+        fused = sch.fuse(*outer) if len(outer) > 1 else (outer[0] if outer else None)
+        if fused is not None and known_divisor(sch.get(fused).extent) >= 4:
+            sch.parallel(fused)
+        else:
+            sch.parallel(tile)
+    init = sch.decompose_reduction(block, k)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
 def schedule_row_reduce(func: tirx.PrimFunc, lanes: int = ROW_LANES) -> tirx.PrimFunc:
     """Generic inlining, then row reductions :data:`ROW_LANES` rows at a time and the
     elementwise stages vectorized along their last axis."""
@@ -170,15 +210,16 @@ def schedule_row_reduce(func: tirx.PrimFunc, lanes: int = ROW_LANES) -> tirx.Pri
     if not reductions:
         raise ValueError("no row reduction")
     names = {block_name(sch, b) for b in reductions}
+    tails = TailSplits()
     for block in root_blocks(sch):
         if block_name(sch, block) in names:
-            _schedule_row_reduction(sch, block, lanes)
+            _schedule_row_reduction(sch, block, lanes, tails)
         else:
             try:
-                schedule_spatial(sch, block)
+                schedule_spatial(sch, block, tails=tails)
             except SCHEDULE_ERRORS:
                 continue
-    return sch.mod["main"]
+    return tails.apply(sch.mod["main"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,7 +242,8 @@ def _input_stride(sch: s_tir.Schedule, block, load, width: int) -> int | None:
     """Stride (in input elements) between consecutive iterations of the inner part when the
     block's last axis is split by ``width``; None when it is not constant."""
     ivs = list(sch.get(block).iter_vars)
-    extent = int(ivs[-1].dom.extent)
+    extent = ivs[-1].dom.extent
+    extent = extent if is_symbolic(extent) else int(extent)
     ana = arith.Analyzer()
     dtype = str(ivs[-1].var.ty)
     outer, inner = tirx.Var("o", dtype), tirx.Var("i", dtype)
@@ -234,6 +276,8 @@ def schedule_copy(func: tirx.PrimFunc) -> tirx.PrimFunc:
     if load is None:
         raise ValueError("not a pure copy")
     loops = sch.get_loops(block)
+    if any(is_symbolic(sch.get(lp).extent) for lp in loops):
+        return _schedule_copy_symbolic(sch, block, load)
     extent = loop_extent(sch, loops[-1])
     itemsize = np.dtype(str(load.ty)).itemsize
     widths = [w for w in _COPY_WIDTHS if extent % w == 0 and w * itemsize <= 64]
@@ -252,6 +296,32 @@ def schedule_copy(func: tirx.PrimFunc) -> tirx.PrimFunc:
     if total >= PARALLEL_MIN_ELEMS and not outer.same_as(inner) and loop_extent(sch, outer) > 1:
         sch.parallel(outer)
     return sch.mod["main"]
+
+
+def _schedule_copy_symbolic(sch: s_tir.Schedule, block, load) -> tirx.PrimFunc:
+    """:func:`schedule_copy` with symbolic extents: the widest width (≤ 64 bytes) at which
+    the input is contiguous too, else up to 16 gathered, splitting the last axis into a main
+    part + tail when the width may not divide it (:class:`TailSplits`); the loops around it
+    fused into one parallel loop when large at nominal sizes."""
+    loops = sch.get_loops(block)
+    extents = [sch.get(lp).extent for lp in loops]
+    itemsize = np.dtype(str(load.ty)).itemsize
+    widths = [w for w in _COPY_WIDTHS if w * itemsize <= 64 and nominal_size(extents[-1]) >= w]
+    unit = [w for w in widths if _input_stride(sch, block, load, w) == 1]
+    gathered = [w for w in widths if w <= 16]
+    width = unit[0] if unit else (gathered[0] if gathered else None)
+    if width is None:
+        raise ValueError("no vector width")
+    tails = TailSplits()
+    if is_symbolic(extents[-1]) or width < int(extents[-1]):
+        _, inner = tails.split(sch, loops[-1], [None, width])
+    else:
+        inner = loops[-1]
+    sch.vectorize(inner)
+    if nominal_size(math.prod(extents[1:], start=extents[0])) >= PARALLEL_MIN_ELEMS and \
+            len(loops) > 1:
+        sch.parallel(sch.fuse(*loops[:-1]))
+    return tails.apply(sch.mod["main"])
 
 
 def _is_copy(sch: s_tir.Schedule) -> bool:

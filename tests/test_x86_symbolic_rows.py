@@ -1,0 +1,240 @@
+"""x86 row and spatial schedules of PrimFuncs with symbolic extents
+(:mod:`tvm_qdq.backend.x86.schedules.symbolic_rows`).
+
+The PrimFuncs come from TVM's legalization (and fusion) of small Relax functions whose
+tensors have a symbolic batch ``b`` and sequence length ``s``: softmax over ``[b, 12, s, s]``
+(the reduced axis symbolic too), layer norm over ``[b, s, 384]``, the whole-tensor min/max of
+dynamic quantization and a requantize row. Each is scheduled by the x86 rules, built once, and
+run at every ``b`` in (1, 4) and ``s`` in (1, 8, 77, 256): the outputs must be bit-identical
+to the unscheduled function's (TVM's default build), and the main part must be vector code.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import tvm
+import tvm_ffi
+from tvm import relax, s_tir, tirx
+
+from tvm_qdq.backend.x86.lower import fuse_passes
+from tvm_qdq.backend.x86.schedules import RULES, Kernel, lowers, schedule_function
+from tvm_qdq.backend.x86.schedules.lut_gather import has_vbmi
+from tvm_qdq.backend.x86.schedules.symbolic_rows import (
+    TailSplits,
+    divides,
+    known_divisor,
+    nominal_size,
+)
+from tvm_qdq.targets import resolve_target
+
+TARGET = resolve_target("x86")
+BATCHES = (1, 4)
+SEQS = (1, 8, 77, 256)
+HIDDEN = 384
+HEADS = 12
+
+B = tirx.Var("b", "int64")
+S = tirx.Var("s", "int64")
+
+
+def _softmax(x: relax.Expr) -> relax.Expr:
+    return relax.op.nn.softmax(x, -1)
+
+
+def _layer_norm(x: relax.Expr) -> relax.Expr:
+    gamma = relax.const(np.linspace(0.5, 1.5, HIDDEN, dtype="float32"))
+    beta = relax.const(np.linspace(-0.2, 0.2, HIDDEN, dtype="float32"))
+    return relax.op.nn.layer_norm(x, gamma, beta, [-1])
+
+
+def _dynamic_range(x: relax.Expr) -> relax.Expr:
+    """DynamicQuantizeLinear's range: ``max(x) − min(x)`` of the whole tensor, with 0 in it."""
+    zero = relax.const(0.0, "float32")
+    return relax.op.subtract(relax.op.maximum(relax.op.max(x), zero),
+                             relax.op.minimum(relax.op.min(x), zero))
+
+
+def _requantize(x: relax.Expr) -> relax.Expr:
+    """int32 accumulators to uint8: ``clip(round(x · 0.0123) + 128, 0, 255)``."""
+    scaled = relax.op.round(relax.op.multiply(relax.op.astype(x, "float32"),
+                                              relax.const(0.0123, "float32")))
+    shifted = relax.op.add(scaled, relax.const(128.0, "float32"))
+    return relax.op.astype(relax.op.clip(shifted, 0, 255), "uint8")
+
+
+def _byte_lookup(x: relax.Expr) -> relax.Expr:
+    """A 256-entry uint8 table indexed by the uint8 codes (the integer pass's folded LUT)."""
+    table = np.random.default_rng(0).integers(0, 256, 256).astype("uint8")
+    return relax.op.take(relax.const(table, "uint8"), x, axis=0, mode="clip")
+
+
+#: name: (graph, input shape, input dtype, the rule expected).
+CASES = {
+    "softmax": (_softmax, (B, HEADS, S, S), "float32", "row_reduce"),
+    "layer_norm": (_layer_norm, (B, S, HIDDEN), "float32", "row_reduce"),
+    "dynamic_range": (_dynamic_range, (B, S, HIDDEN), "float32", "row_allreduce"),
+    "requantize": (_requantize, (B, S, HIDDEN), "int32", "generic"),
+    "byte_lookup": (_byte_lookup, (B, S, HIDDEN), "uint8",
+                    "lut_vbmi" if has_vbmi(TARGET) else "generic"),
+}
+
+
+def _primfunc(case: str, shape: tuple | None = None) -> tirx.PrimFunc:
+    """The one fused PrimFunc of the case's Relax function (legalized, scalar chains
+    grouped and fused as the x86 lowering does), for the symbolic shape or a static
+    ``shape``."""
+    graph, sym_shape, dtype, _ = CASES[case]
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape or sym_shape, dtype))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(graph(x))
+        bb.emit_func_output(out)
+    mod = fuse_passes()(bb.get())
+    funcs = [f for f in mod.functions.values() if isinstance(f, tirx.PrimFunc)]
+    assert len(funcs) == 1, [g.name_hint for g in mod.functions]
+    return funcs[0].with_attr("global_symbol", "main")
+
+
+def _build(func: tirx.PrimFunc) -> tvm.runtime.Module:
+    return tvm.compile(tvm.IRModule({"main": func}), TARGET)
+
+
+def _asm(lib) -> str:
+    def source(mod) -> str:
+        try:
+            text = mod.inspect_source("asm")
+        except Exception:  # noqa: BLE001 - a module without assembly
+            text = ""
+        return text + "".join(source(m) for m in mod.imports)
+    return source(lib.mod)
+
+
+def _inputs(func: tirx.PrimFunc, batch: int, seq: int, rng: np.random.Generator) -> list:
+    """Input and output tensors of ``func`` at ``b = batch``, ``s = seq``."""
+    values = {"b": batch, "s": seq}
+    tensors = []
+    for i, param in enumerate(func.params):
+        ty = param.ty
+        shape = [int(d) if isinstance(d, tirx.IntImm) else values[d.name] for d in ty.shape]
+        dtype = str(ty.dtype)
+        if i == 0 and "float" in dtype:
+            value = rng.normal(0.0, 3.0, shape).astype(dtype)
+        elif i == 0 and dtype == "uint8":
+            value = rng.integers(0, 256, shape).astype(dtype)
+        elif i == 0:
+            value = rng.integers(-40000, 40000, shape).astype(dtype)
+        else:
+            value = np.zeros(shape, dtype)
+        tensors.append(tvm.runtime.tensor(value))
+    return tensors
+
+
+def _run(lib, func: tirx.PrimFunc, batch: int, seq: int) -> list[np.ndarray]:
+    tensors = _inputs(func, batch, seq, np.random.default_rng(batch * 1000 + seq))
+    lib["main"](*tensors)
+    return [t.numpy() for t in tensors[1:]]
+
+
+def _scheduled(func: tirx.PrimFunc) -> tuple[tirx.PrimFunc, str]:
+    with TARGET:
+        return schedule_function(func, target=TARGET)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_symbolic_schedule_bit_identical_to_default_build(case: str) -> None:
+    """One build of the scheduled symbolic function: every (b, s) bit-identical to the
+    unscheduled function, the expected rule applied, vector code in the main part."""
+    func = _primfunc(case)
+    scheduled, kind = _scheduled(func)
+    assert kind == CASES[case][3], kind
+    lib, plain = _build(scheduled), _build(func)
+    for batch in BATCHES:
+        for seq in SEQS:
+            for got, want in zip(_run(lib, scheduled, batch, seq), _run(plain, func, batch, seq),
+                                 strict=True):
+                np.testing.assert_array_equal(got, want, err_msg=f"{case} b={batch} s={seq}")
+    assert re.search(r"\bv\w+\s+[^\n]*%zmm", _asm(lib)), "no AVX-512 vector instruction"
+
+
+@pytest.mark.parametrize("case", ["softmax", "layer_norm"])
+def test_row_reduce_main_part_has_no_predicate(case: str) -> None:
+    """The row tile loop is split into a main part whose blocks are predicate-free (the
+    vectorized lanes) and a ``_tail`` copy that keeps the predicate."""
+    scheduled, _ = _scheduled(_primfunc(case))
+    predicated: dict[str, bool] = {}
+
+    def visit(realize) -> None:
+        predicated[str(realize.block.name_hint)] = not (
+            isinstance(realize.predicate, tirx.IntImm) and int(realize.predicate) == 1)
+
+    tvm_ffi.structural_walk(scheduled.body, (s_tir.SBlockRealize, visit))
+    tails = {name for name in predicated if name.endswith("_tail")}
+    assert tails, predicated
+    assert any(predicated[name] for name in tails), predicated
+    assert not any(p for name, p in predicated.items() if name not in tails), predicated
+    assert "T.vectorized" in scheduled.script()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_static_shapes_schedule_unchanged(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A static shape goes through the static schedule: no split is ever recorded for a
+    main part + tail, no ``_tail`` block, and the result is the same as with the rewrite
+    disabled."""
+    func = _primfunc(case, (2, HEADS, 8, 8) if case == "softmax" else (2, 8, HIDDEN))
+    recorded: list[bool] = []
+    original = TailSplits.apply
+
+    def apply(self: TailSplits, f: tirx.PrimFunc) -> tirx.PrimFunc:
+        recorded.append(bool(self))
+        return original(self, f)
+
+    monkeypatch.setattr(TailSplits, "apply", apply)
+    scheduled, kind = _scheduled(func)
+    assert kind == CASES[case][3], kind
+    assert not any(recorded), recorded
+    assert "_tail" not in scheduled.script()
+    monkeypatch.setattr(TailSplits, "apply", lambda self, f: f)
+    tvm.ir.assert_structural_equal(scheduled, _scheduled(func)[0])
+
+
+def test_known_divisor_and_nominal_size() -> None:
+    assert known_divisor(B * S * HIDDEN) == HIDDEN
+    assert known_divisor(B * HEADS * S) == HEADS
+    assert known_divisor(tirx.IntImm("int64", 48)) == 48
+    assert divides(64, B * S * HIDDEN) and not divides(16, B * HEADS * S)
+    assert nominal_size(B * S) == 64 * 64
+
+
+def test_every_rule_declines_or_schedules_symbolic() -> None:
+    """No rule raises on a symbolic function outside ``apply`` (dispatch never crashes)."""
+    for case in CASES:
+        kernel = Kernel(_primfunc(case), case, TARGET)
+        with TARGET:
+            for rule in RULES:
+                if rule.applies(kernel):
+                    try:
+                        scheduled = rule.apply(kernel)
+                    except Exception:  # noqa: BLE001, S112 - declining by raising is allowed
+                        continue
+                    assert lowers(scheduled, TARGET), (case, rule.kind)
+
+
+@pytest.mark.parametrize("case", ["softmax", "layer_norm", "dynamic_range"])
+def test_print_times_symbolic_vs_static(case: str) -> None:
+    """Not asserted: the time of the symbolic build against a static build at s = 128/256."""
+    func = _primfunc(case)
+    lib = _build(_scheduled(func)[0])
+    for seq in (128, 256):
+        shape = (1, HEADS, seq, seq) if case == "softmax" else (1, seq, HIDDEN)
+        static = _primfunc(case, shape)
+        static_lib = _build(_scheduled(static)[0])
+        times = []
+        for built, f in ((lib, func), (static_lib, static)):
+            tensors = _inputs(f, 1, seq, np.random.default_rng(0))
+            evaluator = built.mod.time_evaluator("main", tvm.cpu(), number=20, repeat=3)
+            times.append(min(evaluator(*tensors).results) * 1e6)
+        print(f"{case} s={seq}: symbolic {times[0]:.1f} us, static {times[1]:.1f} us")

@@ -1,0 +1,261 @@
+"""Loops of symbolic extent split by a vector or tile factor: a main part and a tail.
+
+``sch.split(loop, [None, f])`` of a loop whose extent ``E`` is a symbolic expression (a
+sequence length, a batch) gives an outer loop of ``ceil(E / f)`` tiles and a predicate
+``outer·f + inner < E`` on every block under it, unless ``f`` provably divides ``E``. A
+predicate under a vectorized loop scalarizes it, and TVM's ``loop_partition`` refuses a
+symbolic loop. :class:`TailSplits` records such splits while a schedule is built and, once
+the schedule is done, rewrites each recorded outer loop as
+
+* a **main part** ``for outer in range(E // f)`` whose blocks have the split's predicate
+  removed (for ``outer < E // f`` and ``0 ≤ inner < f``, ``outer·f + inner ≤ (E // f)·f − 1
+  < E`` holds, so the predicate is true), keeping every loop kind: the vector loops are
+  predicate-free;
+* a **tail** ``if E mod f ≠ 0:`` the loop body once for ``outer = E // f`` with the
+  predicate kept and every vectorized / parallel loop serial; its blocks are named
+  ``<name>_tail``.
+
+Both parts run the same block bodies on the same points in the same order per point, so the
+result is that of the unsplit loop. Static extents never reach this module's rewrite: the
+schedules use it only where an extent is not an integer constant.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tvm_ffi
+from tvm import ir, s_tir, tirx
+from tvm import sym as arith
+
+#: Value assumed for a symbolic dimension when a schedule needs a size (parallel or not).
+NOMINAL_DIM = 64
+
+
+def static_extent(extent: tirx.PrimExpr) -> int | None:
+    """The integer value of a static extent; None for a symbolic one."""
+    return int(extent) if isinstance(extent, tirx.IntImm) else None
+
+
+def is_symbolic(extent: tirx.PrimExpr) -> bool:
+    return not isinstance(extent, tirx.IntImm)
+
+
+def known_divisor(extent: tirx.PrimExpr) -> int:
+    """The largest integer that divides ``extent`` for every value of its variables (the
+    value itself when static): e.g. 384 for ``b·s·384``."""
+    if isinstance(extent, tirx.IntImm):
+        return int(extent)
+    modular = arith.Analyzer().modular_set(extent)
+    return int(modular.coeff) if int(modular.base) == 0 else 1
+
+
+def divides(factor: int, extent: tirx.PrimExpr) -> bool:
+    """``factor`` divides ``extent`` for every value of its variables."""
+    divisor = known_divisor(extent)
+    return divisor % factor == 0 if divisor else False
+
+
+def substitute(node, values: dict) -> object:
+    """``node`` (an expression or statement) with each variable in ``values`` (keyed by the
+    variable) replaced by its value."""
+    def replace(var):
+        for key, value in values.items():
+            if var.same_as(key):
+                return value
+        return var
+    return tvm_ffi.structural_map(node, (tirx.Var, replace))
+
+
+def _vars(node) -> list[tirx.Var]:
+    found: list[tirx.Var] = []
+
+    def add(var: tirx.Var) -> None:
+        if not any(var.same_as(f) for f in found):
+            found.append(var)
+
+    tvm_ffi.structural_walk(node, (tirx.Var, add))
+    return found
+
+
+def nominal_size(extent: tirx.PrimExpr) -> int:
+    """``extent`` with every symbolic variable set to :data:`NOMINAL_DIM` (for decisions
+    that need a size, e.g. whether to parallelize)."""
+    if isinstance(extent, tirx.IntImm):
+        return int(extent)
+    value = substitute(extent, {v: tirx.const(NOMINAL_DIM, str(v.ty)) for v in _vars(extent)})
+    value = arith.Analyzer().simplify(value)
+    return int(value) if isinstance(value, tirx.IntImm) else NOMINAL_DIM
+
+
+class TailSplits:
+    """The splits of a schedule under construction whose factor may not divide their extent;
+    :meth:`apply` rewrites the finished function into main part + tail (module docstring)."""
+
+    def __init__(self) -> None:
+        self._splits: list[tuple[tirx.Var, tirx.PrimExpr, int]] = []
+        self._exact = False
+
+    def __bool__(self) -> bool:
+        return bool(self._splits) or self._exact
+
+    def split(self, sch: s_tir.Schedule, loop, factors: list) -> list:
+        """``sch.split(loop, factors)`` (one entry None: ``[None, f]`` or ``[c, None, f]``).
+        A split ``[None, f]`` of a symbolic extent that ``f`` may not divide is recorded for
+        the main part + tail rewrite; any other split of a symbolic extent must divide it
+        (ValueError otherwise), and its predicate, true everywhere, is dropped by
+        :meth:`apply`."""
+        extent = sch.get(loop).extent
+        if not is_symbolic(extent):
+            return list(sch.split(loop, factors))
+        product = math.prod(f for f in factors if f is not None)
+        if divides(product, extent):
+            self._exact = True
+            return list(sch.split(loop, factors))
+        if len(factors) != 2 or factors[0] is not None:
+            raise ValueError(f"{factors} need not divide the extent {extent}")
+        outer, inner = sch.split(loop, factors)
+        self._splits.append((sch.get(outer).loop_var, extent, product))
+        return [outer, inner]
+
+    def apply(self, func: tirx.PrimFunc) -> tirx.PrimFunc:
+        """``func`` (the scheduled function) with every recorded outer loop rewritten as its
+        main part and tail."""
+        if not self:
+            return func
+
+        def rewrite(loop: tirx.For):
+            for var, extent, factor in self._splits:
+                if loop.loop_var.same_as(var):
+                    return _main_and_tail(loop, extent, factor)
+            return loop
+
+        body = tvm_ffi.structural_map(func.body, (tirx.For, rewrite))
+        return func.with_body(_drop_true_predicates(body))
+
+
+def _main_and_tail(loop: tirx.For, extent: tirx.PrimExpr, factor: int) -> tirx.Stmt:
+    var = loop.loop_var
+    tiles = extent // factor
+    main_body = _drop_split_predicates(loop.body, var, extent, factor)
+    main = tirx.For(var, loop.min, tiles, loop.kind, main_body, loop.thread_binding,
+                    loop.annotations)
+    tail_body = _serial_tail(_fresh_definitions(substitute(loop.body, {var: tiles})))
+    tail = tirx.IfThenElse(tirx.NE(tirx.floormod(extent, factor), tirx.const(0, str(var.ty))),
+                           tail_body, None)
+    return tirx.SeqStmt([main, tail])
+
+
+def _loop_ranges(stmt: tirx.Stmt) -> arith.Analyzer:
+    ana = arith.Analyzer()
+
+    def bind(loop: tirx.For) -> None:
+        ana.bind(loop.loop_var, ir.Range.from_min_extent(loop.min, loop.extent))
+
+    tvm_ffi.structural_walk(stmt, (tirx.For, bind))
+    return ana
+
+
+def _conjuncts(expr: tirx.PrimExpr) -> list[tirx.PrimExpr]:
+    if isinstance(expr, tirx.And):
+        return _conjuncts(expr.a) + _conjuncts(expr.b)
+    return [expr]
+
+
+def _is_split_predicate(cond: tirx.PrimExpr, var: tirx.Var, extent: tirx.PrimExpr,
+                        factor: int, ana: arith.Analyzer) -> bool:
+    """``cond`` is ``var·factor + rest < extent`` with ``rest < factor`` for every point of
+    the loops under the split (so it holds for ``var < extent // factor``)."""
+    if not isinstance(cond, tirx.LT) or not ana.can_prove_equal(cond.b, extent):
+        return False
+    rest = ana.simplify(cond.a - var * factor)
+    if any(v.same_as(var) for v in _vars(rest)):
+        return False
+    return ana.can_prove(rest < factor)
+
+
+def _drop_split_predicates(body: tirx.Stmt, var: tirx.Var, extent: tirx.PrimExpr,
+                           factor: int) -> tirx.Stmt:
+    ana = _loop_ranges(body)
+
+    def strip(realize: s_tir.SBlockRealize):
+        kept = [c for c in _conjuncts(realize.predicate)
+                if not _is_split_predicate(c, var, extent, factor, ana)]
+        return s_tir.SBlockRealize(realize.iter_values, _conjunction(kept), realize.block)
+
+    return tvm_ffi.structural_map(body, (s_tir.SBlockRealize, strip))
+
+
+def _fresh_definitions(body: tirx.Stmt) -> tirx.Stmt:
+    """``body`` with a new variable for every loop and block iterator it defines (the tail
+    is a copy of the main part's body, and a TIR variable has one definition)."""
+    defined: list[tirx.Var] = []
+
+    def loop_var(loop: tirx.For) -> None:
+        defined.append(loop.loop_var)
+
+    def block_vars(block: s_tir.SBlock) -> None:
+        defined.extend(iv.var for iv in block.iter_vars)
+
+    tvm_ffi.structural_walk(body, [(tirx.For, loop_var), (s_tir.SBlock, block_vars)])
+    return substitute(body, {v: tirx.Var(f"{v.name}_t", str(v.ty)) for v in defined})
+
+
+def _drop_true_predicates(body: tirx.Stmt) -> tirx.Stmt:
+    """``body`` without the block predicate conjuncts ``lhs < rhs`` that hold at every point
+    of the loops: ``lhs`` linear in the loop variables with non-negative coefficients, so its
+    largest value is at the last iteration of each loop, and that value is below ``rhs``
+    (symbolic dimensions are at least 1)."""
+    ana = _loop_ranges(body)
+    extents: dict = {}
+
+    def last(loop: tirx.For) -> None:
+        extents[loop.loop_var] = loop.min + loop.extent - 1
+
+    tvm_ffi.structural_walk(body, (tirx.For, last))
+    loop_vars = list(extents)
+    symbolic = [v for v in _vars(body) if not any(v.same_as(lv) for lv in loop_vars)]
+    for var in symbolic:
+        if str(var.ty).startswith("int"):
+            ana.bind(var, ir.Range.from_min_extent(1, 1 << 31))
+
+    def holds(cond: tirx.PrimExpr) -> bool:
+        if not isinstance(cond, tirx.LT):
+            return False
+        used = [v for v in loop_vars if any(v.same_as(u) for u in _vars(cond.a))]
+        coef = arith.detect_linear_equation(cond.a, used)
+        if len(coef) != len(used) + 1 or not all(ana.can_prove(c >= 0) for c in coef[:-1]):
+            return False
+        largest = coef[-1]
+        for c, var in zip(coef[:-1], used, strict=True):
+            largest = largest + c * extents[var]
+        return ana.can_prove(cond.b - largest > 0)
+
+    def strip(realize: s_tir.SBlockRealize):
+        kept = [c for c in _conjuncts(realize.predicate) if not holds(c)]
+        return s_tir.SBlockRealize(realize.iter_values, _conjunction(kept), realize.block)
+
+    return tvm_ffi.structural_map(body, (s_tir.SBlockRealize, strip))
+
+
+def _conjunction(conds: list[tirx.PrimExpr]) -> tirx.PrimExpr:
+    predicate = conds[0] if conds else tirx.const(True, "bool")
+    for cond in conds[1:]:
+        predicate = tirx.And(predicate, cond)
+    return predicate
+
+
+def _serial_tail(body: tirx.Stmt) -> tirx.Stmt:
+    """Vectorized and parallel loops serial, blocks renamed ``<name>_tail``."""
+    def serial(loop: tirx.For):
+        if loop.kind in (tirx.ForKind.VECTORIZED, tirx.ForKind.PARALLEL):
+            return tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.SERIAL,
+                            loop.body, loop.thread_binding, loop.annotations)
+        return loop
+
+    def rename(block: s_tir.SBlock):
+        return s_tir.SBlock(block.iter_vars, block.reads, block.writes,
+                            f"{block.name_hint}_tail", block.body, block.init,
+                            block.alloc_buffers, block.match_buffers, block.annotations)
+
+    return tvm_ffi.structural_map(body, [(tirx.For, serial), (s_tir.SBlock, rename)])

@@ -62,6 +62,10 @@ def _cmd_compile(args) -> int:
     out = compiled.export(args.output)
     print(f"compiled {args.model} for {compiled.target} in {time.perf_counter() - start:.1f} s "
           f"→ {out}")
+    if compiled.symbolic:
+        from .inspect import format_signature
+
+        print("\n".join(format_signature(compiled.signature())))
     return 0
 
 

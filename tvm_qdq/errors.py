@@ -64,3 +64,45 @@ class ModelLoadError(TvmQdqError, ValueError):
 
 class InputError(TvmQdqError, ValueError):
     """Inputs fed at run time do not match the compiled model's inputs."""
+
+
+class DimensionBoundError(InputError):
+    """An input's symbolic dimension is outside the range the model was compiled for."""
+
+    def __init__(self, input_name: str, axis: int, dim: str, value: int, bound: int,
+                 reason: str, advice: str):
+        self.input_name = input_name
+        self.axis = axis
+        self.dim = dim
+        self.value = value
+        self.bound = bound
+        super().__init__(f"input '{input_name}' axis {axis} ('{dim}') = {value} {reason} "
+                         f"{bound}; {advice}")
+
+
+class DimensionMismatchError(InputError):
+    """One symbolic dimension has two different sizes in the inputs of one run."""
+
+    def __init__(self, dim: str, first: tuple[str, int, int], second: tuple[str, int, int]):
+        self.dim = dim
+        self.first = first
+        self.second = second
+        (name_a, axis_a, size_a), (name_b, axis_b, size_b) = first, second
+        super().__init__(
+            f"dimension '{dim}' is {size_a} in input '{name_a}' (axis {axis_a}) but {size_b} "
+            f"in input '{name_b}' (axis {axis_b}); every input that declares '{dim}' must "
+            f"have the same size there in one run")
+
+
+class StaticShapesRequiredError(TvmQdqError, ValueError):
+    """A backend that plans memory statically was given a model with symbolic dimensions."""
+
+    def __init__(self, backend: str, symbolic: dict[str, list[str]]):
+        self.backend = backend
+        self.symbolic = symbolic
+        listed = "; ".join(f"input '{name}' has {dims}" for name, dims in symbolic.items())
+        example = next(iter(symbolic))
+        super().__init__(
+            f"the {backend} backend plans memory statically and needs static shapes, but "
+            f"{listed}; fix every symbolic dimension with shapes= (e.g. "
+            f"compile(model, target=..., shapes={{'{example}': [...sizes...]}}))")

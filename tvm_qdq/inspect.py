@@ -6,6 +6,7 @@ import os
 from collections import Counter
 
 import onnx
+import tvm
 
 from .errors import UnsupportedOpsError
 
@@ -57,17 +58,68 @@ def _quantized_tensors(proto: onnx.ModelProto) -> dict[str, dict]:
     return result
 
 
+def _declared_dims(value: onnx.ValueInfoProto) -> list[int | str]:
+    """An ONNX graph input's declared shape: sizes and dimension names (an unnamed dynamic
+    dimension is named ``{input}_dim{axis}``, as the importer names it)."""
+    dims = value.type.tensor_type.shape.dim
+    return [d.dim_value if d.HasField("dim_value") else
+            (d.dim_param or f"{value.name}_dim{i}") for i, d in enumerate(dims)]
+
+
+def _declared_inputs(proto: onnx.ModelProto) -> list[dict]:
+    """The graph inputs (initializers left out) with their declared types and shapes."""
+    from .frontend.onnx.context import onnx_type_name
+
+    inits = {i.name for i in proto.graph.initializer}
+    return [{"name": v.name, "type": onnx_type_name(v.type.tensor_type.elem_type) or "unknown",
+             "shape": _declared_dims(v)} for v in proto.graph.input if v.name not in inits]
+
+
+def signature(mod: tvm.IRModule) -> dict:
+    """The inputs and outputs of a Relax module as a compiled model sees them (name, type,
+    container dtype, shape with dimension names) and the bounds of its symbolic dimensions:
+    ``bounds`` (the user's, ``tir_var_upper_bound``) and ``implicit_bounds`` (assumed by the
+    integer pass for exact int32 accumulation)."""
+    from .backend.base import describe_signature, model_bounds, model_specs
+
+    return describe_signature(*model_specs(mod), model_bounds(mod))
+
+
+def _shape_text(shape: list) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def format_signature(sig: dict) -> list[str]:
+    """Text lines of :func:`signature`'s result (inputs, outputs when known, bounds)."""
+    lines = ["inputs:"]
+    lines += [f"  {t['name']:24s} {t['type']:8s} {_shape_text(t['shape'])}"
+              for t in sig["inputs"]]
+    if sig.get("outputs"):
+        lines.append("outputs:")
+        lines += [f"  {t['name']:24s} {t['type']:8s} {_shape_text(t['shape'])}"
+                  for t in sig["outputs"]]
+    if sig.get("bounds"):
+        lines.append("bounds: " + ", ".join(f"{k} ≤ {v}" for k, v in sig["bounds"].items()))
+    if sig.get("implicit_bounds"):
+        lines.append("implicit bounds (exact int32 accumulation): " + ", ".join(
+            f"{k} ≤ {v}" for k, v in sig["implicit_bounds"].items()))
+    return lines
+
+
 def inspect(model: str | os.PathLike | bytes | onnx.ModelProto,
-            shapes: dict[str, list[int]] | None = None) -> dict:
+            shapes: dict[str, list[int]] | None = None,
+            bounds: dict[str, int] | None = None) -> dict:
     """Describe ``model``: formats, quantized ops, tensor types, integer vs float ops.
 
-    ``shapes`` fixes inputs declared with symbolic dimensions, as for ``from_onnx``. Formats,
-    op counts and unsupported ops are reported even when input sizes are unknown; the integer
-    pass report needs them (``error`` then says which input size to pass).
+    ``shapes`` fixes inputs declared with symbolic dimensions and ``bounds`` bounds them, as
+    for ``from_onnx``. Formats, op counts, the declared inputs and unsupported ops are
+    reported even when the integer module cannot be built (``error`` then says why).
 
     Returns a dict with keys ``formats``, ``op_counts``, ``quantized_tensors``,
     ``unsupported`` (node, op, domain triples), ``integer`` (what the pass made integer),
-    ``float_ops`` (ops that stayed float) and ``error`` (a failure message, or None).
+    ``float_ops`` (ops that stayed float), ``signature`` (inputs with dimension names as
+    declared, or as the integer module has them, with its outputs, ``bounds`` and
+    ``implicit_bounds``: see :func:`signature`) and ``error`` (a failure message, or None).
     """
     from .compile import pass_report, to_integer
     from .frontend.onnx import from_onnx, load_model
@@ -86,6 +138,8 @@ def inspect(model: str | os.PathLike | bytes | onnx.ModelProto,
         "float_ops": [],
         "error": None,
         "precision": None,
+        "signature": {"inputs": _declared_inputs(proto), "outputs": [], "bounds": {},
+                      "implicit_bounds": {}},
     }
     from .precision import precision_map
 
@@ -97,7 +151,10 @@ def inspect(model: str | os.PathLike | bytes | onnx.ModelProto,
         info["error"] = str(UnsupportedOpsError([tuple(op) for op in info["unsupported"]]))
         return info
     try:
-        report = pass_report(to_integer(from_onnx(proto, shapes=shapes)))
+        integer = to_integer(from_onnx(proto, shapes=shapes,
+                                       **({"bounds": bounds} if bounds else {})))
+        report = pass_report(integer)
+        info["signature"] = signature(integer)
     except Exception as err:  # inspection reports failures instead of raising them
         info["error"] = f"{type(err).__name__}: {err}"
         return info
@@ -108,7 +165,10 @@ def inspect(model: str | os.PathLike | bytes | onnx.ModelProto,
 
 def format_inspection(info: dict) -> str:
     """Human-readable text of :func:`inspect`'s result."""
-    lines = [f"formats: {', '.join(info['formats'])}", "ops:"]
+    lines = [f"formats: {', '.join(info['formats'])}"]
+    if info.get("signature"):
+        lines += format_signature(info["signature"])
+    lines.append("ops:")
     lines += [f"  {op:32s} {n}" for op, n in sorted(info["op_counts"].items())]
     types = Counter(t["type"] for t in info["quantized_tensors"].values())
     lines.append("quantized tensors by type: " + ", ".join(f"{k}: {v}" for k, v in

@@ -1,15 +1,18 @@
 """The contract between ``tvm_qdq.compile``/``load`` and a backend.
 
 * :class:`TensorSpec` and :func:`model_specs`: a model's inputs and outputs (ONNX name,
-  declared element type, container dtype, static or dynamic shape, index range), read from
-  the integer Relax module before a backend changes it.
+  declared element type, container dtype, shape: a size or a symbolic dimension's name per
+  axis, index range), and :func:`model_bounds` (the bounds of the symbolic dimensions, see
+  :mod:`.dims`), read from the integer Relax module before a backend changes it.
 * :class:`CompiledModel`: what every backend returns. It orders and checks feeds
   (:func:`order_feeds`, :func:`checked_element_type`, :func:`check_index_range`), names the
   inputs and outputs, and exports ``meta.json`` (``format``, ``target``, ``inputs``,
-  ``outputs``, ``report`` plus the backend's own keys) next to the backend's files.
+  ``outputs``, ``report``, ``bounds`` when a dimension is symbolic, plus the backend's own
+  keys) next to the backend's files.
 * :class:`Backend`: ``build(mod, target, options) → CompiledModel``, ``load(folder) →
-  CompiledModel``, the export ``format`` it writes and the target families (and target
-  kinds) it builds for. :mod:`.registry` holds the table ``compile`` and ``load`` use.
+  CompiledModel``, the export ``format`` it writes (``formats``: every one it reads) and the
+  target families (and target kinds) it builds for. :mod:`.registry` holds the table
+  ``compile`` and ``load`` use.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from relay_passes import PassReport
 from ..dtypes import numpy_name
 from ..errors import InputError
 from ..index_bounds import index_input_ranges
+from .dims import DimBounds, function_bounds, has_symbolic_dims
 
 META_FILE = "meta.json"
 
@@ -55,12 +59,14 @@ def pass_report(mod: tvm.IRModule) -> PassReport | None:
 
 @dataclass
 class TensorSpec:
-    """One model input or output: ONNX name, declared type, container dtype, shape."""
+    """One model input or output: ONNX name, declared type, container dtype, shape (per
+    axis its size, or the name of a symbolic dimension: ``[1, "sequence", 384]``; an output's
+    axis may be an expression of names, ``"sequence * 2"``)."""
 
     name: str
     type: str
     dtype: str
-    shape: list[int | None]
+    shape: list[int | str]
     #: [lowest, highest] valid value of an input used as gather indices (token ids), else None
     index_range: list[int] | None = None
 
@@ -71,9 +77,15 @@ class TensorSpec:
         return out
 
 
-def _dims(ty) -> list[int | None]:
-    """Each dimension of a tensor type: its value when static, None when symbolic."""
-    return [int(d) if isinstance(d, tvm.tirx.IntImm) else None for d in ty.shape.values]
+def _dims(ty) -> list[int | str]:
+    """Each dimension of a tensor type: its value when static, else its symbolic
+    dimension's name (or the expression of names) as text."""
+    return [int(d) if isinstance(d, tvm.tirx.IntImm) else str(d) for d in ty.shape.values]
+
+
+def model_bounds(mod: tvm.IRModule) -> DimBounds:
+    """The bounds of the symbolic dimensions of ``mod['main']`` (see :mod:`.dims`)."""
+    return function_bounds(mod["main"])
 
 
 def model_specs(mod: tvm.IRModule) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -99,6 +111,14 @@ def model_specs(mod: tvm.IRModule) -> tuple[list[TensorSpec], list[TensorSpec]]:
     outputs = [TensorSpec(name, typ, str(ty.dtype), _dims(ty))
                for name, typ, ty in zip(out_names, out_types, fields, strict=True)]
     return inputs, outputs
+
+
+def describe_signature(inputs: list[TensorSpec], outputs: list[TensorSpec],
+                       bounds: DimBounds) -> dict:
+    """Inputs and outputs as dicts (:meth:`TensorSpec.to_dict`), ``bounds`` (the user's upper
+    bounds by dimension name) and ``implicit_bounds`` (the integer pass's)."""
+    return {"inputs": [s.to_dict() for s in inputs], "outputs": [s.to_dict() for s in outputs],
+            "bounds": dict(bounds.upper), "implicit_bounds": dict(bounds.implicit)}
 
 
 def order_feeds(feeds: Feeds, input_names: list[str]) -> list:
@@ -147,42 +167,73 @@ def checked_element_type(spec: TensorSpec, value) -> np.ndarray:
     return array
 
 
-def read_meta(folder: Path, fmt: str | None = None) -> dict:
-    """``folder/meta.json``; with ``fmt``, refused unless the export has that format."""
+def read_meta(folder: Path, fmt: str | Sequence[str] | None = None) -> dict:
+    """``folder/meta.json``; with ``fmt`` (one format or several), refused unless the
+    export has that format."""
     meta = json.loads((folder / META_FILE).read_text())
-    if fmt is not None and meta.get("format") != fmt:
-        raise ValueError(f"{folder} is not a {fmt} export (format {meta.get('format')!r})")
+    formats = (fmt,) if isinstance(fmt, str) else fmt
+    if formats is not None and meta.get("format") not in formats:
+        raise ValueError(f"{folder} is not a {' or '.join(formats)} export "
+                         f"(format {meta.get('format')!r})")
     return meta
 
 
-def read_export(folder: Path, fmt: str) -> tuple[dict, list[TensorSpec], list[TensorSpec],
-                                                 PassReport | None]:
-    """``meta.json`` of an export of format ``fmt`` and the (inputs, outputs, report) that
-    :meth:`CompiledModel.export` wrote in it."""
+def _read_spec(data: dict) -> TensorSpec:
+    """A :class:`TensorSpec` from ``meta.json``; a dynamic axis that an older export wrote
+    as null gets the name of an unnamed dimension (``{input}_dim{axis}``)."""
+    shape = [f"{data['name']}_dim{i}" if d is None else d for i, d in enumerate(data["shape"])]
+    return TensorSpec(**{**data, "shape": shape})
+
+
+def read_export(folder: Path, fmt: str | Sequence[str]) -> tuple[
+        dict, list[TensorSpec], list[TensorSpec], PassReport | None]:
+    """``meta.json`` of an export of format ``fmt`` (or one of several) and the (inputs,
+    outputs, report) that :meth:`CompiledModel.export` wrote in it; ``export_bounds(meta)``
+    gives the bounds."""
     meta = read_meta(folder, fmt)
     report = meta.get("report")
-    return (meta, [TensorSpec(**s) for s in meta["inputs"]],
-            [TensorSpec(**s) for s in meta["outputs"]],
+    return (meta, [_read_spec(s) for s in meta["inputs"]],
+            [_read_spec(s) for s in meta["outputs"]],
             PassReport.from_json(json.dumps(report)) if report else None)
+
+
+def export_bounds(meta: dict) -> DimBounds:
+    """The bounds :meth:`CompiledModel.export` wrote to ``meta.json`` (none in a static
+    model's export)."""
+    return DimBounds.from_dict(meta.get("bounds"))
 
 
 class CompiledModel:
     """A compiled model: ``run(feeds)`` → outputs in the model's output order.
 
     ``inputs``/``outputs`` are :class:`TensorSpec` lists, ``target`` the target string,
-    ``report`` the integer pass's report. A backend subclass implements :meth:`run`,
-    :meth:`_write_files` (its artifacts) and :meth:`_export_meta` (its ``meta.json`` keys).
+    ``report`` the integer pass's report, ``bounds`` the bounds of the symbolic dimensions.
+    A backend subclass implements :meth:`run`, :meth:`_write_files` (its artifacts) and
+    :meth:`_export_meta` (its ``meta.json`` keys).
     """
 
     #: The ``format`` written to ``meta.json``; :func:`tvm_qdq.load` picks the backend by it.
     format: ClassVar[str] = ""
+    #: The ``format`` written for a model with symbolic dimensions (empty: same as static).
+    symbolic_format: ClassVar[str] = ""
 
     def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec], target: str,
-                 report: PassReport | None = None):
+                 report: PassReport | None = None, bounds: DimBounds | None = None):
         self.inputs = inputs
         self.outputs = outputs
         self.target = target
         self.report = report
+        self.bounds = bounds if bounds is not None else DimBounds()
+
+    def signature(self) -> dict:
+        """Inputs, outputs and the bounds of the symbolic dimensions
+        (:func:`describe_signature`; ``tvm_qdq.inspect.format_signature`` prints it)."""
+        return describe_signature(self.inputs, self.outputs, self.bounds)
+
+    @property
+    def symbolic(self) -> bool:
+        """Whether an input or output has a symbolic dimension."""
+        return has_symbolic_dims(self.inputs) or has_symbolic_dims(self.outputs)
 
     @property
     def input_names(self) -> list[str]:
@@ -213,10 +264,14 @@ class CompiledModel:
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         self._write_files(out)
-        meta = {"format": self.format, "target": self.target, **self._export_meta(),
+        symbolic = self.symbolic
+        meta = {"format": self.symbolic_format or self.format if symbolic else self.format,
+                "target": self.target, **self._export_meta(),
                 "inputs": [s.to_dict() for s in self.inputs],
                 "outputs": [s.to_dict() for s in self.outputs],
                 "report": json.loads(self.report.to_json()) if self.report else None}
+        if symbolic:
+            meta["bounds"] = self.bounds.to_dict()
         (out / META_FILE).write_text(json.dumps(meta, indent=1))
         return out
 
@@ -242,6 +297,8 @@ class Backend(Protocol):
     name: str
     #: The export format its :class:`CompiledModel` writes and :meth:`load` reads.
     format: str
+    #: Every export format :meth:`load` reads (``format`` and older or symbolic ones).
+    formats: tuple[str, ...]
     #: Target families (:func:`tvm_qdq.targets.target_family`) it builds for.
     families: tuple[str, ...]
     #: Target kinds it builds for (None: any kind).
@@ -258,7 +315,8 @@ class Backend(Protocol):
 
 
 __all__ = [
-    "META_FILE", "Backend", "BuildOptions", "CompiledModel", "TensorSpec", "check_index_range",
-    "checked_element_type", "model_specs", "module_attr", "order_feeds",
-    "pass_report", "read_export", "read_meta",
+    "META_FILE", "Backend", "BuildOptions", "CompiledModel", "DimBounds", "TensorSpec",
+    "check_index_range", "checked_element_type", "describe_signature", "export_bounds",
+    "model_bounds", "model_specs", "module_attr", "order_feeds", "pass_report", "read_export",
+    "read_meta",
 ]

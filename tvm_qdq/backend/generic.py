@@ -7,8 +7,8 @@ from pathlib import Path
 
 import tvm
 
-from .base import BuildOptions, model_specs, pass_report
-from .vm import FORMAT, VMCompiledModel, load_vm, prepare
+from .base import BuildOptions, model_bounds, model_specs, pass_report
+from .vm import FORMAT, FORMATS, VMCompiledModel, load_vm, prepare
 
 
 def build_default(mod: tvm.IRModule, target: tvm.target.Target):
@@ -21,14 +21,17 @@ class GenericBackend:
 
     name = "tvm"
     format = FORMAT
+    formats = FORMATS
     families = ("x86", "arm", "other")
     kinds = None
 
     def build(self, mod: tvm.IRModule, target: tvm.target.Target,
               options: BuildOptions) -> VMCompiledModel:
         inputs, outputs = model_specs(mod)
+        bounds = model_bounds(mod)
         executable = build_default(prepare(mod, target, options), target)
-        return VMCompiledModel(executable, inputs, outputs, str(target), pass_report(mod))
+        return VMCompiledModel(executable, inputs, outputs, str(target), pass_report(mod),
+                               bounds)
 
     def load(self, folder: Path) -> VMCompiledModel:
         return load_vm(folder)

@@ -33,7 +33,7 @@ def backend_for_target(target: tvm.target.Target) -> Backend:
 def backend_for_format(fmt: str | None) -> Backend:
     """The backend that loads an export of format ``fmt`` (``meta.json``'s ``format``)."""
     for backend in BACKENDS:
-        if backend.format == fmt:
+        if fmt in backend.formats:
             return backend
-    known = ", ".join(sorted({b.format for b in BACKENDS}))
+    known = ", ".join(sorted({f for b in BACKENDS for f in b.formats}))
     raise ValueError(f"unknown tvm-qdq export format {fmt!r}; known: {known}")

@@ -1,8 +1,9 @@
 """Models built into a TVM Relax VM executable (the x86 and the generic TVM backend).
 
 :class:`VMCompiledModel` runs the executable on the CPU and exports it as ``module.so`` +
-``meta.json`` (format ``tvm-qdq/1``); :func:`build_vm` builds the VM, :func:`prepare` is
-what both VM backends do to an integer module before building it.
+``meta.json`` (format ``tvm-qdq/1``; ``tvm-qdq/2`` when a dimension is symbolic: the shapes
+hold dimension names and ``bounds`` their bounds); :func:`build_vm` builds the VM,
+:func:`prepare` is what both VM backends do to an integer module before building it.
 """
 
 from __future__ import annotations
@@ -28,11 +29,20 @@ from .base import (
     TensorSpec,
     check_index_range,
     checked_element_type,
+    export_bounds,
     read_export,
 )
+from .dims import DimBounds, bind_dims, has_symbolic_dims
 from .legalize_signedness import legalize_signedness
 
 FORMAT = "tvm-qdq/1"
+#: The export format of a model with symbolic dimensions (``meta.json`` has ``bounds``).
+SYMBOLIC_FORMAT = "tvm-qdq/2"
+#: Every format :func:`load_vm` reads.
+FORMATS = (FORMAT, SYMBOLIC_FORMAT)
+#: Input shape combinations of a model with symbolic dimensions whose checked input buffers
+#: a :class:`VMCompiledModel` keeps (the least recently added one is dropped first).
+SHAPE_SLOTS = 8
 MODULE_FILE = "module.so"
 
 #: TVM's thread pool workers spin this many iterations waiting for the next parallel region
@@ -95,18 +105,23 @@ class VMCompiledModel(CompiledModel):
     """A model built into a Relax VM executable, run on the CPU."""
 
     format = FORMAT
+    symbolic_format = SYMBOLIC_FORMAT
 
     def __init__(self, module, inputs: list[TensorSpec], outputs: list[TensorSpec],
-                 target: str, report=None):
-        super().__init__(inputs, outputs, target, report)
+                 target: str, report=None, bounds: DimBounds | None = None):
+        super().__init__(inputs, outputs, target, report, bounds)
         self._module = module
         self._vm = relax.VirtualMachine(module, tvm.cpu())
         self._main = self._first_main  # the first call starts TVM's thread pool
         self._buffers: list | None = None  # one preallocated TVM tensor per input
         self._views: list | None = None  # numpy views of self._buffers
         # Fast path of run(): per input the exact numpy (dtype, shape) it takes unchecked.
+        self._static = not has_symbolic_dims(inputs)
+        # Symbolic dimensions: per checked input shape combination, the input buffers.
+        self._slots: dict[tuple, tuple[list, list]] = {}
+        self._dtypes = [np.dtype(s.dtype) if s.dtype == s.type else None for s in inputs]
         self._fast = [(np.dtype(s.dtype), tuple(s.shape))
-                      if s.dtype == s.type and None not in s.shape else None for s in inputs]
+                      if s.dtype == s.type and self._static else None for s in inputs]
         self._names = [s.name for s in inputs]
         self._plain_outputs = all(s.type not in ("int4", "uint4") for s in outputs)
         self._index_inputs = [i for i, s in enumerate(inputs) if s.index_range is not None]
@@ -122,25 +137,29 @@ class VMCompiledModel(CompiledModel):
         array = checked_element_type(spec, value)
         shape = list(array.shape)
         if len(shape) != len(spec.shape) or any(
-            want is not None and want != got for want, got in zip(spec.shape, shape, strict=False)
+            isinstance(want, int) and want != got
+            for want, got in zip(spec.shape, shape, strict=False)
         ):
             raise InputError(
-                f"input '{spec.name}': expected shape {spec.shape}, got {shape} "
-                "(None marks a dynamic dimension)"
+                f"input '{spec.name}': expected shape {spec.shape}, got {shape}"
+                + ("" if self._static else " (a name marks a symbolic dimension)")
             )
         return np.array(to_container(array), order="C", copy=None)
 
     def _fits(self, spec: TensorSpec, value) -> bool:
         """Fast path: a numpy array of exactly the compiled dtype and static shape."""
         return (isinstance(value, np.ndarray) and str(value.dtype) == spec.dtype == spec.type
-                and None not in spec.shape and list(value.shape) == spec.shape)
+                and self._static and list(value.shape) == spec.shape)
 
     def run(self, feeds: Feeds) -> list[np.ndarray]:
         """Run once. ``feeds``: a dict by input name or a list in input order.
 
-        Inputs are copied into preallocated TVM tensors (checked only when their dtype or
-        shape is not the compiled one); outputs are returned as numpy arrays that share
-        nothing with other calls (views of the tensors this call allocated).
+        Static inputs are copied into preallocated TVM tensors (checked only when their
+        dtype or shape is not the compiled one). A model with symbolic dimensions checks
+        every input and binds each dimension's size (:func:`.dims.bind_dims`: the same size
+        for one name, within its bounds) before it runs. Outputs are returned as numpy
+        arrays that share nothing with other calls (views of the tensors this call
+        allocated).
         """
         values = None
         if isinstance(feeds, dict) and len(feeds) == len(self._names):
@@ -150,6 +169,8 @@ class VMCompiledModel(CompiledModel):
                 values = None
         if values is None:
             values = self._ordered(feeds)
+        if not self._static:
+            return self._outputs(self._main(*self._symbolic_args(values)))
         if self._buffers is None and all(None not in s.shape for s in self.inputs):
             self._buffers = [tvm.runtime.empty(s.shape, s.dtype) for s in self.inputs]
             self._views = [np.from_dlpack(b) for b in self._buffers]
@@ -169,7 +190,45 @@ class VMCompiledModel(CompiledModel):
         for i in self._index_inputs:
             check_index_range(self.inputs[i], self._views[i] if self._buffers is not None
                               else args[i].numpy())
-        result = self._main(*args)
+        return self._outputs(self._main(*args))
+
+    def _symbolic_args(self, values: list) -> list:
+        """The TVM tensors of one run of a model with symbolic dimensions.
+
+        The first run with a combination of input shapes checks the inputs and binds the
+        dimensions (:func:`.dims.bind_dims`); its buffers are kept for that combination, so
+        a later run with the same shapes and compiled dtypes only copies the inputs in.
+        """
+        key = tuple(v.shape if type(v) is np.ndarray and v.dtype == dtype else None
+                    for v, dtype in zip(values, self._dtypes, strict=True))
+        slot = self._slots.get(key)
+        if slot is None:
+            values = [self._check(spec, value) for spec, value in zip(self.inputs, values,
+                                                                      strict=True)]
+            shapes = tuple(v.shape for v in values)
+            slot = self._slots.get(shapes)
+            if slot is None:
+                bind_dims(self.inputs, shapes, self.bounds)
+                slot = self._new_slot(shapes)
+        buffers, views = slot
+        for view, value in zip(views, values, strict=True):
+            view[...] = value
+        for i in self._index_inputs:
+            check_index_range(self.inputs[i], views[i])
+        return buffers
+
+    def _new_slot(self, shapes: tuple) -> tuple[list, list]:
+        """Input buffers (TVM tensors and their numpy views) for one shape combination."""
+        if len(self._slots) >= SHAPE_SLOTS:
+            del self._slots[next(iter(self._slots))]
+        buffers = [tvm.runtime.empty(shape, s.dtype) for shape, s in zip(shapes, self.inputs,
+                                                                          strict=True)]
+        slot = (buffers, [np.from_dlpack(b) for b in buffers])
+        self._slots[shapes] = slot
+        return slot
+
+    def _outputs(self, result) -> list[np.ndarray]:
+        """The VM's result as numpy arrays in the output order."""
         flat = list(result) if not hasattr(result, "numpy") else [result]
         if self._plain_outputs:
             # The VM allocates the returned tensors on every call (never reused while
@@ -186,6 +245,7 @@ class VMCompiledModel(CompiledModel):
 @routed_tvm_logs()
 def load_vm(folder: Path) -> VMCompiledModel:
     """Load what :meth:`VMCompiledModel.export` wrote."""
-    meta, inputs, outputs, report = read_export(folder, FORMAT)
+    meta, inputs, outputs, report = read_export(folder, FORMATS)
     module = tvm.runtime.load_module(str(folder / MODULE_FILE))
-    return VMCompiledModel(module, inputs, outputs, meta["target"], report)
+    return VMCompiledModel(module, inputs, outputs, meta["target"], report,
+                           export_bounds(meta))

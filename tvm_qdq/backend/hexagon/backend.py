@@ -6,7 +6,9 @@ from pathlib import Path
 
 import tvm
 
+from ...errors import StaticShapesRequiredError
 from ..base import BuildOptions, model_specs, pass_report
+from ..dims import symbolic_dims
 
 #: The export format of :class:`.compiled.HexagonCompiled` (``meta.json``).
 FORMAT = "tvm-qdq-hexagon/1"
@@ -17,6 +19,7 @@ class HexagonBackend:
 
     name = "hexagon"
     format = FORMAT
+    formats = (FORMAT,)
     families = ("hexagon",)
     kinds = None
 
@@ -24,6 +27,9 @@ class HexagonBackend:
         from .compiled import compile_hexagon
 
         inputs, outputs = model_specs(mod)
+        symbolic = symbolic_dims(inputs) or symbolic_dims(outputs)
+        if symbolic:  # the ELF's buffers are planned for one size
+            raise StaticShapesRequiredError("Hexagon", symbolic)
         return compile_hexagon(mod, target, inputs=inputs, outputs=outputs,
                                report=pass_report(mod), requantize=options.requantize or "fixed")
 

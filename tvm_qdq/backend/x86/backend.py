@@ -16,10 +16,10 @@ from pathlib import Path
 
 import tvm
 
-from ..base import BuildOptions, model_specs, pass_report
+from ..base import BuildOptions, model_bounds, model_specs, pass_report
 from ..generic import build_default
 from ..tir_ops import scoped_op_attr
-from ..vm import FORMAT, VMCompiledModel, build_vm, load_vm, prepare
+from ..vm import FORMAT, FORMATS, VMCompiledModel, build_vm, load_vm, prepare
 
 
 @contextlib.contextmanager
@@ -49,12 +49,14 @@ class X86Backend:
 
     name = "x86"
     format = FORMAT
+    formats = FORMATS
     families = ("x86", "arm", "other")
     kinds = ("llvm",)
 
     def build(self, mod: tvm.IRModule, target: tvm.target.Target,
               options: BuildOptions) -> VMCompiledModel:
         inputs, outputs = model_specs(mod)
+        bounds = model_bounds(mod)
         mod = prepare(mod, target, options)
         try:
             with build_options():
@@ -64,7 +66,8 @@ class X86Backend:
                           f"{str(err)[:200]}); building with TVM's default schedules",
                           stacklevel=2)
             executable = build_default(mod, target)
-        return VMCompiledModel(executable, inputs, outputs, str(target), pass_report(mod))
+        return VMCompiledModel(executable, inputs, outputs, str(target), pass_report(mod),
+                               bounds)
 
     def load(self, folder: Path) -> VMCompiledModel:
         return load_vm(folder)

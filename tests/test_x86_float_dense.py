@@ -75,6 +75,7 @@ def _check(a: np.ndarray, w: np.ndarray, y: np.ndarray, bias: np.ndarray | None)
     ((2, 7, 19), 80),        # batch dimension, 14 rows, 5 column vectors
     ((1, 12, 64), 16),       # one column vector
     ((3, 1), 32),            # K = 1 (every column is one value: stored as int8 · scale)
+    ((96, 200), 384),        # large enough for the parallel panel loop
 ])
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_float_dense_matches_the_stated_fma_sum(shape, n, with_bias) -> None:
@@ -88,14 +89,15 @@ def test_float_dense_matches_the_stated_fma_sum(shape, n, with_bias) -> None:
     _check(a, w, y, bias)
 
 
-def test_int8_times_scale_weight_is_stored_compressed_and_gives_the_same_sums() -> None:
-    k, n = 70, 64
+@pytest.mark.parametrize("rows, k, n", [((2, 9), 70, 64), ((64,), 256, 256)])
+def test_int8_times_scale_weight_is_stored_compressed_and_gives_the_same_sums(rows, k, n
+                                                                              ) -> None:
     q = RNG.integers(-127, 128, (k, n)).astype(np.int8)
     q[0] = 127  # the symmetric grid's end in every column (scale = max|w| / 127)
     q[1, ::3] = -128
     scales = (RNG.random(n) * 0.02 + 0.001).astype(np.float32)
     w = q.astype(np.float32) * scales
-    a = RNG.standard_normal((2, 9, k)).astype(np.float32)
+    a = RNG.standard_normal((*rows, k)).astype(np.float32)
     y, report = _run(a, w)
     assert report.kernels[0]["int8_weight"]
     assert list(report.schedules.values()) == ["float_dense"]

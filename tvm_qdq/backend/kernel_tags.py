@@ -13,10 +13,13 @@ from tvm import s_tir, tirx
 KERNEL_ATTR = "tvm_qdq.kernel"
 
 #: Roles. x86: the VNNI reduction, the depthwise multiply-accumulate, a padded scratch copy
-#: of the input. Hexagon: the vrmpy reduction, its pack/unpack steps.
+#: of the input, the float32 matmul with a packed constant weight and the expansion of its
+#: int8-compressed weight. Hexagon: the vrmpy reduction, its pack/unpack steps.
 VNNI = "vnni"
 DEPTHWISE = "depthwise"
 SCRATCH = "scratch"
+FLOAT_DENSE = "float_dense"
+FLOAT_WEIGHT = "float_weight"
 HVX_VRMPY = "hvx_vrmpy"
 HVX_PACK = "hvx_pack"
 HVX_UNPACK = "hvx_unpack"

@@ -10,6 +10,7 @@
   cheaper than int8 terms (:func:`offset_form`);
 * a depthwise conv (``groups == C == O``) → the channel-vectorized NHWC kernel;
 * ``R.matmul(a, constant b)`` with the same dtypes → the VNNI matmul kernel;
+* ``R.matmul(a, constant b)`` in float32 → the packed FMA kernel of :mod:`.float_kernels`;
 * everything else stays TVM's op (recorded in the report's ``skipped`` with the reason).
 
 The kernels are ``call_tir`` to TE functions of :mod:`.kernels` marked output-elementwise
@@ -27,6 +28,7 @@ from tvm import relax
 
 from ...relax_utils import constant_value, static_shape, tensor_dtype
 from . import kernels as K
+from .float_kernels import dense_call
 from .layout import LayoutRewriter, as_2d, ints
 
 if TYPE_CHECKING:
@@ -221,6 +223,11 @@ class KernelRewriter(LayoutRewriter):
             return None
         in_dtype = tensor_dtype(a)
         name = str(var.name)
+        if in_dtype == "float32":  # a float matmul: the packed FMA kernel
+            call, record = dense_call(self.bb, self.get_plain(a), a_shape, bv)
+            (self.report.kernels if call is not None else self.report.skipped).append(
+                {"op": "matmul", "var": name, **record})
+            return None if call is None else (call, "plain")
         weight_issue = _vnni_weight_ok(bv, out_dtype, 1)
         if in_dtype not in K.VNNI_ACT_DTYPES or out_dtype not in ("int32", "int64") or \
                 weight_issue is not None:

@@ -9,11 +9,12 @@ unscheduled function is the last resort, so the result is always correct:
 1. VNNI conv / matmul with the requested or heuristic register tile (:mod:`.vnni`), then with
    a 1×1 tile;
 2. depthwise conv (:mod:`.depthwise`);
-3. activation × activation matmuls, ``vpdpwssd`` pairs on VNNI targets, then plain vector
+3. float32 matmul with a packed constant weight (:mod:`.float_dense`);
+4. activation × activation matmuls, ``vpdpwssd`` pairs on VNNI targets, then plain vector
    multiply-adds (:mod:`.matmul`);
-4. 256-entry byte table lookups as VBMI permutes (:mod:`.lut_gather`);
-5. row-wise functions: whole-tensor reductions, row reductions, copies (:mod:`.rows`);
-6. everything else (:mod:`.generic`).
+5. 256-entry byte table lookups as VBMI permutes (:mod:`.lut_gather`);
+6. row-wise functions: whole-tensor reductions, row reductions, copies (:mod:`.rows`);
+7. everything else (:mod:`.generic`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tvm import tirx
 from ...kernel_tags import VNNI
 from ...tir_blocks import SCHEDULE_ERRORS, kernel_kinds
 from .depthwise import DepthwiseRule
+from .float_dense import FloatDenseRule
 from .generic import GenericRule, schedule_generic
 from .lut_gather import LutRule
 from .matmul import ActivationMatmulRule
@@ -38,6 +40,7 @@ RULES: tuple[ScheduleRule, ...] = (
     VnniRule(),
     VnniRule(fallback=Tile(1, 1)),
     DepthwiseRule(),
+    FloatDenseRule(),
     ActivationMatmulRule(pairs=True),
     ActivationMatmulRule(pairs=False),
     LutRule(),

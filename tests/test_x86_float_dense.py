@@ -1,0 +1,143 @@
+"""x86 float32 dense kernel (``float_kernels.py``, ``schedules/float_dense.py``): a float
+``R.matmul`` with a constant weight, built through the real path (``lower_integer_kernels`` →
+the VM), against numpy.
+
+Reference: the sum the kernel's docstring states, ``acc = fma(a[k], w[k], acc)`` for ``k``
+increasing from ``acc = 0``, emulated in numpy (the float64 product of two float32 values is
+exact; ``float32(product + acc)`` then rounds once more than an FMA only when the float64
+sum is itself inexact and lands on a float32 half-way point, which these inputs never hit),
+so the results must be equal bit for bit; and, independent of the order, within the
+recursive-summation bound ``K · 2^-24 · Σ_k |a_k · w_k|`` of the float64 product.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax
+
+from tvm_qdq.backend.vm import build_vm
+from tvm_qdq.backend.x86 import LoweringReport, has_vnni, lower_integer_kernels
+from tvm_qdq.backend.x86.backend import build_options
+from tvm_qdq.backend.x86.float_kernels import compress_dense_weight, pack_dense_weight
+from tvm_qdq.backend.x86.schedules.float_dense import dense_tile
+from tvm_qdq.targets import resolve_target
+
+TARGET = resolve_target("x86")
+pytestmark = pytest.mark.skipif(not has_vnni(TARGET), reason="host CPU has no AVX-512 VNNI")
+
+RNG = np.random.default_rng(14)
+
+
+def _run(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None
+         ) -> tuple[np.ndarray, LoweringReport]:
+    """``a @ w (+ bias)`` through ``lower_integer_kernels`` and the VM."""
+    bb = relax.BlockBuilder()
+    x = relax.Var("a", relax.TensorType(a.shape, "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.matmul(x, relax.const(w)))
+            if bias is not None:
+                y = bb.emit(relax.op.add(y, relax.const(bias)))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    report = LoweringReport()
+    with build_options():
+        lowered = lower_integer_kernels(bb.get(), TARGET, report=report)
+        vm = relax.VirtualMachine(build_vm(lowered, TARGET), tvm.cpu())
+    return vm["main"](tvm.runtime.tensor(a)).numpy(), report
+
+
+def _fma_sum(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``Σ_k a[..., k] · w[k, :]`` in float32, ``k`` increasing, one rounding per step."""
+    a64, w64 = a.astype(np.float64), w.astype(np.float64)
+    acc = np.zeros((*a.shape[:-1], w.shape[1]), np.float32)
+    for k in range(a.shape[-1]):
+        acc = (a64[..., k, None] * w64[k] + acc.astype(np.float64)).astype(np.float32)
+    return acc
+
+
+def _check(a: np.ndarray, w: np.ndarray, y: np.ndarray, bias: np.ndarray | None) -> None:
+    expected = _fma_sum(a, w)
+    if bias is not None:
+        expected = expected + bias
+    np.testing.assert_array_equal(y, expected)
+    exact = a.astype(np.float64) @ w.astype(np.float64) + (0 if bias is None else bias)
+    bound = a.shape[-1] * 2.0**-24 * (np.abs(a.astype(np.float64)) @ np.abs(w)) + \
+        np.abs(exact) * 2.0**-24
+    assert np.all(np.abs(y - exact) <= bound)
+
+
+@pytest.mark.parametrize("shape, n", [
+    ((32, 384), 128),        # the tile divides rows and columns
+    ((5, 33), 48),           # 5 rows (1-row tiles), 3 column vectors, odd K
+    ((2, 7, 19), 80),        # batch dimension, 14 rows, 5 column vectors
+    ((1, 12, 64), 16),       # one column vector
+    ((3, 1), 32),            # K = 1 (every column is one value: stored as int8 · scale)
+    ((96, 200), 384),        # large enough for the parallel panel loop
+])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_float_dense_matches_the_stated_fma_sum(shape, n, with_bias) -> None:
+    a = RNG.standard_normal(shape).astype(np.float32)
+    w = RNG.standard_normal((shape[-1], n)).astype(np.float32)
+    bias = RNG.standard_normal(n).astype(np.float32) if with_bias else None
+    y, report = _run(a, w, bias)
+    assert [k["kind"] for k in report.kernels] == ["float_dense"]
+    assert report.kernels[0]["int8_weight"] == (shape[-1] == 1)
+    assert list(report.schedules.values()) == ["float_dense"]
+    _check(a, w, y, bias)
+
+
+@pytest.mark.parametrize("rows, k, n", [((2, 9), 70, 64), ((64,), 256, 256)])
+def test_int8_times_scale_weight_is_stored_compressed_and_gives_the_same_sums(rows, k, n
+                                                                              ) -> None:
+    q = RNG.integers(-127, 128, (k, n)).astype(np.int8)
+    q[0] = 127  # the symmetric grid's end in every column (scale = max|w| / 127)
+    q[1, ::3] = -128
+    scales = (RNG.random(n) * 0.02 + 0.001).astype(np.float32)
+    w = q.astype(np.float32) * scales
+    a = RNG.standard_normal((*rows, k)).astype(np.float32)
+    y, report = _run(a, w)
+    assert report.kernels[0]["int8_weight"]
+    assert list(report.schedules.values()) == ["float_dense"]
+    _check(a, w, y, None)
+
+
+def test_compress_dense_weight_is_exact_or_declines() -> None:
+    q = RNG.integers(-128, 128, (40, 32)).astype(np.int8)
+    q[5] = -128
+    scales = (RNG.random(32) * 0.1).astype(np.float32)
+    w = q.astype(np.float32) * scales
+    w[:, 7] = 0.0  # a column of zeros
+    found = compress_dense_weight(w)
+    assert found is not None
+    np.testing.assert_array_equal(found[0].astype(np.float32) * found[1], w)
+    assert compress_dense_weight(RNG.standard_normal((40, 32)).astype(np.float32)) is None
+    w[3, 2] = np.nextafter(w[3, 2], np.float32(1))  # one value off the grid
+    assert compress_dense_weight(w) is None
+
+
+def test_pack_dense_weight_layout() -> None:
+    w = np.arange(3 * 48, dtype=np.float32).reshape(3, 48)
+    wp = pack_dense_weight(w)
+    assert wp.shape == (3, 3, 16)
+    for kk in range(3):
+        for col in range(48):
+            assert wp[col // 16, kk, col % 16] == w[kk, col]
+
+
+def test_columns_not_a_multiple_of_16_stay_tvm_matmul() -> None:
+    a = RNG.standard_normal((4, 24)).astype(np.float32)
+    w = RNG.standard_normal((24, 20)).astype(np.float32)
+    y, report = _run(a, w)
+    assert not report.kernels
+    assert "multiple of 16 columns" in report.skipped[0]["reason"]
+    np.testing.assert_allclose(y, a.astype(np.float64) @ w, rtol=1e-5, atol=1e-5)
+
+
+def test_dense_tile_from_the_shape() -> None:
+    tile = dense_tile(32, 1536)
+    assert (tile.mr, tile.nr, tile.lanes) == (4, 4, 16)
+    tile = dense_tile(7, 48)
+    assert 7 % tile.mr == 0 and 3 % tile.nr == 0 and tile.mr * tile.nr <= 16

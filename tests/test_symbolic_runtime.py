@@ -241,3 +241,17 @@ def test_hexagon_refuses_symbolic_dims_with_a_named_error() -> None:
     assert "Hexagon backend plans memory statically" in text
     assert "input 'x' has ['batch', 'seq']" in text and "input 'mask' has" in text
     assert "shapes=" in text
+
+
+def test_cli_inspect_prints_the_declared_dim_names(tmp_path, capsys) -> None:
+    from tvm_qdq.cli import main as cli_main
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "sequence", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", 8])])
+    path = tmp_path / "relu.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    cli_main(["inspect", str(path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:3] == ["inputs:", "  x                        float32  [batch, sequence, 8]"]

@@ -255,3 +255,17 @@ def test_cli_inspect_prints_the_declared_dim_names(tmp_path, capsys) -> None:
     cli_main(["inspect", str(path)])
     lines = capsys.readouterr().out.splitlines()
     assert lines[1:3] == ["inputs:", "  x                        float32  [batch, sequence, 8]"]
+
+
+def test_cli_inspect_of_an_export_prints_names_and_bounds(x86_model, tmp_path, capsys) -> None:
+    from tvm_qdq.cli import main as cli_main
+
+    out_dir = x86_model.export(tmp_path / "m")
+    assert cli_main(["inspect", str(out_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "format: tvm-qdq/2"
+    assert lines[2:] == format_signature(x86_model.signature())
+    assert cli_main(["inspect", str(out_dir), "--json"]) == 0
+    sig = json.loads(capsys.readouterr().out)
+    assert sig["inputs"][0]["shape"] == ["batch", "seq", 16]
+    assert (sig["bounds"], sig["implicit_bounds"]) == ({"batch": 4}, {"seq": 100})

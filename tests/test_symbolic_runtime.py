@@ -269,3 +269,16 @@ def test_cli_inspect_of_an_export_prints_names_and_bounds(x86_model, tmp_path, c
     sig = json.loads(capsys.readouterr().out)
     assert sig["inputs"][0]["shape"] == ["batch", "seq", 16]
     assert (sig["bounds"], sig["implicit_bounds"]) == ({"batch": 4}, {"seq": 100})
+
+
+def test_cli_compile_prints_the_symbolic_signature(x86_model, tmp_path, capsys,
+                                                   monkeypatch) -> None:
+    import sys
+
+    from tvm_qdq.cli import main as cli_main
+
+    monkeypatch.setattr(sys.modules["tvm_qdq.compile"], "compile", lambda *a, **k: x86_model)
+    assert cli_main(["compile", "model.onnx", "-o", str(tmp_path / "m")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == format_signature(x86_model.signature())
+    assert tvm_qdq.load(tmp_path / "m").inputs == x86_model.inputs

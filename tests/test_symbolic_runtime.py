@@ -241,3 +241,44 @@ def test_hexagon_refuses_symbolic_dims_with_a_named_error() -> None:
     assert "Hexagon backend plans memory statically" in text
     assert "input 'x' has ['batch', 'seq']" in text and "input 'mask' has" in text
     assert "shapes=" in text
+
+
+def test_cli_inspect_prints_the_declared_dim_names(tmp_path, capsys) -> None:
+    from tvm_qdq.cli import main as cli_main
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "sequence", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "sequence", 8])])
+    path = tmp_path / "relu.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    cli_main(["inspect", str(path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:3] == ["inputs:", "  x                        float32  [batch, sequence, 8]"]
+
+
+def test_cli_inspect_of_an_export_prints_names_and_bounds(x86_model, tmp_path, capsys) -> None:
+    from tvm_qdq.cli import main as cli_main
+
+    out_dir = x86_model.export(tmp_path / "m")
+    assert cli_main(["inspect", str(out_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "format: tvm-qdq/2"
+    assert lines[2:] == format_signature(x86_model.signature())
+    assert cli_main(["inspect", str(out_dir), "--json"]) == 0
+    sig = json.loads(capsys.readouterr().out)
+    assert sig["inputs"][0]["shape"] == ["batch", "seq", 16]
+    assert (sig["bounds"], sig["implicit_bounds"]) == ({"batch": 4}, {"seq": 100})
+
+
+def test_cli_compile_prints_the_symbolic_signature(x86_model, tmp_path, capsys,
+                                                   monkeypatch) -> None:
+    import sys
+
+    from tvm_qdq.cli import main as cli_main
+
+    monkeypatch.setattr(sys.modules["tvm_qdq.compile"], "compile", lambda *a, **k: x86_model)
+    assert cli_main(["compile", "model.onnx", "-o", str(tmp_path / "m")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1:] == format_signature(x86_model.signature())
+    assert tvm_qdq.load(tmp_path / "m").inputs == x86_model.inputs

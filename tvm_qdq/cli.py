@@ -29,8 +29,15 @@ def _shapes(args) -> dict[str, list[int]] | None:
 
 
 def _cmd_inspect(args) -> int:
-    from .inspect import format_inspection, inspect
+    import os
 
+    from .inspect import export_signature, format_inspection, format_signature, inspect
+
+    if os.path.isdir(args.model):  # an export: its inputs, outputs and bounds
+        sig = export_signature(args.model)
+        print(json.dumps(sig, indent=1) if args.json else "\n".join(
+            [f"format: {sig['format']}", f"target: {sig['target']}", *format_signature(sig)]))
+        return 0
     info = inspect(args.model, shapes=_shapes(args))
     if args.json:
         print(json.dumps(info, indent=1))
@@ -156,8 +163,9 @@ def _add_shape_option(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tvm-qdq", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("inspect", help="formats, quantized ops, dtypes, integer vs float ops")
-    p.add_argument("model")
+    p = sub.add_parser("inspect", help="formats, quantized ops, dtypes, integer vs float ops "
+                                       "(of an export: inputs, outputs, bounds)")
+    p.add_argument("model", help=".onnx model, or a compiled model's export directory")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--precision", action="store_true",
                    help="print precision regions, conversion chains and accumulators")

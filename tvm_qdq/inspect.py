@@ -106,6 +106,18 @@ def format_signature(sig: dict) -> list[str]:
     return lines
 
 
+def export_signature(folder: str | os.PathLike) -> dict:
+    """:func:`signature` of a compiled model's export (its ``meta.json``; the module is not
+    loaded), with its ``format`` and ``target``."""
+    from pathlib import Path
+
+    from .backend.base import describe_signature, export_bounds, read_export
+
+    meta, inputs, outputs, _ = read_export(Path(folder), None)
+    return {"format": meta.get("format"), "target": meta.get("target"),
+            **describe_signature(inputs, outputs, export_bounds(meta))}
+
+
 def inspect(model: str | os.PathLike | bytes | onnx.ModelProto,
             shapes: dict[str, list[int]] | None = None,
             bounds: dict[str, int] | None = None) -> dict:

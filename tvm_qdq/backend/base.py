@@ -185,9 +185,9 @@ def _read_spec(data: dict) -> TensorSpec:
     return TensorSpec(**{**data, "shape": shape})
 
 
-def read_export(folder: Path, fmt: str | Sequence[str]) -> tuple[
+def read_export(folder: Path, fmt: str | Sequence[str] | None) -> tuple[
         dict, list[TensorSpec], list[TensorSpec], PassReport | None]:
-    """``meta.json`` of an export of format ``fmt`` (or one of several) and the (inputs,
+    """``meta.json`` of an export of format ``fmt`` (one of several; None: any) and the (inputs,
     outputs, report) that :meth:`CompiledModel.export` wrote in it; ``export_bounds(meta)``
     gives the bounds."""
     meta = read_meta(folder, fmt)

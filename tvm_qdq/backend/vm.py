@@ -171,10 +171,9 @@ class VMCompiledModel(CompiledModel):
             values = self._ordered(feeds)
         if not self._static:
             return self._outputs(self._main(*self._symbolic_args(values)))
-        if self._buffers is None and all(None not in s.shape for s in self.inputs):
+        if self._buffers is None:
             self._buffers = [tvm.runtime.empty(s.shape, s.dtype) for s in self.inputs]
             self._views = [np.from_dlpack(b) for b in self._buffers]
-        args = []
         for i, (spec, value) in enumerate(zip(self.inputs, values, strict=True)):
             fast = self._fast[i]
             if fast is not None and type(value) is np.ndarray and value.dtype == fast[0] \
@@ -182,15 +181,10 @@ class VMCompiledModel(CompiledModel):
                 array = value
             else:
                 array = value if self._fits(spec, value) else self._check(spec, value)
-            if self._buffers is not None:
-                self._views[i][...] = array
-                args.append(self._buffers[i])
-            else:
-                args.append(tvm.runtime.tensor(array))
+            self._views[i][...] = array
         for i in self._index_inputs:
-            check_index_range(self.inputs[i], self._views[i] if self._buffers is not None
-                              else args[i].numpy())
-        return self._outputs(self._main(*args))
+            check_index_range(self.inputs[i], self._views[i])
+        return self._outputs(self._main(*self._buffers))
 
     def _symbolic_args(self, values: list) -> list:
         """The TVM tensors of one run of a model with symbolic dimensions.

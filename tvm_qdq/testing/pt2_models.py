@@ -64,20 +64,24 @@ def _quantizer(kind: str):
 
 
 def pt2e_static(model: nn.Module, example_inputs: tuple, calibration: Sequence[tuple],
-                quantizer: str = "x86") -> tuple[torch.export.ExportedProgram, nn.Module]:
-    """PT2E static quantization of ``model``; returns (exported program, converted module)."""
+                quantizer: str = "x86", dynamic_shapes=None,
+                ) -> tuple[torch.export.ExportedProgram, nn.Module]:
+    """PT2E static quantization of ``model``; returns (exported program, converted module).
+    ``dynamic_shapes`` (``torch.export``'s) keeps those axes dynamic in both exports."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     model = model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        captured = torch.export.export(model, example_inputs).module()
+        captured = torch.export.export(model, example_inputs,
+                                       dynamic_shapes=dynamic_shapes).module()
         prepared = prepare_pt2e(captured, _quantizer(quantizer))
         with torch.no_grad():
             for inputs in calibration:
                 prepared(*inputs)
         converted = convert_pt2e(prepared)
-        return torch.export.export(converted, example_inputs), converted
+        return torch.export.export(converted, example_inputs,
+                                   dynamic_shapes=dynamic_shapes), converted
 
 
 def torchao_dynamic(model: nn.Module, example_inputs: tuple) -> torch.export.ExportedProgram:

@@ -25,7 +25,7 @@ so the integer pass, the backends and the kernels serve both:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from tvm import relax
 
 from .aten import softmax_reciprocal
 from .errors import TorchImportError, UnsupportedTorchOpsError
+from .symbolic import DynamicAxes, name_dims
 from .types import TORCH_TO_RELAX
 
 Converter = Callable[[Any, Any], relax.Expr]
@@ -195,12 +196,17 @@ def _missing_ops(program: torch.export.ExportedProgram) -> list[tuple[str, str, 
 
 def from_exported(program: torch.export.ExportedProgram, *,
                   input_names: Sequence[str] | None = None,
-                  output_names: Sequence[str] | None = None) -> tvm.IRModule:
+                  output_names: Sequence[str] | None = None,
+                  dynamic: DynamicAxes | None = None,
+                  bounds: Mapping[str, int] | None = None) -> tvm.IRModule:
     """Import a ``torch.export`` program as a faithful Relax module (see the module text).
 
     The module is marked ``tvm_qdq.stage = "faithful"``: ``tvm_qdq.compile`` (or
     ``to_integer``) rewrites the QDQ around conv/linear into integer compute; torchao's
     ``_int_mm`` is integer already. Input names default to the program's user inputs.
+    Axes the program exported dynamic (``dynamic_shapes``) stay symbolic, named by
+    ``dynamic`` (``{"x": {1: "seq"}}``) or ``{input}_dim{axis}``, bounded by the program's
+    ranges and ``bounds`` (:func:`.symbolic.name_dims`).
     Raises :class:`UnsupportedTorchOpsError` listing every op neither converter set knows.
     """
     from tvm.relax.frontend.torch import from_exported_program
@@ -221,6 +227,7 @@ def from_exported(program: torch.export.ExportedProgram, *,
     names = list(input_names) if input_names is not None else user_inputs
     if len(names) != len(params):
         raise TorchImportError(f"{len(names)} input name(s) for {len(params)} input(s)")
+    mod = name_dims(mod, names, dynamic, bounds)
     ret = mod["main"].body.body
     outs = list(ret.ty.fields) if isinstance(ret.ty, relax.TupleType) else [ret.ty]
     return with_signature(mod, names, [str(p.ty.dtype) for p in params],

@@ -20,7 +20,7 @@ end as one :class:`UnsupportedTorchOpsError`; values depending on them are skipp
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -542,12 +542,22 @@ def _to_script(model: Any, inputs: list[torch.Tensor]) -> torch.jit.ScriptModule
 
 def from_torch(model_or_scripted: Any, example_inputs: Any = None, *,
                input_names: Sequence[str] | None = None,
-               output_names: Sequence[str] | None = None) -> tvm.IRModule:
+               output_names: Sequence[str] | None = None,
+               dynamic: Mapping[str, Mapping[int, str]] | None = None,
+               bounds: Mapping[str, int] | None = None) -> tvm.IRModule:
     """Import a ``torch.export`` program, or a TorchScript module, as a Relax module.
 
     A ``torch.export.ExportedProgram`` (PT2E QDQ, torchao dynamic int8, or float) goes
     through :func:`.exported.from_exported` (a faithful module that ``tvm_qdq.compile``
     rewrites to integer); ``example_inputs`` is not needed, the program fixes the shapes.
+
+    Symbolic dimensions: the axes a program was exported dynamic with (``dynamic_shapes``)
+    stay symbolic; ``dynamic={"x": {1: "seq"}}`` names them (others are named
+    ``{input}_dim{axis}``) and ``bounds={"seq": 512}`` bounds them below the program's own
+    maximum. A plain ``nn.Module`` given with ``dynamic`` is exported with ``torch.export``
+    (those axes dynamic, ``bounds`` as their maxima) and imported as a program; the
+    TorchScript path compiles static shapes only.
+
     What follows describes the TorchScript path.
 
     ``model_or_scripted``: a ``torch.jit.ScriptModule`` from ``torch.jit.trace`` or
@@ -573,15 +583,18 @@ def from_torch(model_or_scripted: Any, example_inputs: Any = None, *,
     Raises :class:`UnsupportedTorchOpsError` listing every op it cannot convert, with its
     source location.
     """
-    if isinstance(model_or_scripted, torch.export.ExportedProgram):
-        from .exported import from_exported
+    from .exported import from_exported
 
+    if isinstance(model_or_scripted, torch.export.ExportedProgram):
         return from_exported(model_or_scripted, input_names=input_names,
-                             output_names=output_names)
+                             output_names=output_names, dynamic=dynamic, bounds=bounds)
     if example_inputs is None:
         raise TorchImportError("example_inputs are needed to trace a module (or pass a "
                                "torch.export.ExportedProgram)")
     inputs = _as_inputs(example_inputs)
+    if dynamic or bounds:
+        return _from_dynamic_module(model_or_scripted, inputs, input_names, output_names,
+                                    dynamic or {}, bounds)
     scripted = _to_script(model_or_scripted, inputs)
     graph = scripted.inlined_graph
     graph_inputs = list(graph.inputs())
@@ -598,6 +611,29 @@ def from_torch(model_or_scripted: Any, example_inputs: Any = None, *,
     return with_signature(mod, names, [TORCH_TO_RELAX[x.dtype] for x in inputs],
                           [str(e.ty.dtype) for e in outs], output_names,
                           stage="integer", source="torchscript")
+
+
+def _from_dynamic_module(model: Any, inputs: list[torch.Tensor],
+                         input_names: Sequence[str] | None,
+                         output_names: Sequence[str] | None,
+                         dynamic: Mapping[str, Mapping[int, str]],
+                         bounds: Mapping[str, int] | None) -> tvm.IRModule:
+    """A plain module with symbolic dims: ``torch.export`` with ``dynamic``'s axes, then the
+    program's import (:func:`from_torch`)."""
+    import inspect
+
+    from .exported import from_exported
+    from .symbolic import export_dynamic
+
+    if isinstance(model, torch.jit.ScriptModule) or not isinstance(model, torch.nn.Module):
+        raise TorchImportError(
+            "dynamic= needs a plain nn.Module (exported with torch.export) or a "
+            "torch.export.ExportedProgram; the TorchScript path compiles static shapes")
+    names = list(input_names) if input_names is not None else [
+        p for p in inspect.signature(model.forward).parameters][:len(inputs)]
+    program = export_dynamic(model, tuple(inputs), names, dynamic, bounds)
+    return from_exported(program, input_names=names, output_names=output_names,
+                         dynamic=dynamic, bounds=bounds)
 
 
 def with_signature(mod: tvm.IRModule, input_names: list[str], input_types: list[str],

@@ -228,8 +228,9 @@ def test_inspect_shows_the_declared_dim_names() -> None:
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     proto.graph.input[0].type.tensor_type.shape.dim[2].Clear()  # an unnamed dynamic dim
     info = tvm_qdq.inspect(onnx.load_from_string(proto.SerializeToString()))
-    assert info["signature"]["inputs"] == [
-        {"name": "ids", "type": "float32", "shape": ["batch", "sequence", "ids_dim2"]}]
+    (ids,) = info["signature"]["inputs"]
+    assert {k: ids[k] for k in ("name", "type", "shape")} == \
+        {"name": "ids", "type": "float32", "shape": ["batch", "sequence", "ids_dim2"]}
     assert "  ids                      float32  [batch, sequence, ids_dim2]" in \
         format_inspection(info).splitlines()
 

@@ -132,8 +132,6 @@ def test_pt2e_program_faithful_build_matches_pytorch_at_two_sizes(pt2e_program) 
     _run_pt2e(pt2e_program, compiled, atol=1e-5)
 
 
-@pytest.mark.xfail(reason="the integer pass on symbolic shapes lands in its own change",
-                   strict=False)
 def test_pt2e_program_integer_build_matches_pytorch_at_two_sizes(pt2e_program) -> None:
     compiled = tvm_qdq.compile(from_torch(pt2e_program, dynamic={"input": {1: "seq"}}), "x86")
     _run_pt2e(pt2e_program, compiled, atol=0.05)  # a few output LSBs

@@ -23,6 +23,7 @@ from tvm import relax
 import tvm_qdq
 from tvm_qdq.frontend.onnx import InputShapeError
 from tvm_qdq.targets import resolve_target
+from tvm_qdq.testing import contrib_quant_graphs as graphs
 from tvm_qdq.testing import real_corpus
 from tvm_qdq.testing.oracle import assert_model_contract
 
@@ -341,3 +342,62 @@ def test_minilm_qdq_with_dynamic_axes_imports_symbolic() -> None:
     mod = tvm_qdq.from_onnx(_minilm_dynamic_qdq())
     assert _param_types(mod) == ['R.Tensor((batch, sequence), dtype="int64")'] * 2
     assert str(mod["main"].ret_ty) == 'R.Tensor((batch, 384), dtype="float32")'
+
+
+# --- contrib transformer ops on symbolic batch / sequence ----------------------------------
+
+CONTRIB_ATOL = 1e-5  # as tests/test_contrib_quant_ops.py: float attention, 10x measured error
+
+
+def _with_symbolic_batch_and_seq(model: onnx.ModelProto, seq: bool = True) -> onnx.ModelProto:
+    """``model`` with every graph input's axis 0 named ``batch`` and (``seq``) axis 1 of
+    rank ≥ 2 inputs named ``seq``; output shapes cleared."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    for vi in out.graph.input:
+        dims = vi.type.tensor_type.shape.dim
+        for axis, name in ((0, "batch"), (1, "seq") if seq else (0, "batch")):
+            if axis < len(dims):
+                dims[axis].ClearField("dim_value")
+                dims[axis].dim_param = name
+    for vi in out.graph.output:
+        vi.type.tensor_type.ClearField("shape")
+    return out
+
+
+CONTRIB_CASES = {
+    # (builder(batch, seq), whether the sequence may vary: a 1-D mask holds end positions)
+    "qattention-s8-2d-mask-unidirectional": (lambda b, s: graphs.qattention(
+        b, s, 8, 16, 4, "int8", seed=2, mask="2d", unidirectional=True), True),
+    "qattention-u8-per-column-1d-mask": (lambda b, s: graphs.qattention(
+        b, s, 12, 24, 3, "uint8", seed=1, mask="1d", per_column=True), False),
+    "qembed-u8-segment-mask": (lambda b, s: graphs.qembed_layer_norm(
+        b, s, 16, 30, "uint8", seed=0), True),
+    "bert-block-quantize-dynamic": (lambda b, s: graphs.quantize_dynamic_bert_block(
+        b, s, 32, 4, 50), True),
+}
+
+
+@pytest.mark.parametrize("name", list(CONTRIB_CASES))
+def test_contrib_transformer_ops_run_at_two_sizes_from_one_faithful_build(name: str) -> None:
+    """QAttention (masks built with ``R.arange`` on the symbolic sequence) and
+    QEmbedLayerNormalization with symbolic batch and sequence: one faithful build, outputs
+    within the contrib ops' tolerance of ORT at the model's size and at another."""
+    build, seq_varies = CONTRIB_CASES[name]
+    base, feeds = build(2, 6)
+    model = _with_symbolic_batch_and_seq(base, seq_varies)
+    mod = tvm_qdq.from_onnx(model)
+    first = _param_types(mod)[0]
+    assert first.startswith("R.Tensor((batch, seq" if seq_varies else "R.Tensor((batch, 6")
+    vm = _faithful_vm(mod)
+    names = [str(n) for n in mod.attrs["tvm_qdq.input_names"]]
+    other = build(3, 4 if seq_varies else 6)[1]  # position tables hold 6 rows
+    for size_feeds in (feeds, other):
+        got = _outputs(vm["main"](*[tvm.runtime.tensor(size_feeds[n]) for n in names]))
+        want = _ort_reference(model, size_feeds)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape and g.dtype == w.dtype
+            if np.issubdtype(w.dtype, np.integer):
+                np.testing.assert_array_equal(g, w)
+            else:
+                np.testing.assert_allclose(g, w, rtol=0, atol=CONTRIB_ATOL)

@@ -22,6 +22,7 @@ from tvm import relax
 
 import tvm_qdq
 from tvm_qdq.frontend.onnx import InputShapeError
+from tvm_qdq.frontend.onnx.shape_folding import fold_shape_arithmetic
 from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing import contrib_quant_graphs as graphs
 from tvm_qdq.testing import real_corpus
@@ -482,3 +483,25 @@ def test_symbolic_normalized_axis_is_a_named_error() -> None:
                                               r"dimension\(s\) 2 of input 0 static \(the "
                                               r"normalized axes\).*\['hidden'\]"):
         tvm_qdq.from_onnx(model)
+
+
+def test_static_part_of_a_symbolic_shape_folds() -> None:
+    """``Shape(x, start=2)`` of x[batch, seq, 32] is ``[32]``: the pre-pass folds it (and the
+    Concat reading it) to a constant; ``Shape(x)`` itself, symbolic, stays. The reshape to
+    ``[-1, 32]`` has ``batch·seq`` rows."""
+    nodes = [helper.make_node("Shape", ["x"], ["tail"], start=2),
+             helper.make_node("Concat", ["minus1", "tail"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["flat"]),
+             helper.make_node("Shape", ["x"], ["whole"]),
+             helper.make_node("Reshape", ["flat", "whole"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", D])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [_const("minus1", [-1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    folded = fold_shape_arithmetic(model)
+    assert [n.op_type for n in folded.graph.node] == ["Reshape", "Shape", "Reshape"]
+    target = next(i for i in folded.graph.initializer if i.name == "target")
+    assert numpy_helper.to_array(target).tolist() == [-1, D]
+    main = tvm_qdq.from_onnx(model)["main"]
+    assert str(main.ret_ty) == 'R.Tensor((batch, seq, 32), dtype="float32")'
+    assert "R.Tensor((batch * seq, 32)" in str(main)

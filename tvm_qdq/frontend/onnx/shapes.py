@@ -64,7 +64,7 @@ def symbolic_dims_error(where: str, index: int, expr: relax.Expr, axes: Sequence
     """The error for a converter that needs dimensions ``axes`` of its input ``index``
     static while they are symbolic (computed from symbolic graph input dimensions)."""
     dims = partial_shape(expr) or ()
-    names = sorted({str(v) for d in dims for v in _free_vars(d)})
+    names = sorted({str(v) for a in axes if a < len(dims) for v in _free_vars(dims[a])})
     need = ", ".join(str(a) for a in axes)
     return InputShapeError(
         f"{where} needs dimension(s) {need} of input {index} static"

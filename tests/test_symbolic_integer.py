@@ -32,6 +32,7 @@ from tvm_qdq.compile import pass_report
 from tvm_qdq.qnn.dims import IMPLICIT_BOUND_ATTR, UPPER_BOUND_ATTR
 from tvm_qdq.relax_utils import partial_shape
 from tvm_qdq.targets import resolve_target
+from tvm_qdq.testing.models import quantized_model
 from tvm_qdq.testing.oracle import (
     assert_model_contract,
     assert_single_op_contract,
@@ -182,13 +183,14 @@ def test_user_bound_replaces_the_implicit_one(bound: int, acc: str) -> None:
 
 def symbolic(model: onnx.ModelProto, dims: dict[str, dict[int, str]]) -> onnx.ModelProto:
     """``model`` with the input dims ``dims[input][axis]`` replaced by named symbolic dims and
-    output shapes inferred again."""
+    output and intermediate shapes inferred again."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     for value in model.graph.input:
         for axis, name in dims.get(value.name, {}).items():
             value.type.tensor_type.shape.dim[axis].dim_param = name
     for value in model.graph.output:
         value.type.tensor_type.ClearField("shape")
+    del model.graph.value_info[:]
     return onnx.shape_inference.infer_shapes(model)
 
 
@@ -344,4 +346,50 @@ def test_runtime_zero_point_padding_over_a_symbolic_width(shape, pads) -> None:
         feeds = {"x": rng.integers(0, 256, dims).astype(np.uint8), "zx": np.array(zx, np.uint8)}
         got = generic.run(feeds)[0]
         np.testing.assert_array_equal(got, run_ort(model, feeds)[0])
+        np.testing.assert_array_equal(x86.run(feeds)[0], got)
+
+
+# --------------------------------------------------------------------------------------------
+# The two-layer QDQ transformer encoder of the test models with a symbolic sequence length
+# --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def symbolic_encoder() -> onnx.ModelProto:
+    """``transformer_encoder`` (u8/s8 per channel) with input ``[1, seq, 64]``: its head
+    split/merge Reshapes take ``-1`` for the sequence length."""
+    model = onnx.ModelProto.FromString(
+        quantized_model("transformer_encoder", "u8s8_perchannel").SerializeToString())
+    for init in model.graph.initializer:
+        if init.name.startswith(("shape_split", "shape_merge")):
+            shape = numpy_helper.to_array(init).copy()
+            shape[1] = -1
+            init.CopyFrom(numpy_helper.from_array(shape, init.name))
+    return symbolic(model, {"x": {1: "seq"}})
+
+
+def test_encoder_report_is_the_static_report() -> None:
+    model = symbolic_encoder()
+    mod = tvm_qdq.to_integer(tvm_qdq.from_onnx(model))
+    assert _dims(mod["main"].params[0]) == [1, "seq", 64]
+    static = tvm_qdq.to_integer(tvm_qdq.from_onnx(model, shapes={"x": [1, 16, 64]}))
+    records = _records(mod)
+    assert records == _records(static)
+    assert [r[0] for r in records if r[1] == "integer"].count("relax.matmul") == 16
+    assert set(_bounds(mod["main"], IMPLICIT_BOUND_ATTR)) == {"seq"}
+
+
+@pytest.mark.slow
+@NO_FALLBACK
+def test_encoder_runs_at_every_size() -> None:
+    model = symbolic_encoder()
+    mod = tvm_qdq.to_integer(tvm_qdq.from_onnx(model))
+    generic = registry.GENERIC.build(mod, resolve_target("x86"), BuildOptions())
+    x86 = tvm_qdq.compile(mod, "x86")
+    info = output_quant_info(model)["y"]
+    for seq in (8, 77):
+        feeds = {"x": np.random.default_rng(seq).normal(0, 1, (1, seq, 64)).astype(np.float32)}
+        got = generic.run(feeds)[0]
+        expected = run_ort(model, feeds, optimization_level=REFERENCE)[0]
+        assert_model_contract(got, expected, info.scale, info.zero_point, name=f"seq {seq}")
         np.testing.assert_array_equal(x86.run(feeds)[0], got)

@@ -294,17 +294,30 @@ def test_rule_runs_at_every_size(name: str) -> None:
         np.testing.assert_array_equal(x86.run(feeds)[0], got)
 
 
-def test_uncounted_pool_padding_over_a_symbolic_width_is_refused_by_name() -> None:
-    model = symbolic(make_qdq_model(_avgpool([1, 1, 1, 1]), {
+def _global_avgpool(g: QdqGraph) -> None:
+    g.output(g.node("GlobalAveragePool", [g.input("x", [1, 4, 6, 9], U8)]), np.uint8)
+
+
+@pytest.mark.parametrize(("build", "op"), [
+    (_avgpool([1, 1, 1, 1]), "relax.nn.avg_pool2d"),
+    (_global_avgpool, "relax.mean"),
+])
+def test_ops_needing_a_static_width_are_refused_by_name(build, op: str) -> None:
+    model = symbolic(make_qdq_model(build, {
         "x": np.random.default_rng(7).normal(0, 1, (1, 4, 6, 9)).astype(np.float32)}),
         {"x": {3: "width"}})
     mod = tvm_qdq.to_integer(tvm_qdq.from_onnx(model))
-    refused = [r for r in pass_report(mod).integer if r.op == "relax.nn.avg_pool2d"]
+    refused = [r for r in pass_report(mod).integer if r.op == op]
     assert [r.outcome for r in refused] == ["float"]
     assert "needs a static dim: axis 3 is the symbolic size 'width'" in refused[0].detail
-    assert [f["op"] for f in pass_report(mod).float_ops] == ["relax.nn.avg_pool2d"]
+    assert [f["op"] for f in pass_report(mod).float_ops] == [op]
     static = tvm_qdq.to_integer(tvm_qdq.from_onnx(model, shapes={"x": [1, 4, 6, 9]}))
     assert pass_report(static).float_ops == []
+    feeds = {"x": np.random.default_rng(8).normal(0, 1, (1, 4, 6, 13)).astype(np.float32)}
+    info = output_quant_info(model)["y"]
+    got = registry.GENERIC.build(mod, resolve_target("x86"), BuildOptions()).run(feeds)[0]
+    assert_single_op_contract(got, run_ort(model, feeds, optimization_level=REFERENCE)[0],
+                              info.scale, info.zero_point)
 
 
 # --------------------------------------------------------------------------------------------

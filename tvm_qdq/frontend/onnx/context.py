@@ -34,6 +34,16 @@ class ConvertContext:
     onnx_opset: int = 0  # the model's ai.onnx opset (for TVM's float converters)
     producer_ops: list[str | None] = field(default_factory=list)
     consumer_ops: tuple[str, ...] = ()
+    #: Upper bounds of symbolic input dimensions by name: the user's ``bounds=``, and
+    #: ``implicit`` ones a converter had to assume (shared by every node; it may add some).
+    bounds: dict[str, int] = field(default_factory=dict)
+    implicit_bounds: dict[str, int] = field(default_factory=dict)
+
+    def assume_bound(self, name: str, bound: int) -> None:
+        """Record that the import assumes dimension ``name`` <= ``bound`` (checked at run
+        time like a user bound); nothing when a user bound is already as tight."""
+        if bound < self.bounds.get(name, bound + 1):
+            self.implicit_bounds[name] = min(bound, self.implicit_bounds.get(name, bound))
 
     def fail(self, reason: str):
         return self.node.fail(reason)

@@ -31,9 +31,10 @@ from collections.abc import Callable
 import numpy as np
 from tvm import relax, te, tirx
 
-from ...relax_utils import constant, static_shape
+from ...relax_utils import constant, partial_shape, static_shape
 from .context import ConvertContext
 from .layer_norm import VAR_LANES
+from .shapes import static_dims
 
 #: FastGelu's constants as ORT's kernel spells them (float32): √(2/π) and 0.044715·√(2/π).
 FAST_GELU_B = 0.7978845608028654
@@ -117,10 +118,11 @@ def ort_rms_norm_te(x: te.Tensor, gamma: te.Tensor, epsilon: float,
 
     Rows shorter than ``MLAS_MIN_ROW`` = 16 take ORT's scalar loop instead (the simplified
     form of :func:`ort_skip_norm_te`: sequential ``Σ x²``, ``y = (x / σ) · γ``). Measured
-    bit-identical to ORT for every row length 3..33 and 37, 45, 64, 100, 101, 103.
+    bit-identical to ORT for every row length 3..33 and 37, 45, 64, 100, 101, 103. The
+    leading dimensions may be symbolic; ``n`` must be static.
     """
-    shape = [int(s) for s in x.shape]
-    lead, n = tuple(shape[:-1]), shape[-1]
+    shape = _te_dims(x)
+    lead, n = tuple(shape[:-1]), int(shape[-1])
     if n < MLAS_MIN_ROW:
         y, _, inv_std = ort_skip_norm_te(x, gamma, None, epsilon, simplified=True)
         return [y, inv_std] if stats else y
@@ -159,6 +161,11 @@ def ort_rms_norm_te(x: te.Tensor, gamma: te.Tensor, epsilon: float,
     return [y, inv] if stats else y
 
 
+def _te_dims(t: te.Tensor) -> list:
+    """The dims of a TE tensor: ints where static, the symbolic expression elsewhere."""
+    return [int(d) if isinstance(d, tirx.IntImm) else d for d in t.shape]
+
+
 def _vector(ctx: ConvertContext, p: relax.Expr | None, n: int) -> relax.Expr | None:
     """A scale/bias of ``n`` float32 values as a 1-D tensor (None passes through)."""
     if p is None:
@@ -189,9 +196,9 @@ def _skip_sum(ctx: ConvertContext, inputs: list, bias_index: int) -> tuple[relax
     leading axes as ORT's ``offset % skip_size`` does) and the hidden size."""
     x, skip = inputs[0], inputs[1]
     bias = _input(inputs, bias_index)
-    shape = static_shape(x)
-    if shape is None or not _is_float32(x, skip, bias):
-        raise ctx.fail("needs float32 input, skip and bias with static shapes")
+    shape = static_dims(x, ctx.label, 0, axes=[-1], why="the hidden size")
+    if not _is_float32(x, skip, bias):
+        raise ctx.fail("needs float32 input, skip and bias")
     v = ctx.bb.emit(relax.op.add(x, skip))
     if bias is not None:
         v = ctx.bb.emit(relax.op.add(v, bias))
@@ -225,9 +232,10 @@ def ort_skip_norm_te(v: te.Tensor, gamma: te.Tensor, beta: te.Tensor | None, eps
     order). LLVM would contract ``M2 + δ·δ'``, ``S + v·v`` and ``t·γ + β`` into FMAs: the
     products go through ``max(p, 0)`` (``p ≥ 0``: ``δ`` and ``v − μ`` share their sign),
     resp. ``max(p, −FLT_MAX)`` (equal to ``p`` unless ``p = −∞``), which LLVM cannot fold.
+    The leading dimensions may be symbolic; ``n`` must be static.
     """
-    shape = [int(d) for d in v.shape]
-    lead, n = tuple(shape[:-1]), shape[-1]
+    shape = _te_dims(v)
+    lead, n = tuple(shape[:-1]), int(shape[-1])
     f32 = "float32"
     zero = tirx.const(0.0, f32)
     k = te.reduce_axis((0, n), "k")
@@ -273,7 +281,7 @@ def _convert_skip_norm(ctx: ConvertContext, inputs: list, attrs: dict,
     shape ``[..., 1]``."""
     bb = ctx.bb
     v, n = _skip_sum(ctx, inputs, 3 if simplified else 4)
-    shape = static_shape(v)
+    shape = partial_shape(v)
     gamma = _vector(ctx, inputs[2], n)
     beta = None if simplified else _vector(ctx, _input(inputs, 3), n)
     epsilon = float(np.float32(attrs.get("epsilon", 1e-12)))
@@ -305,7 +313,8 @@ def _rms_norm(ctx: ConvertContext, x: relax.Expr, gamma: relax.Expr, axis: int,
               epsilon: float, stats: bool) -> tuple[relax.Expr, relax.Expr | None]:
     """RMS norm of ``x`` over axes ``axis..`` (flattened to one) → (y, inv_std or None)."""
     bb = ctx.bb
-    shape = static_shape(x)
+    shape = static_dims(x, ctx.label, 0, axes=range(axis, len(partial_shape(x))),
+                        why="the normalized axes")
     n = math.prod(shape[axis:])
     flat = x if axis == len(shape) - 1 else bb.emit(relax.op.reshape(x, [*shape[:axis], n]))
     g = _vector(ctx, gamma, n)
@@ -329,9 +338,9 @@ def convert_simplified_layer_norm(ctx: ConvertContext, inputs: list,
     ``Y = X · (1/sqrt(mean(X²) + ε)) · scale`` over axes ``axis..rank-1``
     (:func:`ort_rms_norm_te`). float32 only (``stash_type`` 1: float32 statistics)."""
     x, gamma = inputs[0], inputs[1]
-    shape = static_shape(x)
-    if shape is None or not _is_float32(x, gamma):
-        raise ctx.fail("needs float32 input and scale with static shapes")
+    shape = static_dims(x, ctx.label, 0, axes=())
+    if not _is_float32(x, gamma):
+        raise ctx.fail("needs float32 input and scale")
     if int(attrs.get("stash_type", 1)) != 1:
         raise ctx.fail(f"stash_type {attrs.get('stash_type')} is not supported (float32 only)")
     axis = _norm_axis(ctx, shape, int(attrs.get("axis", -1)))

@@ -20,13 +20,15 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import tvm
 from tvm import relax
 
 from ...dtypes import QTYPES
 from ...qnn.ops import matmul_integer_const
-from ...relax_utils import static_shape
+from ...relax_utils import Dim
 from .context import ConvertContext, constant_value
 from .ort_math import rounded
+from .shapes import static_dims, static_shape
 
 
 def _arg(inputs: list, i: int) -> relax.Expr | None:
@@ -54,39 +56,64 @@ def _scalar(bb: relax.BlockBuilder, expr: relax.Expr | None) -> int | float | re
     return bb.emit(relax.op.reshape(expr, []))
 
 
+def _positions(n: Dim) -> relax.Expr:
+    """``[0, 1, …, n-1]`` (int32): a constant for a static ``n``, ``R.arange`` otherwise."""
+    if isinstance(n, int):
+        return relax.const(np.arange(n, dtype=np.int32))
+    return relax.op.arange(0, n, 1, "int32")
+
+
+def _same(a: Dim, b: Dim) -> bool:
+    """Whether two dimensions (ints or symbolic expressions) are provably equal."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return tvm.sym.Analyzer().can_prove_equal(a, b)
+
+
+def _same_dims(dims: tuple, want: tuple) -> bool:
+    return len(dims) == len(want) and all(_same(a, b) for a, b in zip(dims, want, strict=True))
+
+
 def _attention_bias(ctx: ConvertContext, mask: relax.Expr | None, unidirectional: bool,
-                    batch: int, seq: int, filter_value: float) -> relax.Expr | None:
+                    batch: Dim, seq: Dim, filter_value: float) -> relax.Expr | None:
     """``where(key allowed, 0, mask_filter_value)`` shaped ``[B or 1, 1, S, S]``.
 
     ``mask_index``: ``[B]`` end positions (keys ``j ≥ end[b]`` masked), ``[2B]`` end then start
     positions (also ``j < start[b]``), ``[B, S]`` or ``[B, S, S]`` 0/1 (``> 0`` allowed).
-    ``unidirectional`` also masks ``j > i``.
+    ``unidirectional`` also masks ``j > i``. ``B`` and ``S`` may be symbolic: the key
+    positions are then ``R.arange(S)`` instead of a constant.
     """
     bb = ctx.bb
     keep = None
     if mask is not None:
-        dims = static_shape(mask)
-        keys = relax.const(np.arange(seq, dtype=np.int32).reshape(1, seq))
+        dims = static_dims(mask, ctx.label, 5, axes=())
+        keys = relax.op.reshape(_positions(seq), [1, seq]) if not isinstance(seq, int) else \
+            relax.const(np.arange(seq, dtype=np.int32).reshape(1, seq))
         m = bb.normalize(relax.op.astype(mask, "int32"))
-        if len(dims) == 1 and dims[0] in (batch, 2 * batch):
+        if len(dims) == 1 and (_same(dims[0], batch) or _same(dims[0], 2 * batch)):
             ends = relax.op.reshape(relax.op.strided_slice(m, [0], [0], [batch]), [batch, 1])
             keep = relax.op.less(keys, ends)
-            if dims[0] == 2 * batch:
+            if not _same(dims[0], batch):
                 starts = relax.op.reshape(relax.op.strided_slice(m, [0], [batch], [2 * batch]),
                                           [batch, 1])
                 keep = relax.op.logical_and(keep, relax.op.greater_equal(keys, starts))
             keep = relax.op.reshape(keep, [batch, 1, 1, seq])
-        elif len(dims) == 2 and dims == (batch, seq):
+        elif _same_dims(dims, (batch, seq)):
             keep = relax.op.reshape(relax.op.greater(m, relax.const(0, "int32")),
                                     [batch, 1, 1, seq])
-        elif len(dims) == 3 and dims == (batch, seq, seq):
+        elif _same_dims(dims, (batch, seq, seq)):
             keep = relax.op.reshape(relax.op.greater(m, relax.const(0, "int32")),
                                     [batch, 1, seq, seq])
         else:
-            raise ctx.fail(f"mask_index of shape {list(dims)} is not supported "
+            raise ctx.fail(f"mask_index of shape {list(map(str, dims))} is not supported "
                            f"([B], [2B], [B, S] or [B, S, S] are)")
-    if unidirectional:
+    if unidirectional and isinstance(seq, int):
         causal = relax.const(np.tril(np.ones((seq, seq), bool)).reshape(1, 1, seq, seq))
+        keep = causal if keep is None else relax.op.logical_and(keep, causal)
+    elif unidirectional:  # key j allowed for query i when j <= i
+        rows = relax.op.reshape(_positions(seq), [seq, 1])
+        causal = relax.op.reshape(relax.op.greater_equal(rows, relax.op.reshape(
+            _positions(seq), [1, seq])), [1, 1, seq, seq])
         keep = causal if keep is None else relax.op.logical_and(keep, causal)
     if keep is None:
         return None
@@ -115,7 +142,7 @@ def convert_qattention(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.
     w_scale = _const(ctx, w_s, "weight_scale").astype(np.float32).reshape(-1)
     bias_value = _const(ctx, bias, "bias").astype(np.float32)
     zw = _const(ctx, w_z, "weight_zero_point")
-    batch, seq, _ = static_shape(x)
+    batch, seq, _ = static_dims(x, ctx.label, 0, axes=[2], why="the input hidden size")
     hidden = w_value.shape[1] // 3
     head = hidden // heads
     alpha = float(attrs.get("scale", 0.0)) or 1.0 / math.sqrt(head)
@@ -182,9 +209,9 @@ def convert_qembed_layer_norm(ctx: ConvertContext, inputs: list, attrs: dict) ->
     word_s, pos_s, seg_s, gamma_s, beta_s = (_arg(inputs, i) for i in range(8, 13))
     word_z, pos_z, seg_z, gamma_z, beta_z = (_arg(inputs, i) for i in range(13, 18))
     epsilon = float(attrs.get("epsilon", 1e-12))
-    batch, seq = static_shape(ids)
-    hidden = static_shape(word)[1]
-    positions = relax.const(np.arange(seq, dtype=np.int32))
+    batch, seq = static_dims(ids, ctx.label, 0, axes=())
+    hidden = static_shape(word, ctx.label, 2)[1]
+    positions = _positions(seq)
     emb = relax.op.add(_lookup(ctx, word, word_s, word_z, ids, "word embedding"),
                        relax.op.expand_dims(
                            _lookup(ctx, pos, pos_s, pos_z, positions, "position embedding"), 0))
@@ -207,7 +234,8 @@ def convert_qembed_layer_norm(ctx: ConvertContext, inputs: list, attrs: dict) ->
         ones = relax.op.equal(relax.op.astype(mask, "int32"), relax.const(1, "int32"))
         mask_index = relax.op.sum(relax.op.astype(ones, "int32"), axis=[1])
     else:
-        mask_index = relax.const(np.zeros(batch, np.int32))
+        mask_index = relax.const(np.zeros(batch, np.int32)) if isinstance(batch, int) else \
+            relax.op.zeros(relax.ShapeExpr([batch]), "int32")
     return relax.Tuple([out, bb.emit(mask_index)])
 
 

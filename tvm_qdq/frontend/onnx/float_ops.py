@@ -23,11 +23,13 @@ Sigmoid, Tanh and Mul follow ORT's CPU kernels (:mod:`.ort_math`):
 from __future__ import annotations
 
 import numpy as np
+import tvm
 from tvm import relax
 
+from ...relax_utils import partial_shape
 from .context import ConvertContext, constant_value
 from .ort_math import mlas_logistic, mlas_tanh, rounded
-from .shapes import known_shape
+from .shape_exprs import shape_allowed
 
 #: ONNX ops that add a product to something: LLVM would contract ``a·b + c`` into one FMA.
 SUM_OPS = frozenset({"Add", "Sub", "Sum"})
@@ -84,14 +86,26 @@ def convert_pad(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | 
 
 
 def convert_gather(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
-    """Gather with constant indices: ``R.take`` with negative indices made positive."""
+    """Gather with constant indices: ``R.take`` with negative indices made positive; on a
+    shape value (``Shape(x)``, symbolic dims included) a 1-D index picks dimensions:
+    ``R.shape([dims[i] for i in idx])`` where every consumer takes a shape (TVM's converter
+    handles a 0-d index, and makes a tensor otherwise)."""
     x, indices = inputs[0], inputs[1]
     idx = constant_value(indices)
-    shape = known_shape(x)
-    if idx is None or not shape:  # runtime indices or a computed shape: TVM's converter
+    if (isinstance(x, relax.ShapeExpr) and idx is not None and idx.ndim == 1
+            and shape_allowed(ctx.consumer_ops)):
+        dims = list(x.values)
+        if ((idx < -len(dims)) | (idx >= len(dims))).any():
+            raise ctx.fail(f"Gather index out of range for a shape of rank {len(dims)}")
+        return relax.ShapeExpr([dims[int(i)] for i in idx])
+    shape = partial_shape(x)
+    if idx is None or not shape:  # runtime indices or an unknown shape: TVM's converter
         return None
     axis = int(attrs.get("axis", 0)) % len(shape)
     dim = shape[axis]
+    if not isinstance(dim, int):  # a symbolic axis: only non-negative indices are known
+        return relax.op.take(x, relax.const(idx.astype("int64")), axis=axis) \
+            if (idx >= 0).all() else None
     idx = np.where(idx < 0, idx + dim, idx).astype("int64")
     if (idx < 0).any() or (idx >= dim).any():
         raise ctx.fail(f"Gather index out of range for axis {axis} of length {dim}")
@@ -142,3 +156,34 @@ def convert_mul(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | 
     if "DequantizeLinear" in ctx.producer_ops:
         return None
     return rounded(relax.op.multiply(a, b))
+
+
+def _scalar_dim(expr) -> tvm.ir.Expr | None:
+    """A dimension value: a prim value, or a one-element ``R.shape``; None otherwise."""
+    if isinstance(expr, relax.ShapeExpr) and len(expr.values) == 1:
+        return expr.values[0]
+    if tvm.ir.is_prim_expr(expr) and not isinstance(expr, tvm.tirx.IntImm):
+        return expr
+    return None
+
+
+def convert_range(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
+    """``Range(start, limit, delta)`` with a symbolic ``limit`` (a dimension, e.g.
+    ``Shape(ids)[1]``) and constant integer ``start``/``delta``: ``R.arange(start, limit,
+    delta)``, whose length ``ceil((limit - start) / delta)`` is the same expression of the
+    dimension (``limit`` itself for ``Range(0, seq, 1)``), so it broadcasts against tensors
+    of that dimension. TVM's converter names the length a fresh variable instead; it
+    converts every other form."""
+    limit = _scalar_dim(inputs[1])
+    start, delta = constant_value(inputs[0]), constant_value(inputs[2])
+    if limit is None or start is None or delta is None or start.size != 1 or delta.size != 1:
+        return None
+    if start.dtype.kind not in "iu" or delta.dtype.kind not in "iu":
+        return None
+    step = int(delta.reshape(()))
+    if step == 0:
+        raise ctx.fail("Range delta must not be 0")
+    dtype = str(start.dtype)
+    if str(limit.ty) != "int64":
+        limit = tvm.tirx.Cast("int64", limit)
+    return relax.op.arange(int(start.reshape(())), limit, step, dtype)

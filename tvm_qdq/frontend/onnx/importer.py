@@ -27,10 +27,21 @@ from ...errors import (
     node_label,
 )
 from ...relax_utils import partial_shape
-from . import contrib_float, contrib_quant, float_ops, layer_norm, lstm, qdq, resize, stft
+from . import (
+    contrib_float,
+    contrib_quant,
+    float_ops,
+    layer_norm,
+    lstm,
+    qdq,
+    resize,
+    stft,
+    symbolic_slice,
+)
 from . import qoperator as qop
 from .context import GRAPH_OUTPUT, ConvertContext, constant_value, onnx_type_name
 from .qparams import NodeRef
+from .shape_exprs import READS_SHAPE_VALUES, as_tensors, fold_symbolic
 from .shape_folding import fold_node, fold_shape_arithmetic, shape_value
 from .shapes import dynamic_shape_error, with_input_dims
 
@@ -45,6 +56,8 @@ CONVERTERS: dict[tuple[str, str], Converter] = {
     ("", "Clip"): float_ops.convert_clip,
     ("", "Pad"): float_ops.convert_pad,
     ("", "Gather"): float_ops.convert_gather,
+    ("", "Range"): float_ops.convert_range,
+    ("", "Slice"): symbolic_slice.convert_slice,
     ("", "Sigmoid"): float_ops.convert_sigmoid,
     ("", "Tanh"): float_ops.convert_tanh,
     ("", "Mul"): float_ops.convert_mul,
@@ -216,8 +229,11 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
     is taken from a queue of the graph's nodes (its domain and name are not passed by TVM).
     """
 
-    def __init__(self, model: onnx.ModelProto, types: dict[str, int]):
+    def __init__(self, model: onnx.ModelProto, types: dict[str, int],
+                 bounds: dict[str, int] | None = None):
         super().__init__(shape_dict={}, dtype_dict="float32")
+        self.bounds = dict(bounds or {})  # user bounds of symbolic dims, by name
+        self.implicit_bounds: dict[str, int] = {}  # bounds converters had to assume
         self._model = model
         self._types = types
         self._queue: collections.deque[onnx.NodeProto] = collections.deque()
@@ -272,9 +288,12 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
                        for name, x in zip(node.input, inputs, strict=False)]
             value = fold_node(node, values, derived, self._model)
             if value is None:
-                return None
+                return fold_symbolic(node, inputs, self._node_consumers(node))
         self._shape_derived.update(o for o in node.output if o)
         return relax.const(value, str(value.dtype))
+
+    def _node_consumers(self, node: onnx.NodeProto) -> list[str]:
+        return [op for out in node.output if out for op in self._consumers.get(out, ())]
 
     def _input_dims(self) -> set:
         if self._dim_vars is None:
@@ -309,11 +328,15 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
                     producer_ops=[self._producers.get(i) for i in node.input],
                     consumer_ops=tuple(op for out in node.output if out
                                        for op in self._consumers.get(out, ())),
+                    bounds=self.bounds,
+                    implicit_bounds=self.implicit_bounds,
                 )
                 clean = {k: v for k, v in attrs.items() if k != "tvm_custom"}
                 sym = converter(ctx, list(inputs), clean)
                 if sym is not None:
                     return self.bb.normalize(sym)
+            if dom == "" and op_name not in READS_SHAPE_VALUES:
+                inputs = as_tensors(self.bb, inputs)
             return super()._convert_operator(op_name, inputs, attrs, opset)
         except TvmQdqError:
             raise
@@ -338,7 +361,9 @@ def from_onnx(model: str | os.PathLike | bytes | onnx.ModelProto,
     ``shapes={"x": [1, None, 384]}`` fixes some dimensions (ints) and keeps others symbolic
     (``None``, or a str naming it); ``bounds={"seq": 512}`` gives upper bounds by name, stored
     on ``main`` as ``tir_var_upper_bound``; every symbolic dimension gets
-    ``tir_var_lower_bound`` 1. An input with no shape at all, an unknown ``bounds`` name or a
+    ``tir_var_lower_bound`` 1; sizes the graph itself limits (a slice of a 512-row position
+    table added to ``seq``-long tensors) are recorded as ``tvm_qdq.implicit_bounds``
+    (checked at run time). An input with no shape at all, an unknown ``bounds`` name or a
     converter that needs a symbolic dimension static raises
     :class:`~tvm_qdq.frontend.onnx.shapes.InputShapeError` naming it.
 
@@ -357,7 +382,7 @@ def from_onnx(model: str | os.PathLike | bytes | onnx.ModelProto,
     types = _elem_types(proto)
     _check_types(proto, types)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
-    importer = QDQGraphImporter(proto, types)
+    importer = QDQGraphImporter(proto, types, dims.bounds)
     initializers = {i.name for i in proto.graph.initializer}
     inputs = [i for i in proto.graph.input if i.name not in initializers]
     with tvm.transform.PassContext(opt_level=0):
@@ -374,18 +399,24 @@ def from_onnx(model: str | os.PathLike | bytes | onnx.ModelProto,
         "tvm_qdq.stage": "faithful",
     }
     if dims.names:
-        mod["main"] = mod["main"].with_attrs(_bound_attrs(mod["main"], dims.bounds))
+        mod["main"] = mod["main"].with_attrs(
+            _bound_attrs(mod["main"], dims.bounds, importer.implicit_bounds))
     return mod.with_attrs(attrs) if hasattr(mod, "with_attrs") else _with_attrs(mod, attrs)
 
 
-def _bound_attrs(main: relax.Function, bounds: dict[str, int]) -> dict:
+def _bound_attrs(main: relax.Function, bounds: dict[str, int],
+                 implicit: dict[str, int]) -> dict:
     """``tir_var_lower_bound`` (1 for every symbolic dimension of ``main``'s parameters) and
-    ``tir_var_upper_bound`` (the given ``bounds``), TVM's attributes for symbolic sizes."""
+    ``tir_var_upper_bound`` (the given ``bounds``), TVM's attributes for symbolic sizes, and
+    ``tvm_qdq.implicit_bounds``: the bounds the import assumed (checked at run time, not
+    used for memory planning)."""
     names = sorted({str(v) for p in main.params for d in (partial_shape(p) or ())
                     if not isinstance(d, int) for v in tvm.tirx.analysis.undefined_vars(d, [])})
     attrs: dict = {"tir_var_lower_bound": {name: 1 for name in names}}
     if bounds:
         attrs["tir_var_upper_bound"] = dict(bounds)
+    if implicit:
+        attrs["tvm_qdq.implicit_bounds"] = dict(implicit)
     return attrs
 
 

@@ -40,7 +40,9 @@ import math
 import numpy as np
 from tvm import relax, te, tirx
 
+from ...relax_utils import partial_shape
 from .context import ConvertContext
+from .shapes import known_shape, static_dims
 
 #: Lanes of ORT's float64 sum (one AVX2 register of float64).
 MEAN_LANES = 4
@@ -57,9 +59,10 @@ def ort_layer_norm_te(x: te.Tensor, gamma: te.Tensor, beta: te.Tensor | None, ep
                       stats: bool = False) -> te.Tensor | list[te.Tensor]:
     """LayerNorm over the last axis of ``x`` (float32, ``[..., n]``) in ORT's order (module
     docstring); ``gamma``/``beta`` are ``[n]``. Returns ``y``, or ``[y, mean, inv]`` (both
-    of shape ``x.shape[:-1]``) when ``stats``."""
-    shape = [int(s) for s in x.shape]
-    lead, n = tuple(shape[:-1]), shape[-1]
+    of shape ``x.shape[:-1]``) when ``stats``. The leading dimensions may be symbolic; ``n``
+    must be static."""
+    shape = [int(s) if isinstance(s, tirx.IntImm) else s for s in x.shape]
+    lead, n = tuple(shape[:-1]), int(shape[-1])
     f32, f64 = "float32", "float64"
     n_mean, n_var = n // MEAN_LANES, n // VAR_LANES
 
@@ -119,24 +122,17 @@ def ort_layer_norm_te(x: te.Tensor, gamma: te.Tensor, beta: te.Tensor | None, ep
     return [y, mean, inv] if stats else y
 
 
-def _static_shape(expr: relax.Expr) -> list[int] | None:
-    shape = getattr(getattr(expr, "ty", None), "shape", None)
-    values = getattr(shape, "values", None)
-    if values is None or not all(isinstance(v, tirx.IntImm) for v in values):
-        return None
-    return [int(v) for v in values]
-
-
 def convert_layer_norm(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
     """LayerNormalization(X, Scale[, B]) over axes ``axis..rank-1`` in ORT's float32 order.
 
     The normalized axes are flattened to one of length ``n`` (scale and bias must hold
-    ``n`` values each); float32 only (other types, symbolic shapes and broadcast scales are
-    left to TVM's converter)."""
+    ``n`` values each); the leading axes may be symbolic, the normalized ones must be static
+    (named error otherwise). Float32 only (other types, unknown shapes and broadcast scales
+    are left to TVM's converter)."""
     x = inputs[0]
     gamma = inputs[1] if len(inputs) > 1 else None
     beta = inputs[2] if len(inputs) > 2 else None
-    shape = _static_shape(x)
+    shape = partial_shape(x)
     if shape is None or gamma is None or str(x.ty.dtype) != "float32":
         return None
     if int(attrs.get("stash_type", 1)) != 1:
@@ -146,21 +142,22 @@ def convert_layer_norm(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.
     axis = axis + ndim if axis < 0 else axis
     if not 0 <= axis < ndim:
         raise ctx.fail(f"axis {attrs.get('axis')} out of range for rank {ndim}")
+    static_dims(x, ctx.label, 0, axes=range(axis, ndim), why="the normalized axes")
     n = math.prod(shape[axis:])
     for param in (gamma, beta):
         if param is None:
             continue
-        p_shape = _static_shape(param)
+        p_shape = known_shape(param)
         if p_shape is None or math.prod(p_shape) != n or str(param.ty.dtype) != "float32":
             return None
     epsilon = float(np.float32(attrs.get("epsilon", 1e-5)))
     bb = ctx.bb
     rows = shape[:axis]
     flat = x if axis == ndim - 1 else bb.emit(relax.op.reshape(x, [*rows, n]))
-    g = gamma if len(_static_shape(gamma)) == 1 else bb.emit(relax.op.reshape(gamma, [n]))
+    g = gamma if len(known_shape(gamma)) == 1 else bb.emit(relax.op.reshape(gamma, [n]))
     b = None
     if beta is not None:
-        b = beta if len(_static_shape(beta)) == 1 else bb.emit(relax.op.reshape(beta, [n]))
+        b = beta if len(known_shape(beta)) == 1 else bb.emit(relax.op.reshape(beta, [n]))
     outputs = [o for o in ctx.onnx_node.output]
     stats = any(outputs[1:])
     args = [flat, g] + ([b] if b is not None else [])

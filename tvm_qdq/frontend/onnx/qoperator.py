@@ -13,6 +13,7 @@ Math per op is in each converter's docstring.
 from __future__ import annotations
 
 import numpy as np
+import tvm
 from tvm import relax
 from tvm.relax.frontend.onnx import onnx_frontend as tvm_onnx
 
@@ -21,6 +22,7 @@ from ...qnn.integer_ops import with_exact_rounding
 from ...qnn.ops import CONV_OPS, conv_integer, matmul_integer_const
 from ...relax_utils import tensor_dtype
 from .context import ConvertContext, constant_value
+from .shapes import static_dims
 
 NO_PARAMS: list = [{}, {}]
 
@@ -183,15 +185,24 @@ convert_qlinear_leaky_relu = _unary(
     lambda ctx, x, a: relax.op.nn.leakyrelu(x, float(a.get("alpha", 0.01))))
 
 
+def _product(dims) -> int | tvm.ir.Expr:
+    """Π dims (ints, or a symbolic expression when a dimension is symbolic)."""
+    out = 1
+    for d in dims:
+        out = out * d
+    return out
+
+
 def _softmax(ctx: ConvertContext, x: relax.Expr, attrs: dict) -> relax.Expr:
     """Softmax with the opset-12 (2-D coercion) or opset-13 semantics; the default axis is
     -1 for both, as ORT's QLinearSoftmax schema says."""
     version = int(attrs.get("opset", 13))
     clean = {k: v for k, v in attrs.items() if k == "axis"}
-    if version < 13:
+    if version < 13:  # rows = Π shape[:axis] (symbolic dims allowed), columns the rest
         axis = int(clean.get("axis", -1)) % _ndim(x)
-        shape = [int(d) for d in x.ty.shape.values]
-        flat = ctx.bb.normalize(relax.op.reshape(x, [int(np.prod(shape[:axis])), -1]))
+        shape = static_dims(x, ctx.label, 0, axes=range(axis, _ndim(x)),
+                            why="the softmax axes of opset-12 QLinearSoftmax")
+        flat = ctx.bb.normalize(relax.op.reshape(x, [_product(shape[:axis]), -1]))
         return relax.op.reshape(ctx.bb.normalize(relax.op.nn.softmax(flat, axis=1)), shape)
     return relax.op.nn.softmax(x, axis=int(clean.get("axis", -1)))
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,11 +24,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import tvm
 from onnx import TensorProto, helper, numpy_helper
+from tvm import relax
 
 import tvm_qdq
 from tvm_qdq.backend import registry
 from tvm_qdq.backend.base import BuildOptions
+from tvm_qdq.backend.x86.rounding import exact_float_rounding
 from tvm_qdq.compile import pass_report
 from tvm_qdq.qnn.dims import IMPLICIT_BOUND_ATTR, UPPER_BOUND_ATTR
 from tvm_qdq.relax_utils import partial_shape
@@ -155,6 +159,26 @@ def test_attention_runs_at_every_size(shape) -> None:
     assert got.shape == (shape[0], HEADS, shape[1], D // HEADS)
     assert_model_contract(got, expected, Y_SCALE, Y_ZP, name=f"generic {shape}")
     np.testing.assert_array_equal(x86.run(feeds)[0], got)
+
+
+def _op_counts(mod) -> Counter:
+    counts: Counter = Counter()
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            counts[str(expr.op.name)] += 1
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return counts
+
+
+def test_x86_rounding_forms_are_the_static_ones() -> None:
+    """The x86 legalization of the requantize ops (saturation moved onto the integer input,
+    float64 sums) proves the same bounds with symbolic dims as with static ones."""
+    static = tvm_qdq.to_integer(tvm_qdq.from_onnx(attention_model(), shapes={"x": [1, 8, D]}))
+    symbolic_form = exact_float_rounding(attention_integer())[0]
+    assert _op_counts(symbolic_form) == _op_counts(exact_float_rounding(static)[0])
+    assert _op_counts(symbolic_form)["relax.minimum"] == 2  # both requantizes saturate first
 
 
 def test_implicit_bound_keeps_the_pv_accumulator_int32() -> None:

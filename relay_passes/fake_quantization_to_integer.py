@@ -139,11 +139,13 @@ def _rewrite_function(func: relax.Function, name: str) -> tuple[relax.Function, 
             for block in func.body.blocks:
                 for binding in block.bindings:
                     if not isinstance(binding, relax.VarBinding):
-                        raise NotImplementedError("match_cast bindings are not supported")
+                        raise NotImplementedError(
+                            f"match_cast binding '{binding.var.name}' (a data-dependent "
+                            "shape) is not supported by the integer pass")
                     value = _remap(binding.value, mapping)
                     is_op = isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op)
                     if is_op and value.op.name == "relax.quantize":
-                        integer = _integer_quantize(ctx, value)
+                        integer = _apply(ctx, _integer_quantize, value, binding.var)
                         if integer is not None:
                             mapping[binding.var] = integer
                             continue

@@ -8,7 +8,7 @@ import numpy as np
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
-from tvm_qdq.qnn.dims import DimBounds, NeedsStaticDim, static_dims
+from tvm_qdq.qnn.dims import DimBounds, static_dims
 from tvm_qdq.qnn.ops import requantize, shape_of
 from tvm_qdq.relax_utils import Dim, constant_value
 
@@ -29,10 +29,7 @@ class QTensor:
     def shape(self) -> tuple[Dim, ...]:
         """Partial shape: an int per static dimension, the symbolic PrimExpr otherwise
         (:class:`~tvm_qdq.qnn.dims.NeedsStaticDim` when not even that is known)."""
-        shape = shape_of(self.value)
-        if shape is None:
-            raise NeedsStaticDim(f"the integer form of '{getattr(self.value, 'name', '')}'")
-        return shape
+        return shape_of(self.value)
 
     def static_dims(self, axes, what: str) -> list[int]:
         """The dims ``axes`` as ints (:class:`~tvm_qdq.qnn.dims.NeedsStaticDim` if one is

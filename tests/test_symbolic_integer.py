@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,15 +24,19 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import tvm
 from onnx import TensorProto, helper, numpy_helper
+from tvm import relax
 
 import tvm_qdq
 from tvm_qdq.backend import registry
 from tvm_qdq.backend.base import BuildOptions
+from tvm_qdq.backend.x86.rounding import exact_float_rounding
 from tvm_qdq.compile import pass_report
 from tvm_qdq.qnn.dims import IMPLICIT_BOUND_ATTR, UPPER_BOUND_ATTR
 from tvm_qdq.relax_utils import partial_shape
 from tvm_qdq.targets import resolve_target
+from tvm_qdq.testing.models import quantized_model
 from tvm_qdq.testing.oracle import (
     assert_model_contract,
     assert_single_op_contract,
@@ -156,6 +161,26 @@ def test_attention_runs_at_every_size(shape) -> None:
     np.testing.assert_array_equal(x86.run(feeds)[0], got)
 
 
+def _op_counts(mod) -> Counter:
+    counts: Counter = Counter()
+
+    def visit(expr) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            counts[str(expr.op.name)] += 1
+
+    relax.analysis.post_order_visit(mod["main"], visit)
+    return counts
+
+
+def test_x86_rounding_forms_are_the_static_ones() -> None:
+    """The x86 legalization of the requantize ops (saturation moved onto the integer input,
+    float64 sums) proves the same bounds with symbolic dims as with static ones."""
+    static = tvm_qdq.to_integer(tvm_qdq.from_onnx(attention_model(), shapes={"x": [1, 8, D]}))
+    symbolic_form = exact_float_rounding(attention_integer())[0]
+    assert _op_counts(symbolic_form) == _op_counts(exact_float_rounding(static)[0])
+    assert _op_counts(symbolic_form)["relax.minimum"] == 2  # both requantizes saturate first
+
+
 def test_implicit_bound_keeps_the_pv_accumulator_int32() -> None:
     main = attention_integer()["main"]
     largest = (2**31 - 1) // (255 * 128)  # |P| ≤ 255 (zp 0), |V - 128| ≤ 128
@@ -182,13 +207,14 @@ def test_user_bound_replaces_the_implicit_one(bound: int, acc: str) -> None:
 
 def symbolic(model: onnx.ModelProto, dims: dict[str, dict[int, str]]) -> onnx.ModelProto:
     """``model`` with the input dims ``dims[input][axis]`` replaced by named symbolic dims and
-    output shapes inferred again."""
+    output and intermediate shapes inferred again."""
     model = onnx.ModelProto.FromString(model.SerializeToString())
     for value in model.graph.input:
         for axis, name in dims.get(value.name, {}).items():
             value.type.tensor_type.shape.dim[axis].dim_param = name
     for value in model.graph.output:
         value.type.tensor_type.ClearField("shape")
+    del model.graph.value_info[:]
     return onnx.shape_inference.infer_shapes(model)
 
 
@@ -292,17 +318,30 @@ def test_rule_runs_at_every_size(name: str) -> None:
         np.testing.assert_array_equal(x86.run(feeds)[0], got)
 
 
-def test_uncounted_pool_padding_over_a_symbolic_width_is_refused_by_name() -> None:
-    model = symbolic(make_qdq_model(_avgpool([1, 1, 1, 1]), {
+def _global_avgpool(g: QdqGraph) -> None:
+    g.output(g.node("GlobalAveragePool", [g.input("x", [1, 4, 6, 9], U8)]), np.uint8)
+
+
+@pytest.mark.parametrize(("build", "op"), [
+    (_avgpool([1, 1, 1, 1]), "relax.nn.avg_pool2d"),
+    (_global_avgpool, "relax.mean"),
+])
+def test_ops_needing_a_static_width_are_refused_by_name(build, op: str) -> None:
+    model = symbolic(make_qdq_model(build, {
         "x": np.random.default_rng(7).normal(0, 1, (1, 4, 6, 9)).astype(np.float32)}),
         {"x": {3: "width"}})
     mod = tvm_qdq.to_integer(tvm_qdq.from_onnx(model))
-    refused = [r for r in pass_report(mod).integer if r.op == "relax.nn.avg_pool2d"]
+    refused = [r for r in pass_report(mod).integer if r.op == op]
     assert [r.outcome for r in refused] == ["float"]
     assert "needs a static dim: axis 3 is the symbolic size 'width'" in refused[0].detail
-    assert [f["op"] for f in pass_report(mod).float_ops] == ["relax.nn.avg_pool2d"]
+    assert [f["op"] for f in pass_report(mod).float_ops] == [op]
     static = tvm_qdq.to_integer(tvm_qdq.from_onnx(model, shapes={"x": [1, 4, 6, 9]}))
     assert pass_report(static).float_ops == []
+    feeds = {"x": np.random.default_rng(8).normal(0, 1, (1, 4, 6, 13)).astype(np.float32)}
+    info = output_quant_info(model)["y"]
+    got = registry.GENERIC.build(mod, resolve_target("x86"), BuildOptions()).run(feeds)[0]
+    assert_single_op_contract(got, run_ort(model, feeds, optimization_level=REFERENCE)[0],
+                              info.scale, info.zero_point)
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,4 +383,50 @@ def test_runtime_zero_point_padding_over_a_symbolic_width(shape, pads) -> None:
         feeds = {"x": rng.integers(0, 256, dims).astype(np.uint8), "zx": np.array(zx, np.uint8)}
         got = generic.run(feeds)[0]
         np.testing.assert_array_equal(got, run_ort(model, feeds)[0])
+        np.testing.assert_array_equal(x86.run(feeds)[0], got)
+
+
+# --------------------------------------------------------------------------------------------
+# The two-layer QDQ transformer encoder of the test models with a symbolic sequence length
+# --------------------------------------------------------------------------------------------
+
+
+@functools.cache
+def symbolic_encoder() -> onnx.ModelProto:
+    """``transformer_encoder`` (u8/s8 per channel) with input ``[1, seq, 64]``: its head
+    split/merge Reshapes take ``-1`` for the sequence length."""
+    model = onnx.ModelProto.FromString(
+        quantized_model("transformer_encoder", "u8s8_perchannel").SerializeToString())
+    for init in model.graph.initializer:
+        if init.name.startswith(("shape_split", "shape_merge")):
+            shape = numpy_helper.to_array(init).copy()
+            shape[1] = -1
+            init.CopyFrom(numpy_helper.from_array(shape, init.name))
+    return symbolic(model, {"x": {1: "seq"}})
+
+
+def test_encoder_report_is_the_static_report() -> None:
+    model = symbolic_encoder()
+    mod = tvm_qdq.to_integer(tvm_qdq.from_onnx(model))
+    assert _dims(mod["main"].params[0]) == [1, "seq", 64]
+    static = tvm_qdq.to_integer(tvm_qdq.from_onnx(model, shapes={"x": [1, 16, 64]}))
+    records = _records(mod)
+    assert records == _records(static)
+    assert [r[0] for r in records if r[1] == "integer"].count("relax.matmul") == 16
+    assert set(_bounds(mod["main"], IMPLICIT_BOUND_ATTR)) == {"seq"}
+
+
+@pytest.mark.slow
+@NO_FALLBACK
+def test_encoder_runs_at_every_size() -> None:
+    model = symbolic_encoder()
+    mod = tvm_qdq.to_integer(tvm_qdq.from_onnx(model))
+    generic = registry.GENERIC.build(mod, resolve_target("x86"), BuildOptions())
+    x86 = tvm_qdq.compile(mod, "x86")
+    info = output_quant_info(model)["y"]
+    for seq in (8, 77):
+        feeds = {"x": np.random.default_rng(seq).normal(0, 1, (1, seq, 64)).astype(np.float32)}
+        got = generic.run(feeds)[0]
+        expected = run_ort(model, feeds, optimization_level=REFERENCE)[0]
+        assert_model_contract(got, expected, info.scale, info.zero_point, name=f"seq {seq}")
         np.testing.assert_array_equal(x86.run(feeds)[0], got)

@@ -11,14 +11,23 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax
 
+from ..relax_utils import Dim, conv_pad_width, partial_shape
 from ..relax_utils import constant as const
-from ..relax_utils import conv_pad_width
-from ..relax_utils import partial_shape as shape_of
 from ..relax_utils import tensor_dtype as dtype_of
+from .dims import NeedsStaticDim
 from .integer_ops import Requantize, RequantizeSum
 from .params import ACCUMULATORS, QParams
 
 INT32_LIMIT = 2**31 - 1
+
+
+def shape_of(expr: relax.Expr) -> tuple[Dim, ...]:
+    """Partial shape of ``expr``: an int per static dim, the symbolic PrimExpr otherwise;
+    :class:`~tvm_qdq.qnn.dims.NeedsStaticDim` when only the rank (or nothing) is known."""
+    shape = partial_shape(expr)
+    if shape is None:
+        raise NeedsStaticDim(f"'{getattr(expr, 'name', type(expr).__name__)}'")
+    return shape
 
 
 def smallest_int_type(lo: int, hi: int) -> str:

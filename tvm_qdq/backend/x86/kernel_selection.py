@@ -23,11 +23,13 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tvm import relax
+import tvm
+from tvm import relax, tirx
 
-from ...relax_utils import constant_value, static_shape, tensor_dtype
+from ...relax_utils import constant_value, partial_shape, static_shape, tensor_dtype
 from . import kernels as K
 from .layout import LayoutRewriter, as_2d, ints
+from .schedules.vnni import symbolic_row_tile
 
 if TYPE_CHECKING:
     from .lower import LoweringReport
@@ -119,6 +121,8 @@ class KernelRewriter(LayoutRewriter):
         if (str(attrs.data_layout), str(attrs.kernel_layout)) != layouts or (
                 attrs.out_layout is not None and str(attrs.out_layout) != layouts[0]):
             reason = "layout"
+        elif xs is None and symbolic_dims(x):
+            reason = f"symbolic input shape {symbolic_dims(x)}"
         elif wv is None or xs is None or len(xs) != rank or wv.ndim != rank:
             reason = "weight not constant / dynamic shape"
         if reason is not None:
@@ -174,14 +178,15 @@ class KernelRewriter(LayoutRewriter):
         return None
 
     def _window_sums(self, kernel: Callable, act, ones_packed: np.ndarray, spec,
-                     offsets: np.ndarray, out_dtype: str, name: str, hint: str) -> dict:
+                     offsets: np.ndarray, out_dtype: str, name: str, hint: str,
+                     **kernel_kwargs) -> dict:
         """The offset form's extra inputs of the main kernel: ``sums`` (``kernel`` with the
         all-ones weight ``ones_packed`` and the one-channel ``spec``: ``Σ_k u_k`` per output
         row, int32) and the ``offsets`` constant in ``out_dtype``."""
         sums = self.bb.emit(self.bb.call_te(
             _with_spec(kernel, spec), act, relax.const(ones_packed, "int8"),
-            primfunc_name_hint=hint, primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE}),
-            name_hint=name + "_sums")
+            primfunc_name_hint=hint, primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE},
+            **kernel_kwargs), name_hint=name + "_sums")
         return {"sums": sums, "offsets": relax.const(offsets.astype(out_dtype), out_dtype)}
 
     def _emit_vnni_conv(self, name: str, x, wv: np.ndarray, spec: K.Conv2dSpec):
@@ -215,12 +220,18 @@ class KernelRewriter(LayoutRewriter):
     def _matmul(self, var, call):
         a, b = call.args
         bv = constant_value(b)
-        a_shape = static_shape(a)
+        a_shape = partial_shape(a)
         out_dtype = str(call.attrs.out_dtype)
-        if not self.vnni or bv is None or bv.ndim != 2 or a_shape is None or len(a_shape) < 2:
+        if not self.vnni or bv is None or bv.ndim != 2:
+            return None
+        name = str(var.name)
+        symbolic = symbolic_dims(a)
+        if a_shape is None or len(a_shape) < 2 or not isinstance(a_shape[-1], int):
+            if symbolic:
+                self.report.skipped.append({"op": "matmul", "var": name, "reason":
+                                            f"symbolic reduction / unknown shape {symbolic}"})
             return None
         in_dtype = tensor_dtype(a)
-        name = str(var.name)
         weight_issue = _vnni_weight_ok(bv, out_dtype, 1)
         if in_dtype not in K.VNNI_ACT_DTYPES or out_dtype not in ("int32", "int64") or \
                 weight_issue is not None:
@@ -229,8 +240,10 @@ class KernelRewriter(LayoutRewriter):
             return None
         spec = K.MatmulSpec(batch=tuple(a_shape[:-2]), m=a_shape[-2], k=a_shape[-1],
                             n=int(bv.shape[1]), in_dtype=in_dtype, out_dtype=out_dtype)
+        kwargs, kernel_kwargs = {}, {}
+        if not isinstance(spec.m, int):  # padded rows (K.matmul_vnni)
+            kernel_kwargs["row_tile"] = symbolic_row_tile(spec.n16 // K.LANES).mr
         corr = K.matmul_correction(bv, in_dtype)
-        kwargs = {}
         if corr is not None:
             kwargs["corr"] = relax.const(corr.astype(out_dtype), out_dtype)
         a_plain = self.get_plain(a)
@@ -239,7 +252,7 @@ class KernelRewriter(LayoutRewriter):
             kwargs.update(self._window_sums(
                 K.matmul_vnni, a_plain, K.pack_matmul_weight(K.ones_weight(bv.shape, 1)),
                 replace(spec, n=1, out_dtype="int32"), offsets, out_dtype, name,
-                "tq_vnni_matmul"))
+                "tq_vnni_matmul", **kernel_kwargs))
             bv = bv - offsets.reshape(1, -1)
         terms = K.weight_terms(bv)
         bp = relax.const(K.pack_matmul_weight(bv, terms), "int8")
@@ -248,14 +261,35 @@ class KernelRewriter(LayoutRewriter):
             kwargs["high"] = self.bb.emit(self.bb.call_te(
                 _with_spec(K.matmul_vnni, spec), a_plain, bp, part="hi",
                 primfunc_name_hint="tq_vnni_matmul",
-                primfunc_attrs=attrs), name_hint=name + "_hi")
+                primfunc_attrs=attrs, **kernel_kwargs), name_hint=name + "_hi")
             kwargs["part"] = "lo"
-        self.report.kernels.append({"kind": "vnni_matmul", "var": name, "macs": spec.macs,
-                                    "weight_terms": terms, "offset_form": offsets is not None,
-                                    "spec": asdict(spec)})
+        self.report.kernels.append(_json_record({
+            "kind": "vnni_matmul", "var": name, "macs": spec.macs, "weight_terms": terms,
+            "offset_form": offsets is not None, "spec": asdict(spec)}))
         return self.bb.call_te(_with_spec(K.matmul_vnni, spec), a_plain, bp,
                                primfunc_name_hint="tq_vnni_matmul", primfunc_attrs=attrs,
-                               **kwargs), "plain"
+                               **kwargs, **kernel_kwargs), "plain"
+
+
+def symbolic_dims(expr: relax.Expr) -> list[str]:
+    """The symbolic dimensions of a tensor-typed ``expr`` as text (``[]`` when all are
+    known integers; ``["?"]`` when not even the dimensions are known)."""
+    shape = partial_shape(expr)
+    if shape is None:
+        return ["?"]
+    return [str(d) for d in shape if not isinstance(d, int)]
+
+
+def _json_record(value):
+    """``value`` with every symbolic expression (a TIR expression) as its text, so that a
+    report record of a symbolic kernel serializes to JSON (ints and strings unchanged)."""
+    if isinstance(value, dict):
+        return {k: _json_record(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_json_record(v) for v in value)
+    if isinstance(value, tvm.ir.Expr):
+        return int(value) if isinstance(value, tirx.IntImm) else str(value)
+    return value
 
 
 def _with_spec(fn: Callable, spec) -> Callable:

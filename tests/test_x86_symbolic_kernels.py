@@ -176,21 +176,125 @@ def test_symbolic_matmul_lowers_to_vnni(case) -> None:
         np.testing.assert_array_equal(got, expected, err_msg=f"shape {shape}")
 
 
-def test_symbolic_conv_is_reported_skipped() -> None:
-    w = RNG.integers(-127, 128, size=(16, 8, 3, 3)).astype(np.int8)
+def _conv_ref(x: np.ndarray, w: np.ndarray, pad: int, pad_h: int | None = None) -> np.ndarray:
+    """NCHW/OIHW integer conv, stride 1, zero padding ``pad`` on each side (``pad_h`` at the
+    top and bottom if given) in int64."""
+    ph = pad if pad_h is None else pad_h
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pad, pad)))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, w.shape[2:], axis=(2, 3))
+    return np.einsum("nchwij,ocij->nohw", windows, w.astype(np.int64))
+
+
+def _shift_requantize_relax(bb, acc):
+    y = bb.emit(relax.op.right_shift(relax.op.add(acc, relax.const(3, "int32")),
+                                     relax.const(6, "int32")))
+    return bb.emit(relax.op.astype(relax.op.clip(y, 0, 255), "uint8"))
+
+
+def test_conv_chain_with_symbolic_width_lowers_to_vnni() -> None:
+    """conv → requantize → conv on ``[1, 8, 6, width]``: both VNNI (padded output columns),
+    the chain stays NHWC, exact at several widths from one build."""
+    w1 = RNG.integers(-127, 128, size=(24, 8, 3, 3)).astype(np.int8)
+    w2 = RNG.integers(-127, 128, size=(16, 24, 1, 1)).astype(np.int8)
 
     def body(bb, x):
-        return bb.emit(relax.op.nn.conv2d(x, relax.const(w), padding=(1, 1),
+        acc = bb.emit(relax.op.nn.conv2d(x, relax.const(w1), padding=(1, 1),
+                                         out_dtype="int32"))
+        mid = _shift_requantize_relax(bb, acc)
+        return bb.emit(relax.op.nn.conv2d(mid, relax.const(w2), out_dtype="int32"))
+
+    vm, report, executable = _lower(body, _dims((1, 8, 6, "width")), "uint8")
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_conv2d"] * 2, report.to_json()
+    assert report.skipped == []
+    assert list(report.schedules.values()).count("vnni") == 2, report.to_json()
+    assert "vpdpbusd" in asm_of(executable)
+    for width in (1, 5, 37):
+        x = _random((1, 8, 6, width), "uint8")
+        mid = np.clip((_conv_ref(x, w1, 1) + 3) >> 6, 0, 255).astype(np.uint8)
+        expected = _conv_ref(mid, w2, 0).astype(np.int32)
+        got = vm["main"](tvm.runtime.tensor(x)).numpy()
+        np.testing.assert_array_equal(got, expected, err_msg=f"width {width}")
+
+
+def test_symbolic_depthwise_conv_is_reported_skipped() -> None:
+    w = RNG.integers(-127, 128, size=(8, 1, 3, 3)).astype(np.int8)
+
+    def body(bb, x):
+        return bb.emit(relax.op.nn.conv2d(x, relax.const(w), padding=(1, 1), groups=8,
                                           out_dtype="int32"))
 
-    report = LoweringReport()
-    bb = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType(_dims((1, 8, 6, "width")), "uint8"))
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            out = bb.emit_output(body(bb, x))
-        bb.emit_func_output(out)
-    lower_integer_kernels(bb.get(), TARGET, report=report)
+    vm, report, _ = _lower(body, _dims((1, 8, 6, "width")), "uint8")
     assert report.kernels == []
     assert [(s["op"], s["reason"].split()[0]) for s in report.skipped] == [
         ("conv2d", "symbolic")], report.to_json()
+    x = _random((1, 8, 6, 7), "uint8")
+    got = vm["main"](tvm.runtime.tensor(x)).numpy()
+    ref = np.concatenate([_conv_ref(x[:, c:c + 1], w[c:c + 1], 1) for c in range(8)], axis=1)
+    np.testing.assert_array_equal(got, ref.astype(np.int32))
+
+
+def test_conv1d_with_symbolic_width_lowers_to_vnni() -> None:
+    w = RNG.integers(-127, 128, size=(16, 8, 3)).astype(np.int8)
+
+    def body(bb, x):
+        return bb.emit(relax.op.nn.conv1d(x, relax.const(w), padding=(1, 1),
+                                          out_dtype="int32"))
+
+    vm, report, _ = _lower(body, _dims((1, 8, "width")), "int8")
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_conv2d"], report.to_json()
+    for width in (2, 29):
+        x = _random((1, 8, width), "int8")
+        got = vm["main"](tvm.runtime.tensor(x)).numpy()
+        ref = _conv_ref(x[:, :, None, :], w[:, :, None, :], 1, pad_h=0)[:, :, 0]
+        np.testing.assert_array_equal(got, ref.astype(np.int32), err_msg=f"width {width}")
+
+
+def _attention_module(w: np.ndarray) -> tvm.IRModule:
+    """An integer attention block on ``x[batch, seq, 32]`` (uint8): a VNNI matmul with a
+    requantize epilogue, a two-head split, ``Q·Kᵀ`` and ``P·V`` between activations (int16
+    operands, int32 sums, reduction over ``seq`` in ``P·V``), each requantized to uint8."""
+    batch, seq = tirx.Var("batch", "int64"), tirx.Var("seq", "int64")
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((batch, seq, 32), "uint8"))
+
+    def requantize(acc, shift: int):
+        y = bb.emit(relax.op.right_shift(relax.op.add(acc, relax.const(1 << (shift - 1),
+                                                                       "int32")),
+                                         relax.const(shift, "int32")))
+        return bb.emit(relax.op.astype(relax.op.clip(y, 0, 255), "uint8"))
+
+    def centered(u8):
+        return bb.emit(relax.op.subtract(relax.op.astype(u8, "int16"),
+                                         relax.const(128, "int16")))
+
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            acc = bb.emit(relax.op.matmul(x, relax.const(w), out_dtype="int32"))
+            y = requantize(acc, 10)
+            heads = bb.emit(relax.op.permute_dims(
+                relax.op.reshape(y, (batch, seq, 2, 16)), [0, 2, 1, 3]))
+            q = centered(heads)
+            kt = bb.emit(relax.op.permute_dims(q, [0, 1, 3, 2]))
+            p = requantize(bb.emit(relax.op.matmul(q, kt, out_dtype="int32")), 12)
+            ctx = bb.emit(relax.op.matmul(centered(p), q, out_dtype="int32"))
+            out = bb.emit_output(requantize(ctx, 14))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def test_symbolic_attention_block_matches_generic_build() -> None:
+    """One lowered build of a symbolic ``[batch, seq, 32]`` attention block: the weight matmul
+    is VNNI (nothing skipped) and every output equals TVM's own build of the same module."""
+    w = RNG.integers(-127, 128, size=(32, 32)).astype(np.int8)
+    mod = _attention_module(w)
+    report = LoweringReport()
+    lowered = tvm.compile(lower_integer_kernels(mod, TARGET, report=report), TARGET)
+    generic = tvm.compile(mod, TARGET)
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul"], report.to_json()
+    assert report.skipped == []
+    vms = [relax.VirtualMachine(ex, tvm.cpu()) for ex in (lowered, generic)]
+    for shape in ((1, 8, 32), (4, 77, 32)):
+        x = tvm.runtime.tensor(_random(shape, "uint8"))
+        got, ref = (vm["main"](x).numpy() for vm in vms)
+        assert got.shape == (shape[0], 2, shape[1], 16)
+        np.testing.assert_array_equal(got, ref, err_msg=f"shape {shape}")

@@ -26,7 +26,7 @@ import numpy as np
 import tvm
 from tvm import relax, tirx
 
-from ...relax_utils import constant_value, partial_shape, static_shape, tensor_dtype
+from ...relax_utils import constant_value, partial_shape, tensor_dtype
 from . import kernels as K
 from .layout import LayoutRewriter, as_2d, ints
 from .schedules.vnni import symbolic_row_tile
@@ -113,7 +113,7 @@ class KernelRewriter(LayoutRewriter):
         kernels."""
         attrs = call.attrs
         x, w = call.args
-        wv, xs = constant_value(w), static_shape(x)
+        wv, xs = constant_value(w), partial_shape(x)
         rank = 3 if call.op.name == "relax.nn.conv1d" else 4
         layouts = ("NCW", "OIW") if rank == 3 else ("NCHW", "OIHW")
         op = call.op.name.rsplit(".", 1)[-1]
@@ -121,10 +121,12 @@ class KernelRewriter(LayoutRewriter):
         if (str(attrs.data_layout), str(attrs.kernel_layout)) != layouts or (
                 attrs.out_layout is not None and str(attrs.out_layout) != layouts[0]):
             reason = "layout"
-        elif xs is None and symbolic_dims(x):
+        elif wv is not None and xs is None and symbolic_dims(x):
             reason = f"symbolic input shape {symbolic_dims(x)}"
         elif wv is None or xs is None or len(xs) != rank or wv.ndim != rank:
             reason = "weight not constant / dynamic shape"
+        elif not isinstance(xs[1], int):
+            reason = f"symbolic channels {xs[1]}"
         if reason is not None:
             self.report.skipped.append({"op": op, "var": str(var.name), "reason": reason})
             return None
@@ -136,13 +138,14 @@ class KernelRewriter(LayoutRewriter):
         return self._conv(var, op, x, xs, wv, tuple(strides), tuple(pad), tuple(dilation),
                           int(attrs.groups), str(attrs.out_dtype))
 
-    def _conv(self, var, op: str, x, xs: list[int], wv: np.ndarray, strides: tuple,
+    def _conv(self, var, op: str, x, xs: list, wv: np.ndarray, strides: tuple,
               padding: tuple, dilation: tuple, groups: int, out_dtype: str):
         """An NCHW/OIHW integer conv (``xs``: the 4-D input shape, ``wv``: the 4-D weight) as
         a kernel producing NHWC: VNNI for ``groups == 1``; grouped convs with few groups as
         one VNNI conv with the block-diagonal weight ``W[o, c] = w[o, c - g·C/G]`` for ``c``
         in group ``g = o // (O/G)``, else 0 (exact: the added terms are 0); depthwise as the
-        channel-vectorized kernel."""
+        channel-vectorized kernel. ``N``, ``H``, ``W`` may be symbolic (VNNI only; a symbolic
+        output width takes the padded-rows form)."""
         in_dtype, name = tensor_dtype(x), str(var.name)
         if in_dtype not in K.VNNI_ACT_DTYPES or out_dtype not in ("int32", "int64"):
             self.report.skipped.append({"op": op, "var": name,
@@ -159,6 +162,11 @@ class KernelRewriter(LayoutRewriter):
         weight_issue = _vnni_weight_ok(wv, out_dtype, 0)
         if groups == 1 and self.vnni and weight_issue is None and wv.shape[1] == spec.c:
             return self._emit_vnni_conv(name, x, wv, spec), "nhwc"
+        if symbolic_dims(x):
+            self.report.skipped.append({"op": op, "var": name, "reason":
+                                        f"symbolic input shape {symbolic_dims(x)}: groups="
+                                        f"{groups}, {weight_issue or 'no VNNI'}"})
+            return None
         if groups == spec.c == spec.o and wv.shape[1] == 1:
             # int16 weights (when they fit) with 8/16-bit activations: the int32 products of
             # two 16-bit values compile to vpmaddwd instead of the slower vpmulld.
@@ -192,7 +200,9 @@ class KernelRewriter(LayoutRewriter):
     def _emit_vnni_conv(self, name: str, x, wv: np.ndarray, spec: K.Conv2dSpec):
         x_nhwc = self.get_nhwc(x)
         corr = K.conv_correction(wv, spec.in_dtype)
-        kwargs = {}
+        kwargs, kernel_kwargs = {}, {}
+        if not isinstance(spec.ow, int):  # padded output columns (K.conv2d_nhwc_vnni)
+            kernel_kwargs["row_tile"] = symbolic_row_tile(spec.o16 // K.LANES).mr
         if corr is not None:
             kwargs["corr"] = relax.const(corr.astype(spec.out_dtype), spec.out_dtype)
         offsets = offset_form(wv, 0, spec.in_dtype)
@@ -200,7 +210,7 @@ class KernelRewriter(LayoutRewriter):
             kwargs.update(self._window_sums(
                 K.conv2d_nhwc_vnni, x_nhwc, K.pack_conv_weight(K.ones_weight(wv.shape, 0)),
                 replace(spec, o=1, out_dtype="int32"), offsets, spec.out_dtype, name,
-                "tq_vnni_conv2d"))
+                "tq_vnni_conv2d", **kernel_kwargs))
             wv = wv - offsets.reshape(-1, 1, 1, 1)
         terms = K.weight_terms(wv)
         wp = relax.const(K.pack_conv_weight(wv, terms), "int8")
@@ -208,14 +218,15 @@ class KernelRewriter(LayoutRewriter):
         if spec.in_dtype == "uint16":
             kwargs["high"] = self.bb.emit(self.bb.call_te(
                 _with_spec(K.conv2d_nhwc_vnni, spec), x_nhwc, wp, part="hi",
-                primfunc_name_hint="tq_vnni_conv2d", primfunc_attrs=attrs), name_hint=name + "_hi")
+                primfunc_name_hint="tq_vnni_conv2d", primfunc_attrs=attrs, **kernel_kwargs),
+                name_hint=name + "_hi")
             kwargs["part"] = "lo"
-        self.report.kernels.append({
+        self.report.kernels.append(_json_record({
             "kind": "vnni_conv2d", "var": name, "macs": spec.macs, "weight_terms": terms,
-            "offset_form": offsets is not None, "spec": asdict(spec)})
+            "offset_form": offsets is not None, "spec": asdict(spec)}))
         return self.bb.call_te(_with_spec(K.conv2d_nhwc_vnni, spec), x_nhwc, wp,
                                primfunc_name_hint="tq_vnni_conv2d", primfunc_attrs=attrs,
-                               **kwargs)
+                               **kwargs, **kernel_kwargs)
 
     def _matmul(self, var, call):
         a, b = call.args

@@ -16,6 +16,12 @@ Like Relay's FakeQuantizationToInteger, but on Relax and driven forward:
    whatever follows it.
 3. Dead float code is removed. Ops with no rule keep their float form between
    ``dequantize`` and ``quantize`` (a float island); the report lists them.
+
+Shapes may be partial (symbolic dims such as ``seq``). A rule that needs a symbolic dim as an
+integer refuses with :class:`~tvm_qdq.qnn.dims.NeedsStaticDim`; the op then keeps its float
+form and the report names the refusal (outcome ``float``). Upper bounds of symbolic dims the
+rules assume (an int32 accumulator over a symbolic ``K``) become the function attribute
+``tvm_qdq.implicit_bounds``; every other function attribute is kept.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from tvm import relax
 
 from tvm_qdq.dtypes import QTYPES
 from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn.dims import DimBounds, NeedsStaticDim
 from tvm_qdq.relax_utils import remap_vars as _remap
 
 from . import rules  # noqa: F401  (registers every rule)
@@ -89,8 +96,18 @@ def _integer_quantize(ctx: RewriteContext, call: relax.Call) -> relax.Expr | Non
     if isinstance(producer, relax.Call) and isinstance(producer.op, tvm.ir.Op):
         rule = OUTPUT_RULES.get(producer.op.name)
         if rule is not None:
-            return rule(ctx, producer, dst)
+            return _apply(ctx, rule, producer, src, dst)
     return None
+
+
+def _apply(ctx: RewriteContext, rule, call: relax.Call, var: relax.Expr, *args):
+    """``rule(ctx, call, *args)``; a :class:`NeedsStaticDim` refusal leaves the op float and
+    is recorded (outcome ``float``, the refusal as the detail)."""
+    try:
+        return rule(ctx, call, *args)
+    except NeedsStaticDim as refusal:
+        ctx.record(call.op.name, str(getattr(var, "name", "")), "float", str(refusal))
+        return None
 
 
 def _float_from_accumulator(ctx: RewriteContext, original: relax.Var, var: relax.Var,
@@ -114,7 +131,7 @@ def _float_from_accumulator(ctx: RewriteContext, original: relax.Var, var: relax
 
 def _rewrite_function(func: relax.Function, name: str) -> tuple[relax.Function, RewriteContext]:
     bb = relax.BlockBuilder()
-    ctx = RewriteContext(bb)
+    ctx = RewriteContext(bb, dims=DimBounds.of(func))
     mapping: dict = {}
     attrs = {str(k): v for k, v in func.attrs.items()} if func.attrs is not None else {}
     with bb.function(name, list(func.params), attrs=attrs):
@@ -135,7 +152,7 @@ def _rewrite_function(func: relax.Function, name: str) -> tuple[relax.Function, 
                     ctx.originals.add(var)
                     ctx.producers[var] = value
                     if is_op and value.op.name in FORWARD_RULES:
-                        result = FORWARD_RULES[value.op.name](ctx, value)
+                        result = _apply(ctx, FORWARD_RULES[value.op.name], value, var)
                         if result is not None:
                             ctx.qtensors[var] = result
                             _float_from_accumulator(ctx, binding.var, var, value, result,
@@ -150,7 +167,7 @@ def _rewrite_function(func: relax.Function, name: str) -> tuple[relax.Function, 
                             ctx.qtensors[var] = items
             out = bb.emit_output(_remap(func.body.body, mapping))
         bb.emit_func_output(out)
-    return bb.get()[name], ctx
+    return ctx.dims.attach(bb.get()[name]), ctx
 
 
 def _float_islands(func: relax.Function, originals: set) -> list[dict]:

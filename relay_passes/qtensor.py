@@ -8,8 +8,9 @@ import numpy as np
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn.dims import DimBounds, NeedsStaticDim, static_dims
 from tvm_qdq.qnn.ops import requantize, shape_of
-from tvm_qdq.relax_utils import constant_value
+from tvm_qdq.relax_utils import Dim, constant_value
 
 
 @dataclass
@@ -25,8 +26,18 @@ class QTensor:
     const: np.ndarray | None = None
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        return shape_of(self.value)
+    def shape(self) -> tuple[Dim, ...]:
+        """Partial shape: an int per static dimension, the symbolic PrimExpr otherwise
+        (:class:`~tvm_qdq.qnn.dims.NeedsStaticDim` when not even that is known)."""
+        shape = shape_of(self.value)
+        if shape is None:
+            raise NeedsStaticDim(f"the integer form of '{getattr(self.value, 'name', '')}'")
+        return shape
+
+    def static_dims(self, axes, what: str) -> list[int]:
+        """The dims ``axes`` as ints (:class:`~tvm_qdq.qnn.dims.NeedsStaticDim` if one is
+        symbolic; ``what`` names the op that needs them)."""
+        return static_dims(self.shape, axes, what)
 
     @property
     def ndim(self) -> int:
@@ -57,6 +68,7 @@ class RewriteContext:
     records: list[OpRecord] = field(default_factory=list)
     originals: set = field(default_factory=set)  # vars that re-emit an imported binding
     requantized: dict = field(default_factory=dict)  # (value, src, dst) → requantized value
+    dims: DimBounds = field(default_factory=DimBounds)  # bounds of the symbolic dims
 
     def emit(self, expr: relax.Expr, name: str = "") -> relax.Var:
         return self.bb.emit(expr, name_hint=name)

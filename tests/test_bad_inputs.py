@@ -452,12 +452,12 @@ def test_bad_shapes_override_is_named(shapes: dict, match: str) -> None:
         tvm_qdq.from_onnx(_dynamic({0: "batch"}), shapes=shapes)
 
 
-def test_dynamic_dim_error_says_what_to_do() -> None:
-    with pytest.raises(tvm_qdq.TvmQdqError) as info:
-        tvm_qdq.from_onnx(_dynamic({0: "batch"}))
-    message = str(info.value)
-    assert "input 'x'" in message and "dimension 0 ('batch')" in message
-    assert "shapes={'x': [1, 4, 5, 5]}" in message
+def test_dynamic_dims_stay_symbolic_in_the_faithful_module() -> None:
+    """A named dim keeps its name, unnamed ones are named after the input and the axis."""
+    named = tvm_qdq.from_onnx(_dynamic({0: "batch"}))["main"].params[0]
+    assert str(named.ty) == 'R.Tensor((batch, 4, 5, 5), dtype="float32")'
+    unnamed = tvm_qdq.from_onnx(_dynamic({2: None, 3: None}))["main"].params[0]
+    assert str(unnamed.ty) == 'R.Tensor((1, 4, x_dim2, x_dim3), dtype="float32")'
 
 
 # --------------------------------------------------------------------------------------------

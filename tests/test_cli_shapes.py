@@ -1,6 +1,6 @@
 """Input sizes on the command line (``--shape``) and ``inspect`` on models it cannot import.
 
-A model whose input is declared ``['batch', 4]`` is refused by ``from_onnx`` without sizes;
+A model whose input is declared without a shape is refused by ``from_onnx`` without sizes;
 ``inspect`` still reports its formats and unsupported ops, every CLI command that reads a model
 accepts ``--shape NAME=DIMS``, and the error names the input and the option to pass.
 """
@@ -21,7 +21,8 @@ from tvm_qdq.testing.oracle import run_ort
 
 
 def _symbolic_qdq_model(extra_op: bool = False) -> onnx.ModelProto:
-    """x ['batch', 4] float → Q/DQ (u8, 0.05, 128) → Relu [→ com.microsoft.NoSuchOp] → y."""
+    """x (no declared shape) float → Q/DQ (u8, 0.05, 128) → Relu [→ com.microsoft.NoSuchOp]
+    → y."""
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"], name="q"),
         helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["dq"], name="dq"),
@@ -36,7 +37,7 @@ def _symbolic_qdq_model(extra_op: bool = False) -> onnx.ModelProto:
         nodes.append(helper.make_node("Identity", ["r"], ["y"], name="out"))
     graph = helper.make_graph(
         nodes, "symbolic",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
         [numpy_helper.from_array(np.array(0.05, np.float32), "s"),
          numpy_helper.from_array(np.array(128, np.uint8), "zp")])
@@ -73,7 +74,7 @@ def test_inspect_without_sizes_reports_formats_and_which_size_to_pass(symbolic_p
     info = tvm_qdq.inspect(str(symbolic_path))
     assert info["formats"] == ["QDQ"] and info["unsupported"] == []
     assert "InputShapeError" in info["error"] and "'x'" in info["error"]
-    assert "batch" in info["error"]
+    assert "has no shape" in info["error"]
     with_sizes = tvm_qdq.inspect(str(symbolic_path), shapes={"x": [3, 4]})
     assert with_sizes["error"] is None
 

@@ -55,7 +55,8 @@ def compile(  # noqa: A001 - the public name the design asks for
     *,
     integer: bool = True,
     tuning_db: str | os.PathLike | bool | None = None,
-    shapes: dict[str, list[int]] | None = None,
+    shapes: dict[str, list[int | str | None]] | None = None,
+    bounds: dict[str, int] | None = None,
     requantize: str | None = None,
 ) -> Compiled:
     """Import (if needed), rewrite to integer (unless ``integer=False``) and build.
@@ -64,13 +65,15 @@ def compile(  # noqa: A001 - the public name the design asks for
     within 1 LSB of the float formula) or ``"float"`` (float64 formula, bit-exact with x86).
     x86 always uses the exact float64 formula.
 
-    ``shapes`` fixes graph inputs declared with dynamic dimensions (see ``from_onnx``).
+    ``shapes`` fixes (or names) graph input dimensions, ``bounds`` gives upper bounds of
+    symbolic ones by name (see ``from_onnx``); both apply when ``model`` is not yet imported.
 
     x86: VNNI register tiles come from the tuning database (``tvm-qdq tune``): ``tuning_db``
     None → ``$TVM_QDQ_TUNING_DB`` or the one committed in ``tvm_qdq/backend/x86``, a path →
     that file, False → none (heuristic tiles). Nothing is measured at compile time.
     """
-    mod = model if isinstance(model, tvm.IRModule) else from_onnx(model, shapes=shapes)
+    mod = model if isinstance(model, tvm.IRModule) else from_onnx(model, shapes=shapes,
+                                                                       bounds=bounds)
     if integer and module_attr(mod, "tvm_qdq.stage") != "integer":
         mod = to_integer(mod)
     tgt = resolve_target(target)

@@ -33,6 +33,7 @@ import numpy as np
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn.dims import broadcast_shapes, shapes_equal
 from tvm_qdq.qnn.integer_ops import rounds_exactly
 from tvm_qdq.qnn.ops import add_integer, const, requantize_by, shift_to_signed
 
@@ -55,7 +56,7 @@ def _accumulator_and_bias(ctx: RewriteContext, call) -> tuple[QTensor, QTensor] 
         a, b = b, a
     if a is None or b is None or not a.is_accumulator or b.const is None:
         return None
-    if np.broadcast_shapes(a.shape, b.const.shape) != a.shape:
+    if not shapes_equal(broadcast_shapes(a.shape, b.const.shape), a.shape):
         return None
     return a, b
 
@@ -181,7 +182,7 @@ def scalar_operand_lookup(ctx: RewriteContext, call, out: QParams) -> relax.Expr
     value = _single_value(c)
     if value is None or not np.isfinite(value):
         return None
-    if np.broadcast_shapes(x.shape, c.shape) != x.shape:
+    if not shapes_equal(broadcast_shapes(x.shape, c.shape), x.shape):
         return None  # the constant broadcasts the tensor up: leave it to the general rules
     table = constant_operand_table(call.op.name, x, value, a_first, out)
     index = ctx.emit(relax.op.astype(x.value, "int32"))

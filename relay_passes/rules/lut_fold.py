@@ -33,9 +33,10 @@ import tvm
 from tvm import relax
 
 from tvm_qdq.qnn import QParams, reference
+from tvm_qdq.qnn.dims import shapes_equal
 from tvm_qdq.qnn.integer_ops import REQUANTIZE, REQUANTIZE_SUM
 from tvm_qdq.qnn.ops import const
-from tvm_qdq.relax_utils import constant_value, static_shape, tensor_dtype
+from tvm_qdq.relax_utils import constant_value, partial_shape, tensor_dtype
 
 from ..qtensor import RewriteContext
 from ..registry import OUTPUT_RULES
@@ -280,12 +281,12 @@ def _lookup(ctx: RewriteContext, table: np.ndarray, source: relax.Var, dtype: st
 def fold_lookup(ctx: RewriteContext, value: relax.Expr, op: str) -> relax.Expr | None:
     """``take(table, x)`` replacing ``value`` when it is a function of one 8-bit tensor ``x``
     (module docstring), else None."""
-    if not isinstance(value, relax.Var) or static_shape(value) is None:
+    if not isinstance(value, relax.Var) or partial_shape(value) is None:
         return None
     for source in reversed(_cone_vars(ctx, value)):  # farthest input first
         if source.same_as(value) or tensor_dtype(source) not in ("uint8", "int8"):
             continue
-        if static_shape(source) != static_shape(value):
+        if not shapes_equal(partial_shape(source), partial_shape(value)):
             continue
         order = _closed(ctx, value, source)
         if not order:

@@ -7,14 +7,23 @@ Constant ``B`` (``[K, N]``, per-tensor or per-column parameters), with ``B' = B 
 Two activations (per-tensor): both shifted to signed (``a - za``, ``b - zb``) and multiplied.
 The accumulator is int32 when the bound on ``|acc|`` (and on the raw partial sums) is below
 2^31, else int64; its scale is ``s_a · s_b`` and its zero point 0.
+
+A symbolic ``K`` (``P·V`` with ``K = seq``) is bounded by the user's upper bound of its dims
+(``tir_var_upper_bound``). Without one, a ``K`` that is one symbolic dim gets the largest
+value that keeps int32 exact, ``⌊(2^31 - 1) / (max|a - za| · max|b - zb|)⌋`` (33025 for
+u8 × u8), as an implicit bound (:class:`~tvm_qdq.qnn.dims.DimBounds`) checked at run time,
+unless that is below :data:`MIN_IMPLICIT_BOUND` (16-bit operands): then the accumulator is
+int64, exact for every ``K``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import tvm
 from tvm import relax
 
 from tvm_qdq.qnn.ops import (
+    INT32_LIMIT,
     accumulator_for,
     accumulator_params,
     matmul_integer_const,
@@ -37,14 +46,32 @@ def _matmul_const(ctx: RewriteContext, a: QTensor, b: QTensor) -> QTensor | None
     return QTensor(value, accumulator_params(a.params.scale * b.params.scale, axis, acc))
 
 
+#: Smallest implicit bound of a symbolic ``K`` worth assuming; below it the accumulator is
+#: int64 (no bound).
+MIN_IMPLICIT_BOUND = 1024
+
+
+def _largest_k(ctx: RewriteContext, k, per_k: int) -> int | None:
+    """Largest value of the reduced dim ``k`` the accumulator must hold ``per_k · k`` for:
+    ``k`` itself when static, the user's bound, else an implicit bound keeping int32 exact
+    (module docstring); None when ``k`` is unbounded (int64)."""
+    largest = ctx.dims.user_max(k)
+    if largest is not None:
+        return largest
+    implicit = INT32_LIMIT // per_k
+    if not isinstance(k, tvm.tirx.Var) or implicit < MIN_IMPLICIT_BOUND:
+        return None
+    return ctx.dims.assume(k, implicit)
+
+
 def _matmul_dynamic(ctx: RewriteContext, a: QTensor, b: QTensor) -> QTensor | None:
     if not (a.params.per_tensor and b.params.per_tensor):
         return None
-    k = a.shape[-1]
     za, zb = int(a.params.zero_point), int(b.params.zero_point)
     a_max = max(abs(a.params.qtype.qmin - za), abs(a.params.qtype.qmax - za))
     b_max = max(abs(b.params.qtype.qmin - zb), abs(b.params.qtype.qmax - zb))
-    acc = accumulator_for(a_max * b_max * k)
+    k = _largest_k(ctx, a.shape[-1], a_max * b_max)
+    acc = "int64" if k is None else accumulator_for(a_max * b_max * k)
     a_s = shift_to_signed(ctx.bb, a.value, a.params)
     b_s = shift_to_signed(ctx.bb, b.value, b.params)
     if acc == "int64":

@@ -17,6 +17,7 @@ import numpy as np
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn.dims import dims_equal, product
 from tvm_qdq.qnn.ops import const, shape_of
 
 from ..qtensor import QTensor, RewriteContext, scalar_constant
@@ -35,13 +36,17 @@ SAME_OP = (
 
 
 def _reshaped_axis(in_shape, out_shape, axis: int) -> int | None:
-    """Where ``axis`` lands after a reshape, if it survives as one whole axis."""
-    before = int(np.prod(in_shape[:axis], dtype=np.int64))
+    """Where ``axis`` lands after a reshape, if it survives as one whole axis: the output
+    axis whose size is ``in_shape[axis]`` and whose leading sizes multiply to those before
+    ``axis`` (symbolic sizes compared by proof, :func:`~tvm_qdq.qnn.dims.dims_equal`)."""
+    if out_shape is None:
+        return None
+    before = product(in_shape[:axis])
     acc = 1
     for i, dim in enumerate(out_shape):
-        if acc == before and dim == in_shape[axis]:
+        if dims_equal(acc, before) and dims_equal(dim, in_shape[axis]):
             return i
-        acc *= dim
+        acc = product([acc, dim])
     return None
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from tvm import relax
 
 from tvm_qdq.qnn import QParams
+from tvm_qdq.qnn.dims import is_static_shape, static_dims
 from tvm_qdq.qnn.ops import const, requantize_by, shift_to_signed
 
 from ..qtensor import QTensor, RewriteContext
@@ -98,11 +99,17 @@ def max_pool(ctx: RewriteContext, call) -> QTensor | None:
     return QTensor(value, q.params)
 
 
-def _window_counts(shape_hw, pool, strides, dilation, padding, include_pad) -> np.ndarray:
-    """Number of elements each output window averages over (numpy, compile time)."""
+def _window_counts(shape, pool, strides, dilation, padding, include_pad) -> np.ndarray:
+    """Number of elements each output window averages over (numpy, compile time).
+
+    Uniform (one count, the window size) when padded positions count or there is no padding
+    (every window then lies inside the input); per position otherwise, which needs the
+    spatial sizes (:class:`~tvm_qdq.qnn.dims.NeedsStaticDim` when one is symbolic)."""
     if include_pad:
         return np.asarray(float(pool[0] * pool[1]))
-    h, w = shape_hw
+    if not is_static_shape(shape[2:]) and not any(padding):
+        return np.asarray(float(pool[0] * pool[1]))
+    h, w = static_dims(shape, [2, 3], "average pool with uncounted padding")
     ones = np.pad(np.ones((h, w)), ((padding[0], padding[2]), (padding[1], padding[3])))
     oh = (h + padding[0] + padding[2] - dilation[0] * (pool[0] - 1) - 1) // strides[0] + 1
     ow = (w + padding[1] + padding[3] - dilation[1] * (pool[1] - 1) - 1) // strides[1] + 1
@@ -128,7 +135,9 @@ def avg_pool2d(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     strides = [int(s) for s in a.strides]
     dilation = [int(d) for d in a.dilation]
     padding = [int(p) for p in a.padding]
-    channels = q.shape[1]
+    (channels,) = q.static_dims([1], "average pool")
+    counts = _window_counts(q.shape, pool, strides, dilation, padding,
+                            bool(a.count_include_pad))
     shifted = ctx.emit(relax.op.astype(shift_to_signed(ctx.bb, q.value, q.params), "int32"))
     sums = ctx.emit(
         relax.op.nn.conv2d(
@@ -142,8 +151,6 @@ def avg_pool2d(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
         ),
         "qnn_window_sum",
     )
-    counts = _window_counts(q.shape[2:], pool, strides, dilation, padding,
-                            bool(a.count_include_pad))
     ctx.record(call.op.name, str(sums.name), "integer", "int32 window sums")
     max_sum = int(np.max(counts)) * _max_abs_shifted(q.params)
     return requantize_sum(ctx, sums, float(q.params.scale), counts.astype(np.int64), max_sum,
@@ -156,7 +163,7 @@ def mean(ctx: RewriteContext, call, out: QParams) -> relax.Expr | None:
     if q is None or not q.params.per_tensor or not out.per_tensor or call.attrs.axis is None:
         return None
     axes = [int(ax) % q.ndim for ax in call.attrs.axis]
-    count = int(np.prod([q.shape[ax] for ax in axes]))
+    count = int(np.prod(q.static_dims(axes, "mean")))
     shifted = ctx.emit(relax.op.astype(shift_to_signed(ctx.bb, q.value, q.params), "int32"))
     sums = ctx.emit(relax.op.sum(shifted, axis=axes, keepdims=bool(call.attrs.keepdims)),
                     "qnn_sum")

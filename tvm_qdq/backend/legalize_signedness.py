@@ -20,7 +20,7 @@ import tvm
 from tvm import relax
 
 from ..relax_utils import constant as const
-from ..relax_utils import constant_value, conv_pad_width, remap_vars, static_shape
+from ..relax_utils import constant_value, conv_pad_width, partial_shape, remap_vars
 
 SHIFT = 128
 PREFERENCES = {"x86": ("uint8", "int8")}
@@ -55,6 +55,11 @@ def _legalize_matmul(bb, call: relax.Call, weight: np.ndarray) -> relax.Expr:
     value = bb.emit(relax.op.matmul(_to_uint8(bb, call.args[0]), call.args[1], out_dtype=acc),
                     "qnn_matmul")
     return relax.op.subtract(value, const(SHIFT * weight.astype(np.int64).sum(axis=0), acc))
+
+
+def _report_shape(var: relax.Var) -> list[int | str]:
+    """The shape of ``var`` for the report: ints, and the name of each symbolic dim."""
+    return [d if isinstance(d, int) else str(d) for d in partial_shape(var)]
 
 
 def _candidate(call: relax.Expr) -> np.ndarray | None:
@@ -95,7 +100,7 @@ def legalize_signedness(mod: tvm.IRModule, target: str = "x86") -> tvm.IRModule:
                                 _legalize_matmul
                             value = build(bb, value, weight)
                             records.append({"op": binding.value.op.name,
-                                            "shape": list(static_shape(binding.var)),
+                                            "shape": _report_shape(binding.var),
                                             "rewrite": "int8×int8 → uint8×int8 - 128·Σw"})
                         mapping[binding.var] = bb.emit(value, name_hint=binding.var.name)
                 out = bb.emit_output(remap_vars(func.body.body, mapping))

@@ -45,7 +45,8 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ..relax_utils import constant, constant_value, static_shape
+from ..relax_utils import constant, constant_value, partial_shape, static_shape
+from .dims import broadcast_shapes
 
 REQUANTIZE = "tvm_qdq.requantize"
 REQUANTIZE_SUM = "tvm_qdq.requantize_sum"
@@ -78,7 +79,13 @@ def _infer_type(call: relax.Call, _ctx) -> relax.TensorType:
     first = call.args[0].ty
     shapes = [static_shape(a) for a in call.args]
     if any(s is None for s in shapes):
-        return relax.TensorType(first.shape, dtype)
+        partial = [partial_shape(a) for a in call.args]
+        if any(s is None for s in partial):
+            return relax.TensorType(first.shape, dtype)
+        try:
+            return relax.TensorType(list(broadcast_shapes(*partial)), dtype)
+        except ValueError:  # symbolic dims not provably equal: only the rank is known
+            return relax.TensorType(ndim=max(len(s) for s in partial), dtype=dtype)
     return relax.TensorType(list(np.broadcast_shapes(*shapes)), dtype)
 
 

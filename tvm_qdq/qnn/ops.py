@@ -13,7 +13,7 @@ from tvm import relax
 
 from ..relax_utils import constant as const
 from ..relax_utils import conv_pad_width
-from ..relax_utils import static_shape as shape_of
+from ..relax_utils import partial_shape as shape_of
 from ..relax_utils import tensor_dtype as dtype_of
 from .integer_ops import Requantize, RequantizeSum
 from .params import ACCUMULATORS, QParams
@@ -191,15 +191,28 @@ def _pad_runtime(bb: relax.BlockBuilder, x: relax.Expr, value: relax.Expr,
     """``x`` padded with the runtime scalar ``value`` (conv padding: befores, then afters):
     ``where(border, value, pad(x, 0))`` with ``border`` a constant mask of the padded
     positions (``nn.pad`` only takes a constant pad value). Both ops are elementwise/pad, so
-    they follow the channels-last layout of the x86 lowering and fuse into one copy."""
+    they follow the channels-last layout of the x86 lowering and fuse into one copy.
+
+    With a symbolic spatial size the mask cannot be a constant: it is computed,
+    ``border = (pad(ones([1, 1, *spatial]), 0) == 0)`` (:func:`_border_mask`)."""
     width = conv_pad_width(padding, spatial)
     padded = bb.emit(relax.op.nn.pad(x, width, "constant", 0.0))
-    spatial_shape = [int(d) for d in shape_of(x)[2:]]
+    spatial_shape = shape_of(x)[2:]
+    fill = bb.emit(relax.op.reshape(relax.op.astype(value, dtype_of(x)), []))
+    if not all(isinstance(d, int) for d in spatial_shape):
+        return bb.emit(relax.op.where(_border_mask(bb, spatial_shape, width), fill, padded))
     inside = np.ones(spatial_shape, bool)
     border = ~np.pad(inside, [(width[4 + 2 * i], width[5 + 2 * i]) for i in range(spatial)])
-    fill = bb.emit(relax.op.reshape(relax.op.astype(value, dtype_of(x)), []))
     return bb.emit(relax.op.where(const(border.reshape((1, 1) + border.shape), "bool"),
                                   fill, padded))
+
+
+def _border_mask(bb: relax.BlockBuilder, spatial_shape, width: list[int]) -> relax.Var:
+    """``[1, 1, *padded]`` bool mask of the positions ``nn.pad(·, width)`` adds, for a partial
+    ``spatial_shape``: ones of the input's spatial shape padded with zeros, compared to 0."""
+    ones = relax.op.ones(relax.ShapeExpr([1, 1, *spatial_shape]), "uint8")
+    inside = bb.emit(relax.op.nn.pad(ones, width, "constant", 0.0))
+    return bb.emit(relax.op.equal(inside, const(0, "uint8")))
 
 
 def matmul_integer_const(

@@ -27,10 +27,11 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from ...qnn.dims import broadcast_shapes
 from ...qnn.integer_ops import Requantize, RequantizeSum, op_name, register
 from ...qnn.legalize import emit_requantize, emit_requantize_sum, finish_sum, shifted_input
 from ...qnn.ops import zero_point_free_type
-from ...relax_utils import SubstituteVars, constant_value, tensor_dtype, ty
+from ...relax_utils import SubstituteVars, constant_value, partial_shape, tensor_dtype, ty
 
 #: Exact integer range of float64.
 FLOAT64_EXACT = 2**53
@@ -329,11 +330,13 @@ def _saturation_rows(analysis: _Analysis, rq: Requantize):
     m = rq.multiplier
     c = np.zeros((), np.float64) if rq.offset is None else rq.offset
     z = rq.zero_point_out.astype(np.float64)
+    shape = partial_shape(rq.value)  # symbolic dims: the parameters must not vary along them
+    if shape is None:
+        return None
     try:
-        shape = tuple(int(s) for s in ty(rq.value).shape.values)
         pshape = np.broadcast_shapes(m.shape, c.shape, z.shape)
-        np.broadcast_shapes(shape, pshape)
-    except (ValueError, TypeError, AttributeError):
+        broadcast_shapes(shape, pshape)
+    except ValueError:
         return None
     if len(pshape) > len(shape) or int(np.prod(pshape)) > MAX_CHANNELS:
         return None

@@ -45,8 +45,9 @@ class ConvertContext:
 
 
 def constant_value(expr: relax.Expr | None) -> np.ndarray | None:
-    """The numpy value of a Relax constant, or None when ``expr`` is not a constant."""
-    if isinstance(expr, tvm.ir.Constant):
+    """The numpy value of a Relax constant, or None when ``expr`` is not a constant (a prim
+    value such as a dimension is not one)."""
+    if isinstance(expr, tvm.ir.Constant) and hasattr(expr.value, "numpy"):
         return expr.value.numpy()
     return None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -26,12 +26,13 @@ from ...errors import (
     UnsupportedTypeError,
     node_label,
 )
+from ...relax_utils import partial_shape
 from . import contrib_float, contrib_quant, float_ops, layer_norm, lstm, qdq, resize, stft
 from . import qoperator as qop
 from .context import GRAPH_OUTPUT, ConvertContext, constant_value, onnx_type_name
 from .qparams import NodeRef
 from .shape_folding import fold_node, fold_shape_arithmetic, shape_value
-from .shapes import dynamic_shape_error, known_shape, with_static_inputs
+from .shapes import dynamic_shape_error, with_input_dims
 
 Converter = Callable[[ConvertContext, list, dict], "relax.Expr | None"]
 
@@ -159,13 +160,53 @@ def unsupported_ops(graph: onnx.GraphProto) -> list[tuple[str, str, str]]:
     return missing
 
 
-def _first_dynamic_input(inputs) -> tuple[int, relax.Expr] | None:
-    """(index, expr) of the first tensor input whose shape is not static, if any."""
+def _input_dim_vars(inputs) -> set:
+    """The symbolic dimension variables of the graph inputs (Relax vars)."""
+    out = set()
+    for var in inputs:
+        for dim in partial_shape(var) or ():
+            if not isinstance(dim, int):
+                out.update(tvm.tirx.analysis.undefined_vars(dim, []))
+    return out
+
+
+def _first_unknown_shape(inputs, dim_vars: set) -> tuple[int, relax.Expr] | None:
+    """(index, expr) of the first tensor input whose shape is not known at import time: no
+    shape at all, or a dimension computed from data at run time (a variable that is not a
+    graph input dimension, e.g. NonZero's count); shapes symbolic in the input dimensions
+    ``dim_vars`` are known."""
     for index, expr in enumerate(inputs):
-        ty = getattr(expr, "ty", None)
-        if isinstance(ty, relax.TensorType) and known_shape(expr) is None:
+        if not isinstance(getattr(expr, "ty", None), relax.TensorType):
+            continue
+        dims = partial_shape(expr)
+        if dims is None or any(not isinstance(d, int) and any(
+                v not in dim_vars for v in tvm.tirx.analysis.undefined_vars(d, []))
+                for d in dims):
             return index, expr
     return None
+
+
+def _static_value(expr: relax.Expr | None) -> np.ndarray | None:
+    """The value of a constant, or of a shape value TVM's converters made from static
+    dimensions (``R.shape([2, 6])`` → int64 [2, 6], a prim value ``6`` → int64 6)."""
+    if isinstance(expr, relax.ShapeExpr) and all(isinstance(v, tvm.tirx.IntImm)
+                                                 for v in expr.values):
+        return np.array([int(v) for v in expr.values], dtype=np.int64)
+    if isinstance(expr, tvm.tirx.IntImm):
+        return np.array(int(expr.value), dtype=np.int64)
+    return constant_value(expr) if expr is not None else None
+
+
+def _symbolic_note(inputs) -> str:
+    """Which inputs of a failed node have symbolic dimensions (a hint, not a verdict)."""
+    shapes = [(i, partial_shape(x)) for i, x in enumerate(inputs)
+              if isinstance(getattr(x, "ty", None), relax.TensorType)]
+    symbolic = [f"input {i} {list(map(str, dims))}" for i, dims in shapes
+                if dims is not None and not all(isinstance(d, int) for d in dims)]
+    if not symbolic:
+        return ""
+    return (f" (symbolic dimensions: {', '.join(symbolic)}; if this op needs them static, "
+            "fix them with shapes={...})")
 
 
 class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
@@ -189,6 +230,7 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
                 self._consumers[name].append(n.op_type)
         for name in self._outputs:
             self._consumers[name].append(GRAPH_OUTPUT)
+        self._dim_vars: set | None = None  # symbolic input dimensions, once inputs are parsed
         self.opsets = {
             (o.domain if o.domain != "ai.onnx" else ""): o.version for o in model.opset_import
         }
@@ -210,24 +252,35 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
 
     def _fold(self, node: onnx.NodeProto, inputs: list) -> relax.Expr | None:
         """Shape folding during conversion, for what the pre-pass could not see: a
-        ``Shape``/``Size`` of a tensor whose Relax shape is static (e.g. after a contrib op
-        onnx's inference does not know) and the ai.onnx arithmetic on its value become
-        constants (``shape_folding.fold_node``: evaluated by ORT)."""
+        ``Shape``/``Size`` whose selected dimensions are static in Relax (e.g. after a
+        contrib op onnx's inference does not know), a static ``R.shape``/``R.prim_value``
+        TVM made of a shape, and the ai.onnx arithmetic on those values become constants
+        (``shape_folding.fold_node``: evaluated by ORT)."""
         if _domain(node) != "" or node.op_type in REFUSED:
             return None
         if node.op_type in ("Shape", "Size"):
-            dims = known_shape(inputs[0]) if inputs and inputs[0] is not None else None
+            dims = partial_shape(inputs[0]) if inputs and inputs[0] is not None else None
             if dims is None or node.output[0] in self._outputs:
                 return None
-            value = shape_value(node, dims)
+            value = shape_value(node, tuple(d if isinstance(d, int) else None for d in dims))
+            if value is None:  # a selected dimension is symbolic: TVM's ShapeExpr path
+                return None
         else:
-            values = [constant_value(x) if x is not None else None for x in inputs]
-            derived = [name in self._shape_derived for name in node.input]
+            values = [_static_value(x) for x in inputs]
+            derived = [name in self._shape_derived
+                       or isinstance(x, (relax.ShapeExpr, tvm.tirx.IntImm))
+                       for name, x in zip(node.input, inputs, strict=False)]
             value = fold_node(node, values, derived, self._model)
             if value is None:
                 return None
         self._shape_derived.update(o for o in node.output if o)
         return relax.const(value, str(value.dtype))
+
+    def _input_dims(self) -> set:
+        if self._dim_vars is None:
+            self._dim_vars = _input_dim_vars(
+                [v for v in self._inputs.values() if isinstance(v, relax.Var)])
+        return self._dim_vars
 
     def _convert_operator(self, op_name, inputs, attrs, opset):
         node = self._queue.popleft()
@@ -240,6 +293,9 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
                 return folded
             converter = CONVERTERS.get((dom, op_name))
             if converter is not None:
+                unknown = _first_unknown_shape(inputs, self._input_dims())
+                if unknown is not None:
+                    raise dynamic_shape_error(node_label(node.name, node.op_type, dom), *unknown)
                 ctx = ConvertContext(
                     node=ref,
                     opset=self.opsets.get(dom, opset),
@@ -262,21 +318,29 @@ class QDQGraphImporter(tvm_onnx.ONNXGraphImporter):
         except TvmQdqError:
             raise
         except Exception as err:  # any TVM failure becomes an error naming the node
-            dynamic = _first_dynamic_input(inputs)
-            if dynamic is not None:  # most likely why: say which shape is not static
+            unknown = _first_unknown_shape(inputs, self._input_dims())
+            if unknown is not None:  # most likely why: say which shape is not known
                 label = node_label(node.name, node.op_type, dom)
                 cause = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
-                raise dynamic_shape_error(label, *dynamic, cause) from err
-            raise ConversionError(node.name, op_name, f"{type(err).__name__}: {err}", dom) from err
+                raise dynamic_shape_error(label, *unknown, cause) from err
+            raise ConversionError(node.name, op_name, f"{type(err).__name__}: {err}"
+                                  + _symbolic_note(inputs), dom) from err
 
 
 def from_onnx(model: str | os.PathLike | bytes | onnx.ModelProto,
-              shapes: dict[str, list[int]] | None = None) -> tvm.IRModule:
+              shapes: Mapping[str, Sequence[int | str | None]] | None = None,
+              bounds: Mapping[str, int] | None = None) -> tvm.IRModule:
     """Import a (quantized) ONNX model as a faithful Relax module.
 
-    Every graph input needs a static shape: ``shapes={"x": [1, 3, 224, 224]}`` fixes inputs
-    declared with symbolic or unnamed dimensions (or none); an input left dynamic raises
-    :class:`~tvm_qdq.frontend.onnx.shapes.InputShapeError` naming it and the dimension.
+    Symbolic input dimensions stay symbolic: each ONNX ``dim_param`` name is one
+    ``tirx.Var(name, "int64")`` shared by every input declaring it (``R.Tensor((batch, seq,
+    384))``); an unnamed dimension ``i`` of input ``x`` is named ``x_dim{i}``.
+    ``shapes={"x": [1, None, 384]}`` fixes some dimensions (ints) and keeps others symbolic
+    (``None``, or a str naming it); ``bounds={"seq": 512}`` gives upper bounds by name, stored
+    on ``main`` as ``tir_var_upper_bound``; every symbolic dimension gets
+    ``tir_var_lower_bound`` 1. An input with no shape at all, an unknown ``bounds`` name or a
+    converter that needs a symbolic dimension static raises
+    :class:`~tvm_qdq.frontend.onnx.shapes.InputShapeError` naming it.
 
     Run as it is, the module computes what ORT's reference (float) semantics compute:
     every QuantizeLinear/DequantizeLinear is an explicit ``R.quantize``/``R.dequantize``.
@@ -288,7 +352,8 @@ def from_onnx(model: str | os.PathLike | bytes | onnx.ModelProto,
     proto = load_model(model)
     if proto.ir_version < 3:
         raise ModelLoadError(f"ONNX IR version {proto.ir_version} is too old (need >= 3)")
-    proto = fold_shape_arithmetic(with_static_inputs(proto, shapes))
+    dims = with_input_dims(proto, shapes, bounds)
+    proto = fold_shape_arithmetic(dims.model)
     types = _elem_types(proto)
     _check_types(proto, types)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 1)
@@ -308,7 +373,20 @@ def from_onnx(model: str | os.PathLike | bytes | onnx.ModelProto,
         "tvm_qdq.output_types": [type_name(o.name) for o in proto.graph.output],
         "tvm_qdq.stage": "faithful",
     }
+    if dims.names:
+        mod["main"] = mod["main"].with_attrs(_bound_attrs(mod["main"], dims.bounds))
     return mod.with_attrs(attrs) if hasattr(mod, "with_attrs") else _with_attrs(mod, attrs)
+
+
+def _bound_attrs(main: relax.Function, bounds: dict[str, int]) -> dict:
+    """``tir_var_lower_bound`` (1 for every symbolic dimension of ``main``'s parameters) and
+    ``tir_var_upper_bound`` (the given ``bounds``), TVM's attributes for symbolic sizes."""
+    names = sorted({str(v) for p in main.params for d in (partial_shape(p) or ())
+                    if not isinstance(d, int) for v in tvm.tirx.analysis.undefined_vars(d, [])})
+    attrs: dict = {"tir_var_lower_bound": {name: 1 for name in names}}
+    if bounds:
+        attrs["tir_var_upper_bound"] = dict(bounds)
+    return attrs
 
 
 def _with_attrs(mod: tvm.IRModule, attrs: dict) -> tvm.IRModule:

@@ -22,19 +22,23 @@ from ...dtypes import QTYPES, QType
 from ...relax_utils import tensor_dtype
 from .context import ConvertContext, constant_value, onnx_type_name
 from .qparams import check_param_shape, check_scale, check_zero_point, normalize_axis
-from .shapes import static_shape
+from .shapes import static_dims, static_shape
 
 FLOAT_TYPES = ("float32", "float16", "bfloat16", "float64")
 
 
 def _shape(ctx: ConvertContext, expr: relax.Expr, index: int) -> tuple[int, ...]:
-    """Static shape of the node's input ``index`` (InputShapeError naming it otherwise)."""
-    return static_shape(expr, ctx.label, index)
+    """Static shape of the node's quantization parameter ``index`` (InputShapeError naming
+    it otherwise)."""
+    return static_shape(expr, ctx.label, index, "quantization parameters")
 
 
 def _params_layout(ctx: ConvertContext, x, scale, zp, attrs) -> tuple[str, int, int]:
-    """Check scale/zero point shapes against ``x``; return (kind, axis, block_size)."""
-    data_shape = _shape(ctx, x, 0)
+    """Check scale/zero point shapes against ``x``; return (kind, axis, block_size).
+
+    The data may have symbolic dimensions, except the per-axis quantization axis (its length
+    is the parameters' length) and every dimension of blocked quantization."""
+    data_shape = static_dims(x, ctx.label, 0, axes=())
     block = int(attrs.get("block_size", 0))
     if block < 0:
         raise ctx.fail(f"block_size must be >= 0, got {block}")
@@ -47,6 +51,11 @@ def _params_layout(ctx: ConvertContext, x, scale, zp, attrs) -> tuple[str, int, 
         axis = 0
     else:
         axis = min(axis, len(data_shape) - 1)
+    if block:
+        data_shape = static_dims(x, ctx.label, 0, why="blocked quantization")
+    elif not per_tensor and data_shape:
+        data_shape = static_dims(x, ctx.label, 0, axes=[axis],
+                                 why=f"per-axis quantization parameters along axis {axis}")
     kind = check_param_shape(ctx.node, "scale", scale_shape, data_shape, axis, block)
     zp_shape = _shape(ctx, zp, 2) if zp is not None else scale_shape
     if zp_shape != scale_shape:

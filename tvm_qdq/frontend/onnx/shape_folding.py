@@ -2,8 +2,9 @@
 
 PyTorch exports compute reshape targets, slice ends and position indices from the input
 sizes at run time (``Shape → Gather → Unsqueeze → Concat → Reshape``, ``Shape → Slice`` end,
-``Range(0, dim)``). Once every graph input has a static shape (``shapes=``), each such value
-is a constant; left as it is, TVM's converters see a runtime tensor where they need a shape
+``Range(0, dim)``). Each such value computed from static dimensions only is a constant
+(values that read a symbolic dimension stay computed, as Relax shape expressions); left as
+it is, TVM's converters see a runtime tensor where they need a shape
 (``Reshape requires the input new shape to be Shape``) or produce symbolic shapes that later
 converters cannot handle.
 
@@ -11,7 +12,7 @@ converters cannot handle.
 
 1. infer static shapes (``onnx.shape_inference`` with data propagation);
 2. a value is **known** when it is an initializer or ``Constant`` of a plain numeric type,
-   or the output of ``Shape``/``Size`` of a tensor whose shape is static
+   or the output of ``Shape``/``Size`` of a tensor whose selected dimensions are static
    (``Shape(x)[start:end] = dims(x)[start:end]``, ``Size(x) = Π dims(x)``: computed here);
 3. a node is **folded** when every input is known, it is a deterministic ``ai.onnx`` op
    without subgraphs, not a quantization op (Q/DQ stay visible to the integer pass), and
@@ -121,36 +122,43 @@ def _without_large_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
     return light
 
 
-def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
-    """Every tensor whose shape onnx's shape inference (with data propagation) makes static."""
+def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]]:
+    """Every tensor whose shape onnx's shape inference (with data propagation) knows, None
+    for each symbolic (or unknown) dimension."""
     try:
         inferred = onnx.shape_inference.infer_shapes(_without_large_initializers(model),
                                                      strict_mode=False, data_prop=True)
     except Exception:  # inference is a help: without it only declared shapes are used
         inferred = model
     g = inferred.graph
-    shapes: dict[str, tuple[int, ...]] = {}
+    shapes: dict[str, tuple[int | None, ...]] = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         tt = vi.type.tensor_type
-        if vi.type.HasField("tensor_type") and tt.HasField("shape") and all(
-                d.HasField("dim_value") for d in tt.shape.dim):
-            shapes[vi.name] = tuple(int(d.dim_value) for d in tt.shape.dim)
+        if vi.type.HasField("tensor_type") and tt.HasField("shape"):
+            shapes[vi.name] = tuple(int(d.dim_value) if d.HasField("dim_value") else None
+                                    for d in tt.shape.dim)
     for init in g.initializer:
         shapes[init.name] = tuple(int(d) for d in init.dims)
     return shapes
 
 
-def _shape_of(node: onnx.NodeProto, dims: tuple[int, ...]) -> np.ndarray:
+def _shape_of(node: onnx.NodeProto, dims: tuple[int | None, ...]) -> np.ndarray | None:
     """Shape(x) = dims(x)[start:end] (opset 15 start/end, negative = from the back, clamped);
-    Size(x) = Π dims(x)."""
+    Size(x) = Π dims(x). ``dims`` may hold None for symbolic dimensions: None when a
+    selected one is symbolic (the value is then computed at run time)."""
     if node.op_type == "Size":
+        if any(d is None for d in dims):
+            return None
         return np.array(int(np.prod(dims, dtype=np.int64)), dtype=np.int64)
     rank = len(dims)
     attrs = {a.name: a.i for a in node.attribute}
     start, end = attrs.get("start", 0), attrs.get("end", rank)
     start = min(max(start + rank if start < 0 else start, 0), rank)
     end = min(max(end + rank if end < 0 else end, 0), rank)
-    return np.array(dims[start:end], dtype=np.int64)
+    selected = dims[start:end]
+    if any(d is None for d in selected):
+        return None
+    return np.array(selected, dtype=np.int64)
 
 
 @contextlib.contextmanager
@@ -272,8 +280,9 @@ def _fold_round(model: onnx.ModelProto, known: _Known, folded: set[int],
             if node.op_type in ("Shape", "Size"):
                 source = node.input[0]
                 dims = known.shape(source) if known.has(source) else shapes.get(source)
-                if dims is not None:
-                    known.values[node.output[0]] = _shape_of(node, tuple(dims))
+                value = _shape_of(node, tuple(dims)) if dims is not None else None
+                if value is not None:
+                    known.values[node.output[0]] = value
                     known.shape_derived.add(node.output[0])
                     folded.add(index)
                     progress = True
@@ -349,8 +358,9 @@ def fold_shape_arithmetic(model: onnx.ModelProto) -> onnx.ModelProto:
     return current if changed else model
 
 
-def shape_value(node: onnx.NodeProto, dims: tuple[int, ...]) -> np.ndarray:
-    """The value of a ``Shape``/``Size`` node whose input has the static shape ``dims``."""
+def shape_value(node: onnx.NodeProto, dims: tuple[int | None, ...]) -> np.ndarray | None:
+    """The value of a ``Shape``/``Size`` node whose input has the shape ``dims`` (None for a
+    symbolic dimension); None when the value depends on a symbolic dimension."""
     return _shape_of(node, dims)
 
 

@@ -298,3 +298,28 @@ def test_symbolic_attention_block_matches_generic_build() -> None:
         got, ref = (vm["main"](x).numpy() for vm in vms)
         assert got.shape == (shape[0], 2, shape[1], 16)
         np.testing.assert_array_equal(got, ref, err_msg=f"shape {shape}")
+
+
+def test_symbolic_onnx_attention_lowers_to_vnni() -> None:
+    """The QDQ attention model with inputs ``[batch, seq, 32]`` (imported and made integer
+    with its symbolic dims): the lowering takes the VNNI matmul, skips nothing, and its
+    outputs at (1, 8, 32) and (4, 77, 32) equal the generic backend's."""
+    from test_symbolic_integer import ATTENTION_SIZES, attention_model
+
+    import tvm_qdq
+    from tvm_qdq.backend import registry
+    from tvm_qdq.backend.base import BuildOptions
+
+    integer = tvm_qdq.to_integer(tvm_qdq.from_onnx(attention_model()))
+    report = LoweringReport()
+    lowered = tvm.compile(lower_integer_kernels(integer, TARGET, report=report), TARGET)
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul"], report.to_json()
+    assert report.kernels[0]["spec"]["m"] == "seq", report.to_json()
+    assert report.skipped == []
+    assert "none" not in report.schedules.values()
+    vm = relax.VirtualMachine(lowered, tvm.cpu())
+    generic = registry.GENERIC.build(integer, TARGET, BuildOptions())
+    for shape in ATTENTION_SIZES:
+        x = np.random.default_rng(sum(shape)).normal(0, 1, shape).astype(np.float32)
+        got = vm["main"](tvm.runtime.tensor(x)).numpy()
+        np.testing.assert_array_equal(got, generic.run({"x": x})[0], err_msg=f"{shape}")

@@ -1,7 +1,7 @@
-"""x86 VNNI matmuls with a symbolic row count (padded rows, tvm_qdq.backend.x86.kernels):
-one build serves every size, exact against numpy, vpdpbusd in the assembly; the lowering
-takes the VNNI kernel for matmuls with symbolic batch / rows and records every kernel it
-refuses because of a symbolic dimension."""
+"""x86 kernels with symbolic sizes (padded rows, tvm_qdq.backend.x86.kernels): VNNI matmuls
+and convs, activation × activation matmuls; one build serves every size, exact against
+numpy, vpdpbusd in the assembly; the lowering takes these kernels for symbolic batch / rows /
+widths and records every kernel it refuses because of a symbolic dimension."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from tvm import relax, te, tirx
 from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
 from tvm_qdq.backend.x86 import kernels as K
 from tvm_qdq.backend.x86.profile import time_primfunc
+from tvm_qdq.backend.x86.schedules.matmul import schedule_padded_activation_matmul
 from tvm_qdq.backend.x86.schedules.vnni import schedule_vnni, symbolic_row_tile
 from tvm_qdq.targets import resolve_target
 
@@ -97,6 +98,34 @@ def test_symbolic_rows_time_against_static() -> None:
         t_static = time_primfunc(static, TARGET, number=20, repeat=7)
         print(f"rows {m}: symbolic {t_sym * 1e6:.1f} us, static {t_static * 1e6:.1f} us, "
               f"ratio {t_sym / t_static:.2f}")
+
+
+ACT_CASES = [
+    # a dims, b dims (str: symbolic), row tile, column tile: Q·Kᵀ (n = seq), P·V (k = seq)
+    (("batch", 2, "seq", 16), ("batch", 2, 16, "seq"), 4, 32),
+    (("batch", 2, "seq", "seq"), ("batch", 2, "seq", 16), 8, 16),
+]
+
+
+@pytest.mark.parametrize("case", ACT_CASES, ids=("qk", "pv"))
+def test_padded_activation_matmul_serves_every_size(case) -> None:
+    a_dims, b_dims, row_tile, col_tile = case
+    names = {"batch": tirx.Var("batch", "int64"), "seq": tirx.Var("seq", "int64")}
+    a = te.placeholder([names.get(d, d) for d in a_dims], "int16", name="a")
+    b = te.placeholder([names.get(d, d) for d in b_dims], "int16", name="b")
+    c = K.activation_matmul(a, b, row_tile=row_tile, col_tile=col_tile)
+    q = te.compute(c.shape, lambda *i: tirx.max(tirx.min((c[i] + 8) >> 4, 255), 0).astype(
+        "uint8"), name="requantize")
+    func = schedule_padded_activation_matmul(te.create_prim_func([a, b, q]), parallel=True)
+    lib = tvm.compile(tvm.IRModule({"main": func}), target=TARGET)
+    for batch, seq in ((1, 1), (1, 8), (4, 77), (2, 33)):
+        sizes = {"batch": batch, "seq": seq}
+        av = RNG.integers(-300, 300, [sizes.get(d, d) for d in a_dims]).astype(np.int16)
+        bv = RNG.integers(-300, 300, [sizes.get(d, d) for d in b_dims]).astype(np.int16)
+        ref = np.clip((av.astype(np.int64) @ bv.astype(np.int64) + 8) >> 4, 0, 255)
+        out = tvm.runtime.empty(ref.shape, "uint8")
+        lib["main"](tvm.runtime.tensor(av), tvm.runtime.tensor(bv), out)
+        np.testing.assert_array_equal(out.numpy(), ref.astype(np.uint8), err_msg=str(sizes))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,14 +313,17 @@ def _attention_module(w: np.ndarray) -> tvm.IRModule:
 
 def test_symbolic_attention_block_matches_generic_build() -> None:
     """One lowered build of a symbolic ``[batch, seq, 32]`` attention block: the weight matmul
-    is VNNI (nothing skipped) and every output equals TVM's own build of the same module."""
+    is VNNI, ``Q·Kᵀ`` and ``P·V`` padded activation matmuls (nothing skipped), and every output
+    equals TVM's own build of the same module."""
     w = RNG.integers(-127, 128, size=(32, 32)).astype(np.int8)
     mod = _attention_module(w)
     report = LoweringReport()
     lowered = tvm.compile(lower_integer_kernels(mod, TARGET, report=report), TARGET)
     generic = tvm.compile(mod, TARGET)
-    assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul"], report.to_json()
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul"] + 2 * [
+        "activation_matmul"], report.to_json()
     assert report.skipped == []
+    assert sorted(report.schedules.values()).count("activation_matmul") == 2, report.to_json()
     vms = [relax.VirtualMachine(ex, tvm.cpu()) for ex in (lowered, generic)]
     for shape in ((1, 8, 32), (4, 77, 32)):
         x = tvm.runtime.tensor(_random(shape, "uint8"))
@@ -302,8 +334,9 @@ def test_symbolic_attention_block_matches_generic_build() -> None:
 
 def test_symbolic_onnx_attention_lowers_to_vnni() -> None:
     """The QDQ attention model with inputs ``[batch, seq, 32]`` (imported and made integer
-    with its symbolic dims): the lowering takes the VNNI matmul, skips nothing, and its
-    outputs at (1, 8, 32) and (4, 77, 32) equal the generic backend's."""
+    with its symbolic dims): the lowering takes the VNNI matmul and the padded activation
+    matmuls, skips nothing, and its outputs at (1, 8, 32) and (4, 77, 32) equal the generic
+    backend's."""
     from test_symbolic_integer import ATTENTION_SIZES, attention_model
 
     import tvm_qdq
@@ -313,7 +346,8 @@ def test_symbolic_onnx_attention_lowers_to_vnni() -> None:
     integer = tvm_qdq.to_integer(tvm_qdq.from_onnx(attention_model()))
     report = LoweringReport()
     lowered = tvm.compile(lower_integer_kernels(integer, TARGET, report=report), TARGET)
-    assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul"], report.to_json()
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul"] + 2 * [
+        "activation_matmul"], report.to_json()
     assert report.kernels[0]["spec"]["m"] == "seq", report.to_json()
     assert report.skipped == []
     assert "none" not in report.schedules.values()

@@ -15,6 +15,8 @@ KERNEL_ATTR = "tvm_qdq.kernel"
 #: Roles. x86: the VNNI reduction, the depthwise multiply-accumulate, a padded scratch copy
 #: of the input. Hexagon: the vrmpy reduction, its pack/unpack steps.
 VNNI = "vnni"
+#: x86: a padded activation × activation matmul (symbolic rows / columns).
+ACTIVATION_MATMUL = "activation_matmul"
 DEPTHWISE = "depthwise"
 SCRATCH = "scratch"
 HVX_VRMPY = "hvx_vrmpy"

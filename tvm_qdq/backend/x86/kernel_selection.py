@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import tvm
-from tvm import relax, tirx
+from tvm import relax, sym, tirx
 
 from ...relax_utils import constant_value, partial_shape, tensor_dtype
 from . import kernels as K
 from .layout import LayoutRewriter, as_2d, ints
+from .schedules.matmul import default_matmul_tile
 from .schedules.vnni import symbolic_row_tile
 
 if TYPE_CHECKING:
@@ -228,11 +229,41 @@ class KernelRewriter(LayoutRewriter):
                                primfunc_name_hint="tq_vnni_conv2d", primfunc_attrs=attrs,
                                **kwargs, **kernel_kwargs)
 
+    def _activation_matmul(self, var, a, b, out_dtype: str):
+        """``R.matmul(a, b)`` of two activations with a symbolic dimension →
+        :func:`.kernels.activation_matmul` (padded rows and columns); None (TVM's matmul,
+        recorded in ``skipped``) when the operands do not fit it."""
+        a_shape, b_shape = partial_shape(a), partial_shape(b)
+        dtypes = (tensor_dtype(a), tensor_dtype(b))
+        reason = None
+        if a_shape is None or b_shape is None or len(a_shape) < 2 or \
+                not _same_dims(a_shape[:-2], b_shape[:-2]) or \
+                not _same_dims(a_shape[-1:], b_shape[-2:-1]):
+            reason = "operand shapes (batch dims must be equal)"
+        elif any(d not in _ACT_OPERANDS for d in dtypes) or out_dtype != "int32":
+            reason = f"dtypes {dtypes} → {out_dtype}"
+        if reason is not None:
+            self.report.skipped.append({"op": "matmul", "var": str(var.name),
+                                        "reason": f"symbolic activation matmul: {reason}"})
+            return None
+        m, n = a_shape[-2], b_shape[-1]
+        tile = default_matmul_tile(m if isinstance(m, int) else 128, _nominal_columns(n))
+        row_tile, col_tile = tile.mr, tile.nr * tile.lanes
+        self.report.kernels.append(_json_record({
+            "kind": "activation_matmul", "var": str(var.name), "a": a_shape, "b": b_shape,
+            "tile": [row_tile, col_tile]}))
+        return self.bb.call_te(K.activation_matmul, self.get_plain(a), self.get_plain(b),
+                               row_tile=row_tile, col_tile=col_tile,
+                               primfunc_name_hint="tq_act_matmul",
+                               primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE}), "plain"
+
     def _matmul(self, var, call):
         a, b = call.args
         bv = constant_value(b)
         a_shape = partial_shape(a)
         out_dtype = str(call.attrs.out_dtype)
+        if bv is None and (symbolic_dims(a) or symbolic_dims(b)):
+            return self._activation_matmul(var, a, b, out_dtype)
         if not self.vnni or bv is None or bv.ndim != 2:
             return None
         name = str(var.name)
@@ -282,6 +313,18 @@ class KernelRewriter(LayoutRewriter):
                                **kwargs, **kernel_kwargs), "plain"
 
 
+#: Operand dtypes of the padded activation matmul (:func:`.kernels.activation_matmul`).
+_ACT_OPERANDS = ("int8", "uint8", "int16", "uint16")
+
+
+def _same_dims(x: tuple, y: tuple) -> bool:
+    """Whether two partial shapes are provably equal, dimension by dimension."""
+    analyzer = sym.Analyzer()
+    return len(x) == len(y) and all(
+        p == q if isinstance(p, int) or isinstance(q, int) else analyzer.can_prove_equal(p, q)
+        for p, q in zip(x, y, strict=True))
+
+
 def symbolic_dims(expr: relax.Expr) -> list[str]:
     """The symbolic dimensions of a tensor-typed ``expr`` as text (``[]`` when all are
     known integers; ``["?"]`` when not even the dimensions are known)."""
@@ -301,6 +344,11 @@ def _json_record(value):
     if isinstance(value, tvm.ir.Expr):
         return int(value) if isinstance(value, tirx.IntImm) else str(value)
     return value
+
+
+def _nominal_columns(n) -> int:
+    """Columns of a tile decision: ``n`` rounded up to 16 lanes, 128 when symbolic."""
+    return -(-n // 16) * 16 if isinstance(n, int) else 128
 
 
 def _with_spec(fn: Callable, spec) -> Callable:

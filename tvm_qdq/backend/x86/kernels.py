@@ -62,7 +62,7 @@ import numpy as np
 from tvm import te, tirx
 
 from ..kernel_geometry import ConvGeometry, MatmulGeometry
-from ..kernel_tags import DEPTHWISE, SCRATCH, VNNI, tag
+from ..kernel_tags import ACTIVATION_MATMUL, DEPTHWISE, SCRATCH, VNNI, tag
 
 LANES = 16  # int32 lanes of a zmm register = output channels per VNNI block
 KGROUP = 4  # uint8 elements per int32 lane in vpdpbusd
@@ -411,6 +411,45 @@ def matmul_vnni(
     out_dtype = "int32" if part == "hi" else spec.out_dtype
     return _finalize(acc, spec.n, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets,
                      rows=spec.m if padded else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Activation × activation matmul (symbolic rows / columns)
+# ----------------------------------------------------------------------------------------------
+
+#: Annotation of a padded activation matmul block: its column tile (a multiple of 16).
+COL_TILE_ATTR = "tvm_qdq.col_tile"
+
+
+def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: int
+                      ) -> te.Tensor:
+    """``c[*batch, m, n] = Σ_k a[*batch, m, k] · b[*batch, k, n]`` in int32 (integer operands
+    of at most 16 bits; the same batch dims), for a symbolic ``m`` / ``n`` / ``k``.
+
+    Padded like :func:`matmul_vnni`: the accumulation runs over ``⌈m / row_tile⌉ · row_tile``
+    rows (reading row ``min(i, m - 1)`` of ``a``) and ``⌈n / col_tile⌉ · col_tile`` columns of
+    a :data:`~tvm_qdq.backend.kernel_tags.SCRATCH` copy of ``b`` whose extra columns are 0; the
+    result is a stage over the real ``m × n``. The block is annotated
+    :data:`~tvm_qdq.backend.kernel_tags.ACTIVATION_MATMUL` with :data:`ROW_TILE_ATTR` and
+    :data:`COL_TILE_ATTR`.
+    """
+    *batch, m, k = (_dim(d) for d in a.shape)
+    n = _dim(b.shape[-1])
+    mp, np_ = padded_rows(m, row_tile), padded_rows(n, col_tile)
+    zero = tirx.const(0, b.dtype)
+    b_pad = te.compute((*batch, k, np_), lambda *idx: tirx.if_then_else(
+        idx[-1] < n, b[(*idx[:-1], tirx.min(idx[-1], n - 1))], zero),
+        name="tq_scratch_cols", attrs=tag(SCRATCH))
+    rk = te.reduce_axis((0, k), name="rk")
+
+    def body(*idx):
+        row = tirx.min(idx[-2], m - 1)
+        av = a[(*idx[:-2], row, rk)].astype("int32")
+        return te.sum(av * b_pad[(*idx[:-2], rk, idx[-1])].astype("int32"), axis=[rk])
+
+    attrs = {**tag(ACTIVATION_MATMUL), ROW_TILE_ATTR: row_tile, COL_TILE_ATTR: col_tile}
+    acc = te.compute((*batch, mp, np_), body, name="tq_act_matmul", attrs=attrs)
+    return te.compute((*batch, m, n), lambda *idx: acc[idx], name="tq_finalize")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -428,8 +428,9 @@ def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: in
 
     Padded like :func:`matmul_vnni`: the accumulation runs over ``⌈m / row_tile⌉ · row_tile``
     rows (reading row ``min(i, m - 1)`` of ``a``) and ``⌈n / col_tile⌉ · col_tile`` columns of
-    a :data:`~tvm_qdq.backend.kernel_tags.SCRATCH` copy of ``b`` whose extra columns are 0; the
-    result is a stage over the real ``m × n``. The block is annotated
+    a :data:`~tvm_qdq.backend.kernel_tags.SCRATCH` copy of ``b`` whose extra columns are 0 (``b``
+    itself when ``col_tile`` divides a static ``n``); the result is a stage over the real
+    ``m × n``. The block is annotated
     :data:`~tvm_qdq.backend.kernel_tags.ACTIVATION_MATMUL` with :data:`ROW_TILE_ATTR` and
     :data:`COL_TILE_ATTR`.
     """
@@ -437,8 +438,9 @@ def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: in
     n = _dim(b.shape[-1])
     mp, np_ = padded_rows(m, row_tile), padded_rows(n, col_tile)
     zero = tirx.const(0, b.dtype)
-    b_pad = te.compute((*batch, k, np_), lambda *idx: tirx.if_then_else(
-        idx[-1] < n, b[(*idx[:-1], tirx.min(idx[-1], n - 1))], zero),
+    b_pad = b if isinstance(n, int) and n % col_tile == 0 else te.compute(
+        (*batch, k, np_), lambda *idx: tirx.if_then_else(
+            idx[-1] < n, b[(*idx[:-1], tirx.min(idx[-1], n - 1))], zero),
         name="tq_scratch_cols", attrs=tag(SCRATCH))
     rk = te.reduce_axis((0, k), name="rk")
 

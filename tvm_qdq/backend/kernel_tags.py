@@ -16,6 +16,8 @@ KERNEL_ATTR = "tvm_qdq.kernel"
 #: of the input, the float32 matmul with a packed constant weight and the expansion of its
 #: int8-compressed weight. Hexagon: the vrmpy reduction, its pack/unpack steps.
 VNNI = "vnni"
+#: x86: a padded activation × activation matmul (symbolic rows / columns).
+ACTIVATION_MATMUL = "activation_matmul"
 DEPTHWISE = "depthwise"
 SCRATCH = "scratch"
 FLOAT_DENSE = "float_dense"

@@ -24,12 +24,15 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tvm import relax
+import tvm
+from tvm import relax, sym, tirx
 
-from ...relax_utils import constant_value, static_shape, tensor_dtype
+from ...relax_utils import constant_value, partial_shape, tensor_dtype
 from . import kernels as K
 from .float_kernels import dense_call
 from .layout import LayoutRewriter, as_2d, ints
+from .schedules.matmul import default_matmul_tile
+from .schedules.vnni import symbolic_row_tile
 
 if TYPE_CHECKING:
     from .lower import LoweringReport
@@ -113,7 +116,7 @@ class KernelRewriter(LayoutRewriter):
         kernels."""
         attrs = call.attrs
         x, w = call.args
-        wv, xs = constant_value(w), static_shape(x)
+        wv, xs = constant_value(w), partial_shape(x)
         rank = 3 if call.op.name == "relax.nn.conv1d" else 4
         layouts = ("NCW", "OIW") if rank == 3 else ("NCHW", "OIHW")
         op = call.op.name.rsplit(".", 1)[-1]
@@ -121,8 +124,12 @@ class KernelRewriter(LayoutRewriter):
         if (str(attrs.data_layout), str(attrs.kernel_layout)) != layouts or (
                 attrs.out_layout is not None and str(attrs.out_layout) != layouts[0]):
             reason = "layout"
+        elif wv is not None and xs is None and symbolic_dims(x):
+            reason = f"symbolic input shape {symbolic_dims(x)}"
         elif wv is None or xs is None or len(xs) != rank or wv.ndim != rank:
             reason = "weight not constant / dynamic shape"
+        elif not isinstance(xs[1], int):
+            reason = f"symbolic channels {xs[1]}"
         if reason is not None:
             self.report.skipped.append({"op": op, "var": str(var.name), "reason": reason})
             return None
@@ -134,13 +141,14 @@ class KernelRewriter(LayoutRewriter):
         return self._conv(var, op, x, xs, wv, tuple(strides), tuple(pad), tuple(dilation),
                           int(attrs.groups), str(attrs.out_dtype))
 
-    def _conv(self, var, op: str, x, xs: list[int], wv: np.ndarray, strides: tuple,
+    def _conv(self, var, op: str, x, xs: list, wv: np.ndarray, strides: tuple,
               padding: tuple, dilation: tuple, groups: int, out_dtype: str):
         """An NCHW/OIHW integer conv (``xs``: the 4-D input shape, ``wv``: the 4-D weight) as
         a kernel producing NHWC: VNNI for ``groups == 1``; grouped convs with few groups as
         one VNNI conv with the block-diagonal weight ``W[o, c] = w[o, c - g·C/G]`` for ``c``
         in group ``g = o // (O/G)``, else 0 (exact: the added terms are 0); depthwise as the
-        channel-vectorized kernel."""
+        channel-vectorized kernel. ``N``, ``H``, ``W`` may be symbolic (VNNI only; a symbolic
+        output width takes the padded-rows form)."""
         in_dtype, name = tensor_dtype(x), str(var.name)
         if in_dtype not in K.VNNI_ACT_DTYPES or out_dtype not in ("int32", "int64"):
             self.report.skipped.append({"op": op, "var": name,
@@ -157,6 +165,11 @@ class KernelRewriter(LayoutRewriter):
         weight_issue = _vnni_weight_ok(wv, out_dtype, 0)
         if groups == 1 and self.vnni and weight_issue is None and wv.shape[1] == spec.c:
             return self._emit_vnni_conv(name, x, wv, spec), "nhwc"
+        if symbolic_dims(x):
+            self.report.skipped.append({"op": op, "var": name, "reason":
+                                        f"symbolic input shape {symbolic_dims(x)}: groups="
+                                        f"{groups}, {weight_issue or 'no VNNI'}"})
+            return None
         if groups == spec.c == spec.o and wv.shape[1] == 1:
             # int16 weights (when they fit) with 8/16-bit activations: the int32 products of
             # two 16-bit values compile to vpmaddwd instead of the slower vpmulld.
@@ -176,20 +189,23 @@ class KernelRewriter(LayoutRewriter):
         return None
 
     def _window_sums(self, kernel: Callable, act, ones_packed: np.ndarray, spec,
-                     offsets: np.ndarray, out_dtype: str, name: str, hint: str) -> dict:
+                     offsets: np.ndarray, out_dtype: str, name: str, hint: str,
+                     **kernel_kwargs) -> dict:
         """The offset form's extra inputs of the main kernel: ``sums`` (``kernel`` with the
         all-ones weight ``ones_packed`` and the one-channel ``spec``: ``Σ_k u_k`` per output
         row, int32) and the ``offsets`` constant in ``out_dtype``."""
         sums = self.bb.emit(self.bb.call_te(
             _with_spec(kernel, spec), act, relax.const(ones_packed, "int8"),
-            primfunc_name_hint=hint, primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE}),
-            name_hint=name + "_sums")
+            primfunc_name_hint=hint, primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE},
+            **kernel_kwargs), name_hint=name + "_sums")
         return {"sums": sums, "offsets": relax.const(offsets.astype(out_dtype), out_dtype)}
 
     def _emit_vnni_conv(self, name: str, x, wv: np.ndarray, spec: K.Conv2dSpec):
         x_nhwc = self.get_nhwc(x)
         corr = K.conv_correction(wv, spec.in_dtype)
-        kwargs = {}
+        kwargs, kernel_kwargs = {}, {}
+        if not isinstance(spec.ow, int):  # padded output columns (K.conv2d_nhwc_vnni)
+            kernel_kwargs["row_tile"] = symbolic_row_tile(spec.o16 // K.LANES).mr
         if corr is not None:
             kwargs["corr"] = relax.const(corr.astype(spec.out_dtype), spec.out_dtype)
         offsets = offset_form(wv, 0, spec.in_dtype)
@@ -197,7 +213,7 @@ class KernelRewriter(LayoutRewriter):
             kwargs.update(self._window_sums(
                 K.conv2d_nhwc_vnni, x_nhwc, K.pack_conv_weight(K.ones_weight(wv.shape, 0)),
                 replace(spec, o=1, out_dtype="int32"), offsets, spec.out_dtype, name,
-                "tq_vnni_conv2d"))
+                "tq_vnni_conv2d", **kernel_kwargs))
             wv = wv - offsets.reshape(-1, 1, 1, 1)
         terms = K.weight_terms(wv)
         wp = relax.const(K.pack_conv_weight(wv, terms), "int8")
@@ -205,25 +221,66 @@ class KernelRewriter(LayoutRewriter):
         if spec.in_dtype == "uint16":
             kwargs["high"] = self.bb.emit(self.bb.call_te(
                 _with_spec(K.conv2d_nhwc_vnni, spec), x_nhwc, wp, part="hi",
-                primfunc_name_hint="tq_vnni_conv2d", primfunc_attrs=attrs), name_hint=name + "_hi")
+                primfunc_name_hint="tq_vnni_conv2d", primfunc_attrs=attrs, **kernel_kwargs),
+                name_hint=name + "_hi")
             kwargs["part"] = "lo"
-        self.report.kernels.append({
+        self.report.kernels.append(_json_record({
             "kind": "vnni_conv2d", "var": name, "macs": spec.macs, "weight_terms": terms,
-            "offset_form": offsets is not None, "spec": asdict(spec)})
+            "offset_form": offsets is not None, "spec": asdict(spec)}))
         return self.bb.call_te(_with_spec(K.conv2d_nhwc_vnni, spec), x_nhwc, wp,
                                primfunc_name_hint="tq_vnni_conv2d", primfunc_attrs=attrs,
-                               **kwargs)
+                               **kwargs, **kernel_kwargs)
+
+    def _activation_matmul(self, var, a, b, out_dtype: str):
+        """``R.matmul(a, b)`` of two activations with a symbolic dimension and a static column
+        count (e.g. ``P·V``) → :func:`.kernels.activation_matmul` (padded rows); None (TVM's
+        matmul, recorded in ``skipped``) when the operands do not fit it."""
+        a_shape, b_shape = partial_shape(a), partial_shape(b)
+        dtypes = (tensor_dtype(a), tensor_dtype(b))
+        reason = None
+        if a_shape is None or b_shape is None or len(a_shape) < 2 or \
+                not _same_dims(a_shape[:-2], b_shape[:-2]) or \
+                not _same_dims(a_shape[-1:], b_shape[-2:-1]):
+            reason = "operand shapes (batch dims must be equal)"
+        elif any(d not in _ACT_OPERANDS for d in dtypes) or out_dtype != "int32":
+            reason = f"dtypes {dtypes} → {out_dtype}"
+        elif not isinstance(b_shape[-1], int):
+            # The epilogue's column predicate would sit under its vector loop (scalar code):
+            # TVM's own schedule is faster there.
+            reason = f"symbolic columns {b_shape[-1]}"
+        if reason is not None:
+            self.report.skipped.append({"op": "matmul", "var": str(var.name),
+                                        "reason": f"symbolic activation matmul: {reason}"})
+            return None
+        m, n = a_shape[-2], b_shape[-1]
+        tile = default_matmul_tile(m if isinstance(m, int) else 128, _nominal_columns(n))
+        row_tile, col_tile = tile.mr, tile.nr * tile.lanes
+        self.report.kernels.append(_json_record({
+            "kind": "activation_matmul", "var": str(var.name), "a": a_shape, "b": b_shape,
+            "tile": [row_tile, col_tile]}))
+        return self.bb.call_te(K.activation_matmul, self.get_plain(a), self.get_plain(b),
+                               row_tile=row_tile, col_tile=col_tile,
+                               primfunc_name_hint="tq_act_matmul",
+                               primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE}), "plain"
 
     def _matmul(self, var, call):
         a, b = call.args
         bv = constant_value(b)
-        a_shape = static_shape(a)
+        a_shape = partial_shape(a)
         out_dtype = str(call.attrs.out_dtype)
-        if not self.vnni or bv is None or bv.ndim != 2 or a_shape is None or len(a_shape) < 2:
+        if bv is None and (symbolic_dims(a) or symbolic_dims(b)):
+            return self._activation_matmul(var, a, b, out_dtype)
+        if not self.vnni or bv is None or bv.ndim != 2:
+            return None
+        name = str(var.name)
+        symbolic = symbolic_dims(a)
+        if a_shape is None or len(a_shape) < 2 or not isinstance(a_shape[-1], int):
+            if symbolic:
+                self.report.skipped.append({"op": "matmul", "var": name, "reason":
+                                            f"symbolic reduction / unknown shape {symbolic}"})
             return None
         in_dtype = tensor_dtype(a)
-        name = str(var.name)
-        if in_dtype == "float32":  # a float matmul: the packed FMA kernel
+        if in_dtype == "float32" and not symbolic:  # a float matmul: the packed FMA kernel
             call, record = dense_call(self.bb, self.get_plain(a), a_shape, bv)
             (self.report.kernels if call is not None else self.report.skipped).append(
                 {"op": "matmul", "var": name, **record})
@@ -236,8 +293,10 @@ class KernelRewriter(LayoutRewriter):
             return None
         spec = K.MatmulSpec(batch=tuple(a_shape[:-2]), m=a_shape[-2], k=a_shape[-1],
                             n=int(bv.shape[1]), in_dtype=in_dtype, out_dtype=out_dtype)
+        kwargs, kernel_kwargs = {}, {}
+        if not isinstance(spec.m, int):  # padded rows (K.matmul_vnni)
+            kernel_kwargs["row_tile"] = symbolic_row_tile(spec.n16 // K.LANES).mr
         corr = K.matmul_correction(bv, in_dtype)
-        kwargs = {}
         if corr is not None:
             kwargs["corr"] = relax.const(corr.astype(out_dtype), out_dtype)
         a_plain = self.get_plain(a)
@@ -246,7 +305,7 @@ class KernelRewriter(LayoutRewriter):
             kwargs.update(self._window_sums(
                 K.matmul_vnni, a_plain, K.pack_matmul_weight(K.ones_weight(bv.shape, 1)),
                 replace(spec, n=1, out_dtype="int32"), offsets, out_dtype, name,
-                "tq_vnni_matmul"))
+                "tq_vnni_matmul", **kernel_kwargs))
             bv = bv - offsets.reshape(1, -1)
         terms = K.weight_terms(bv)
         bp = relax.const(K.pack_matmul_weight(bv, terms), "int8")
@@ -255,14 +314,52 @@ class KernelRewriter(LayoutRewriter):
             kwargs["high"] = self.bb.emit(self.bb.call_te(
                 _with_spec(K.matmul_vnni, spec), a_plain, bp, part="hi",
                 primfunc_name_hint="tq_vnni_matmul",
-                primfunc_attrs=attrs), name_hint=name + "_hi")
+                primfunc_attrs=attrs, **kernel_kwargs), name_hint=name + "_hi")
             kwargs["part"] = "lo"
-        self.report.kernels.append({"kind": "vnni_matmul", "var": name, "macs": spec.macs,
-                                    "weight_terms": terms, "offset_form": offsets is not None,
-                                    "spec": asdict(spec)})
+        self.report.kernels.append(_json_record({
+            "kind": "vnni_matmul", "var": name, "macs": spec.macs, "weight_terms": terms,
+            "offset_form": offsets is not None, "spec": asdict(spec)}))
         return self.bb.call_te(_with_spec(K.matmul_vnni, spec), a_plain, bp,
                                primfunc_name_hint="tq_vnni_matmul", primfunc_attrs=attrs,
-                               **kwargs), "plain"
+                               **kwargs, **kernel_kwargs), "plain"
+
+
+#: Operand dtypes of the padded activation matmul (:func:`.kernels.activation_matmul`).
+_ACT_OPERANDS = ("int8", "uint8", "int16", "uint16")
+
+
+def _same_dims(x: tuple, y: tuple) -> bool:
+    """Whether two partial shapes are provably equal, dimension by dimension."""
+    analyzer = sym.Analyzer()
+    return len(x) == len(y) and all(
+        p == q if isinstance(p, int) or isinstance(q, int) else analyzer.can_prove_equal(p, q)
+        for p, q in zip(x, y, strict=True))
+
+
+def symbolic_dims(expr: relax.Expr) -> list[str]:
+    """The symbolic dimensions of a tensor-typed ``expr`` as text (``[]`` when all are
+    known integers; ``["?"]`` when not even the dimensions are known)."""
+    shape = partial_shape(expr)
+    if shape is None:
+        return ["?"]
+    return [str(d) for d in shape if not isinstance(d, int)]
+
+
+def _json_record(value):
+    """``value`` with every symbolic expression (a TIR expression) as its text, so that a
+    report record of a symbolic kernel serializes to JSON (ints and strings unchanged)."""
+    if isinstance(value, dict):
+        return {k: _json_record(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_json_record(v) for v in value)
+    if isinstance(value, tvm.ir.Expr):
+        return int(value) if isinstance(value, tirx.IntImm) else str(value)
+    return value
+
+
+def _nominal_columns(n) -> int:
+    """Columns of a tile decision: ``n`` rounded up to 16 lanes, 128 when symbolic."""
+    return -(-n // 16) * 16 if isinstance(n, int) else 128
 
 
 def _with_spec(fn: Callable, spec) -> Callable:

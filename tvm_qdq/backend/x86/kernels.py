@@ -62,10 +62,13 @@ import numpy as np
 from tvm import te, tirx
 
 from ..kernel_geometry import ConvGeometry, MatmulGeometry
-from ..kernel_tags import DEPTHWISE, SCRATCH, VNNI, tag
+from ..kernel_tags import ACTIVATION_MATMUL, DEPTHWISE, SCRATCH, VNNI, tag
 
 LANES = 16  # int32 lanes of a zmm register = output channels per VNNI block
 KGROUP = 4  # uint8 elements per int32 lane in vpdpbusd
+
+#: Annotation of a VNNI block whose row extent is padded to whole tiles of this many rows.
+ROW_TILE_ATTR = "tvm_qdq.row_tile"
 
 #: Activation dtypes the VNNI kernels take.
 VNNI_ACT_DTYPES = ("uint8", "int8", "uint16")
@@ -86,6 +89,16 @@ def _to_u8(value: tirx.PrimExpr, dtype: str, part: str) -> tirx.PrimExpr:
             return (value & tirx.const(255, "uint16")).astype("uint8")
         return (value >> tirx.const(8, "uint16")).astype("uint8")
     raise ValueError(f"unsupported activation dtype {dtype}")
+
+
+def _dim(d: tirx.PrimExpr) -> int | tirx.PrimExpr:
+    """A tensor dimension: a Python int when it is a constant, else the symbolic expression."""
+    return int(d) if isinstance(d, tirx.IntImm) else d
+
+
+def padded_rows(rows: tirx.PrimExpr, row_tile: int) -> tirx.PrimExpr:
+    """``⌈rows / row_tile⌉ · row_tile``: a symbolic row count rounded up to whole tiles."""
+    return (rows + (row_tile - 1)) // row_tile * row_tile
 
 
 def _pad_u8(dtype: str) -> int:
@@ -223,13 +236,15 @@ def conv2d_nhwc_vnni(
     high: te.Tensor | None = None,
     sums: te.Tensor | None = None,
     offsets: te.Tensor | None = None,
+    row_tile: int = 0,
 ) -> te.Tensor:
     """The exact integer convolution (NHWC) ``[N, OH, OW, O]``.
 
     ``part`` selects the byte of a uint16 input (``"lo"``/``"hi"``); ``high`` is the int32
     result of the ``"hi"`` part, added as ``256 · high`` (in ``spec.out_dtype``); ``corr`` is
     subtracted per output channel (int8 inputs); ``offsets[o] · sums[n, oh, ow, 0]`` is added
-    (the offset form: ``sums`` the window sums).
+    (the offset form: ``sums`` the window sums). A symbolic ``OW`` takes the padded-rows form
+    of :func:`matmul_vnni` along ``OW`` (output column ``min(ow, OW - 1)``, ``row_tile``).
     """
     sh, sw = spec.strides
     dh, dw = spec.dilation
@@ -240,28 +255,56 @@ def conv2d_nhwc_vnni(
     rq = te.reduce_axis((0, spec.c4 // KGROUP), name="rq")
     rk = te.reduce_axis((0, KGROUP), name="rk")
 
+    padded = _needs_row_tile(spec.ow, row_tile)
+
     def body(n, h, w, o):
+        if padded:
+            w = tirx.min(w, spec.ow - 1)
         a = plane[n, h * sh + rh * dh, w * sw + rw * dw, rq * KGROUP + rk]
         b = wp[o // LANES, rt, rh, rw, rq, o % LANES, rk]
         return te.sum(a.astype("int32") * b.astype("int32"), axis=[rt, rh, rw, rq, rk])
 
-    acc = te.compute((spec.n, spec.oh, spec.ow, spec.o16), body, name="tq_vnni_conv",
-                     attrs=tag(VNNI))
+    ow_acc = padded_rows(spec.ow, row_tile) if padded else spec.ow
+    acc = te.compute((spec.n, spec.oh, ow_acc, spec.o16), body, name="tq_vnni_conv",
+                     attrs=_vnni_attrs(row_tile if padded else 0))
     out_dtype = "int32" if part == "hi" else spec.out_dtype
-    return _finalize(acc, spec.o, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets)
+    return _finalize(acc, spec.o, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets,
+                     rows=spec.ow if padded else None)
+
+
+def _needs_row_tile(rows: int | tirx.PrimExpr, row_tile: int) -> bool:
+    """Whether a kernel with ``rows`` output rows takes the padded-rows form (a symbolic row
+    count; ``row_tile`` must then be given)."""
+    if isinstance(rows, int):
+        return False
+    if row_tile < 1:
+        raise ValueError("a symbolic row count needs a row_tile (padded rows)")
+    return True
+
+
+def _vnni_attrs(row_tile: int) -> dict:
+    """``te.compute`` attributes of a VNNI block (with :data:`ROW_TILE_ATTR` when padded)."""
+    attrs = tag(VNNI)
+    if row_tile:
+        attrs[ROW_TILE_ATTR] = row_tile
+    return attrs
 
 
 def _finalize(
     acc: te.Tensor, n_out: int, out_dtype: str, *, corr: te.Tensor | None = None,
     high: te.Tensor | None = None, sums: te.Tensor | None = None,
-    offsets: te.Tensor | None = None,
+    offsets: te.Tensor | None = None, rows: tirx.PrimExpr | None = None,
 ) -> te.Tensor:
     """``acc[..., :n_out] + 256 · high + offsets[o] · sums[..., 0] - corr`` in ``out_dtype``
-    (each term only if given)."""
-    if corr is None and high is None and sums is None and n_out == int(acc.shape[-1]) and \
-            out_dtype == "int32":
+    (each term only if given); ``rows``: the real row count of an ``acc`` whose rows are
+    padded (the result then always is a stage of its own over ``rows`` rows)."""
+    if rows is None and corr is None and high is None and sums is None and \
+            n_out == int(acc.shape[-1]) and out_dtype == "int32":
         return acc
-    shape = [int(d) for d in acc.shape[:-1]] + [n_out]
+    shape = [_dim(d) for d in acc.shape[:-1]]
+    if rows is not None:
+        shape[-1] = rows
+    shape.append(n_out)
 
     def body(*idx):
         total = acc[idx].astype(out_dtype)
@@ -325,9 +368,17 @@ def matmul_vnni(
     high: te.Tensor | None = None,
     sums: te.Tensor | None = None,
     offsets: te.Tensor | None = None,
+    row_tile: int = 0,
 ) -> te.Tensor:
     """The exact integer matmul ``[*batch, m, n]`` (``part``/``high``/``corr``/``sums``/
-    ``offsets`` as for :func:`conv2d_nhwc_vnni`; ``sums[..., m, 0] = Σ_k u(a)[..., m, k]``)."""
+    ``offsets`` as for :func:`conv2d_nhwc_vnni`; ``sums[..., m, 0] = Σ_k u(a)[..., m, k]``).
+
+    **Padded rows** (a symbolic ``m``; ``row_tile`` > 0 required): the accumulation stage runs
+    over ``mp = ⌈m / row_tile⌉ · row_tile`` rows and reads row ``min(i, m - 1)`` of ``a`` (rows
+    ``i ≥ m`` repeat the last row and are never read), so every register tile of ``row_tile``
+    rows is whole; the result (and any fused epilogue) is a stage over the ``m`` real rows.
+    The VNNI block carries ``row_tile`` as the annotation :data:`ROW_TILE_ATTR`.
+    """
     if spec.in_dtype == "uint8" and spec.k4 == spec.k:
         plane = a
     else:
@@ -344,17 +395,63 @@ def matmul_vnni(
     rt = te.reduce_axis((0, int(bp.shape[1])), name="rt")
     rq = te.reduce_axis((0, spec.k4 // KGROUP), name="rq")
     rk = te.reduce_axis((0, KGROUP), name="rk")
+    padded = _needs_row_tile(spec.m, row_tile)
 
     def body(*idx):
         row, col = idx[:-1], idx[-1]
+        if padded:
+            row = (*row[:-1], tirx.min(row[-1], spec.m - 1))
         av = plane[(*row, rq * KGROUP + rk)]
         bv = bp[col // LANES, rt, rq, col % LANES, rk]
         return te.sum(av.astype("int32") * bv.astype("int32"), axis=[rt, rq, rk])
 
-    acc = te.compute((*spec.batch, spec.m, spec.n16), body, name="tq_vnni_matmul",
-                     attrs=tag(VNNI))
+    m_acc = padded_rows(spec.m, row_tile) if padded else spec.m
+    acc = te.compute((*spec.batch, m_acc, spec.n16), body, name="tq_vnni_matmul",
+                     attrs=_vnni_attrs(row_tile if padded else 0))
     out_dtype = "int32" if part == "hi" else spec.out_dtype
-    return _finalize(acc, spec.n, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets)
+    return _finalize(acc, spec.n, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets,
+                     rows=spec.m if padded else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Activation × activation matmul (symbolic rows / columns)
+# ----------------------------------------------------------------------------------------------
+
+#: Annotation of a padded activation matmul block: its column tile (a multiple of 16).
+COL_TILE_ATTR = "tvm_qdq.col_tile"
+
+
+def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: int
+                      ) -> te.Tensor:
+    """``c[*batch, m, n] = Σ_k a[*batch, m, k] · b[*batch, k, n]`` in int32 (integer operands
+    of at most 16 bits; the same batch dims), for a symbolic ``m`` / ``n`` / ``k``.
+
+    Padded like :func:`matmul_vnni`: the accumulation runs over ``⌈m / row_tile⌉ · row_tile``
+    rows (reading row ``min(i, m - 1)`` of ``a``) and ``⌈n / col_tile⌉ · col_tile`` columns of
+    a :data:`~tvm_qdq.backend.kernel_tags.SCRATCH` copy of ``b`` whose extra columns are 0 (``b``
+    itself when ``col_tile`` divides a static ``n``); the result is a stage over the real
+    ``m × n``. The block is annotated
+    :data:`~tvm_qdq.backend.kernel_tags.ACTIVATION_MATMUL` with :data:`ROW_TILE_ATTR` and
+    :data:`COL_TILE_ATTR`.
+    """
+    *batch, m, k = (_dim(d) for d in a.shape)
+    n = _dim(b.shape[-1])
+    mp, np_ = padded_rows(m, row_tile), padded_rows(n, col_tile)
+    zero = tirx.const(0, b.dtype)
+    b_pad = b if isinstance(n, int) and n % col_tile == 0 else te.compute(
+        (*batch, k, np_), lambda *idx: tirx.if_then_else(
+            idx[-1] < n, b[(*idx[:-1], tirx.min(idx[-1], n - 1))], zero),
+        name="tq_scratch_cols", attrs=tag(SCRATCH))
+    rk = te.reduce_axis((0, k), name="rk")
+
+    def body(*idx):
+        row = tirx.min(idx[-2], m - 1)
+        av = a[(*idx[:-2], row, rk)].astype("int32")
+        return te.sum(av * b_pad[(*idx[:-2], rk, idx[-1])].astype("int32"), axis=[rk])
+
+    attrs = {**tag(ACTIVATION_MATMUL), ROW_TILE_ATTR: row_tile, COL_TILE_ATTR: col_tile}
+    acc = te.compute((*batch, mp, np_), body, name="tq_act_matmul", attrs=attrs)
+    return te.compute((*batch, m, n), lambda *idx: acc[idx], name="tq_finalize")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ...relax_utils import SubstituteVars, constant_value, static_shape, ty
+from ...relax_utils import SubstituteVars, constant_value, partial_shape, static_shape, ty
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 NHWC_TO_NCHW = (0, 3, 1, 2)
@@ -82,7 +82,7 @@ class LayoutRewriter:
                 return self.plain[expr]
             if expr in self.nhwc:
                 value = self.bb.emit(relax.op.permute_dims(self.nhwc[expr], NHWC_TO_NCHW))
-                shape = static_shape(expr)
+                shape = partial_shape(expr)
                 if shape is not None and len(shape) == 3:  # [N, C, 1, W] → [N, C, W]
                     value = self.bb.emit(relax.op.reshape(value, shape))
                 self.plain[expr] = value
@@ -96,7 +96,7 @@ class LayoutRewriter:
         if expr in self.nhwc:
             return self.nhwc[expr]
         plain = self.get_plain(expr)
-        shape = static_shape(expr)
+        shape = partial_shape(expr)
         if shape is not None and len(shape) == 3:  # [N, C, W] → [N, C, 1, W]
             plain = self.bb.emit(relax.op.reshape(plain, as_2d(shape)))
         value = self.bb.emit(relax.op.permute_dims(plain, NCHW_TO_NHWC))
@@ -185,14 +185,14 @@ class LayoutRewriter:
         args = list(call.args)
         if not any(self.is_nhwc(a) for a in args):
             return None
-        out_shape = static_shape(var)
+        out_shape = partial_shape(var)
         if out_shape is None or len(out_shape) not in (3, 4):
             return None
         rank = len(out_shape)
         new_args = []
         for a in args:
             if isinstance(a, relax.Var):
-                shape = static_shape(a)
+                shape = partial_shape(a)
                 if shape is None or (len(shape) != rank and len(shape) != 0):
                     return None
                 new_args.append(self.get_nhwc(a) if len(shape) == rank else self.get_plain(a))
@@ -216,7 +216,7 @@ class LayoutRewriter:
 
     def _qdq(self, var, call):
         data = call.args[0]
-        rank = len(static_shape(var) or [])
+        rank = len(partial_shape(var) or [])
         if not self.is_nhwc(data) or rank not in (3, 4):
             return None
         axis = int(call.attrs.axis) % rank
@@ -259,7 +259,7 @@ class LayoutRewriter:
     def _reduce(self, var, call):
         data = call.args[0]
         attrs = call.attrs
-        if not self.is_nhwc(data) or attrs.axis is None or len(static_shape(data) or []) != 4:
+        if not self.is_nhwc(data) or attrs.axis is None or len(partial_shape(data) or []) != 4:
             return None
         axes = sorted({int(a) % 4 for a in attrs.axis})
         keep = bool(attrs.keepdims)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import tvm
-from tvm import s_tir, tirx
+from tvm import s_tir, sym, tirx
 
 from ..kernel_tags import DEPTHWISE, VNNI, block_kind
 from ..tir_blocks import blocks_of_kind
@@ -37,7 +37,8 @@ class KernelTime:
 
 def kernel_macs(func: tirx.PrimFunc) -> tuple[int, str]:
     """(MACs of the VNNI / depthwise block, kind) or (0, "other"); read from the
-    ``tvm_qdq.macs`` attribute once :func:`.lower.schedule_module` has scheduled ``func``."""
+    ``tvm_qdq.macs`` attribute once :func:`.lower.schedule_module` has scheduled ``func``.
+    A symbolic extent counts as :data:`NOMINAL_EXTENT`."""
     attrs = func.attrs
     if attrs is not None and "tvm_qdq.macs" in attrs:
         return int(attrs["tvm_qdq.macs"]), str(attrs["tvm_qdq.kernel"])
@@ -48,11 +49,19 @@ def kernel_macs(func: tirx.PrimFunc) -> tuple[int, str]:
         return 0, "other"
     for block in blocks:
         node = sch.get(block)
-        macs = math.prod(int(iv.dom.extent) for iv in node.iter_vars)
+        macs = math.prod(_nominal_extent(iv.dom.extent) for iv in node.iter_vars)
         if block_kind(sch, block) == DEPTHWISE:
             return macs, "depthwise"
         return macs, ("conv2d" if _reduction_axes(node) == VNNI_CONV_REDUCTIONS else "matmul")
     return 0, "other"
+
+
+#: The value a symbolic extent (e.g. a padded row count) counts as in :func:`kernel_macs`.
+NOMINAL_EXTENT = 128
+
+
+def _nominal_extent(extent) -> int:
+    return int(extent) if isinstance(extent, tirx.IntImm) else NOMINAL_EXTENT
 
 
 #: Reduction axes of the VNNI conv block (term, kh, kw, c / 4, 4); the matmul has three
@@ -64,13 +73,27 @@ def _reduction_axes(node) -> int:
     return sum(1 for iv in node.iter_vars if int(iv.iter_type) != 0)
 
 
-def _random_args(func: tirx.PrimFunc, rng: np.random.Generator) -> list:
+def _concrete(dim, sizes: dict[str, int]) -> int:
+    """A buffer dimension as an int: symbolic variables take their value from ``sizes``
+    (by name; a named error when one is missing)."""
+    if isinstance(dim, tirx.IntImm):
+        return int(dim)
+    analyzer = sym.Analyzer()
+    for var in tirx.analysis.undefined_vars(dim):
+        if var.name not in sizes:
+            raise ValueError(f"symbolic dimension {dim}: give a value for '{var.name}' in sizes")
+        analyzer.bind(var, tirx.const(sizes[var.name], str(var.ty.dtype)))
+    return int(analyzer.simplify(dim))
+
+
+def _random_args(func: tirx.PrimFunc, rng: np.random.Generator,
+                 sizes: dict[str, int] | None = None) -> list:
     args = []
     for param in func.params:
         ty = param.ty
         if not hasattr(ty, "shape"):
             raise TypeError(f"non-buffer parameter {param}")
-        shape = [int(s) for s in ty.shape]
+        shape = [_concrete(s, sizes or {}) for s in ty.shape]
         dtype = str(ty.dtype)
         if "float" in dtype:
             value = rng.random(shape).astype(dtype)
@@ -86,12 +109,14 @@ def _random_args(func: tirx.PrimFunc, rng: np.random.Generator) -> list:
 
 
 def time_primfunc(func: tirx.PrimFunc, target: tvm.target.Target, number: int = 50,
-                  repeat: int = 15, seed: int = 0) -> float:
-    """Best of ``repeat`` averages of ``number`` runs of ``func`` on random inputs (seconds)."""
+                  repeat: int = 15, seed: int = 0, sizes: dict[str, int] | None = None
+                  ) -> float:
+    """Best of ``repeat`` averages of ``number`` runs of ``func`` on random inputs (seconds);
+    ``sizes`` gives the symbolic dimensions of its buffers their values (by name)."""
     func = func.with_attr("global_symbol", "main")
     with build_options():
         lib = tvm.compile(tvm.IRModule({"main": func}), target)
-    args = _random_args(func, np.random.default_rng(seed))
+    args = _random_args(func, np.random.default_rng(seed), sizes)
     timer = lib.mod.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat)
     with pool_spin_count():
         return float(min(timer(*args).results))

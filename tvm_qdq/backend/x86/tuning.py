@@ -38,6 +38,7 @@ from .schedules.vnni import (
 from .tuning_db import (
     DEFAULT_DB,
     TuningDB,
+    is_symbolic_kernel,
     is_vnni_kernel,
     kernel_key,
     kernel_shape,
@@ -192,7 +193,9 @@ class TuneEvent:
     total: int
     name: str
     key: str
-    status: str  # "measured", "stored" (already in the database), "duplicate"
+    #: "measured", "stored" (already in the database), "duplicate", "symbolic" (a kernel
+    #: with a symbolic row count: not measured, it compiles with the heuristic tile)
+    status: str
     tile: Tile | None
     measurement: Measurement | None
     wall_s: float
@@ -228,6 +231,8 @@ def tune_model(model, target: str | dict | tvm.target.Target, db: TuningDB, *,
         measurement = None
         if key in done:
             status = "duplicate"
+        elif is_symbolic_kernel(func):
+            status = "symbolic"  # size-dependent timing: compiles with the heuristic tile
         elif resume and stored is not None and tile_fits(stored, *kernel_shape(func)):
             status = "stored"
         else:

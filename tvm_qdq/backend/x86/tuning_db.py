@@ -76,13 +76,27 @@ def is_vnni_kernel(func: tirx.PrimFunc) -> bool:
     return vnni_block(s_tir.Schedule(func)) is not None
 
 
+def _has_symbolic_extent(sch: s_tir.Schedule, block) -> bool:
+    return any(not isinstance(iv.dom.extent, tirx.IntImm) for iv in sch.get(block).iter_vars)
+
+
+def is_symbolic_kernel(func: tirx.PrimFunc) -> bool:
+    """Whether ``func``'s VNNI block has a symbolic extent (a row count known at run time
+    only): its key is size-independent, its tile the heuristic's (not measured)."""
+    sch = s_tir.Schedule(func)
+    block = vnni_block(sch)
+    return block is not None and _has_symbolic_extent(sch, block)
+
+
 def kernel_shape(func: tirx.PrimFunc) -> tuple[list[int], int]:
     """(row extents before the channel axis, 16-channel column blocks) of the VNNI block
-    (ValueError: ``func`` has none)."""
+    (ValueError: ``func`` has none, or a symbolic extent)."""
     sch = s_tir.Schedule(func)
     block = vnni_block(sch)
     if block is None:
         raise ValueError("no VNNI block")
+    if _has_symbolic_extent(sch, block):
+        raise ValueError("the VNNI block has a symbolic extent: no fixed kernel shape")
     extents = [int(e) for e in spatial_extents(sch, block)]
     return extents[:-1], extents[-1] // 16
 

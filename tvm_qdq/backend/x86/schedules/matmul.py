@@ -39,9 +39,16 @@ from tvm import s_tir, tirx
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
 
-from ...kernel_tags import DEPTHWISE, VNNI
-from ...tir_blocks import SCHEDULE_ERRORS, block_name, loop_extent, root_blocks
-from .common import PARALLEL_MIN_MACS, epilogue_per_tile, inline_elementwise, parallel_chunks
+from ...kernel_tags import ACTIVATION_MATMUL, DEPTHWISE, SCRATCH, VNNI
+from ...tir_blocks import SCHEDULE_ERRORS, block_name, blocks_of_kind, loop_extent, root_blocks
+from ..kernels import COL_TILE_ATTR, ROW_TILE_ATTR
+from .common import (
+    PARALLEL_MIN_MACS,
+    epilogue_per_tile,
+    inline_elementwise,
+    kernel_blocks,
+    parallel_chunks,
+)
 from .rule import Kernel
 
 #: Names of the reduction blocks of TVM's legalized ``matmul`` (Relax ``R.matmul``, topi).
@@ -338,6 +345,51 @@ def _vectorize_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
         pass
 
 
+def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None = None
+                                      ) -> tirx.PrimFunc:
+    """Register-tiled schedule of :func:`..kernels.activation_matmul` (symbolic sizes, rows
+    and columns padded to whole tiles by the kernel, so no split has a predicate): tiles of
+    its ``row_tile`` rows × ``col_tile`` columns (16-lane vectors), the reduction outside the
+    tile, the epilogue per tile; the first static batch loop with more than one iteration
+    (e.g. the heads) is parallel, else the row-tile loop. The zero-padded copy of ``B`` is
+    vectorized along its columns."""
+    sch = s_tir.Schedule(func)
+    blocks = kernel_blocks(sch, ACTIVATION_MATMUL)
+    if len(blocks) != 1:
+        raise ValueError(f"expected one activation matmul block, found {len(blocks)}")
+    main = blocks[0]
+    annotations = sch.get(main).annotations
+    mr, cols = int(annotations[ROW_TILE_ATTR]), int(annotations[COL_TILE_ATTR])
+    *batch_loops, li, lj, lk = sch.get_loops(main)
+    io, ii = sch.split(li, [None, mr])
+    jo, jn, jl = sch.split(lj, [None, cols // LANES, LANES])
+    sch.reorder(io, jo, lk, ii, jn, jl)
+    if parallel is None:
+        parallel = math.prod(_nominal(iv.dom.extent) for iv in sch.get(main).iter_vars) >= \
+            PARALLEL_MIN_MACS
+    if parallel:
+        static = [lp for lp in batch_loops if isinstance(sch.get(lp).extent, tirx.IntImm)
+                  and loop_extent(sch, lp) > 1]
+        sch.parallel(static[0] if static else io)
+    consumers = epilogue_per_tile(sch, main, jo, _dependents(sch, main))
+    sch.vectorize(jl)
+    sch.unroll(jn)
+    sch.unroll(ii)
+    init = sch.decompose_reduction(main, lk)
+    _vectorize_inner(sch, init, LANES)
+    for block in consumers:
+        _vectorize_inner(sch, block, LANES)
+    for block in blocks_of_kind(sch, SCRATCH):
+        _, vec = sch.split(sch.get_loops(block)[-1], [None, LANES])
+        sch.vectorize(vec)
+    return sch.mod["main"]
+
+
+def _nominal(extent) -> int:
+    """A loop extent for cost decisions: its value, or 128 when it is symbolic."""
+    return int(extent) if isinstance(extent, tirx.IntImm) else 128
+
+
 class ActivationMatmulRule:
     """A function with one matmul reduction block (named ``matmul``/``T_matmul``/
     ``NT_matmul``… by TVM's legalization) and no VNNI/depthwise kernel. ``pairs``: the
@@ -348,6 +400,8 @@ class ActivationMatmulRule:
         self.kind = KIND_PAIRS if pairs else KIND
 
     def applies(self, kernel: Kernel) -> bool:
+        if ACTIVATION_MATMUL in kernel.kinds:
+            return not self.pairs
         if kernel.kinds & {VNNI, DEPTHWISE}:
             return False
         if sum(1 for n in kernel.block_names if MATMUL_BLOCK.match(n)) != 1:
@@ -355,6 +409,8 @@ class ActivationMatmulRule:
         return not self.pairs or _target_has_vnni(kernel.target)
 
     def apply(self, kernel: Kernel) -> tirx.PrimFunc:
+        if ACTIVATION_MATMUL in kernel.kinds:
+            return schedule_padded_activation_matmul(kernel.func)
         return schedule_activation_matmul(kernel.func, pairs=self.pairs)
 
 

@@ -20,6 +20,7 @@ from tvm import s_tir, tirx
 from ...kernel_tags import SCRATCH, VNNI, block_kind
 from ...tir_blocks import SCHEDULE_ERRORS, blocks_of_kind, loop_extent, root_blocks
 from ..intrin import VNNI_INTRIN
+from ..kernels import ROW_TILE_ATTR
 from .common import (
     PARALLEL_MIN_MACS,
     epilogue_per_tile,
@@ -27,6 +28,7 @@ from .common import (
     parallel_chunks,
     schedule_scratch,
     spatial_extents,
+    vector_split,
 )
 from .rule import Kernel
 
@@ -139,6 +141,20 @@ def _tile_inner_vnni(sch: s_tir.Schedule, block, n_outer: int, unroll: bool = Tr
     return init
 
 
+def _tensorize_with_epilogue(sch: s_tir.Schedule, main, jo, n_outer: int) -> None:
+    """Accumulators in a local tile under the column-tile loop ``jo``, the epilogue (or a
+    plain write-back) per tile vectorized 16 lanes wide, the reduction tensorized below the
+    ``n_outer`` tile loops."""
+    consumers = epilogue_per_tile(sch, main, jo, [
+        b for b in root_blocks(sch) if block_kind(sch, b) not in (VNNI, SCRATCH)])
+    _tile_inner_vnni(sch, main, n_outer)
+    for block in consumers:
+        inner = sch.get_loops(block)[-1]
+        if loop_extent(sch, inner) % 16 == 0:
+            _, vec = sch.split(inner, [None, 16])
+            sch.vectorize(vec)
+
+
 def schedule_vnni(func: tirx.PrimFunc, tile: Tile | None = None, parallel: bool | None = None
                   ) -> tirx.PrimFunc:
     """Schedule a function holding one VNNI reduction and its fused epilogue.
@@ -147,6 +163,8 @@ def schedule_vnni(func: tirx.PrimFunc, tile: Tile | None = None, parallel: bool 
     """
     sch = s_tir.Schedule(func)
     main = vnni_block(sch)
+    if not _static_extents(sch, main):
+        return _schedule_symbolic_rows(sch, main, tile, parallel)
     loops = sch.get_loops(main)
     ivs = sch.get(main).iter_vars
     spatial_ext = spatial_extents(sch, main)
@@ -186,18 +204,107 @@ def schedule_vnni(func: tirx.PrimFunc, tile: Tile | None = None, parallel: bool 
     n_red = sum(1 for iv in ivs if int(iv.iter_type) != 0)
     n_outer = len(sch.get_loops(main)) - len(inner_rows) - 1 - n_red
 
-    # Accumulators: a local tile; the epilogue (or a plain write-back) per tile.
-    consumers = epilogue_per_tile(sch, main, jo, [
-        b for b in root_blocks(sch) if block_kind(sch, b) not in (VNNI, SCRATCH)])
-    _tile_inner_vnni(sch, main, n_outer)
-
-    for block in consumers:
-        inner = sch.get_loops(block)[-1]
-        if loop_extent(sch, inner) % 16 == 0:
-            _, vec = sch.split(inner, [None, 16])
-            sch.vectorize(vec)
+    _tensorize_with_epilogue(sch, main, jo, n_outer)
     for block in blocks_of_kind(sch, SCRATCH):
         schedule_scratch(sch, block)
+    return sch.mod["main"]
+
+
+#: Row count assumed for a symbolic row dimension in tile and parallelization decisions.
+NOMINAL_ROWS = 128
+
+
+def _static_extents(sch: s_tir.Schedule, block) -> bool:
+    return all(isinstance(iv.dom.extent, tirx.IntImm) for iv in sch.get(block).iter_vars)
+
+
+def best_column_tile(mr: int, n_blocks: int) -> int:
+    """The ``nr`` of the best :func:`tile_score` for ``mr`` rows and ``n_blocks`` column
+    blocks (``nr`` divides ``n_blocks``, at most 4, at most :data:`MAX_ACCUMULATORS`)."""
+    fits = [nr for nr in range(1, min(n_blocks, 4) + 1)
+            if n_blocks % nr == 0 and mr * nr <= MAX_ACCUMULATORS]
+    return max(fits, key=lambda nr: tile_score(mr, nr), default=1)
+
+
+def symbolic_row_tile(n_blocks: int) -> Tile:
+    """Register tile of a matmul with a symbolic row count: :func:`default_tile` for
+    :data:`NOMINAL_ROWS` rows (the kernel pads its rows to whole tiles of ``mr``)."""
+    return default_tile([NOMINAL_ROWS], n_blocks)
+
+
+def _nominal(extent) -> int:
+    return int(extent) if isinstance(extent, tirx.IntImm) else NOMINAL_ROWS
+
+
+#: A static outer loop with at least this many iterations is parallel instead of the
+#: symbolic row-tile loop below it (one parallel region instead of one per iteration).
+_OUTER_PARALLEL_MIN = 16
+
+
+def _parallel_loop(sch: s_tir.Schedule, batch_loops: list, row_tiles, static_rows: bool):
+    """The loop :func:`_schedule_symbolic_rows` parallelizes: a static batch loop with at
+    least :data:`_OUTER_PARALLEL_MIN` iterations (e.g. a conv's output height), else the
+    row-tile loop when the row count is symbolic, else the first static batch loop with more
+    than one iteration (else the outermost loop)."""
+    extents = [sch.get(lp).extent for lp in batch_loops]
+    static = [(int(e), lp) for e, lp in zip(extents, batch_loops, strict=True)
+              if isinstance(e, tirx.IntImm) and int(e) > 1]
+    large = [lp for e, lp in static if e >= _OUTER_PARALLEL_MIN]
+    if large:
+        return large[0]
+    if not static_rows:
+        return row_tiles
+    return static[0][1] if static else ([*batch_loops, row_tiles][0])
+
+
+def _schedule_symbolic_rows(sch: s_tir.Schedule, main, tile: Tile | None,
+                            parallel: bool | None) -> tirx.PrimFunc:
+    """:func:`schedule_vnni` for a matmul ``[*batch, m, n]`` (or conv) whose batch dims or row
+    count are symbolic.
+
+    A symbolic ``m`` is padded by the kernel to whole tiles of its ``row_tile`` annotation
+    (:func:`..kernels.matmul_vnni`), so the row split has no predicate; ``mr`` divides it.
+    A static ``m`` takes a row tile dividing it. The row-tile loop (or, with a static ``m``,
+    the outermost batch loop) is parallel, unchunked (a chunk split over the tensorized tiles
+    is refused by TVM); the epilogue's row predicate sits outside its 16-lane vector loop.
+    """
+    ivs = sch.get(main).iter_vars
+    n_red = sum(1 for iv in ivs if int(iv.iter_type) != 0)
+    loops = sch.get_loops(main)
+    spatial = loops[: len(loops) - n_red]
+    batch_loops, row_loop, col_loop = spatial[:-2], spatial[-2], spatial[-1]
+    row_ext = ivs[len(spatial) - 2].dom.extent
+    n_blocks = int(ivs[len(spatial) - 1].dom.extent) // 16
+    pad = sch.get(main).annotations.get(ROW_TILE_ATTR)
+    if isinstance(row_ext, tirx.IntImm):
+        rows_ok = valid_row_tiles([int(row_ext)], 16)
+    elif pad is not None:
+        rows_ok = [d for d in range(1, int(pad) + 1) if int(pad) % d == 0]
+    else:
+        raise ValueError("symbolic VNNI rows without a row_tile annotation")
+    if tile is None or tile.mr not in rows_ok or n_blocks % tile.nr or \
+            tile.mr * tile.nr > MAX_ACCUMULATORS:
+        mr = max(rows_ok) if pad is not None else default_tile([int(row_ext)], n_blocks).mr
+        tile = Tile(mr, best_column_tile(mr, n_blocks))
+    if tile.mr > 1:
+        io, ii = sch.split(row_loop, [None, tile.mr])
+        inner_rows = [ii]
+    else:
+        io, inner_rows = row_loop, []
+    jo, jr = sch.split(col_loop, [None, tile.nr * 16])
+    sch.reorder(*batch_loops, io, jo, *inner_rows, jr)
+    if parallel is None:
+        macs = math.prod(_nominal(iv.dom.extent) for iv in ivs)
+        parallel = macs >= PARALLEL_MIN_MACS
+    if parallel:
+        sch.parallel(_parallel_loop(sch, batch_loops, io, isinstance(row_ext, tirx.IntImm)))
+    _tensorize_with_epilogue(sch, main, jo, len(batch_loops) + 2)
+    for block in blocks_of_kind(sch, SCRATCH):
+        inner = sch.get_loops(block)[-1]
+        if isinstance(sch.get(inner).extent, tirx.IntImm):
+            _, vec = vector_split(sch, inner, 64)
+            if vec is not None:
+                sch.vectorize(vec)
     return sch.mod["main"]
 
 

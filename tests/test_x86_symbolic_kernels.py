@@ -1,0 +1,362 @@
+"""x86 kernels with symbolic sizes (padded rows, tvm_qdq.backend.x86.kernels): VNNI matmuls
+and convs, activation × activation matmuls; one build serves every size, exact against
+numpy, vpdpbusd in the assembly; the lowering takes these kernels for symbolic batch / rows /
+widths and records every kernel it refuses because of a symbolic dimension."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax, te, tirx
+
+from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
+from tvm_qdq.backend.x86 import kernels as K
+from tvm_qdq.backend.x86.profile import time_primfunc
+from tvm_qdq.backend.x86.schedules.matmul import schedule_padded_activation_matmul
+from tvm_qdq.backend.x86.schedules.vnni import schedule_vnni, symbolic_row_tile
+from tvm_qdq.targets import resolve_target
+
+TARGET = resolve_target("x86")
+pytestmark = pytest.mark.skipif(not has_vnni(TARGET), reason="host CPU has no AVX-512 VNNI")
+
+RNG = np.random.default_rng(17)
+ROWS = (1, 3, 8, 77, 128, 257)
+
+
+def _random(shape, dtype: str) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return RNG.integers(info.min, int(info.max) + 1, size=shape).astype(dtype)
+
+
+def _shift_requantize(acc: te.Tensor) -> te.Tensor:
+    """A fused requantize-like epilogue: ``clip((acc + 3) >> 2, 0, 255)`` as uint8."""
+    return te.compute(acc.shape, lambda i, j: tirx.max(
+        tirx.min((acc[i, j] + 3) >> 2, 255), 0).astype("uint8"), name="requantize")
+
+
+def _shift_requantize_ref(acc: np.ndarray) -> np.ndarray:
+    return np.clip((acc + 3) >> 2, 0, 255).astype(np.uint8)
+
+
+def _bare_matmul(m, k: int, w: np.ndarray, a_dtype: str, epilogue: bool):
+    """The scheduled PrimFunc ``a[m, k] @ w`` (+ the epilogue) and its constant inputs."""
+    n = int(w.shape[1])
+    spec = K.MatmulSpec(batch=(), m=m, k=k, n=n, in_dtype=a_dtype, out_dtype="int32")
+    terms = K.weight_terms(w)
+    packed = K.pack_matmul_weight(w, terms)
+    a = te.placeholder((m, k), a_dtype, name="a")
+    bp = te.placeholder(packed.shape, "int8", name="bp")
+    params, consts, kwargs = [a, bp], [packed], {}
+    corr = K.matmul_correction(w, a_dtype)
+    if corr is not None:
+        kwargs["corr"] = te.placeholder((n,), "int32", name="corr")
+        params.append(kwargs["corr"])
+        consts.append(corr.astype(np.int32))
+    if not isinstance(m, int):
+        kwargs["row_tile"] = symbolic_row_tile(spec.n16 // K.LANES).mr
+    out = K.matmul_vnni(a, bp, spec, **kwargs)
+    if epilogue:
+        out = _shift_requantize(out)
+    return schedule_vnni(te.create_prim_func([*params, out])), consts
+
+
+BARE_CASES = [
+    # K, N, a dtype, weight range, epilogue
+    (64, 48, "uint8", 127, True),
+    (64, 48, "uint8", 127, False),
+    (30, 20, "int8", 127, True),
+    (96, 80, "uint8", 255, True),  # two int8 weight terms
+]
+
+
+@pytest.mark.parametrize("case", BARE_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_one_build_serves_every_row_count(case) -> None:
+    k, n, a_dtype, w_max, epilogue = case
+    w = RNG.integers(-w_max, w_max + 1, size=(k, n)).astype(np.int16)
+    func, consts = _bare_matmul(tirx.Var("m", "int64"), k, w, a_dtype, epilogue)
+    lib = tvm.compile(tvm.IRModule({"main": func}), target=TARGET)
+    assert "vpdpbusd" in asm_of(lib)
+    out_dtype = "uint8" if epilogue else "int32"
+    for m in ROWS:
+        a = _random((m, k), a_dtype)
+        out = tvm.runtime.empty((m, n), out_dtype)
+        lib["main"](tvm.runtime.tensor(a), *map(tvm.runtime.tensor, consts), out)
+        ref = a.astype(np.int64) @ w.astype(np.int64)
+        expected = _shift_requantize_ref(ref) if epilogue else ref.astype(np.int32)
+        np.testing.assert_array_equal(out.numpy(), expected, err_msg=f"m = {m}")
+
+
+def test_symbolic_rows_time_against_static() -> None:
+    """Prints (does not assert) the bare kernel's time, symbolic vs a static build per size."""
+    k = n = 384
+    w = RNG.integers(-127, 128, size=(k, n)).astype(np.int8)
+    symbolic, _ = _bare_matmul(tirx.Var("m", "int64"), k, w, "uint8", True)
+    for m in (32, 128, 256):
+        static, _ = _bare_matmul(m, k, w, "uint8", True)
+        t_sym = time_primfunc(symbolic, TARGET, number=20, repeat=7, sizes={"m": m})
+        t_static = time_primfunc(static, TARGET, number=20, repeat=7)
+        print(f"rows {m}: symbolic {t_sym * 1e6:.1f} us, static {t_static * 1e6:.1f} us, "
+              f"ratio {t_sym / t_static:.2f}")
+
+
+ACT_CASES = [
+    # a dims, b dims (str: symbolic), row tile, column tile: Q·Kᵀ (n = seq), P·V (k = seq)
+    (("batch", 2, "seq", 16), ("batch", 2, 16, "seq"), 4, 32),
+    (("batch", 2, "seq", "seq"), ("batch", 2, "seq", 16), 8, 16),
+]
+
+
+@pytest.mark.parametrize("case", ACT_CASES, ids=("qk", "pv"))
+def test_padded_activation_matmul_serves_every_size(case) -> None:
+    a_dims, b_dims, row_tile, col_tile = case
+    names = {"batch": tirx.Var("batch", "int64"), "seq": tirx.Var("seq", "int64")}
+    a = te.placeholder([names.get(d, d) for d in a_dims], "int16", name="a")
+    b = te.placeholder([names.get(d, d) for d in b_dims], "int16", name="b")
+    c = K.activation_matmul(a, b, row_tile=row_tile, col_tile=col_tile)
+    q = te.compute(c.shape, lambda *i: tirx.max(tirx.min((c[i] + 8) >> 4, 255), 0).astype(
+        "uint8"), name="requantize")
+    func = schedule_padded_activation_matmul(te.create_prim_func([a, b, q]), parallel=True)
+    lib = tvm.compile(tvm.IRModule({"main": func}), target=TARGET)
+    for batch, seq in ((1, 1), (1, 8), (4, 77), (2, 33)):
+        sizes = {"batch": batch, "seq": seq}
+        av = RNG.integers(-300, 300, [sizes.get(d, d) for d in a_dims]).astype(np.int16)
+        bv = RNG.integers(-300, 300, [sizes.get(d, d) for d in b_dims]).astype(np.int16)
+        ref = np.clip((av.astype(np.int64) @ bv.astype(np.int64) + 8) >> 4, 0, 255)
+        out = tvm.runtime.empty(ref.shape, "uint8")
+        lib["main"](tvm.runtime.tensor(av), tvm.runtime.tensor(bv), out)
+        np.testing.assert_array_equal(out.numpy(), ref.astype(np.uint8), err_msg=str(sizes))
+
+
+# ----------------------------------------------------------------------------------------------
+# Lowering of Relax matmuls with symbolic dimensions
+# ----------------------------------------------------------------------------------------------
+
+
+def _dims(spec: tuple) -> tuple:
+    return tuple(tirx.Var(d, "int64") if isinstance(d, str) else d for d in spec)
+
+
+def _lower(make_body, shape: tuple, dtype: str):
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, dtype))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(make_body(bb, x))
+        bb.emit_func_output(out)
+    report = LoweringReport()
+    lowered = lower_integer_kernels(bb.get(), TARGET, report=report)
+    executable = tvm.compile(lowered, TARGET)
+    return relax.VirtualMachine(executable, tvm.cpu()), report, executable
+
+
+def _requantize(bb, acc, bias: np.ndarray, mult: np.ndarray, zp: float):
+    y = bb.emit(relax.op.add(acc, relax.const(bias.astype(np.int32), "int32")))
+    y = bb.emit(relax.op.multiply(relax.op.astype(y, "float32"),
+                                  relax.const(mult.astype(np.float32), "float32")))
+    y = bb.emit(relax.op.add(relax.op.round(y), relax.const(zp, "float32")))
+    return bb.emit(relax.op.astype(relax.op.clip(y, 0, 255), "uint8"))
+
+
+def _requantize_ref(acc: np.ndarray, bias: np.ndarray, mult: np.ndarray, zp: float):
+    value = (acc + bias).astype(np.int32).astype(np.float32) * mult.astype(np.float32)
+    return np.clip(np.round(value) + np.float32(zp), 0, 255).astype(np.uint8)
+
+
+LOWERING_CASES = [
+    # a shape (str: symbolic), sizes run, N, a dtype, weights (lo, hi), epilogue, out dtype
+    (("batch", "seq", 32), [(1, 8), (4, 77), (2, 1)], 48, "uint8", (-127, 127), True, "int32"),
+    (("seq", 24), [(1,), (77,), (130,)], 20, "int8", (-127, 127), True, "int32"),
+    (("seq", 32), [(3,), (64,)], 16, "uint16", (-127, 127), False, "int32"),
+    (("seq", 32), [(5,), (19,)], 48, "uint16", (-127, 127), False, "int64"),
+    (("batch", "seq", 32), [(1, 8), (3, 21)], 48, "uint8", (-100, 155), True, "int32"),
+    ((2, "seq", 40), [(9,), (33,)], 32, "uint8", (-127, 127), True, "int32"),
+    (("batch", 5, 30), [(1,), (6,)], 10, "uint8", (-127, 127), True, "int32"),
+]
+
+
+@pytest.mark.parametrize("case", LOWERING_CASES,
+                         ids=lambda c: f"{'x'.join(map(str, c[0]))}-{c[3]}-{c[4][1]}-{c[6]}")
+def test_symbolic_matmul_lowers_to_vnni(case) -> None:
+    dims, sizes, n, a_dtype, (lo, hi), epilogue, out_dtype = case
+    k = dims[-1]
+    w = RNG.integers(lo, hi + 1, size=(k, n)).astype(np.int16)
+    bias = RNG.integers(-5000, 5000, size=n)
+    mult = RNG.random(n) * 2e-4
+
+    def body(bb, x):
+        acc = bb.emit(relax.op.matmul(x, relax.const(w), out_dtype=out_dtype))
+        return _requantize(bb, acc, bias, mult, 7.0) if epilogue else acc
+
+    vm, report, executable = _lower(body, _dims(dims), a_dtype)
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul"], report.to_json()
+    assert report.skipped == []
+    assert set(report.schedules.values()) == {"vnni"}, report.to_json()
+    assert "vpdpbusd" in asm_of(executable)
+    offset = report.kernels[0]["offset_form"]
+    assert offset == (lo == -100), report.to_json()
+    for size in sizes:
+        it = iter(size)
+        shape = tuple(next(it) if isinstance(d, str) else d for d in dims)
+        a = _random(shape, a_dtype)
+        got = vm["main"](tvm.runtime.tensor(a)).numpy()
+        ref = a.astype(np.int64) @ w.astype(np.int64)
+        expected = _requantize_ref(ref, bias, mult, 7.0) if epilogue else ref.astype(out_dtype)
+        np.testing.assert_array_equal(got, expected, err_msg=f"shape {shape}")
+
+
+def _conv_ref(x: np.ndarray, w: np.ndarray, pad: int, pad_h: int | None = None) -> np.ndarray:
+    """NCHW/OIHW integer conv, stride 1, zero padding ``pad`` on each side (``pad_h`` at the
+    top and bottom if given) in int64."""
+    ph = pad if pad_h is None else pad_h
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (ph, ph), (pad, pad)))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, w.shape[2:], axis=(2, 3))
+    return np.einsum("nchwij,ocij->nohw", windows, w.astype(np.int64))
+
+
+def _shift_requantize_relax(bb, acc):
+    y = bb.emit(relax.op.right_shift(relax.op.add(acc, relax.const(3, "int32")),
+                                     relax.const(6, "int32")))
+    return bb.emit(relax.op.astype(relax.op.clip(y, 0, 255), "uint8"))
+
+
+def test_conv_chain_with_symbolic_width_lowers_to_vnni() -> None:
+    """conv → requantize → conv on ``[1, 8, 6, width]``: both VNNI (padded output columns),
+    the chain stays NHWC, exact at several widths from one build."""
+    w1 = RNG.integers(-127, 128, size=(24, 8, 3, 3)).astype(np.int8)
+    w2 = RNG.integers(-127, 128, size=(16, 24, 1, 1)).astype(np.int8)
+
+    def body(bb, x):
+        acc = bb.emit(relax.op.nn.conv2d(x, relax.const(w1), padding=(1, 1),
+                                         out_dtype="int32"))
+        mid = _shift_requantize_relax(bb, acc)
+        return bb.emit(relax.op.nn.conv2d(mid, relax.const(w2), out_dtype="int32"))
+
+    vm, report, executable = _lower(body, _dims((1, 8, 6, "width")), "uint8")
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_conv2d"] * 2, report.to_json()
+    assert report.skipped == []
+    assert list(report.schedules.values()).count("vnni") == 2, report.to_json()
+    assert "vpdpbusd" in asm_of(executable)
+    for width in (1, 5, 37):
+        x = _random((1, 8, 6, width), "uint8")
+        mid = np.clip((_conv_ref(x, w1, 1) + 3) >> 6, 0, 255).astype(np.uint8)
+        expected = _conv_ref(mid, w2, 0).astype(np.int32)
+        got = vm["main"](tvm.runtime.tensor(x)).numpy()
+        np.testing.assert_array_equal(got, expected, err_msg=f"width {width}")
+
+
+def test_symbolic_depthwise_conv_is_reported_skipped() -> None:
+    w = RNG.integers(-127, 128, size=(8, 1, 3, 3)).astype(np.int8)
+
+    def body(bb, x):
+        return bb.emit(relax.op.nn.conv2d(x, relax.const(w), padding=(1, 1), groups=8,
+                                          out_dtype="int32"))
+
+    vm, report, _ = _lower(body, _dims((1, 8, 6, "width")), "uint8")
+    assert report.kernels == []
+    assert [(s["op"], s["reason"].split()[0]) for s in report.skipped] == [
+        ("conv2d", "symbolic")], report.to_json()
+    x = _random((1, 8, 6, 7), "uint8")
+    got = vm["main"](tvm.runtime.tensor(x)).numpy()
+    ref = np.concatenate([_conv_ref(x[:, c:c + 1], w[c:c + 1], 1) for c in range(8)], axis=1)
+    np.testing.assert_array_equal(got, ref.astype(np.int32))
+
+
+def test_conv1d_with_symbolic_width_lowers_to_vnni() -> None:
+    w = RNG.integers(-127, 128, size=(16, 8, 3)).astype(np.int8)
+
+    def body(bb, x):
+        return bb.emit(relax.op.nn.conv1d(x, relax.const(w), padding=(1, 1),
+                                          out_dtype="int32"))
+
+    vm, report, _ = _lower(body, _dims((1, 8, "width")), "int8")
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_conv2d"], report.to_json()
+    for width in (2, 29):
+        x = _random((1, 8, width), "int8")
+        got = vm["main"](tvm.runtime.tensor(x)).numpy()
+        ref = _conv_ref(x[:, :, None, :], w[:, :, None, :], 1, pad_h=0)[:, :, 0]
+        np.testing.assert_array_equal(got, ref.astype(np.int32), err_msg=f"width {width}")
+
+
+def _attention_module(w: np.ndarray) -> tvm.IRModule:
+    """An integer attention block on ``x[batch, seq, 32]`` (uint8): a VNNI matmul with a
+    requantize epilogue, a two-head split, ``Q·Kᵀ`` and ``P·V`` between activations (int16
+    operands, int32 sums, reduction over ``seq`` in ``P·V``), each requantized to uint8."""
+    batch, seq = tirx.Var("batch", "int64"), tirx.Var("seq", "int64")
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((batch, seq, 32), "uint8"))
+
+    def requantize(acc, shift: int):
+        y = bb.emit(relax.op.right_shift(relax.op.add(acc, relax.const(1 << (shift - 1),
+                                                                       "int32")),
+                                         relax.const(shift, "int32")))
+        return bb.emit(relax.op.astype(relax.op.clip(y, 0, 255), "uint8"))
+
+    def centered(u8):
+        return bb.emit(relax.op.subtract(relax.op.astype(u8, "int16"),
+                                         relax.const(128, "int16")))
+
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            acc = bb.emit(relax.op.matmul(x, relax.const(w), out_dtype="int32"))
+            y = requantize(acc, 10)
+            heads = bb.emit(relax.op.permute_dims(
+                relax.op.reshape(y, (batch, seq, 2, 16)), [0, 2, 1, 3]))
+            q = centered(heads)
+            kt = bb.emit(relax.op.permute_dims(q, [0, 1, 3, 2]))
+            p = requantize(bb.emit(relax.op.matmul(q, kt, out_dtype="int32")), 12)
+            ctx = bb.emit(relax.op.matmul(centered(p), q, out_dtype="int32"))
+            out = bb.emit_output(requantize(ctx, 14))
+        bb.emit_func_output(out)
+    return bb.get()
+
+
+def test_symbolic_attention_block_matches_generic_build() -> None:
+    """One lowered build of a symbolic ``[batch, seq, 32]`` attention block: the weight matmul
+    is VNNI, ``P·V`` a padded activation matmul (``Q·Kᵀ``, with symbolic columns, stays TVM's
+    and is recorded as skipped), and every output equals TVM's own build of the same
+    module."""
+    w = RNG.integers(-127, 128, size=(32, 32)).astype(np.int8)
+    mod = _attention_module(w)
+    report = LoweringReport()
+    lowered = tvm.compile(lower_integer_kernels(mod, TARGET, report=report), TARGET)
+    generic = tvm.compile(mod, TARGET)
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul", "activation_matmul"], \
+        report.to_json()
+    assert [s["reason"] for s in report.skipped] == ["symbolic activation matmul: symbolic "
+                                                     "columns seq"], report.to_json()
+    assert list(report.schedules.values()).count("activation_matmul") == 1, report.to_json()
+    vms = [relax.VirtualMachine(ex, tvm.cpu()) for ex in (lowered, generic)]
+    for shape in ((1, 8, 32), (4, 77, 32)):
+        x = tvm.runtime.tensor(_random(shape, "uint8"))
+        got, ref = (vm["main"](x).numpy() for vm in vms)
+        assert got.shape == (shape[0], 2, shape[1], 16)
+        np.testing.assert_array_equal(got, ref, err_msg=f"shape {shape}")
+
+
+def test_symbolic_onnx_attention_lowers_to_vnni() -> None:
+    """The QDQ attention model with inputs ``[batch, seq, 32]`` (imported and made integer
+    with its symbolic dims): the lowering takes the VNNI matmul and the padded ``P·V``
+    (``Q·Kᵀ`` recorded as skipped), and its outputs at (1, 8, 32) and (4, 77, 32) equal the
+    generic backend's."""
+    from test_symbolic_integer import ATTENTION_SIZES, attention_model
+
+    import tvm_qdq
+    from tvm_qdq.backend import registry
+    from tvm_qdq.backend.base import BuildOptions
+
+    integer = tvm_qdq.to_integer(tvm_qdq.from_onnx(attention_model()))
+    report = LoweringReport()
+    lowered = tvm.compile(lower_integer_kernels(integer, TARGET, report=report), TARGET)
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul", "activation_matmul"], \
+        report.to_json()
+    assert report.kernels[0]["spec"]["m"] == "seq", report.to_json()
+    assert [s["reason"].split(":")[0] for s in report.skipped] == [
+        "symbolic activation matmul"], report.to_json()
+    assert "none" not in report.schedules.values()
+    vm = relax.VirtualMachine(lowered, tvm.cpu())
+    generic = registry.GENERIC.build(integer, TARGET, BuildOptions())
+    for shape in ATTENTION_SIZES:
+        x = np.random.default_rng(sum(shape)).normal(0, 1, shape).astype(np.float32)
+        got = vm["main"](tvm.runtime.tensor(x)).numpy()
+        np.testing.assert_array_equal(got, generic.run({"x": x})[0], err_msg=f"{shape}")

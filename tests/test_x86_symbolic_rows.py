@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import tvm
 import tvm_ffi
-from tvm import relax, s_tir, tirx
+from tvm import relax, s_tir, te, tirx
 
+from tvm_qdq.backend.x86.kernels import Conv2dSpec, depthwise_conv2d_nhwc
 from tvm_qdq.backend.x86.lower import fuse_passes
 from tvm_qdq.backend.x86.schedules import RULES, Kernel, lowers, schedule_function
 from tvm_qdq.backend.x86.schedules.lut_gather import has_vbmi
@@ -71,12 +72,24 @@ def _byte_lookup(x: relax.Expr) -> relax.Expr:
     return relax.op.take(relax.const(table, "uint8"), x, axis=0, mode="clip")
 
 
+def _head_split(x: relax.Expr) -> relax.Expr:
+    """``[b, s, 12, 32] → [b, 12, s, 32]`` (static last axis)."""
+    return relax.op.permute_dims(x, [0, 2, 1, 3])
+
+
+def _key_transpose(x: relax.Expr) -> relax.Expr:
+    """``[b, 12, s, 32] → [b, 12, 32, s]`` (symbolic last axis: main part + tail)."""
+    return relax.op.permute_dims(x, [0, 1, 3, 2])
+
+
 #: name: (graph, input shape, input dtype, the rule expected).
 CASES = {
     "softmax": (_softmax, (B, HEADS, S, S), "float32", "row_reduce"),
     "layer_norm": (_layer_norm, (B, S, HIDDEN), "float32", "row_reduce"),
     "dynamic_range": (_dynamic_range, (B, S, HIDDEN), "float32", "row_allreduce"),
     "requantize": (_requantize, (B, S, HIDDEN), "int32", "generic"),
+    "head_split": (_head_split, (B, S, HEADS, 32), "uint8", "row_copy"),
+    "key_transpose": (_key_transpose, (B, HEADS, S, 32), "uint8", "row_copy"),
     "byte_lookup": (_byte_lookup, (B, S, HIDDEN), "uint8",
                     "lut_vbmi" if has_vbmi(TARGET) else "generic"),
 }
@@ -97,6 +110,11 @@ def _primfunc(case: str, shape: tuple | None = None) -> tirx.PrimFunc:
     funcs = [f for f in mod.functions.values() if isinstance(f, tirx.PrimFunc)]
     assert len(funcs) == 1, [g.name_hint for g in mod.functions]
     return funcs[0].with_attr("global_symbol", "main")
+
+
+def _static_shape(case: str, batch: int, seq: int) -> tuple[int, ...]:
+    values = {"b": batch, "s": seq}
+    return tuple(values[d.name] if isinstance(d, tirx.Var) else d for d in CASES[case][1])
 
 
 def _build(func: tirx.PrimFunc) -> tvm.runtime.Module:
@@ -157,7 +175,7 @@ def test_symbolic_schedule_bit_identical_to_default_build(case: str) -> None:
             for got, want in zip(_run(lib, scheduled, batch, seq), _run(plain, func, batch, seq),
                                  strict=True):
                 np.testing.assert_array_equal(got, want, err_msg=f"{case} b={batch} s={seq}")
-    assert re.search(r"\bv\w+\s+[^\n]*%zmm", _asm(lib)), "no AVX-512 vector instruction"
+    assert re.search(r"\bv\w+\s+[^\n]*%[yz]mm", _asm(lib)), "no 256/512-bit vector instruction"
 
 
 @pytest.mark.parametrize("case", ["softmax", "layer_norm"])
@@ -184,7 +202,7 @@ def test_static_shapes_schedule_unchanged(case: str, monkeypatch: pytest.MonkeyP
     """A static shape goes through the static schedule: no split is ever recorded for a
     main part + tail, no ``_tail`` block, and the result is the same as with the rewrite
     disabled."""
-    func = _primfunc(case, (2, HEADS, 8, 8) if case == "softmax" else (2, 8, HIDDEN))
+    func = _primfunc(case, _static_shape(case, 2, 8))
     recorded: list[bool] = []
     original = TailSplits.apply
 
@@ -223,14 +241,13 @@ def test_every_rule_declines_or_schedules_symbolic() -> None:
                     assert lowers(scheduled, TARGET), (case, rule.kind)
 
 
-@pytest.mark.parametrize("case", ["softmax", "layer_norm", "dynamic_range"])
+@pytest.mark.parametrize("case", ["softmax", "layer_norm", "dynamic_range", "key_transpose"])
 def test_print_times_symbolic_vs_static(case: str) -> None:
     """Not asserted: the time of the symbolic build against a static build at s = 128/256."""
     func = _primfunc(case)
     lib = _build(_scheduled(func)[0])
     for seq in (128, 256):
-        shape = (1, HEADS, seq, seq) if case == "softmax" else (1, seq, HIDDEN)
-        static = _primfunc(case, shape)
+        static = _primfunc(case, _static_shape(case, 1, seq))
         static_lib = _build(_scheduled(static)[0])
         times = []
         for built, f in ((lib, func), (static_lib, static)):
@@ -238,3 +255,37 @@ def test_print_times_symbolic_vs_static(case: str) -> None:
             evaluator = built.mod.time_evaluator("main", tvm.cpu(), number=20, repeat=3)
             times.append(min(evaluator(*tensors).results) * 1e6)
         print(f"{case} s={seq}: symbolic {times[0]:.1f} us, static {times[1]:.1f} us")
+
+
+def _depthwise_func(width: tirx.PrimExpr | int) -> tirx.PrimFunc:
+    """A 3×3 depthwise conv (padding 1) over ``[1, 8, width, 32]`` uint8 with its epilogue
+    ``acc >> 2`` as int16: the x86 kernel and what the lowering fuses into it."""
+    spec = Conv2dSpec(n=1, c=32, h=8, w=width, o=32, kh=3, kw=3, strides=(1, 1),
+                      padding=(1, 1, 1, 1), dilation=(1, 1), in_dtype="uint8",
+                      out_dtype="int32")
+    x = te.placeholder((1, 8, width, 32), "uint8", name="x")
+    wd = te.placeholder((3, 3, 32), "int8", name="wd")
+    acc = depthwise_conv2d_nhwc(x, wd, spec)
+    out = te.compute((1, 8, width, 32), lambda n, h, w, c: (acc[n, h, w, c] >> 2).astype("int16"),
+                     name="rq")
+    return te.create_prim_func([x, wd, out]).with_attr("global_symbol", "main")
+
+
+def test_depthwise_symbolic_width() -> None:
+    """A symbolic image width: the depthwise schedule (pixel tiles + tail) from one build,
+    exact against numpy at widths 1, 5, 16, 77; the static schedule has no tail."""
+    scheduled, kind = _scheduled(_depthwise_func(tirx.Var("w", "int64")))
+    assert kind == "depthwise", kind
+    assert "_tail" in scheduled.script()
+    lib = _build(scheduled)
+    rng = np.random.default_rng(0)
+    wd = rng.integers(-128, 128, (3, 3, 32)).astype("int8")
+    for width in (1, 5, 16, 77):
+        x = rng.integers(0, 256, (1, 8, width, 32)).astype("uint8")
+        padded = np.pad(x.astype(np.int64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+        ref = sum(padded[:, kh:kh + 8, kw:kw + width, :] * wd[kh, kw]
+                  for kh in range(3) for kw in range(3))
+        out = tvm.runtime.empty((1, 8, width, 32), "int16")
+        lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(wd), out)
+        np.testing.assert_array_equal(out.numpy(), (ref >> 2).astype("int16"), f"w={width}")
+    assert "_tail" not in _scheduled(_depthwise_func(77))[0].script()

@@ -215,8 +215,8 @@ def _schedule_spatial_symbolic(sch: s_tir.Schedule, block, lanes: int,
                                tails: TailSplits | None) -> None:
     """:func:`schedule_spatial` when some loop extent is symbolic: a static innermost loop
     as there; a symbolic one split by ``lanes`` (main part + tail, with ``tails``; not
-    vectorized without); the loops around it fused into one parallel loop when the block is
-    large at nominal sizes (the outermost alone is often a batch of 1)."""
+    vectorized without); the outermost loop parallel, as there, when the block is large at
+    nominal sizes (:func:`.symbolic_rows.nominal_size`)."""
     loops = sch.get_loops(block)
     extents = [sch.get(lp).extent for lp in loops]
     size = nominal_size(math.prod(extents[1:], start=extents[0]))
@@ -229,12 +229,9 @@ def _schedule_spatial_symbolic(sch: s_tir.Schedule, block, lanes: int,
             vec = tails.split(sch, inner, [None, lanes])[1]
     if vec is not None:
         sch.vectorize(vec)
-    if size < PARALLEL_MIN_ELEMS:
-        return
-    if len(loops) > 1:
-        sch.parallel(sch.fuse(*loops[:-1]))
-    elif vec is not None and not vec.same_as(inner):
-        sch.parallel(sch.get_loops(block)[0])
+    outer = sch.get_loops(block)[0]
+    if size >= PARALLEL_MIN_ELEMS and (vec is None or not outer.same_as(vec)):
+        sch.parallel(outer)
 
 
 #: Parallel loops are split into this many (at most) chunks: TVM allocates the local buffers

@@ -301,8 +301,8 @@ def schedule_copy(func: tirx.PrimFunc) -> tirx.PrimFunc:
 def _schedule_copy_symbolic(sch: s_tir.Schedule, block, load) -> tirx.PrimFunc:
     """:func:`schedule_copy` with symbolic extents: the widest width (≤ 64 bytes) at which
     the input is contiguous too, else up to 16 gathered, splitting the last axis into a main
-    part + tail when the width may not divide it (:class:`TailSplits`); the loops around it
-    fused into one parallel loop when large at nominal sizes."""
+    part + tail when the width may not divide it (:class:`TailSplits`); the outermost loop
+    parallel when large at nominal sizes."""
     loops = sch.get_loops(block)
     extents = [sch.get(lp).extent for lp in loops]
     itemsize = np.dtype(str(load.ty)).itemsize
@@ -318,9 +318,10 @@ def _schedule_copy_symbolic(sch: s_tir.Schedule, block, load) -> tirx.PrimFunc:
     else:
         inner = loops[-1]
     sch.vectorize(inner)
+    outer = sch.get_loops(block)[0]
     if nominal_size(math.prod(extents[1:], start=extents[0])) >= PARALLEL_MIN_ELEMS and \
-            len(loops) > 1:
-        sch.parallel(sch.fuse(*loops[:-1]))
+            not outer.same_as(inner):
+        sch.parallel(outer)
     return tails.apply(sch.mod["main"])
 
 

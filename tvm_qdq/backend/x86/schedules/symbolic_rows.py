@@ -12,8 +12,8 @@ the schedule is done, rewrites each recorded outer loop as
   < E`` holds, so the predicate is true), keeping every loop kind: the vector loops are
   predicate-free;
 * a **tail** ``if E mod f ≠ 0:`` the loop body once for ``outer = E // f`` with the
-  predicate kept and every vectorized / parallel loop serial; its blocks are named
-  ``<name>_tail``.
+  predicate kept, the parallel loops and the vectorized loops the predicate depends on
+  serial; its blocks are named ``<name>_tail``.
 
 Both parts run the same block bodies on the same points in the same order per point, so the
 result is that of the unsplit loop. Static extents never reach this module's rewrite: the
@@ -246,9 +246,22 @@ def _conjunction(conds: list[tirx.PrimExpr]) -> tirx.PrimExpr:
 
 
 def _serial_tail(body: tirx.Stmt) -> tirx.Stmt:
-    """Vectorized and parallel loops serial, blocks renamed ``<name>_tail``."""
+    """Parallel loops and the vectorized loops a block predicate depends on serial (a
+    vector loop inside the predicated one, e.g. over channels, stays vector), blocks renamed
+    ``<name>_tail``."""
+    def predicated_on(loop: tirx.For) -> bool:
+        found = []
+
+        def visit(realize: s_tir.SBlockRealize) -> None:
+            if any(v.same_as(loop.loop_var) for v in _vars(realize.predicate)):
+                found.append(realize)
+
+        tvm_ffi.structural_walk(loop.body, (s_tir.SBlockRealize, visit))
+        return bool(found)
+
     def serial(loop: tirx.For):
-        if loop.kind in (tirx.ForKind.VECTORIZED, tirx.ForKind.PARALLEL):
+        if loop.kind == tirx.ForKind.PARALLEL or (
+                loop.kind == tirx.ForKind.VECTORIZED and predicated_on(loop)):
             return tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.SERIAL,
                             loop.body, loop.thread_binding, loop.annotations)
         return loop

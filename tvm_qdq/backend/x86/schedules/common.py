@@ -215,11 +215,11 @@ def _schedule_spatial_symbolic(sch: s_tir.Schedule, block, lanes: int,
                                tails: TailSplits | None) -> None:
     """:func:`schedule_spatial` when some loop extent is symbolic: a static innermost loop
     as there; a symbolic one split by ``lanes`` (main part + tail, with ``tails``; not
-    vectorized without); the outermost loop parallel, as there, when the block is large at
-    nominal sizes (:func:`.symbolic_rows.nominal_size`)."""
+    vectorized without); the outermost loop parallel, as there, for calls with enough
+    elements (with ``tails``; else when large at nominal sizes)."""
     loops = sch.get_loops(block)
     extents = [sch.get(lp).extent for lp in loops]
-    size = nominal_size(math.prod(extents[1:], start=extents[0]))
+    total = math.prod(extents[1:], start=extents[0])
     inner, extent = loops[-1], extents[-1]
     vec = None
     if nominal_size(extent) >= 4 and _unit_stride_inner(sch, block):
@@ -230,7 +230,11 @@ def _schedule_spatial_symbolic(sch: s_tir.Schedule, block, lanes: int,
     if vec is not None:
         sch.vectorize(vec)
     outer = sch.get_loops(block)[0]
-    if size >= PARALLEL_MIN_ELEMS and (vec is None or not outer.same_as(vec)):
+    if vec is not None and outer.same_as(vec):
+        return
+    if tails is not None:
+        tails.parallel(sch, outer, total, PARALLEL_MIN_ELEMS)
+    elif nominal_size(total) >= PARALLEL_MIN_ELEMS:
         sch.parallel(outer)
 
 

@@ -16,8 +16,15 @@ the schedule is done, rewrites each recorded outer loop as
   serial; its blocks are named ``<name>_tail``.
 
 Both parts run the same block bodies on the same points in the same order per point, so the
-result is that of the unsplit loop. Static extents never reach this module's rewrite: the
-schedules use it only where an extent is not an integer constant.
+result is that of the unsplit loop.
+
+Whether a loop of symbolic size is worth running in parallel depends on the size of the call
+(a thread-pool launch costs more than a small row block), so :meth:`TailSplits.parallel`
+makes the choice at run time, as the static schedules make it at compile time: the loop
+becomes ``if size >= threshold: <parallel loop> else: <the same loop serial>``.
+
+Static extents never reach this module's rewrites: the schedules use it only where an extent
+is not an integer constant.
 """
 
 from __future__ import annotations
@@ -37,8 +44,8 @@ def static_extent(extent: tirx.PrimExpr) -> int | None:
     return int(extent) if isinstance(extent, tirx.IntImm) else None
 
 
-def is_symbolic(extent: tirx.PrimExpr) -> bool:
-    return not isinstance(extent, tirx.IntImm)
+def is_symbolic(extent: tirx.PrimExpr | int) -> bool:
+    return not isinstance(extent, int | tirx.IntImm)
 
 
 def known_divisor(extent: tirx.PrimExpr) -> int:
@@ -94,10 +101,22 @@ class TailSplits:
 
     def __init__(self) -> None:
         self._splits: list[tuple[tirx.Var, tirx.PrimExpr, int]] = []
+        self._parallel: list[tuple[tirx.Var, tirx.PrimExpr]] = []
         self._exact = False
 
     def __bool__(self) -> bool:
-        return bool(self._splits) or self._exact
+        return bool(self._splits) or bool(self._parallel) or self._exact
+
+    def parallel(self, sch: s_tir.Schedule, loop, size: tirx.PrimExpr,
+                 threshold: int) -> None:
+        """``sch.parallel(loop)``, taken only by calls where ``size >= threshold`` and the
+        loop has more than one iteration (the others run it serially), when ``size`` is
+        symbolic; a plain parallel loop otherwise."""
+        sch.parallel(loop)
+        if is_symbolic(size):
+            node = sch.get(loop)
+            self._parallel.append((node.loop_var, tirx.And(
+                size >= threshold, node.extent > 1)))
 
     def split(self, sch: s_tir.Schedule, loop, factors: list) -> list:
         """``sch.split(loop, factors)`` (one entry None: ``[None, f]`` or ``[c, None, f]``).
@@ -125,10 +144,14 @@ class TailSplits:
             return func
 
         def rewrite(loop: tirx.For):
+            stmt = loop
             for var, extent, factor in self._splits:
                 if loop.loop_var.same_as(var):
-                    return _main_and_tail(loop, extent, factor)
-            return loop
+                    stmt = _main_and_tail(loop, extent, factor)
+            for var, condition in self._parallel:
+                if loop.loop_var.same_as(var):
+                    stmt = tirx.IfThenElse(condition, stmt, _serial_copy(stmt))
+            return stmt
 
         body = tvm_ffi.structural_map(func.body, (tirx.For, rewrite))
         return func.with_body(_drop_true_predicates(body))
@@ -245,6 +268,27 @@ def _conjunction(conds: list[tirx.PrimExpr]) -> tirx.PrimExpr:
     return predicate
 
 
+def _serial_copy(stmt: tirx.Stmt) -> tirx.Stmt:
+    """``stmt`` with its parallel loops serial, fresh definitions, blocks renamed
+    ``<name>_serial``."""
+    def serial(loop: tirx.For):
+        if loop.kind == tirx.ForKind.PARALLEL:
+            return tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.SERIAL,
+                            loop.body, loop.thread_binding, loop.annotations)
+        return loop
+
+    return tvm_ffi.structural_map(_fresh_definitions(stmt),
+                                  [(tirx.For, serial), (s_tir.SBlock, _renamed("serial"))])
+
+
+def _renamed(suffix: str):
+    def rename(block: s_tir.SBlock) -> s_tir.SBlock:
+        return s_tir.SBlock(block.iter_vars, block.reads, block.writes,
+                            f"{block.name_hint}_{suffix}", block.body, block.init,
+                            block.alloc_buffers, block.match_buffers, block.annotations)
+    return rename
+
+
 def _serial_tail(body: tirx.Stmt) -> tirx.Stmt:
     """Parallel loops and the vectorized loops a block predicate depends on serial (a
     vector loop inside the predicated one, e.g. over channels, stays vector), blocks renamed
@@ -266,9 +310,4 @@ def _serial_tail(body: tirx.Stmt) -> tirx.Stmt:
                             loop.body, loop.thread_binding, loop.annotations)
         return loop
 
-    def rename(block: s_tir.SBlock):
-        return s_tir.SBlock(block.iter_vars, block.reads, block.writes,
-                            f"{block.name_hint}_tail", block.body, block.init,
-                            block.alloc_buffers, block.match_buffers, block.annotations)
-
-    return tvm_ffi.structural_map(body, [(tirx.For, serial), (s_tir.SBlock, rename)])
+    return tvm_ffi.structural_map(body, [(tirx.For, serial), (s_tir.SBlock, _renamed("tail"))])

@@ -18,6 +18,7 @@ import pytest
 import tvm
 import tvm_ffi
 from tvm import relax, s_tir, te, tirx
+from tvm.sym import Analyzer
 
 from tvm_qdq.backend.x86.kernels import Conv2dSpec, depthwise_conv2d_nhwc
 from tvm_qdq.backend.x86.lower import fuse_passes
@@ -82,10 +83,16 @@ def _key_transpose(x: relax.Expr) -> relax.Expr:
     return relax.op.permute_dims(x, [0, 1, 3, 2])
 
 
+def _argmax(x: relax.Expr) -> relax.Expr:
+    """A row reduction with two combined values (bound with ``let`` in TIR)."""
+    return relax.op.argmax(x, axis=-1)
+
+
 #: name: (graph, input shape, input dtype, the rule expected).
 CASES = {
     "softmax": (_softmax, (B, HEADS, S, S), "float32", "row_reduce"),
     "layer_norm": (_layer_norm, (B, S, HIDDEN), "float32", "row_reduce"),
+    "argmax": (_argmax, (B, S, HIDDEN), "float32", "row_reduce"),
     "dynamic_range": (_dynamic_range, (B, S, HIDDEN), "float32", "row_allreduce"),
     "requantize": (_requantize, (B, S, HIDDEN), "int32", "generic"),
     "head_split": (_head_split, (B, S, HEADS, 32), "uint8", "row_copy"),
@@ -131,13 +138,24 @@ def _asm(lib) -> str:
     return source(lib.mod)
 
 
+def _sizes(shape, batch: int, seq: int) -> list[int]:
+    """A buffer shape at ``b = batch``, ``s = seq`` (the variables by name: each PrimFunc
+    has its own)."""
+    values = {"b": batch, "s": seq}
+
+    def value(var: tirx.Var):
+        return tirx.const(values[var.name], str(var.ty)) if var.name in values else var
+
+    return [int(Analyzer().simplify(tvm_ffi.structural_map(d, (tirx.Var, value))))
+            for d in shape]
+
+
 def _inputs(func: tirx.PrimFunc, batch: int, seq: int, rng: np.random.Generator) -> list:
     """Input and output tensors of ``func`` at ``b = batch``, ``s = seq``."""
-    values = {"b": batch, "s": seq}
     tensors = []
     for i, param in enumerate(func.params):
         ty = param.ty
-        shape = [int(d) if isinstance(d, tirx.IntImm) else values[d.name] for d in ty.shape]
+        shape = _sizes(ty.shape, batch, seq)
         dtype = str(ty.dtype)
         if i == 0 and "float" in dtype:
             value = rng.normal(0.0, 3.0, shape).astype(dtype)
@@ -289,3 +307,61 @@ def test_depthwise_symbolic_width() -> None:
         lib["main"](tvm.runtime.tensor(x), tvm.runtime.tensor(wd), out)
         np.testing.assert_array_equal(out.numpy(), (ref >> 2).astype("int16"), f"w={width}")
     assert "_tail" not in _scheduled(_depthwise_func(77))[0].script()
+
+
+#: Other symbolic functions the schedule dispatch sees: (graph, input types).
+OTHERS = {
+    "int16_matmul": (lambda a, c: relax.op.matmul(a, c, out_dtype="int32"),
+                     [((B, HEADS, S, 32), "int16"), ((B, HEADS, 32, S), "int16")]),
+    "conv2d": (lambda a, w: relax.op.nn.conv2d(a, w, padding=1, out_dtype="int32"),
+               [((1, 8, 16, S), "int32"), ((16, 8, 3, 3), "int32")]),
+    "max_pool": (lambda a: relax.op.nn.max_pool2d(a, (2, 2), (2, 2)),
+                 [((1, 8, 16, S), "float32")]),
+    "sum": (lambda a: relax.op.sum(a), [((B, S, HIDDEN), "float32")]),
+    "gelu": (lambda a: relax.op.nn.gelu(a), [((B, S, HIDDEN), "float32")]),
+    "concat": (lambda a, c: relax.op.concat([a, c], axis=1),
+               [((B, S, HIDDEN), "float32"), ((B, S, HIDDEN), "float32")]),
+}
+
+
+@pytest.mark.parametrize("case", list(OTHERS))
+def test_dispatch_on_other_symbolic_functions(case: str) -> None:
+    """Each fused PrimFunc of other ops with symbolic extents: some rule schedules it (or
+    none, leaving it as it is), and its outputs are bit-identical to the default build."""
+    graph, types = OTHERS[case]
+    params = [relax.Var(f"x{i}", relax.TensorType(shape, dtype))
+              for i, (shape, dtype) in enumerate(types)]
+    bb = relax.BlockBuilder()
+    with bb.function("main", params):
+        with bb.dataflow():
+            out = bb.emit_output(graph(*params))
+        bb.emit_func_output(out)
+    mod = fuse_passes()(bb.get())
+    for gvar, func in mod.functions.items():
+        if not isinstance(func, tirx.PrimFunc):
+            continue
+        func = func.with_attr("global_symbol", "main")
+        scheduled, _ = _scheduled(func)
+        lib, plain = _build(scheduled), _build(func)
+        for batch, seq in ((1, 8), (2, 77)):
+            got = _run_all(lib, scheduled, batch, seq, len(types))
+            want = _run_all(plain, func, batch, seq, len(types))
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_array_equal(g, w, err_msg=f"{gvar.name_hint} s={seq}")
+
+
+def _run_all(lib, func: tirx.PrimFunc, batch: int, seq: int, n_inputs: int) -> list:
+    """Outputs of ``func`` with every one of its ``n_inputs`` inputs random."""
+    rng = np.random.default_rng(seq)
+    tensors = []
+    for i, param in enumerate(func.params):
+        shape = _sizes(param.ty.shape, batch, seq)
+        dtype = str(param.ty.dtype)
+        if i < n_inputs:
+            value = (rng.normal(0, 3, shape) if "float" in dtype
+                     else rng.integers(-300, 300, shape)).astype(dtype)
+        else:
+            value = np.zeros(shape, dtype)
+        tensors.append(tvm.runtime.tensor(value))
+    lib["main"](*tensors)
+    return [t.numpy() for t in tensors[n_inputs:]]

@@ -210,8 +210,9 @@ def _drop_split_predicates(body: tirx.Stmt, var: tirx.Var, extent: tirx.PrimExpr
 
 
 def _fresh_definitions(body: tirx.Stmt) -> tirx.Stmt:
-    """``body`` with a new variable for every loop and block iterator it defines (the tail
-    is a copy of the main part's body, and a TIR variable has one definition)."""
+    """``body`` with a new variable for every loop, block iterator and bound value it
+    defines (the tail is a copy of the main part's body, and a TIR variable has one
+    definition)."""
     defined: list[tirx.Var] = []
 
     def loop_var(loop: tirx.For) -> None:
@@ -220,7 +221,11 @@ def _fresh_definitions(body: tirx.Stmt) -> tirx.Stmt:
     def block_vars(block: s_tir.SBlock) -> None:
         defined.extend(iv.var for iv in block.iter_vars)
 
-    tvm_ffi.structural_walk(body, [(tirx.For, loop_var), (s_tir.SBlock, block_vars)])
+    def bound_var(bind: tirx.Bind) -> None:
+        defined.append(bind.var)
+
+    tvm_ffi.structural_walk(body, [(tirx.For, loop_var), (s_tir.SBlock, block_vars),
+                                   (tirx.Bind, bound_var)])
     return substitute(body, {v: tirx.Var(f"{v.name}_t", str(v.ty)) for v in defined})
 
 

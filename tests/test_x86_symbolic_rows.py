@@ -199,7 +199,8 @@ def test_symbolic_schedule_bit_identical_to_default_build(case: str) -> None:
 @pytest.mark.parametrize("case", ["softmax", "layer_norm"])
 def test_row_reduce_main_part_has_no_predicate(case: str) -> None:
     """The row tile loop is split into a main part whose blocks are predicate-free (the
-    vectorized lanes) and a ``_tail`` copy that keeps the predicate."""
+    vectorized lanes) and a ``_tail`` copy (narrower vectors and scalars, each within the
+    rows left)."""
     scheduled, _ = _scheduled(_primfunc(case))
     predicated: dict[str, bool] = {}
 
@@ -210,7 +211,6 @@ def test_row_reduce_main_part_has_no_predicate(case: str) -> None:
     tvm_ffi.structural_walk(scheduled.body, (s_tir.SBlockRealize, visit))
     tails = {name for name in predicated if "_tail" in name}
     assert tails, predicated
-    assert any(predicated[name] for name in tails), predicated
     assert not any(p for name, p in predicated.items() if name not in tails), predicated
     assert "T.vectorized" in scheduled.script()
 

@@ -163,7 +163,8 @@ def _main_and_tail(loop: tirx.For, extent: tirx.PrimExpr, factor: int) -> tirx.S
     main_body = _drop_split_predicates(loop.body, var, extent, factor)
     main = tirx.For(var, loop.min, tiles, loop.kind, main_body, loop.thread_binding,
                     loop.annotations)
-    tail_body = _serial_tail(_fresh_definitions(substitute(loop.body, {var: tiles})))
+    tail_body = _serial_tail(_fresh_definitions(substitute(loop.body, {var: tiles})),
+                             extent, factor)
     tail = tirx.IfThenElse(tirx.NE(tirx.floormod(extent, factor), tirx.const(0, str(var.ty))),
                            tail_body, None)
     return tirx.SeqStmt([main, tail])
@@ -294,9 +295,10 @@ def _renamed(suffix: str):
     return rename
 
 
-def _serial_tail(body: tirx.Stmt) -> tirx.Stmt:
-    """Parallel loops and the vectorized loops a block predicate depends on serial (a
-    vector loop inside the predicated one, e.g. over channels, stays vector), blocks renamed
+def _serial_tail(body: tirx.Stmt, extent: tirx.PrimExpr, factor: int) -> tirx.Stmt:
+    """The tail's loops: parallel ones serial; a vectorized loop the split's predicate
+    ``(E // f)·f + lane < E`` depends on becomes :func:`_narrow_vectors` (other vector loops,
+    e.g. over channels inside a predicated pixel loop, stay as they are); blocks renamed
     ``<name>_tail``."""
     def predicated_on(loop: tirx.For) -> bool:
         found = []
@@ -309,6 +311,10 @@ def _serial_tail(body: tirx.Stmt) -> tirx.Stmt:
         return bool(found)
 
     def serial(loop: tirx.For):
+        if loop.kind == tirx.ForKind.VECTORIZED and predicated_on(loop):
+            narrowed = _narrow_vectors(loop, extent, factor)
+            if narrowed is not None:
+                return narrowed
         if loop.kind == tirx.ForKind.PARALLEL or (
                 loop.kind == tirx.ForKind.VECTORIZED and predicated_on(loop)):
             return tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.SERIAL,
@@ -316,3 +322,57 @@ def _serial_tail(body: tirx.Stmt) -> tirx.Stmt:
         return loop
 
     return tvm_ffi.structural_map(body, [(tirx.For, serial), (s_tir.SBlock, _renamed("tail"))])
+
+
+#: Vector width of the tail's remainder (the rows of a tail are fewer than the factor).
+TAIL_LANES = 4
+
+
+def _narrow_vectors(loop: tirx.For, extent: tirx.PrimExpr, factor: int) -> tirx.Stmt | None:
+    """The tail's vector loop over ``lane`` (extent ``factor``) under the predicate
+    ``(E // f)·f + lane < E``, i.e. ``lane < r`` with ``r = E − (E // f)·f``, as
+    ``r // 4`` vectors of :data:`TAIL_LANES` lanes and ``r mod 4`` scalar iterations: each
+    runs ``lane < r`` only, so the predicate is dropped. None when the loop is not of that
+    form or ``factor`` is not above the narrow width."""
+    lane = loop.loop_var
+    if factor <= TAIL_LANES or not isinstance(loop.extent, tirx.IntImm) or \
+            int(loop.extent) != factor or not _is_zero(loop.min):
+        return None
+    ana = arith.Analyzer()
+    start = extent // factor * factor
+
+    def is_lane_bound(cond: tirx.PrimExpr) -> bool:
+        if not isinstance(cond, tirx.LT) or not ana.can_prove_equal(cond.b, extent):
+            return False
+        offset = ana.simplify(cond.a - start)
+        return isinstance(offset, tirx.Var) and offset.same_as(lane)
+
+    dropped = []
+
+    def strip(realize: s_tir.SBlockRealize):
+        conds = _conjuncts(realize.predicate)
+        kept = [c for c in conds if not is_lane_bound(c)]
+        dropped.append(len(kept) != len(conds))
+        return s_tir.SBlockRealize(realize.iter_values, _conjunction(kept), realize.block)
+
+    body = tvm_ffi.structural_map(loop.body, (s_tir.SBlockRealize, strip))
+    if not dropped or not all(dropped):
+        return None
+    dtype = str(lane.ty)
+    rest = extent - start
+    vec_outer, vec_lane = tirx.Var(f"{lane.name}_o", dtype), tirx.Var(f"{lane.name}_v", dtype)
+    vectors = tirx.For(vec_outer, tirx.const(0, dtype), rest // TAIL_LANES,
+                       tirx.ForKind.SERIAL, tirx.For(
+                           vec_lane, tirx.const(0, dtype), tirx.const(TAIL_LANES, dtype),
+                           tirx.ForKind.VECTORIZED, _fresh_definitions(substitute(
+                               body, {lane: vec_outer * TAIL_LANES + vec_lane}))))
+    scalar = tirx.Var(f"{lane.name}_s", dtype)
+    scalars = tirx.For(scalar, tirx.const(0, dtype), rest % TAIL_LANES, tirx.ForKind.SERIAL,
+                       tvm_ffi.structural_map(_fresh_definitions(substitute(
+                           body, {lane: rest // TAIL_LANES * TAIL_LANES + scalar})),
+                           (s_tir.SBlock, _renamed("rest"))))
+    return tirx.SeqStmt([vectors, scalars])
+
+
+def _is_zero(expr: tirx.PrimExpr) -> bool:
+    return isinstance(expr, tirx.IntImm) and int(expr) == 0

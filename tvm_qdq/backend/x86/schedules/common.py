@@ -159,7 +159,10 @@ def inline_elementwise(sch: s_tir.Schedule, keep: Keep = keep_none) -> None:
 
 
 def vector_split(sch: s_tir.Schedule, loop, lanes: int):
-    """Split ``loop`` so the inner part is the largest power of two ≤ ``lanes`` dividing it."""
+    """Split ``loop`` so the inner part is the largest power of two ≤ ``lanes`` dividing it
+    (a symbolic extent is not split: :class:`.symbolic_rows.TailSplits` does that)."""
+    if is_symbolic(sch.get(loop).extent):
+        return loop, None
     extent = loop_extent(sch, loop)
     width = 1
     while width * 2 <= lanes and extent % (width * 2) == 0:
@@ -246,7 +249,11 @@ PARALLEL_CHUNKS = 4
 
 def parallel_chunks(sch: s_tir.Schedule, loop):
     """Parallelize ``loop`` over at most :data:`PARALLEL_CHUNKS` chunks (a divisor of it);
-    returns the parallel loop (None when the loop has no divisor > 1 within the limit)."""
+    returns the parallel loop (None when the loop has no divisor > 1 within the limit). A
+    symbolic extent is parallel as it is (a split into chunks would need a predicate)."""
+    if is_symbolic(sch.get(loop).extent):
+        sch.parallel(loop)
+        return loop
     extent = loop_extent(sch, loop)
     chunks = max((d for d in range(1, PARALLEL_CHUNKS + 1) if extent % d == 0), default=1)
     if chunks <= 1:

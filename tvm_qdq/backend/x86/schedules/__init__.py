@@ -15,6 +15,11 @@ unscheduled function is the last resort, so the result is always correct:
 5. 256-entry byte table lookups as VBMI permutes (:mod:`.lut_gather`);
 6. row-wise functions: whole-tensor reductions, row reductions, copies (:mod:`.rows`);
 7. everything else (:mod:`.generic`).
+
+Symbolic extents (a batch, a sequence length, an image width): the row, spatial, byte lookup
+and depthwise schedules split a symbolic loop into a vectorized main part and a scalar tail
+and choose parallel or serial per call (:mod:`.symbolic_rows`); a rule that cannot schedule
+a symbolic function declines (raises, or does not apply), and the next one is tried.
 """
 
 from __future__ import annotations
@@ -76,7 +81,10 @@ def schedule_function(func: tirx.PrimFunc,
     tile = tiles(func) if tiles is not None and VNNI in kernel_kinds(func) else None
     kernel = Kernel(func, name, target, tile)
     for rule in RULES:
-        if not rule.applies(kernel):
+        try:
+            if not rule.applies(kernel):
+                continue
+        except SCHEDULE_ERRORS:  # e.g. a static-only rule reading a symbolic extent
             continue
         try:
             scheduled = rule.apply(kernel)

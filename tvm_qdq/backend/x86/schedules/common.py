@@ -159,7 +159,10 @@ def inline_elementwise(sch: s_tir.Schedule, keep: Keep = keep_none) -> None:
 
 
 def vector_split(sch: s_tir.Schedule, loop, lanes: int):
-    """Split ``loop`` so the inner part is the largest power of two ≤ ``lanes`` dividing it."""
+    """Split ``loop`` so the inner part is the largest power of two ≤ ``lanes`` dividing it
+    (a symbolic extent is not split: :class:`.symbolic_rows.TailSplits` does that)."""
+    if is_symbolic(sch.get(loop).extent):
+        return loop, None
     extent = loop_extent(sch, loop)
     width = 1
     while width * 2 <= lanes and extent % (width * 2) == 0:
@@ -215,11 +218,11 @@ def _schedule_spatial_symbolic(sch: s_tir.Schedule, block, lanes: int,
                                tails: TailSplits | None) -> None:
     """:func:`schedule_spatial` when some loop extent is symbolic: a static innermost loop
     as there; a symbolic one split by ``lanes`` (main part + tail, with ``tails``; not
-    vectorized without); the loops around it fused into one parallel loop when the block is
-    large at nominal sizes (the outermost alone is often a batch of 1)."""
+    vectorized without); the outermost loop parallel, as there, for calls with enough
+    elements (with ``tails``; else when large at nominal sizes)."""
     loops = sch.get_loops(block)
     extents = [sch.get(lp).extent for lp in loops]
-    size = nominal_size(math.prod(extents[1:], start=extents[0]))
+    total = math.prod(extents[1:], start=extents[0])
     inner, extent = loops[-1], extents[-1]
     vec = None
     if nominal_size(extent) >= 4 and _unit_stride_inner(sch, block):
@@ -229,12 +232,13 @@ def _schedule_spatial_symbolic(sch: s_tir.Schedule, block, lanes: int,
             vec = tails.split(sch, inner, [None, lanes])[1]
     if vec is not None:
         sch.vectorize(vec)
-    if size < PARALLEL_MIN_ELEMS:
+    outer = sch.get_loops(block)[0]
+    if vec is not None and outer.same_as(vec):
         return
-    if len(loops) > 1:
-        sch.parallel(sch.fuse(*loops[:-1]))
-    elif vec is not None and not vec.same_as(inner):
-        sch.parallel(sch.get_loops(block)[0])
+    if tails is not None:
+        tails.parallel(sch, outer, total, PARALLEL_MIN_ELEMS)
+    elif nominal_size(total) >= PARALLEL_MIN_ELEMS:
+        sch.parallel(outer)
 
 
 #: Parallel loops are split into this many (at most) chunks: TVM allocates the local buffers
@@ -245,7 +249,11 @@ PARALLEL_CHUNKS = 4
 
 def parallel_chunks(sch: s_tir.Schedule, loop):
     """Parallelize ``loop`` over at most :data:`PARALLEL_CHUNKS` chunks (a divisor of it);
-    returns the parallel loop (None when the loop has no divisor > 1 within the limit)."""
+    returns the parallel loop (None when the loop has no divisor > 1 within the limit). A
+    symbolic extent is parallel as it is (a split into chunks would need a predicate)."""
+    if is_symbolic(sch.get(loop).extent):
+        sch.parallel(loop)
+        return loop
     extent = loop_extent(sch, loop)
     chunks = max((d for d in range(1, PARALLEL_CHUNKS + 1) if extent % d == 0), default=1)
     if chunks <= 1:

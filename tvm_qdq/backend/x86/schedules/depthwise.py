@@ -11,6 +11,7 @@ from ...kernel_tags import DEPTHWISE, SCRATCH, block_kind
 from ...tir_blocks import blocks_of_kind, loop_extent, root_blocks
 from . import common
 from .rule import Kernel
+from .symbolic_rows import TailSplits, is_symbolic, nominal_size
 
 KIND = "depthwise"
 
@@ -31,10 +32,18 @@ def schedule_depthwise(func: tirx.PrimFunc, parallel: bool | None = None) -> tir
     sch = s_tir.Schedule(func)
     main = common.kernel_blocks(sch, DEPTHWISE)[0]
     n, oh, ow, c, rh, rw = sch.get_loops(main)
-    macs = math.prod(common.spatial_extents(sch, main)) * loop_extent(sch, rh) * \
-        loop_extent(sch, rw)
-    row = sch.fuse(n, oh)
-    wo, wi = sch.split(ow, [None, _largest_divisor(loop_extent(sch, ow), DW_PIXELS)])
+    tails = TailSplits()
+    if any(is_symbolic(sch.get(lp).extent) for lp in (n, oh, ow)):
+        # a symbolic width (an image of any width): main part + tail of DW_PIXELS pixels
+        extents = [sch.get(lp).extent for lp in (oh, ow, c, rh, rw)]
+        macs = nominal_size(math.prod(extents, start=sch.get(n).extent))
+        row = sch.fuse(n, oh)
+        wo, wi = tails.split(sch, ow, [None, DW_PIXELS])
+    else:
+        macs = math.prod(common.spatial_extents(sch, main)) * loop_extent(sch, rh) * \
+            loop_extent(sch, rw)
+        row = sch.fuse(n, oh)
+        wo, wi = sch.split(ow, [None, _largest_divisor(loop_extent(sch, ow), DW_PIXELS)])
     co, ci = common.vector_split(sch, c, 16)
     if ci is None:
         raise ValueError("depthwise channels not a multiple of 2")
@@ -60,7 +69,7 @@ def schedule_depthwise(func: tirx.PrimFunc, parallel: bool | None = None) -> tir
         inner = sch.get_loops(block)[-1]
         _, vec = common.vector_split(sch, inner, 16)
         sch.vectorize(vec if vec is not None else inner)
-    return sch.mod["main"]
+    return tails.apply(sch.mod["main"])
 
 
 def _largest_divisor(n: int, cap: int) -> int:

@@ -11,12 +11,12 @@ from tvm import s_tir, tirx
 from ...tir_blocks import SCHEDULE_ERRORS, is_reduction, loop_extent, root_blocks
 from .common import PARALLEL_MIN_ELEMS, inline_elementwise, schedule_spatial
 from .rule import Kernel
-from .symbolic_rows import TailSplits, is_symbolic, nominal_size
+from .symbolic_rows import TailSplits, is_symbolic
 
 KIND = "generic"
 
 
-def _schedule_reduction_generic(sch: s_tir.Schedule, block) -> None:
+def _schedule_reduction_generic(sch: s_tir.Schedule, block, tails: TailSplits) -> None:
     """Parallelize the leading spatial loops of a reduction when it is large."""
     loops = sch.get_loops(block)
     ivs = sch.get(block).iter_vars
@@ -33,8 +33,8 @@ def _schedule_reduction_generic(sch: s_tir.Schedule, block) -> None:
         return
     extents = [sch.get(lp).extent for lp in [*spatial, loops[-1]]]
     if any(is_symbolic(e) for e in extents):
-        if nominal_size(math.prod(extents[1:], start=extents[0])) >= PARALLEL_MIN_ELEMS:
-            sch.parallel(sch.fuse(*lead) if len(lead) > 1 else lead[0])
+        tails.parallel(sch, sch.fuse(*lead) if len(lead) > 1 else lead[0],
+                       math.prod(extents[1:], start=extents[0]), PARALLEL_MIN_ELEMS)
         return
     total = math.prod(loop_extent(sch, lp) for lp in spatial)
     if total * loop_extent(sch, loops[-1]) >= PARALLEL_MIN_ELEMS and len(lead) >= 1:
@@ -55,7 +55,7 @@ def schedule_generic(func: tirx.PrimFunc) -> tirx.PrimFunc:
     for block in root_blocks(sch):
         try:
             if is_reduction(sch, block):
-                _schedule_reduction_generic(sch, block)
+                _schedule_reduction_generic(sch, block, tails)
             else:
                 schedule_spatial(sch, block, tails=tails)
         except SCHEDULE_ERRORS:

@@ -115,7 +115,7 @@ def _allreduce_block(sch: s_tir.Schedule, block, lanes: int, tails: TailSplits) 
     sch.reorder(chunk, m, lane)
     sch.vectorize(lane)
     if chunks > 1:
-        sch.parallel(chunk)
+        tails.parallel(sch, chunk, total, PARALLEL_MIN_ELEMS)
     init = sch.decompose_reduction(rf, m)
     sch.vectorize(sch.get_loops(init)[-1])
 
@@ -183,20 +183,18 @@ def _schedule_row_reduction_symbolic(sch: s_tir.Schedule, block, lanes: int,
     into tiles of ``lanes`` rows (main part + tail), not the fused rows (their indices would
     divide by a symbolic extent in every lane); the outer row axes are fused into one loop,
     parallel when it has a static factor of at least 4 (e.g. 12 heads), else the tile loop
-    is parallel."""
+    is, for calls with enough elements (:meth:`TailSplits.parallel`)."""
     loops = sch.get_loops(block)
     outer, row, k = loops[:-2], loops[-2], loops[-1]
-    size = nominal_size(math.prod([sch.get(lp).extent for lp in loops[1:]],
-                                  start=sch.get(loops[0]).extent))
+    size = math.prod([sch.get(lp).extent for lp in loops[1:]], start=sch.get(loops[0]).extent)
     tile, lane = tails.split(sch, row, [None, lanes])
     sch.reorder(tile, k, lane)
     sch.vectorize(lane)
-    if size >= PARALLEL_MIN_ELEMS:
-        fused = sch.fuse(*outer) if len(outer) > 1 else (outer[0] if outer else None)
-        if fused is not None and known_divisor(sch.get(fused).extent) >= 4:
-            sch.parallel(fused)
-        else:
-            sch.parallel(tile)
+    fused = sch.fuse(*outer) if len(outer) > 1 else (outer[0] if outer else None)
+    if fused is not None and known_divisor(sch.get(fused).extent) >= 4:
+        tails.parallel(sch, fused, size, PARALLEL_MIN_ELEMS)
+    else:
+        tails.parallel(sch, tile, size, PARALLEL_MIN_ELEMS)
     init = sch.decompose_reduction(block, k)
     sch.vectorize(sch.get_loops(init)[-1])
 
@@ -301,8 +299,8 @@ def schedule_copy(func: tirx.PrimFunc) -> tirx.PrimFunc:
 def _schedule_copy_symbolic(sch: s_tir.Schedule, block, load) -> tirx.PrimFunc:
     """:func:`schedule_copy` with symbolic extents: the widest width (≤ 64 bytes) at which
     the input is contiguous too, else up to 16 gathered, splitting the last axis into a main
-    part + tail when the width may not divide it (:class:`TailSplits`); the loops around it
-    fused into one parallel loop when large at nominal sizes."""
+    part + tail when the width may not divide it (:class:`TailSplits`); the outermost loop
+    parallel for calls with enough elements."""
     loops = sch.get_loops(block)
     extents = [sch.get(lp).extent for lp in loops]
     itemsize = np.dtype(str(load.ty)).itemsize
@@ -318,9 +316,10 @@ def _schedule_copy_symbolic(sch: s_tir.Schedule, block, load) -> tirx.PrimFunc:
     else:
         inner = loops[-1]
     sch.vectorize(inner)
-    if nominal_size(math.prod(extents[1:], start=extents[0])) >= PARALLEL_MIN_ELEMS and \
-            len(loops) > 1:
-        sch.parallel(sch.fuse(*loops[:-1]))
+    outer = sch.get_loops(block)[0]
+    if not outer.same_as(inner):
+        tails.parallel(sch, outer, math.prod(extents[1:], start=extents[0]),
+                       PARALLEL_MIN_ELEMS)
     return tails.apply(sch.mod["main"])
 
 

@@ -12,12 +12,19 @@ the schedule is done, rewrites each recorded outer loop as
   < E`` holds, so the predicate is true), keeping every loop kind: the vector loops are
   predicate-free;
 * a **tail** ``if E mod f ≠ 0:`` the loop body once for ``outer = E // f`` with the
-  predicate kept and every vectorized / parallel loop serial; its blocks are named
-  ``<name>_tail``.
+  predicate kept, the parallel loops and the vectorized loops the predicate depends on
+  serial; its blocks are named ``<name>_tail``.
 
 Both parts run the same block bodies on the same points in the same order per point, so the
-result is that of the unsplit loop. Static extents never reach this module's rewrite: the
-schedules use it only where an extent is not an integer constant.
+result is that of the unsplit loop.
+
+Whether a loop of symbolic size is worth running in parallel depends on the size of the call
+(a thread-pool launch costs more than a small row block), so :meth:`TailSplits.parallel`
+makes the choice at run time, as the static schedules make it at compile time: the loop
+becomes ``if size >= threshold: <parallel loop> else: <the same loop serial>``.
+
+Static extents never reach this module's rewrites: the schedules use it only where an extent
+is not an integer constant.
 """
 
 from __future__ import annotations
@@ -37,8 +44,8 @@ def static_extent(extent: tirx.PrimExpr) -> int | None:
     return int(extent) if isinstance(extent, tirx.IntImm) else None
 
 
-def is_symbolic(extent: tirx.PrimExpr) -> bool:
-    return not isinstance(extent, tirx.IntImm)
+def is_symbolic(extent: tirx.PrimExpr | int) -> bool:
+    return not isinstance(extent, int | tirx.IntImm)
 
 
 def known_divisor(extent: tirx.PrimExpr) -> int:
@@ -94,10 +101,22 @@ class TailSplits:
 
     def __init__(self) -> None:
         self._splits: list[tuple[tirx.Var, tirx.PrimExpr, int]] = []
+        self._parallel: list[tuple[tirx.Var, tirx.PrimExpr]] = []
         self._exact = False
 
     def __bool__(self) -> bool:
-        return bool(self._splits) or self._exact
+        return bool(self._splits) or bool(self._parallel) or self._exact
+
+    def parallel(self, sch: s_tir.Schedule, loop, size: tirx.PrimExpr,
+                 threshold: int) -> None:
+        """``sch.parallel(loop)``, taken only by calls where ``size >= threshold`` and the
+        loop has more than one iteration (the others run it serially), when ``size`` is
+        symbolic; a plain parallel loop otherwise."""
+        sch.parallel(loop)
+        if is_symbolic(size):
+            node = sch.get(loop)
+            self._parallel.append((node.loop_var, tirx.And(
+                size >= threshold, node.extent > 1)))
 
     def split(self, sch: s_tir.Schedule, loop, factors: list) -> list:
         """``sch.split(loop, factors)`` (one entry None: ``[None, f]`` or ``[c, None, f]``).
@@ -125,10 +144,14 @@ class TailSplits:
             return func
 
         def rewrite(loop: tirx.For):
+            stmt = loop
             for var, extent, factor in self._splits:
                 if loop.loop_var.same_as(var):
-                    return _main_and_tail(loop, extent, factor)
-            return loop
+                    stmt = _main_and_tail(loop, extent, factor)
+            for var, condition in self._parallel:
+                if loop.loop_var.same_as(var):
+                    stmt = tirx.IfThenElse(condition, stmt, _serial_copy(stmt))
+            return stmt
 
         body = tvm_ffi.structural_map(func.body, (tirx.For, rewrite))
         return func.with_body(_drop_true_predicates(body))
@@ -140,7 +163,8 @@ def _main_and_tail(loop: tirx.For, extent: tirx.PrimExpr, factor: int) -> tirx.S
     main_body = _drop_split_predicates(loop.body, var, extent, factor)
     main = tirx.For(var, loop.min, tiles, loop.kind, main_body, loop.thread_binding,
                     loop.annotations)
-    tail_body = _serial_tail(_fresh_definitions(substitute(loop.body, {var: tiles})))
+    tail_body = _serial_tail(_fresh_definitions(substitute(loop.body, {var: tiles})),
+                             extent, factor)
     tail = tirx.IfThenElse(tirx.NE(tirx.floormod(extent, factor), tirx.const(0, str(var.ty))),
                            tail_body, None)
     return tirx.SeqStmt([main, tail])
@@ -187,8 +211,9 @@ def _drop_split_predicates(body: tirx.Stmt, var: tirx.Var, extent: tirx.PrimExpr
 
 
 def _fresh_definitions(body: tirx.Stmt) -> tirx.Stmt:
-    """``body`` with a new variable for every loop and block iterator it defines (the tail
-    is a copy of the main part's body, and a TIR variable has one definition)."""
+    """``body`` with a new variable for every loop, block iterator and bound value it
+    defines (the tail is a copy of the main part's body, and a TIR variable has one
+    definition)."""
     defined: list[tirx.Var] = []
 
     def loop_var(loop: tirx.For) -> None:
@@ -197,7 +222,11 @@ def _fresh_definitions(body: tirx.Stmt) -> tirx.Stmt:
     def block_vars(block: s_tir.SBlock) -> None:
         defined.extend(iv.var for iv in block.iter_vars)
 
-    tvm_ffi.structural_walk(body, [(tirx.For, loop_var), (s_tir.SBlock, block_vars)])
+    def bound_var(bind: tirx.Bind) -> None:
+        defined.append(bind.var)
+
+    tvm_ffi.structural_walk(body, [(tirx.For, loop_var), (s_tir.SBlock, block_vars),
+                                   (tirx.Bind, bound_var)])
     return substitute(body, {v: tirx.Var(f"{v.name}_t", str(v.ty)) for v in defined})
 
 
@@ -245,17 +274,105 @@ def _conjunction(conds: list[tirx.PrimExpr]) -> tirx.PrimExpr:
     return predicate
 
 
-def _serial_tail(body: tirx.Stmt) -> tirx.Stmt:
-    """Vectorized and parallel loops serial, blocks renamed ``<name>_tail``."""
+def _serial_copy(stmt: tirx.Stmt) -> tirx.Stmt:
+    """``stmt`` with its parallel loops serial, fresh definitions, blocks renamed
+    ``<name>_serial``."""
     def serial(loop: tirx.For):
-        if loop.kind in (tirx.ForKind.VECTORIZED, tirx.ForKind.PARALLEL):
+        if loop.kind == tirx.ForKind.PARALLEL:
             return tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.SERIAL,
                             loop.body, loop.thread_binding, loop.annotations)
         return loop
 
-    def rename(block: s_tir.SBlock):
-        return s_tir.SBlock(block.iter_vars, block.reads, block.writes,
-                            f"{block.name_hint}_tail", block.body, block.init,
-                            block.alloc_buffers, block.match_buffers, block.annotations)
+    return tvm_ffi.structural_map(_fresh_definitions(stmt),
+                                  [(tirx.For, serial), (s_tir.SBlock, _renamed("serial"))])
 
-    return tvm_ffi.structural_map(body, [(tirx.For, serial), (s_tir.SBlock, rename)])
+
+def _renamed(suffix: str):
+    def rename(block: s_tir.SBlock) -> s_tir.SBlock:
+        return s_tir.SBlock(block.iter_vars, block.reads, block.writes,
+                            f"{block.name_hint}_{suffix}", block.body, block.init,
+                            block.alloc_buffers, block.match_buffers, block.annotations)
+    return rename
+
+
+def _serial_tail(body: tirx.Stmt, extent: tirx.PrimExpr, factor: int) -> tirx.Stmt:
+    """The tail's loops: parallel ones serial; a vectorized loop the split's predicate
+    ``(E // f)·f + lane < E`` depends on becomes :func:`_narrow_vectors` (other vector loops,
+    e.g. over channels inside a predicated pixel loop, stay as they are); blocks renamed
+    ``<name>_tail``."""
+    def predicated_on(loop: tirx.For) -> bool:
+        found = []
+
+        def visit(realize: s_tir.SBlockRealize) -> None:
+            if any(v.same_as(loop.loop_var) for v in _vars(realize.predicate)):
+                found.append(realize)
+
+        tvm_ffi.structural_walk(loop.body, (s_tir.SBlockRealize, visit))
+        return bool(found)
+
+    def serial(loop: tirx.For):
+        if loop.kind == tirx.ForKind.VECTORIZED and predicated_on(loop):
+            narrowed = _narrow_vectors(loop, extent, factor)
+            if narrowed is not None:
+                return narrowed
+        if loop.kind == tirx.ForKind.PARALLEL or (
+                loop.kind == tirx.ForKind.VECTORIZED and predicated_on(loop)):
+            return tirx.For(loop.loop_var, loop.min, loop.extent, tirx.ForKind.SERIAL,
+                            loop.body, loop.thread_binding, loop.annotations)
+        return loop
+
+    return tvm_ffi.structural_map(body, [(tirx.For, serial), (s_tir.SBlock, _renamed("tail"))])
+
+
+#: Vector width of the tail's remainder (the rows of a tail are fewer than the factor).
+TAIL_LANES = 4
+
+
+def _narrow_vectors(loop: tirx.For, extent: tirx.PrimExpr, factor: int) -> tirx.Stmt | None:
+    """The tail's vector loop over ``lane`` (extent ``factor``) under the predicate
+    ``(E // f)·f + lane < E``, i.e. ``lane < r`` with ``r = E − (E // f)·f``, as
+    ``r // 4`` vectors of :data:`TAIL_LANES` lanes and ``r mod 4`` scalar iterations: each
+    runs ``lane < r`` only, so the predicate is dropped. None when the loop is not of that
+    form or ``factor`` is not above the narrow width."""
+    lane = loop.loop_var
+    if factor <= TAIL_LANES or not isinstance(loop.extent, tirx.IntImm) or \
+            int(loop.extent) != factor or not _is_zero(loop.min):
+        return None
+    ana = arith.Analyzer()
+    start = extent // factor * factor
+
+    def is_lane_bound(cond: tirx.PrimExpr) -> bool:
+        if not isinstance(cond, tirx.LT) or not ana.can_prove_equal(cond.b, extent):
+            return False
+        offset = ana.simplify(cond.a - start)
+        return isinstance(offset, tirx.Var) and offset.same_as(lane)
+
+    dropped = []
+
+    def strip(realize: s_tir.SBlockRealize):
+        conds = _conjuncts(realize.predicate)
+        kept = [c for c in conds if not is_lane_bound(c)]
+        dropped.append(len(kept) != len(conds))
+        return s_tir.SBlockRealize(realize.iter_values, _conjunction(kept), realize.block)
+
+    body = tvm_ffi.structural_map(loop.body, (s_tir.SBlockRealize, strip))
+    if not dropped or not all(dropped):
+        return None
+    dtype = str(lane.ty)
+    rest = extent - start
+    vec_outer, vec_lane = tirx.Var(f"{lane.name}_o", dtype), tirx.Var(f"{lane.name}_v", dtype)
+    vectors = tirx.For(vec_outer, tirx.const(0, dtype), rest // TAIL_LANES,
+                       tirx.ForKind.SERIAL, tirx.For(
+                           vec_lane, tirx.const(0, dtype), tirx.const(TAIL_LANES, dtype),
+                           tirx.ForKind.VECTORIZED, _fresh_definitions(substitute(
+                               body, {lane: vec_outer * TAIL_LANES + vec_lane}))))
+    scalar = tirx.Var(f"{lane.name}_s", dtype)
+    scalars = tirx.For(scalar, tirx.const(0, dtype), rest % TAIL_LANES, tirx.ForKind.SERIAL,
+                       tvm_ffi.structural_map(_fresh_definitions(substitute(
+                           body, {lane: rest // TAIL_LANES * TAIL_LANES + scalar})),
+                           (s_tir.SBlock, _renamed("rest"))))
+    return tirx.SeqStmt([vectors, scalars])
+
+
+def _is_zero(expr: tirx.PrimExpr) -> bool:
+    return isinstance(expr, tirx.IntImm) and int(expr) == 0

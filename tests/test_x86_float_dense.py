@@ -42,11 +42,15 @@ def _run(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None
                 y = bb.emit(relax.op.add(y, relax.const(bias)))
             out = bb.emit_output(y)
         bb.emit_func_output(out)
+    return _lower_and_run(bb.get(), a)
+
+
+def _lower_and_run(mod: tvm.IRModule, x: np.ndarray) -> tuple[np.ndarray, LoweringReport]:
     report = LoweringReport()
     with build_options():
-        lowered = lower_integer_kernels(bb.get(), TARGET, report=report)
+        lowered = lower_integer_kernels(mod, TARGET, report=report)
         vm = relax.VirtualMachine(build_vm(lowered, TARGET), tvm.cpu())
-    return vm["main"](tvm.runtime.tensor(a)).numpy(), report
+    return vm["main"](tvm.runtime.tensor(x)).numpy(), report
 
 
 def _fma_sum(a: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -141,3 +145,101 @@ def test_dense_tile_from_the_shape() -> None:
     assert (tile.mr, tile.nr, tile.lanes) == (4, 4, 16)
     tile = dense_tile(7, 48)
     assert 7 % tile.mr == 0 and 3 % tile.nr == 0 and tile.mr * tile.nr <= 16
+
+
+# ----------------------------------------------------------------------------------------------
+# Float conv2d (NHWC kernel, same block role and schedule)
+# ----------------------------------------------------------------------------------------------
+
+
+def _run_conv(x: np.ndarray, w: np.ndarray, strides, padding, dilation, groups: int = 1
+              ) -> tuple[np.ndarray, LoweringReport]:
+    """``relu(conv2d(x, w))`` (NCHW / OIHW) through ``lower_integer_kernels`` and the VM."""
+    bb = relax.BlockBuilder()
+    v = relax.Var("x", relax.TensorType(x.shape, "float32"))
+    with bb.function("main", [v]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.nn.conv2d(v, relax.const(w), strides=strides,
+                                           padding=padding, dilation=dilation, groups=groups))
+            out = bb.emit_output(bb.emit(relax.op.nn.relu(y)))
+        bb.emit_func_output(out)
+    return _lower_and_run(bb.get(), x)
+
+
+def _conv_fma_sum(x: np.ndarray, w: np.ndarray, strides, padding, dilation) -> np.ndarray:
+    """NCHW conv in float32, ``c`` outermost, then ``kh``, ``kw``, one FMA per step."""
+    o, c, kh, kw = w.shape
+    pt, pl, pb, pr = padding
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr))).astype(np.float64)
+    oh = (xp.shape[2] - dilation[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (xp.shape[3] - dilation[1] * (kw - 1) - 1) // strides[1] + 1
+    acc = np.zeros((x.shape[0], o, oh, ow), np.float32)
+    for ci in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                h0, w0 = i * dilation[0], j * dilation[1]
+                patch = xp[:, ci, h0:h0 + strides[0] * (oh - 1) + 1:strides[0],
+                           w0:w0 + strides[1] * (ow - 1) + 1:strides[1]]
+                prod = patch[:, None] * w[None, :, ci, i, j, None, None].astype(np.float64)
+                acc = (prod + acc.astype(np.float64)).astype(np.float32)
+    return acc
+
+
+@pytest.mark.parametrize("xshape, o, k, strides, padding, dilation", [
+    ((1, 3, 12, 12), 16, 3, (1, 1), (1, 1, 1, 1), (1, 1)),   # first-layer conv, padded
+    ((2, 8, 9, 11), 32, 3, (2, 2), (0, 1, 1, 0), (1, 1)),    # stride 2, uneven padding
+    ((1, 5, 10, 10), 48, 3, (1, 1), (2, 2, 2, 2), (2, 2)),   # dilation 2
+    ((1, 20, 6, 7), 64, 1, (1, 1), (0, 0, 0, 0), (1, 1)),    # 1×1, no scratch copy
+])
+def test_float_conv_matches_the_stated_fma_sum(xshape, o, k, strides, padding, dilation
+                                               ) -> None:
+    x = RNG.standard_normal(xshape).astype(np.float32)
+    w = RNG.standard_normal((o, xshape[1], k, k)).astype(np.float32)
+    y, report = _run_conv(x, w, strides, padding, dilation)
+    assert [r["kind"] for r in report.kernels] == ["float_conv"]
+    assert "float_dense" in report.schedules.values()
+    expected = np.maximum(_conv_fma_sum(x, w, strides, padding, dilation), 0)
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_float_conv_with_an_int8_times_scale_weight() -> None:
+    q = RNG.integers(-127, 128, (32, 16, 3, 3)).astype(np.int8)
+    q[:, 0, 0, 0] = -127
+    scales = (RNG.random(32) * 0.05 + 0.001).astype(np.float32)
+    w = q.astype(np.float32) * scales[:, None, None, None]
+    x = RNG.standard_normal((1, 16, 14, 14)).astype(np.float32)
+    y, report = _run_conv(x, w, (1, 1), (1, 1, 1, 1), (1, 1))
+    assert report.kernels[0]["int8_weight"]
+    expected = np.maximum(_conv_fma_sum(x, w, (1, 1), (1, 1, 1, 1), (1, 1)), 0)
+    np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("o, groups, reason", [(12, 1, "multiple of 16"), (16, 2, "groups")])
+def test_float_conv_declined_stays_tvm_conv(o, groups, reason) -> None:
+    x = RNG.standard_normal((1, 4, 6, 6)).astype(np.float32)
+    w = RNG.standard_normal((o, 4 // groups, 3, 3)).astype(np.float32)
+    y, report = _run_conv(x, w, (1, 1), (0, 0, 0, 0), (1, 1), groups)
+    assert not report.kernels and reason in report.skipped[0]["reason"]
+    ref = np.zeros_like(y)
+    og = o // groups
+    for g in range(groups):
+        ref[:, g * og:(g + 1) * og] = _conv_fma_sum(
+            x[:, g * 4 // groups:(g + 1) * 4 // groups], w[g * og:(g + 1) * og], (1, 1),
+            (0, 0, 0, 0), (1, 1))
+    np.testing.assert_allclose(y, np.maximum(ref, 0), rtol=1e-5, atol=1e-5)
+
+
+def test_float_conv1d_is_the_conv2d_of_unit_height() -> None:
+    x = RNG.standard_normal((1, 6, 30)).astype(np.float32)
+    w = RNG.standard_normal((32, 6, 5)).astype(np.float32)
+    bb = relax.BlockBuilder()
+    v = relax.Var("x", relax.TensorType(x.shape, "float32"))
+    with bb.function("main", [v]):
+        with bb.dataflow():
+            y = bb.emit(relax.op.nn.conv1d(v, relax.const(w), strides=2, padding=(2, 1)))
+            out = bb.emit_output(y)
+        bb.emit_func_output(out)
+    y, report = _lower_and_run(bb.get(), x)
+    assert [r["kind"] for r in report.kernels] == ["float_conv"]
+    expected = _conv_fma_sum(x[:, :, None], w[:, :, None], (1, 2), (0, 2, 0, 1), (1, 1))
+    np.testing.assert_array_equal(y, expected[:, :, 0])

@@ -10,7 +10,8 @@
   cheaper than int8 terms (:func:`offset_form`);
 * a depthwise conv (``groups == C == O``) → the channel-vectorized NHWC kernel;
 * ``R.matmul(a, constant b)`` with the same dtypes → the VNNI matmul kernel;
-* ``R.matmul(a, constant b)`` in float32 → the packed FMA kernel of :mod:`.float_kernels`;
+* ``R.matmul(a, constant b)`` and conv2d / conv1d (``groups == 1``) in float32 → the packed
+  FMA kernels of :mod:`.float_kernels` (a conv in NHWC);
 * everything else stays TVM's op (recorded in the report's ``skipped`` with the reason).
 
 The kernels are ``call_tir`` to TE functions of :mod:`.kernels` marked output-elementwise
@@ -28,7 +29,7 @@ from tvm import relax
 
 from ...relax_utils import constant_value, static_shape, tensor_dtype
 from . import kernels as K
-from .float_kernels import dense_call
+from .float_kernels import conv_call, dense_call
 from .layout import LayoutRewriter, as_2d, ints
 
 if TYPE_CHECKING:
@@ -142,6 +143,12 @@ class KernelRewriter(LayoutRewriter):
         in group ``g = o // (O/G)``, else 0 (exact: the added terms are 0); depthwise as the
         channel-vectorized kernel."""
         in_dtype, name = tensor_dtype(x), str(var.name)
+        if in_dtype == "float32" and self.vnni:  # a float conv: the packed FMA kernel
+            call, record = conv_call(self.bb, lambda: self.get_nhwc(x), xs, wv, strides,
+                                     padding, dilation, groups)
+            (self.report.kernels if call is not None else self.report.skipped).append(
+                {"op": op, "var": name, **record})
+            return None if call is None else (call, "nhwc")
         if in_dtype not in K.VNNI_ACT_DTYPES or out_dtype not in ("int32", "int64"):
             self.report.skipped.append({"op": op, "var": name,
                                         "reason": f"dtypes {in_dtype} → {out_dtype}"})
@@ -224,7 +231,7 @@ class KernelRewriter(LayoutRewriter):
         in_dtype = tensor_dtype(a)
         name = str(var.name)
         if in_dtype == "float32":  # a float matmul: the packed FMA kernel
-            call, record = dense_call(self.bb, self.get_plain(a), a_shape, bv)
+            call, record = dense_call(self.bb, lambda: self.get_plain(a), a_shape, bv)
             (self.report.kernels if call is not None else self.report.skipped).append(
                 {"op": "matmul", "var": name, **record})
             return None if call is None else (call, "plain")

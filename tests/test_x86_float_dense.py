@@ -1,6 +1,7 @@
-"""x86 float32 dense kernel (``float_kernels.py``, ``schedules/float_dense.py``): a float
-``R.matmul`` with a constant weight, built through the real path (``lower_integer_kernels`` →
-the VM), against numpy.
+"""x86 float32 dense / conv kernels (``float_kernels.py``, ``schedules/float_dense.py``): a
+float ``R.matmul`` or conv with a constant weight, built through the real path
+(``lower_integer_kernels`` → the VM), against numpy; a float ONNX CNN against ORT's reference
+path and against TVM's own conv loops.
 
 Reference: the sum the kernel's docstring states, ``acc = fma(a[k], w[k], acc)`` for ``k``
 increasing from ``acc = 0``, emulated in numpy (the float64 product of two float32 values is
@@ -13,12 +14,16 @@ recursive-summation bound ``K · 2^-24 · Σ_k |a_k · w_k|`` of the float64 pro
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import tvm
+from onnx import helper, numpy_helper
 from tvm import relax
 
+import tvm_qdq
 from tvm_qdq.backend.vm import build_vm
-from tvm_qdq.backend.x86 import LoweringReport, has_vnni, lower_integer_kernels
+from tvm_qdq.backend.x86 import LoweringReport, has_vnni, kernel_selection, lower_integer_kernels
 from tvm_qdq.backend.x86.backend import build_options
 from tvm_qdq.backend.x86.float_kernels import compress_dense_weight, pack_dense_weight
 from tvm_qdq.backend.x86.schedules.float_dense import dense_tile
@@ -243,3 +248,70 @@ def test_float_conv1d_is_the_conv2d_of_unit_height() -> None:
     assert [r["kind"] for r in report.kernels] == ["float_conv"]
     expected = _conv_fma_sum(x[:, :, None], w[:, :, None], (1, 2), (0, 2, 0, 1), (1, 1))
     np.testing.assert_array_equal(y, expected[:, :, 0])
+
+
+# ----------------------------------------------------------------------------------------------
+# A float ONNX CNN end to end
+# ----------------------------------------------------------------------------------------------
+
+
+def _float_cnn() -> onnx.ModelProto:
+    """Conv (padded, strided, dilated, 1×1, depthwise), relu, max pool, add, sigmoid, global
+    average pool and a 10-column Gemm, all float32; outputs the logits and the last conv."""
+    rng = np.random.default_rng(3)
+
+    def init(name: str, *shape: int) -> onnx.TensorProto:
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.2).astype(np.float32),
+                                       name)
+
+    inits = [init("w1", 32, 3, 3, 3), init("b1", 32), init("w2", 32, 32, 3, 3),
+             init("w3", 48, 32, 1, 1), init("b3", 48), init("w5", 48, 1, 3, 3),
+             init("w4", 16, 48, 3, 3), init("g", 16, 10), init("gb", 10)]
+    node = helper.make_node
+    nodes = [
+        node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        node("Relu", ["c1"], ["r1"]),
+        node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+        node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Add", ["c2", "p1"], ["a1"]),
+        node("Conv", ["a1", "w3", "b3"], ["c3"]),
+        node("Sigmoid", ["c3"], ["s3"]),
+        node("Conv", ["s3", "w5"], ["dw"], group=48, pads=[1, 1, 1, 1]),
+        node("Conv", ["dw", "w4"], ["c4"], dilations=[2, 2]),
+        node("GlobalAveragePool", ["c4"], ["gp"]),
+        node("Flatten", ["gp"], ["f"]),
+        node("Gemm", ["f", "g", "gb"], ["y"]),
+    ]
+    f32 = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, "float_cnn", [helper.make_tensor_value_info("x", f32, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("y", f32, [1, 10]),
+         helper.make_tensor_value_info("c4", f32, [1, 16, 12, 12])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_float_cnn_agrees_with_ort_and_with_tvms_own_conv(monkeypatch) -> None:
+    """Four of its convs take the float kernel (the depthwise one and the 10-column Gemm stay
+    TVM's): within float32 rounding of ORT's reference path, and bit for bit TVM's own conv
+    loop (the same c, kh, kw order of FMAs)."""
+    model = _float_cnn()
+    x = np.random.default_rng(4).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    expected = ort.InferenceSession(model.SerializeToString(), options,
+                                    providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    report = LoweringReport()
+    with build_options():
+        lower_integer_kernels(tvm_qdq.from_onnx(model), TARGET, report=report)
+    assert [k["kind"] for k in report.kernels] == ["float_conv"] * 4
+    actual = tvm_qdq.compile(model, "x86").run({"x": x})
+    for got, want in zip(actual, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    declined = (None, {"reason": "off"})
+    monkeypatch.setattr(kernel_selection, "conv_call", lambda *a, **k: declined)
+    monkeypatch.setattr(kernel_selection, "dense_call", lambda *a, **k: declined)
+    tvm_loops = tvm_qdq.compile(model, "x86").run({"x": x})
+    for got, want in zip(actual, tvm_loops, strict=True):
+        np.testing.assert_array_equal(got, want)

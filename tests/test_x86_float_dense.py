@@ -38,8 +38,13 @@ RNG = np.random.default_rng(14)
 def _run(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None
          ) -> tuple[np.ndarray, LoweringReport]:
     """``a @ w (+ bias)`` through ``lower_integer_kernels`` and the VM."""
+    return _lower_and_run(_dense_module(a.shape, w, bias), a)
+
+
+def _dense_module(shape: tuple[int, ...], w: np.ndarray, bias: np.ndarray | None
+                  ) -> tvm.IRModule:
     bb = relax.BlockBuilder()
-    x = relax.Var("a", relax.TensorType(a.shape, "float32"))
+    x = relax.Var("a", relax.TensorType(shape, "float32"))
     with bb.function("main", [x]):
         with bb.dataflow():
             y = bb.emit(relax.op.matmul(x, relax.const(w)))
@@ -47,7 +52,7 @@ def _run(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None
                 y = bb.emit(relax.op.add(y, relax.const(bias)))
             out = bb.emit_output(y)
         bb.emit_func_output(out)
-    return _lower_and_run(bb.get(), a)
+    return bb.get()
 
 
 def _lower_and_run(mod: tvm.IRModule, x: np.ndarray) -> tuple[np.ndarray, LoweringReport]:
@@ -143,6 +148,15 @@ def test_columns_not_a_multiple_of_16_stay_tvm_matmul() -> None:
     assert not report.kernels
     assert "multiple of 16 columns" in report.skipped[0]["reason"]
     np.testing.assert_allclose(y, a.astype(np.float64) @ w, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_macs_names_the_float_kernels() -> None:
+    with build_options():
+        lowered = lower_integer_kernels(_dense_module((2, 5, 24), np.ones((24, 32), np.float32),
+                                                      None), TARGET)
+    funcs = [f for f in lowered.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
+    assert [(int(f.attrs["tvm_qdq.macs"]), str(f.attrs["tvm_qdq.kernel"])) for f in funcs] == \
+        [(2 * 5 * 24 * 32, "float_matmul")]
 
 
 def test_dense_tile_from_the_shape() -> None:

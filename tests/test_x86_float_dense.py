@@ -130,6 +130,9 @@ def test_compress_dense_weight_is_exact_or_declines() -> None:
     assert compress_dense_weight(RNG.standard_normal((40, 32)).astype(np.float32)) is None
     w[3, 2] = np.nextafter(w[3, 2], np.float32(1))  # one value off the grid
     assert compress_dense_weight(w) is None
+    w = q.astype(np.float32) * scales
+    w[:, 7] = -0.0  # zeros keep their sign bit
+    assert compress_dense_weight(w) is None
 
 
 def test_pack_dense_weight_layout() -> None:

@@ -47,10 +47,6 @@ LANES = 16
 class DenseSpec(MatmulGeometry):
     """``a[*batch, m, k] @ b[k, n]`` in float32 with ``n`` a multiple of :data:`LANES`."""
 
-    @property
-    def blocks(self) -> int:
-        return self.n // LANES
-
 
 @dataclass(frozen=True)
 class ConvSpec(ConvGeometry):
@@ -78,7 +74,7 @@ def pack_dense_weight(b: np.ndarray) -> np.ndarray:
 
 def compress_dense_weight(b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """``(q, s)`` with int8 ``q[k, n]`` and float32 ``s[n]`` such that
-    ``float32(q) · s == b`` exactly (float32 product, every element), or None.
+    ``float32(q) · s`` is ``b`` bit for bit (float32 product, every element), or None.
 
     The scales tried for a column are its largest magnitude over 127 and over 128 (the int8
     grid's step when that magnitude is ``127·s`` or ``128·s``) and their float32
@@ -100,7 +96,8 @@ def compress_dense_weight(b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None
         ratio = np.rint(b[:, cols] / cand[cols])
         ok = np.all((ratio >= -128) & (ratio <= 127), axis=0)
         ratio = np.clip(ratio, -128, 127).astype(np.int8)
-        ok &= np.all(ratio.astype(np.float32) * cand[cols] == b[:, cols], axis=0)
+        back = ratio.astype(np.float32) * cand[cols]
+        ok &= np.all((back == b[:, cols]) & (np.signbit(back) == np.signbit(b[:, cols])), axis=0)
         done = cols[ok]
         q[:, done] = ratio[:, ok]
         scales[done] = cand[done]

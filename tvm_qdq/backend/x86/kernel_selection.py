@@ -10,7 +10,8 @@
   cheaper than int8 terms (:func:`offset_form`);
 * a depthwise conv (``groups == C == O``) → the channel-vectorized NHWC kernel;
 * ``R.matmul(a, constant b)`` with the same dtypes → the VNNI matmul kernel;
-* ``R.matmul(a, constant b)`` in float32 → the packed FMA kernel of :mod:`.float_kernels`;
+* ``R.matmul(a, constant b)`` and conv2d / conv1d (``groups == 1``) in float32 → the packed
+  FMA kernels of :mod:`.float_kernels` (a conv in NHWC);
 * everything else stays TVM's op (recorded in the report's ``skipped`` with the reason).
 
 The kernels are ``call_tir`` to TE functions of :mod:`.kernels` marked output-elementwise
@@ -29,7 +30,7 @@ from tvm import relax, sym, tirx
 
 from ...relax_utils import constant_value, partial_shape, tensor_dtype
 from . import kernels as K
-from .float_kernels import dense_call
+from .float_kernels import conv_call, dense_call
 from .layout import LayoutRewriter, as_2d, ints
 from .schedules.matmul import default_matmul_tile
 from .schedules.vnni import symbolic_row_tile
@@ -150,6 +151,13 @@ class KernelRewriter(LayoutRewriter):
         channel-vectorized kernel. ``N``, ``H``, ``W`` may be symbolic (VNNI only; a symbolic
         output width takes the padded-rows form)."""
         in_dtype, name = tensor_dtype(x), str(var.name)
+        static = all(isinstance(d, int) for d in xs)
+        if in_dtype == "float32" and self.vnni and static:  # float conv: the packed FMA kernel
+            call, record = conv_call(self.bb, lambda: self.get_nhwc(x), xs, wv, strides,
+                                     padding, dilation, groups)
+            (self.report.kernels if call is not None else self.report.skipped).append(
+                {"op": op, "var": name, **record})
+            return None if call is None else (call, "nhwc")
         if in_dtype not in K.VNNI_ACT_DTYPES or out_dtype not in ("int32", "int64"):
             self.report.skipped.append({"op": op, "var": name,
                                         "reason": f"dtypes {in_dtype} → {out_dtype}"})
@@ -281,7 +289,7 @@ class KernelRewriter(LayoutRewriter):
             return None
         in_dtype = tensor_dtype(a)
         if in_dtype == "float32" and not symbolic:  # a float matmul: the packed FMA kernel
-            call, record = dense_call(self.bb, self.get_plain(a), a_shape, bv)
+            call, record = dense_call(self.bb, lambda: self.get_plain(a), a_shape, bv)
             (self.report.kernels if call is not None else self.report.skipped).append(
                 {"op": "matmul", "var": name, **record})
             return None if call is None else (call, "plain")

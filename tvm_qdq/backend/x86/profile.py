@@ -15,7 +15,7 @@ import numpy as np
 import tvm
 from tvm import s_tir, sym, tirx
 
-from ..kernel_tags import DEPTHWISE, VNNI, block_kind
+from ..kernel_tags import DEPTHWISE, FLOAT_DENSE, VNNI, block_kind
 from ..tir_blocks import blocks_of_kind
 from ..vm import pool_spin_count
 from .backend import build_options
@@ -36,7 +36,7 @@ class KernelTime:
 
 
 def kernel_macs(func: tirx.PrimFunc) -> tuple[int, str]:
-    """(MACs of the VNNI / depthwise block, kind) or (0, "other"); read from the
+    """(MACs of the VNNI / depthwise / float dense block, kind) or (0, "other"); read from the
     ``tvm_qdq.macs`` attribute once :func:`.lower.schedule_module` has scheduled ``func``.
     A symbolic extent counts as :data:`NOMINAL_EXTENT`."""
     attrs = func.attrs
@@ -44,7 +44,7 @@ def kernel_macs(func: tirx.PrimFunc) -> tuple[int, str]:
         return int(attrs["tvm_qdq.macs"]), str(attrs["tvm_qdq.kernel"])
     try:
         sch = s_tir.Schedule(func)
-        blocks = blocks_of_kind(sch, VNNI, DEPTHWISE)
+        blocks = blocks_of_kind(sch, VNNI, DEPTHWISE, FLOAT_DENSE)
     except (RuntimeError, ValueError):
         return 0, "other"
     for block in blocks:
@@ -52,6 +52,8 @@ def kernel_macs(func: tirx.PrimFunc) -> tuple[int, str]:
         macs = math.prod(_nominal_extent(iv.dom.extent) for iv in node.iter_vars)
         if block_kind(sch, block) == DEPTHWISE:
             return macs, "depthwise"
+        if block_kind(sch, block) == FLOAT_DENSE:  # float conv: (c, kh, kw); matmul: k
+            return macs, "float_conv2d" if _reduction_axes(node) == 3 else "float_matmul"
         return macs, ("conv2d" if _reduction_axes(node) == VNNI_CONV_REDUCTIONS else "matmul")
     return 0, "other"
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from cases import synthetic_model
+from cases import build_case, synthetic_model
 from report import render_hexagon
 
 import tvm_qdq
@@ -41,9 +41,18 @@ DEFAULT_MODELS = ["resnet_cnn:u8s8_perchannel", "resnet_cnn:u16s8", "mlp:u8s8_pe
                   "transformer_encoder:qop_u8s8", "mixed:transformer_region_u16"]
 
 
+#: Models with real weights (:func:`cases.build_case`: their own image-like inputs).
+REAL_MODELS = ("efficientnet_lite0",)
+
+
 def _model(spec: str):
-    """The ONNX model of ``model:config`` (:func:`cases.synthetic_model`)."""
-    return synthetic_model(*spec.split(":"))
+    """The ONNX model of ``model:config`` and its feeds (None: seed-1 random inputs):
+    :func:`cases.build_case` for :data:`REAL_MODELS`, else :func:`cases.synthetic_model`."""
+    name, config = spec.split(":")
+    if name in REAL_MODELS:
+        case = build_case(name, config)
+        return case.model, case.feeds
+    return synthetic_model(name, config), None
 
 
 def _max_lsb(model, outputs: list, expected: list) -> float:
@@ -60,11 +69,11 @@ def _max_lsb(model, outputs: list, expected: list) -> float:
 def bench(spec: str, requantize: str = "fixed", x86_outputs: dict | None = None) -> dict:
     """Compile ``spec`` for Hexagon (and x86 unless ``x86_outputs`` has it), run both,
     profile the Hexagon run."""
-    model = _model(spec)
+    model, feeds = _model(spec)
     start = time.perf_counter()
     hexagon = tvm_qdq.compile(model, "hexagon", requantize=requantize)
     compile_s = time.perf_counter() - start
-    feeds = random_feeds(model, seed=1)
+    feeds = random_feeds(model, seed=1) if feeds is None else feeds
     outputs, profile = hexagon.profile(feeds)
     cache = x86_outputs if x86_outputs is not None else {}
     if spec not in cache:

@@ -11,7 +11,11 @@ from tvm import relax
 
 import tvm_qdq
 from tvm_qdq.backend.hexagon import DEBIAN_PACKAGES, missing_tools
-from tvm_qdq.backend.hexagon.depthwise import DepthwiseSpec, pack_depthwise_weight
+from tvm_qdq.backend.hexagon.depthwise import (
+    DepthwiseSpec,
+    pack_depthwise_weight,
+    rows_fill_vectors,
+)
 from tvm_qdq.qnn.fixed_point import plan_fixed_point, requantize_fixed
 from tvm_qdq.qnn.integer_ops import Requantize
 
@@ -131,3 +135,17 @@ def test_depthwise_weight_pack_is_channels_last() -> None:
     assert packed.shape == (3, 5, spec.cv) and spec.cv % 64 == 0 and spec.cv >= 70
     np.testing.assert_array_equal(packed[:, :, :70], w[:, 0].transpose(1, 2, 0))
     assert not packed[:, :, 70:].any()
+
+
+def test_row_form_kept_where_rows_fill_vectors() -> None:
+    """Few channels, unit stride and rows of 32·k outputs keep the NCHW row-vectorized conv;
+    strided or short rows and many channels take the channel form."""
+    def spec(c, w, stride):
+        return DepthwiseSpec(n=1, c=c, h=w, w=w, o=c, kh=3, kw=3, strides=(stride, stride),
+                             padding=(1, 1, 1, 1), dilation=(1, 1), act="uint8",
+                             product="int16")
+
+    assert rows_fill_vectors(spec(16, 32, 1))
+    assert not rows_fill_vectors(spec(16, 32, 2))
+    assert not rows_fill_vectors(spec(32, 112, 1))
+    assert not rows_fill_vectors(spec(96, 64, 1))

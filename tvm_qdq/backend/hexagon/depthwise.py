@@ -9,8 +9,9 @@ per channel::
 the channels innermost, so every tap is one contiguous vector multiply-accumulate for any
 stride and any row width:
 
-* pack: ``xp[n, h, w, c]`` (``[N, Hp, Wp, Cv]``, zero padded; ``Cv``: ``C`` rounded up to the
-  vector lanes) in the product type's operand type;
+* pack: the transpose ``xt[n, h, w, c] = x[n, c, h, w]`` (``[N, H, W, Cv]``; ``Cv``: ``C``
+  rounded up to the vector lanes, zero past ``C``) in the product type's operand type, then
+  the zero-padded copy ``xp`` (``[N, Hp, Wp, Cv]``, whole channel vectors);
 * the weights are packed at compile time to ``wp[kh, kw, c]`` (``[KH, KW, Cv]``, zero past
   ``C``);
 * ``acc[n, oh, ow, c] += int32(xp[..] · wp[kh, kw, c])``: the product is formed in int16 when
@@ -32,7 +33,7 @@ from tvm import relax, te, tirx
 
 from ...relax_utils import constant_value, static_shape, tensor_dtype
 from ..kernel_geometry import ConvGeometry
-from ..kernel_tags import DEPTHWISE, HVX_PACK, HVX_UNPACK, tag
+from ..kernel_tags import DEPTHWISE, HVX_PACK, HVX_UNPACK, SCRATCH, tag
 from .kernels import _ceil, _i64, _range
 
 #: int16 lanes of a 128-byte HVX vector (the channel block of the packed layouts).
@@ -94,11 +95,22 @@ def depthwise_spec(call: relax.Call) -> tuple[DepthwiseSpec | None, str]:
     pad = [int(p) for p in attrs.padding]
     if len(pad) == 2:
         pad = pad * 2
-    return DepthwiseSpec(n=shape[0], c=shape[1], h=shape[2], w=shape[3], o=shape[1],
+    spec = DepthwiseSpec(n=shape[0], c=shape[1], h=shape[2], w=shape[3], o=shape[1],
                          kh=w.shape[2], kw=w.shape[3],
                          strides=tuple(int(s) for s in attrs.strides), padding=tuple(pad),
                          dilation=tuple(int(d) for d in attrs.dilation), act=act,
-                         product=product_dtype(act, w)), ""
+                         product=product_dtype(act, w))
+    if rows_fill_vectors(spec):
+        return None, "stride-1 rows of whole int32 vectors: vectorized along the row"
+    return spec, ""
+
+
+def rows_fill_vectors(spec: DepthwiseSpec) -> bool:
+    """True when TVM's NCHW conv vectorized along the output row (:mod:`.schedule`'s
+    reduction schedule) already fills whole vectors: unit stride along the row and a row of
+    a multiple of 32 int32 lanes (no transposes; the channel form pays for small rows, strided
+    rows and many channels)."""
+    return spec.strides[1] == 1 and spec.ow % 32 == 0 and spec.c < CHANNEL_LANES
 
 
 def pack_depthwise_weight(w: np.ndarray, spec: DepthwiseSpec) -> np.ndarray:
@@ -115,15 +127,21 @@ def depthwise_te(spec: DepthwiseSpec) -> tuple[te.Tensor, te.Tensor, te.Tensor]:
     x = te.placeholder(_i64((spec.n, spec.c, spec.h, spec.w)), spec.act, name="x")
     wp = te.placeholder(_i64((spec.kh, spec.kw, spec.cv)), operand, name="wp")
 
-    def pack(n, h, w, c):
-        inside = tirx.all(h >= pt, h < pt + spec.h, w >= pl, w < pl + spec.w, c < spec.c)
+    def transpose(n, h, w, c):
+        value = x[n, tirx.min(c, spec.c - 1), h, w].astype(operand)
+        return tirx.if_then_else(c < spec.c, value, tirx.const(0, operand))
+
+    xt = te.compute(_i64((spec.n, spec.h, spec.w, spec.cv)), transpose, name="tq_hx_dw_pack",
+                    attrs=tag(HVX_PACK))
+
+    def pad(n, h, w, c):
+        inside = tirx.all(h >= pt, h < pt + spec.h, w >= pl, w < pl + spec.w)
         hi = tirx.max(tirx.min(h - pt, spec.h - 1), 0)
         wi = tirx.max(tirx.min(w - pl, spec.w - 1), 0)
-        value = x[n, tirx.min(c, spec.c - 1), hi, wi].astype(operand)
-        return tirx.if_then_else(inside, value, tirx.const(0, operand))
+        return tirx.if_then_else(inside, xt[n, hi, wi, c], tirx.const(0, operand))
 
-    xp = te.compute(_i64((spec.n, spec.h + pt + pb, spec.w + pl + pr, spec.cv)), pack,
-                    name="tq_hx_dw_pack", attrs=tag(HVX_PACK))
+    xp = te.compute(_i64((spec.n, spec.h + pt + pb, spec.w + pl + pr, spec.cv)), pad,
+                    name="tq_hx_dw_pad", attrs=tag(SCRATCH))
     (sh, sw), (dh, dw) = spec.strides, spec.dilation
     rh = te.reduce_axis(_range(spec.kh), name="rh")
     rw = te.reduce_axis(_range(spec.kw), name="rw")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import tvm
 from tvm import s_tir, tirx
 
-from ..kernel_tags import DEPTHWISE, HVX_PACK, HVX_VRMPY, block_kind
+from ..kernel_tags import DEPTHWISE, HVX_PACK, HVX_VRMPY, SCRATCH, block_kind
 from ..tir_blocks import (
     SCHEDULE_ERRORS,
     blocks_of_kind,
@@ -259,10 +259,15 @@ def schedule_depthwise(sch: s_tir.Schedule) -> str:
     sch.vectorize(inner)
     init = sch.decompose_reduction(block, reduce[0])
     sch.vectorize(sch.get_loops(init)[-1])
-    _inline_elementwise(sch, keep=(HVX_PACK, DEPTHWISE))
+    for pack in blocks_of_kind(sch, HVX_PACK):  # the transpose: read rows of x, c outermost
+        n, h, w, c = sch.get_loops(pack)
+        sch.reorder(n, c, h, w)
+    for pad in blocks_of_kind(sch, SCRATCH):  # the padded copy: whole channel vectors
+        sch.vectorize(sch.split(sch.get_loops(pad)[-1], [None, lanes])[1])
+    _inline_elementwise(sch, keep=(HVX_PACK, SCRATCH, DEPTHWISE))
     done = 0
     for other in root_blocks(sch):
-        if block_kind(sch, other) in (HVX_PACK, DEPTHWISE):
+        if block_kind(sch, other) in (HVX_PACK, SCRATCH, DEPTHWISE):
             continue
         done += _channels_last_epilogue(sch, other)
     return f"depthwise ({lanes} channel lanes, {done} epilogue vectorized)"

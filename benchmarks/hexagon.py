@@ -8,7 +8,9 @@ outputs with tvm-qdq's x86 build (bit-exact, or the largest difference in output
                                             [--requantize fixed float] [--kernels]
                                             [--json out.json] [--markdown out.md]
 
-``--save`` writes ``benchmarks/results/hexagon.{json,md}``.
+``--save`` writes ``benchmarks/results/hexagon.{json,md}``. The real-weight rows
+(:data:`REAL_MODELS`, e.g. ``efficientnet_lite0:u8s8_perchannel``) run on their own
+image-like inputs (``cases.build_case``); the others on seed-1 random inputs.
 
 Packets are VLIW packets (≈ issue cycles on an in-order core); instructions exclude constant
 extenders. Needs the Debian packages qemu-user, clang-16 and lld-16.
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from cases import synthetic_model
+from cases import build_case, synthetic_model
 from report import render_hexagon
 
 import tvm_qdq
@@ -38,12 +40,23 @@ DEFAULT_MODELS = ["resnet_cnn:u8s8_perchannel", "resnet_cnn:u16s8", "mlp:u8s8_pe
                   "mlp:u16s8", "mlp:u16u8", "mixed:seeds_op4_u16",
                   # BERT-style encoder: float islands (Softmax, LayerNorm) without libm
                   "transformer_encoder:u8s8_perchannel", "transformer_encoder:u16s8",
-                  "transformer_encoder:qop_u8s8", "mixed:transformer_region_u16"]
+                  "transformer_encoder:qop_u8s8", "mixed:transformer_region_u16",
+                  # real weights, depthwise-heavy (skipped when its packages are missing)
+                  "efficientnet_lite0:u8s8_perchannel"]
+
+
+#: Models with real weights (:func:`cases.build_case`: their own image-like inputs).
+REAL_MODELS = ("efficientnet_lite0",)
 
 
 def _model(spec: str):
-    """The ONNX model of ``model:config`` (:func:`cases.synthetic_model`)."""
-    return synthetic_model(*spec.split(":"))
+    """The ONNX model of ``model:config`` and its feeds (None: seed-1 random inputs):
+    :func:`cases.build_case` for :data:`REAL_MODELS`, else :func:`cases.synthetic_model`."""
+    name, config = spec.split(":")
+    if name in REAL_MODELS:
+        case = build_case(name, config)
+        return case.model, case.feeds
+    return synthetic_model(name, config), None
 
 
 def _max_lsb(model, outputs: list, expected: list) -> float:
@@ -57,14 +70,15 @@ def _max_lsb(model, outputs: list, expected: list) -> float:
     return worst
 
 
-def bench(spec: str, requantize: str = "fixed", x86_outputs: dict | None = None) -> dict:
+def bench(spec: str, requantize: str = "fixed", x86_outputs: dict | None = None,
+          loaded: tuple | None = None) -> dict:
     """Compile ``spec`` for Hexagon (and x86 unless ``x86_outputs`` has it), run both,
-    profile the Hexagon run."""
-    model = _model(spec)
+    profile the Hexagon run (``loaded``: what :func:`_model` returned for ``spec``)."""
+    model, feeds = loaded or _model(spec)
     start = time.perf_counter()
     hexagon = tvm_qdq.compile(model, "hexagon", requantize=requantize)
     compile_s = time.perf_counter() - start
-    feeds = random_feeds(model, seed=1)
+    feeds = random_feeds(model, seed=1) if feeds is None else feeds
     outputs, profile = hexagon.profile(feeds)
     cache = x86_outputs if x86_outputs is not None else {}
     if spec not in cache:
@@ -104,7 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: Hexagon toolchain missing: {', '.join(missing)}")
         return 0
     x86: dict = {}
-    results = [bench(m, rq, x86) for m in args.models for rq in args.requantize]
+    results = []
+    for spec in args.models:
+        try:
+            loaded = _model(spec)
+        except ImportError as err:  # a real model's optional packages
+            print(f"skipped {spec}: {err}")
+            continue
+        results += [bench(spec, rq, x86, loaded) for rq in args.requantize]
     kernels = args.kernels or args.save
     table = render_hexagon(results, kernels)
     print(table)

@@ -441,7 +441,8 @@ def test_fixed_point_epilogues_are_hvx_integer_code() -> None:
 
 @needs_toolchain
 def test_depthwise_conv_and_elementwise_kernels_run_on_hvx() -> None:
-    """Non-GEMM kernels: the depthwise conv (a reduction, vectorized along the output row) and
+    """Non-GEMM kernels: the depthwise conv (16 channels, rows of 32: a reduction vectorized
+    along the output row, ``depthwise.rows_fill_vectors``) and
     the integer elementwise kernels contain HVX instructions in the default (fixed) build."""
     _, fixed = _built_fixed("resnet_cnn", "u8s8_perchannel")
     mix = fixed.instruction_mix()
@@ -463,7 +464,8 @@ def test_mixed_model_uint8_weight_convs_use_vrmpy_offset_form() -> None:
     ``vrmpy`` through the per-channel offset form (u8 and u16 activations); the results are
     bit-exact with x86 in ``test_model_runs_on_hexagon_bit_exact_with_x86[mixed-...]``."""
     _, hexagon = _built_fixed("mixed", "seeds_op4_u16")
-    convs = [k for k in hexagon.meta["notes"]["kernels"] if k["op"] == "conv2d"]
+    convs = [k for k in hexagon.meta["notes"]["kernels"]
+             if k["op"] == "conv2d" and not k.get("depthwise")]
     assert convs and all(k["vrmpy"] and k["offset"] for k in convs), convs
     assert {k["act"] for k in convs} == {"uint8", "uint16"}
     mix = hexagon.instruction_mix()
@@ -489,7 +491,8 @@ def test_conv_and_matmul_kernels_use_vrmpy() -> None:
     mix = hexagon.instruction_mix()
     kernels = hexagon.meta["notes"]["kernels"]
     assert sum(k["vrmpy"] for k in kernels) >= 7, kernels
-    dots = [sym for sym, func in hexagon.meta["functions"].items() if "tq_hx_" in func]
+    dots = [sym for sym, func in hexagon.meta["functions"].items()
+            if "tq_hx_conv2d" in func or "tq_hx_matmul" in func]
     assert dots, "conv/matmul kernels were rewritten to the vrmpy kernels"
     for sym in dots:
         assert mix[sym]["vrmpy"] > 0, (sym, mix[sym])

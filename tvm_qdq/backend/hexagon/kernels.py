@@ -410,11 +410,29 @@ class _DotRewriter(relax.PyExprMutator):
             self.cache[key] = self.builder_.add_func(_prim_func(tensors, name), name)
         return self.cache[key]
 
+    def _depthwise(self, call: relax.Call) -> relax.Expr:
+        """A depthwise conv2d → the HVX channel-vector kernel of :mod:`.depthwise`."""
+        from .depthwise import depthwise_spec, depthwise_te, pack_depthwise_weight
+
+        spec, why = depthwise_spec(call)
+        if spec is None:
+            self.report.append({"op": "conv2d", "vrmpy": False, "depthwise": True, "hvx": False,
+                                "why": why})
+            return call
+        gvar = self._kernel(("depthwise", spec), lambda: (depthwise_te(spec), "tq_hx_dwconv2d"))
+        weight = pack_depthwise_weight(constant_value(call.args[1]), spec)
+        self.report.append({"op": "conv2d", "vrmpy": False, "depthwise": True, "hvx": True,
+                            "act": spec.act, "product": spec.product, "macs": spec.macs})
+        return relax.call_tir(gvar, [call.args[0], relax.const(weight)],
+                              relax.TensorType([spec.n, spec.c, spec.oh, spec.ow], "int32"))
+
     def visit_call_(self, call: relax.Call):  # noqa: D102 - visitor hook
         call = super().visit_call_(call)
         if not isinstance(call.op, tvm.ir.Op):
             return call
         name = call.op.name
+        if name == "relax.nn.conv2d" and int(call.attrs.groups) != 1:
+            return self._depthwise(call)
         if name == "relax.nn.conv2d":
             spec, why = conv2d_spec(call)
             if spec is None:

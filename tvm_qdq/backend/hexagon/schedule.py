@@ -5,6 +5,9 @@
   lanes and the 4-byte group are tensorized with the ``vrmpy`` intrinsic of the operand types
   (:mod:`.intrin`), the accumulator init is vectorized, the elementwise epilogue is inlined
   into one block and vectorized.
+* A function with a depthwise block (:data:`~tvm_qdq.backend.kernel_tags.DEPTHWISE`, the
+  channels-last kernel of :mod:`.depthwise`): one channel vector per tap, the elementwise
+  epilogue inlined and run over channel vectors into an NHWC scratch, then copied to NCHW.
 * Every other function: elementwise producers inlined into their consumers, and the
   innermost loop of each spatial block vectorized over one HVX vector of its widest type
   (128 bytes), so integer elementwise code is HVX (float math is scalarized by LLVM: HVX
@@ -19,7 +22,7 @@ from __future__ import annotations
 import tvm
 from tvm import s_tir, tirx
 
-from ..kernel_tags import HVX_PACK, HVX_VRMPY, block_kind
+from ..kernel_tags import DEPTHWISE, HVX_PACK, HVX_VRMPY, SCRATCH, block_kind
 from ..tir_blocks import (
     SCHEDULE_ERRORS,
     blocks_of_kind,
@@ -29,6 +32,7 @@ from ..tir_blocks import (
     root_blocks,
 )
 from . import intrin  # noqa: F401 - registers the tensor intrinsics
+from .depthwise import CHANNEL_LANES
 from .intrin import INTRINSICS
 
 VECTOR_BYTES = 128
@@ -217,6 +221,58 @@ def _vectorize_reduction(sch: s_tir.Schedule, block) -> bool:
     return True
 
 
+def _channels_last_epilogue(sch: s_tir.Schedule, block) -> bool:
+    """Vectorize the NCHW epilogue of a channels-last accumulator over the channels.
+
+    The block (``out[n, c, h, w] = f(acc[n, h, w, c], p[c], ...)``) writes an NHWC scratch
+    instead, with ``c`` innermost and vectorized (contiguous loads of the accumulator and the
+    per-channel parameters, whole-vector arithmetic and stores); a copy block transposes the
+    scratch to the NCHW output.
+    """
+    if len(sch.get(block).writes[0].source.shape) != 4 or len(sch.get_loops(block)) != 4:
+        return False
+    sch.cache_write(block, 0, "global")
+    sch.transform_layout(block, ("write", 0), lambda n, c, h, w: (n, h, w, c))
+    n, c, h, w = sch.get_loops(block)
+    sch.reorder(n, h, w, c)
+    split = _split_vector(sch, [c], _lanes(sch, block))
+    if split is None:
+        return False
+    sch.vectorize(split[1])
+    return True
+
+
+def schedule_depthwise(sch: s_tir.Schedule) -> str:
+    """The depthwise accumulator (:mod:`.depthwise`, channels innermost): one channel vector
+    per tap, the reduction loops outside the lanes, the init vectorized; the elementwise
+    epilogue inlined into one block and run over channel vectors
+    (:func:`_channels_last_epilogue`)."""
+    (block,) = blocks_of_kind(sch, DEPTHWISE)
+    loops = sch.get_loops(block)
+    kinds = [int(iv.iter_type) for iv in sch.get(block).iter_vars]
+    spatial = [lp for lp, k in zip(loops, kinds, strict=True) if k == 0]
+    reduce = [lp for lp, k in zip(loops, kinds, strict=True) if k != 0]
+    channels = loop_extent(sch, spatial[-1])
+    lanes = CHANNEL_LANES if channels % CHANNEL_LANES == 0 else CHANNEL_LANES // 2
+    outer, inner = sch.split(spatial[-1], [None, lanes])
+    sch.reorder(*spatial[:-1], outer, *reduce, inner)
+    sch.vectorize(inner)
+    init = sch.decompose_reduction(block, reduce[0])
+    sch.vectorize(sch.get_loops(init)[-1])
+    for pack in blocks_of_kind(sch, HVX_PACK):  # the transpose: read rows of x, c outermost
+        n, h, w, c = sch.get_loops(pack)
+        sch.reorder(n, c, h, w)
+    for pad in blocks_of_kind(sch, SCRATCH):  # the padded copy: whole channel vectors
+        sch.vectorize(sch.split(sch.get_loops(pad)[-1], [None, lanes])[1])
+    _inline_elementwise(sch, keep=(HVX_PACK, SCRATCH, DEPTHWISE))
+    done = 0
+    for other in root_blocks(sch):
+        if block_kind(sch, other) in (HVX_PACK, SCRATCH, DEPTHWISE):
+            continue
+        done += _channels_last_epilogue(sch, other)
+    return f"depthwise ({lanes} channel lanes, {done} epilogue vectorized)"
+
+
 def schedule_elementwise(sch: s_tir.Schedule) -> str:
     """Inline elementwise chains; vectorize the innermost loop of every spatial block and the
     innermost spatial loop of every reduction block (:func:`_vectorize_reduction`)."""
@@ -235,17 +291,19 @@ def schedule_function(func: tirx.PrimFunc) -> tuple[tirx.PrimFunc, str]:
     """The scheduled function and the name of the schedule applied."""
     sch = s_tir.Schedule(tvm.IRModule({"main": func}))
     has_vrmpy = bool(blocks_of_kind(sch, HVX_VRMPY))
-    for attempt in ((schedule_vrmpy, schedule_elementwise) if has_vrmpy
-                    else (schedule_elementwise,)):
+    first = (schedule_vrmpy,) if has_vrmpy else (
+        (schedule_depthwise,) if blocks_of_kind(sch, DEPTHWISE) else ())
+    for attempt in (*first, schedule_elementwise):
         sch = s_tir.Schedule(tvm.IRModule({"main": func}))
         try:
             what = attempt(sch)
         except SCHEDULE_ERRORS as err:
-            if attempt is schedule_vrmpy:
-                last_error = f"vrmpy schedule failed: {str(err).splitlines()[-1][:200]}"
+            if attempt in first:
+                last_error = (f"{attempt.__name__} failed: "
+                              f"{str(err).splitlines()[-1][:200]}")
             continue
         result = sch.mod["main"]
-        if has_vrmpy and attempt is not schedule_vrmpy:
+        if first and attempt not in first:
             what += f"; {last_error}"
         return result, what
     return func, "default"

@@ -360,3 +360,37 @@ def test_symbolic_onnx_attention_lowers_to_vnni() -> None:
         x = np.random.default_rng(sum(shape)).normal(0, 1, shape).astype(np.float32)
         got = vm["main"](tvm.runtime.tensor(x)).numpy()
         np.testing.assert_array_equal(got, generic.run({"x": x})[0], err_msg=f"{shape}")
+
+
+def test_symbolic_kernels_are_not_tuned() -> None:
+    """A symbolic VNNI kernel has one size-independent key; tuning skips it (no fixed shape to
+    measure) and a stored tile is never looked up for it; a static kernel keeps its shape."""
+    from tvm_qdq.backend.x86.schedules.vnni import Tile
+    from tvm_qdq.backend.x86.tuning_db import (
+        TuningDB,
+        database_tiles,
+        is_symbolic_kernel,
+        kernel_key,
+        kernel_shape,
+        target_key,
+    )
+
+    w = RNG.integers(-127, 128, size=(32, 48)).astype(np.int8)
+
+    def unscheduled(m):
+        spec = K.MatmulSpec(batch=(), m=m, k=32, n=48, in_dtype="uint8", out_dtype="int32")
+        a = te.placeholder((m, 32), "uint8", name="a")
+        bp = te.placeholder(K.pack_matmul_weight(w).shape, "int8", name="bp")
+        kwargs = {} if isinstance(m, int) else {"row_tile": 4}
+        return te.create_prim_func([a, bp, K.matmul_vnni(a, bp, spec, **kwargs)])
+
+    symbolic = unscheduled(tirx.Var("m", "int64"))
+    assert is_symbolic_kernel(symbolic)
+    assert kernel_key(symbolic) == kernel_key(unscheduled(tirx.Var("rows", "int64")))
+    with pytest.raises(ValueError, match="symbolic"):
+        kernel_shape(symbolic)
+    db = TuningDB(None)
+    db.put(target_key(TARGET), kernel_key(symbolic), Tile(4, 1))
+    assert database_tiles(db, TARGET)(symbolic) is None
+    assert not is_symbolic_kernel(unscheduled(8))
+    assert kernel_shape(unscheduled(8)) == ([8], 3)

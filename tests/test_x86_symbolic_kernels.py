@@ -107,17 +107,20 @@ ACT_CASES = [
 ]
 
 
+@pytest.mark.parametrize("pairs", [False, True], ids=("vector", "pairs"))
 @pytest.mark.parametrize("case", ACT_CASES, ids=("qk", "pv"))
-def test_padded_activation_matmul_serves_every_size(case) -> None:
+def test_padded_activation_matmul_serves_every_size(case, pairs: bool) -> None:
     a_dims, b_dims, row_tile, col_tile = case
     names = {"batch": tirx.Var("batch", "int64"), "seq": tirx.Var("seq", "int64")}
     a = te.placeholder([names.get(d, d) for d in a_dims], "int16", name="a")
     b = te.placeholder([names.get(d, d) for d in b_dims], "int16", name="b")
-    c = K.activation_matmul(a, b, row_tile=row_tile, col_tile=col_tile)
+    c = K.activation_matmul(a, b, row_tile=row_tile, col_tile=col_tile, even_k=pairs)
     q = te.compute(c.shape, lambda *i: tirx.max(tirx.min((c[i] + 8) >> 4, 255), 0).astype(
         "uint8"), name="requantize")
-    func = schedule_padded_activation_matmul(te.create_prim_func([a, b, q]), parallel=True)
+    func = schedule_padded_activation_matmul(te.create_prim_func([a, b, q]), parallel=True,
+                                             pairs=pairs)
     lib = tvm.compile(tvm.IRModule({"main": func}), target=TARGET)
+    assert ("vpdpwssd" in asm_of(lib)) == pairs
     for batch, seq in ((1, 1), (1, 8), (4, 77), (2, 33)):
         sizes = {"batch": batch, "seq": seq}
         av = RNG.integers(-300, 300, [sizes.get(d, d) for d in a_dims]).astype(np.int16)
@@ -325,7 +328,8 @@ def test_symbolic_attention_block_matches_generic_build() -> None:
         report.to_json()
     assert [s["reason"] for s in report.skipped] == ["symbolic activation matmul: symbolic "
                                                      "columns seq"], report.to_json()
-    assert list(report.schedules.values()).count("activation_matmul") == 1, report.to_json()
+    assert list(report.schedules.values()).count("activation_matmul_vnni") == 1, \
+        report.to_json()
     vms = [relax.VirtualMachine(ex, tvm.cpu()) for ex in (lowered, generic)]
     for shape in ((1, 8, 32), (4, 77, 32)):
         x = tvm.runtime.tensor(_random(shape, "uint8"))

@@ -107,17 +107,20 @@ ACT_CASES = [
 ]
 
 
+@pytest.mark.parametrize("pairs", [False, True], ids=("vector", "pairs"))
 @pytest.mark.parametrize("case", ACT_CASES, ids=("qk", "pv"))
-def test_padded_activation_matmul_serves_every_size(case) -> None:
+def test_padded_activation_matmul_serves_every_size(case, pairs: bool) -> None:
     a_dims, b_dims, row_tile, col_tile = case
     names = {"batch": tirx.Var("batch", "int64"), "seq": tirx.Var("seq", "int64")}
     a = te.placeholder([names.get(d, d) for d in a_dims], "int16", name="a")
     b = te.placeholder([names.get(d, d) for d in b_dims], "int16", name="b")
-    c = K.activation_matmul(a, b, row_tile=row_tile, col_tile=col_tile)
+    c = K.activation_matmul(a, b, row_tile=row_tile, col_tile=col_tile, even_k=pairs)
     q = te.compute(c.shape, lambda *i: tirx.max(tirx.min((c[i] + 8) >> 4, 255), 0).astype(
         "uint8"), name="requantize")
-    func = schedule_padded_activation_matmul(te.create_prim_func([a, b, q]), parallel=True)
+    func = schedule_padded_activation_matmul(te.create_prim_func([a, b, q]), parallel=True,
+                                             pairs=pairs)
     lib = tvm.compile(tvm.IRModule({"main": func}), target=TARGET)
+    assert ("vpdpwssd" in asm_of(lib)) == pairs
     for batch, seq in ((1, 1), (1, 8), (4, 77), (2, 33)):
         sizes = {"batch": batch, "seq": seq}
         av = RNG.integers(-300, 300, [sizes.get(d, d) for d in a_dims]).astype(np.int16)
@@ -325,7 +328,8 @@ def test_symbolic_attention_block_matches_generic_build() -> None:
         report.to_json()
     assert [s["reason"] for s in report.skipped] == ["symbolic activation matmul: symbolic "
                                                      "columns seq"], report.to_json()
-    assert list(report.schedules.values()).count("activation_matmul") == 1, report.to_json()
+    assert list(report.schedules.values()).count("activation_matmul_vnni") == 1, \
+        report.to_json()
     vms = [relax.VirtualMachine(ex, tvm.cpu()) for ex in (lowered, generic)]
     for shape in ((1, 8, 32), (4, 77, 32)):
         x = tvm.runtime.tensor(_random(shape, "uint8"))
@@ -360,3 +364,37 @@ def test_symbolic_onnx_attention_lowers_to_vnni() -> None:
         x = np.random.default_rng(sum(shape)).normal(0, 1, shape).astype(np.float32)
         got = vm["main"](tvm.runtime.tensor(x)).numpy()
         np.testing.assert_array_equal(got, generic.run({"x": x})[0], err_msg=f"{shape}")
+
+
+def test_symbolic_kernels_are_not_tuned() -> None:
+    """A symbolic VNNI kernel has one size-independent key; tuning skips it (no fixed shape to
+    measure) and a stored tile is never looked up for it; a static kernel keeps its shape."""
+    from tvm_qdq.backend.x86.schedules.vnni import Tile
+    from tvm_qdq.backend.x86.tuning_db import (
+        TuningDB,
+        database_tiles,
+        is_symbolic_kernel,
+        kernel_key,
+        kernel_shape,
+        target_key,
+    )
+
+    w = RNG.integers(-127, 128, size=(32, 48)).astype(np.int8)
+
+    def unscheduled(m):
+        spec = K.MatmulSpec(batch=(), m=m, k=32, n=48, in_dtype="uint8", out_dtype="int32")
+        a = te.placeholder((m, 32), "uint8", name="a")
+        bp = te.placeholder(K.pack_matmul_weight(w).shape, "int8", name="bp")
+        kwargs = {} if isinstance(m, int) else {"row_tile": 4}
+        return te.create_prim_func([a, bp, K.matmul_vnni(a, bp, spec, **kwargs)])
+
+    symbolic = unscheduled(tirx.Var("m", "int64"))
+    assert is_symbolic_kernel(symbolic)
+    assert kernel_key(symbolic) == kernel_key(unscheduled(tirx.Var("rows", "int64")))
+    with pytest.raises(ValueError, match="symbolic"):
+        kernel_shape(symbolic)
+    db = TuningDB(None)
+    db.put(target_key(TARGET), kernel_key(symbolic), Tile(4, 1))
+    assert database_tiles(db, TARGET)(symbolic) is None
+    assert not is_symbolic_kernel(unscheduled(8))
+    assert kernel_shape(unscheduled(8)) == ([8], 3)

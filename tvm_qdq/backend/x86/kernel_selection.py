@@ -268,6 +268,7 @@ class KernelRewriter(LayoutRewriter):
             "tile": [row_tile, col_tile]}))
         return self.bb.call_te(K.activation_matmul, self.get_plain(a), self.get_plain(b),
                                row_tile=row_tile, col_tile=col_tile,
+                               even_k=self.vnni and dtypes == ("int16", "int16"),
                                primfunc_name_hint="tq_act_matmul",
                                primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE}), "plain"
 

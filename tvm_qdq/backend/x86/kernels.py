@@ -421,8 +421,8 @@ def matmul_vnni(
 COL_TILE_ATTR = "tvm_qdq.col_tile"
 
 
-def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: int
-                      ) -> te.Tensor:
+def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: int,
+                      even_k: bool = False) -> te.Tensor:
     """``c[*batch, m, n] = Σ_k a[*batch, m, k] · b[*batch, k, n]`` in int32 (integer operands
     of at most 16 bits; the same batch dims), for a symbolic ``m`` / ``n`` / ``k``.
 
@@ -430,23 +430,34 @@ def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: in
     rows (reading row ``min(i, m - 1)`` of ``a``) and ``⌈n / col_tile⌉ · col_tile`` columns of
     a :data:`~tvm_qdq.backend.kernel_tags.SCRATCH` copy of ``b`` whose extra columns are 0 (``b``
     itself when ``col_tile`` divides a static ``n``); the result is a stage over the real
-    ``m × n``. The block is annotated
-    :data:`~tvm_qdq.backend.kernel_tags.ACTIVATION_MATMUL` with :data:`ROW_TILE_ATTR` and
-    :data:`COL_TILE_ATTR`.
+    ``m × n``. ``even_k`` (for two reduction steps per instruction): a reduction length that
+    may be odd is padded to even with zeros, in a padded copy of ``a`` (rows padded too).
+    The block is annotated :data:`~tvm_qdq.backend.kernel_tags.ACTIVATION_MATMUL` with
+    :data:`ROW_TILE_ATTR` and :data:`COL_TILE_ATTR`.
     """
     *batch, m, k = (_dim(d) for d in a.shape)
     n = _dim(b.shape[-1])
     mp, np_ = padded_rows(m, row_tile), padded_rows(n, col_tile)
+    pad_k = even_k and not (isinstance(k, int) and k % 2 == 0)
+    kp = padded_rows(k, 2) if pad_k else k
     zero = tirx.const(0, b.dtype)
-    b_pad = b if isinstance(n, int) and n % col_tile == 0 else te.compute(
-        (*batch, k, np_), lambda *idx: tirx.if_then_else(
-            idx[-1] < n, b[(*idx[:-1], tirx.min(idx[-1], n - 1))], zero),
+    b_pad = b if isinstance(n, int) and n % col_tile == 0 and not pad_k else te.compute(
+        (*batch, kp, np_), lambda *idx: tirx.if_then_else(
+            tirx.all(idx[-1] < n, idx[-2] < k),
+            b[(*idx[:-2], tirx.min(idx[-2], k - 1), tirx.min(idx[-1], n - 1))], zero),
         name="tq_scratch_cols", attrs=tag(SCRATCH))
-    rk = te.reduce_axis((0, k), name="rk")
+    if pad_k:
+        a_zero = tirx.const(0, a.dtype)
+        a_rows = te.compute((*batch, mp, kp), lambda *idx: tirx.if_then_else(
+            idx[-1] < k, a[(*idx[:-2], tirx.min(idx[-2], m - 1), tirx.min(idx[-1], k - 1))],
+            a_zero), name="tq_scratch_rows", attrs=tag(SCRATCH))
+    rk = te.reduce_axis((0, kp), name="rk")
 
     def body(*idx):
-        row = tirx.min(idx[-2], m - 1)
-        av = a[(*idx[:-2], row, rk)].astype("int32")
+        if pad_k:
+            av = a_rows[(*idx[:-2], idx[-2], rk)].astype("int32")
+        else:
+            av = a[(*idx[:-2], tirx.min(idx[-2], m - 1), rk)].astype("int32")
         return te.sum(av * b_pad[(*idx[:-2], rk, idx[-1])].astype("int32"), axis=[rk])
 
     attrs = {**tag(ACTIVATION_MATMUL), ROW_TILE_ATTR: row_tile, COL_TILE_ATTR: col_tile}

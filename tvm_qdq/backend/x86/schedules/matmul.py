@@ -345,14 +345,16 @@ def _vectorize_inner(sch: s_tir.Schedule, block, lanes: int) -> None:
         pass
 
 
-def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None = None
-                                      ) -> tirx.PrimFunc:
+def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None = None,
+                                      pairs: bool = False) -> tirx.PrimFunc:
     """Register-tiled schedule of :func:`..kernels.activation_matmul` (symbolic sizes, rows
     and columns padded to whole tiles by the kernel, so no split has a predicate): tiles of
     its ``row_tile`` rows × ``col_tile`` columns (16-lane vectors), the reduction outside the
     tile, the epilogue per tile; the first static batch loop with more than one iteration
-    (e.g. the heads) is parallel, else the row-tile loop. The zero-padded copy of ``B`` is
-    vectorized along its columns."""
+    (e.g. the heads) is parallel, else the row-tile loop. The zero-padded copies are
+    vectorized along their last axis. ``pairs``: two reduction steps per ``vpdpwssd``
+    (:data:`PAIRS_INTRIN`; int16 operands and an even reduction, ``even_k`` of the kernel;
+    else ``ValueError``)."""
     sch = s_tir.Schedule(func)
     blocks = kernel_blocks(sch, ACTIVATION_MATMUL)
     if len(blocks) != 1:
@@ -361,9 +363,15 @@ def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None
     annotations = sch.get(main).annotations
     mr, cols = int(annotations[ROW_TILE_ATTR]), int(annotations[COL_TILE_ATTR])
     *batch_loops, li, lj, lk = sch.get_loops(main)
+    if pairs and [str(r.source.dtype) for r in sch.get(main).reads][-2:] != ["int16"] * 2:
+        raise ValueError("vpdpwssd needs int16 operands")
     io, ii = sch.split(li, [None, mr])
     jo, jn, jl = sch.split(lj, [None, cols // LANES, LANES])
-    sch.reorder(io, jo, lk, ii, jn, jl)
+    if pairs:
+        lk, lt = sch.split(lk, [None, 2])
+        sch.reorder(io, jo, lk, ii, jn, jl, lt)
+    else:
+        sch.reorder(io, jo, lk, ii, jn, jl)
     if parallel is None:
         parallel = math.prod(_nominal(iv.dom.extent) for iv in sch.get(main).iter_vars) >= \
             PARALLEL_MIN_MACS
@@ -372,10 +380,15 @@ def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None
                   and loop_extent(sch, lp) > 1]
         sch.parallel(static[0] if static else io)
     consumers = epilogue_per_tile(sch, main, jo, _dependents(sch, main))
-    sch.vectorize(jl)
+    if pairs:
+        init = sch.decompose_reduction(main, lk)
+        sch.tensorize(jl, PAIRS_INTRIN)
+    else:
+        sch.vectorize(jl)
     sch.unroll(jn)
     sch.unroll(ii)
-    init = sch.decompose_reduction(main, lk)
+    if not pairs:
+        init = sch.decompose_reduction(main, lk)
     _vectorize_inner(sch, init, LANES)
     for block in consumers:
         _vectorize_inner(sch, block, LANES)
@@ -401,7 +414,7 @@ class ActivationMatmulRule:
 
     def applies(self, kernel: Kernel) -> bool:
         if ACTIVATION_MATMUL in kernel.kinds:
-            return not self.pairs
+            return not self.pairs or _target_has_vnni(kernel.target)
         if kernel.kinds & {VNNI, DEPTHWISE}:
             return False
         if sum(1 for n in kernel.block_names if MATMUL_BLOCK.match(n)) != 1:
@@ -410,7 +423,7 @@ class ActivationMatmulRule:
 
     def apply(self, kernel: Kernel) -> tirx.PrimFunc:
         if ACTIVATION_MATMUL in kernel.kinds:
-            return schedule_padded_activation_matmul(kernel.func)
+            return schedule_padded_activation_matmul(kernel.func, pairs=self.pairs)
         return schedule_activation_matmul(kernel.func, pairs=self.pairs)
 
 

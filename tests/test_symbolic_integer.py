@@ -413,6 +413,7 @@ def test_encoder_report_is_the_static_report() -> None:
     records = _records(mod)
     assert records == _records(static)
     assert [r[0] for r in records if r[1] == "integer"].count("relax.matmul") == 16
+    assert sum(r[2].startswith("folded") for r in records) == 12  # GELU chains as lookups
     assert set(_bounds(mod["main"], IMPLICIT_BOUND_ATTR)) == {"seq"}
 
 

@@ -22,6 +22,7 @@ from tvm import relax
 
 import tvm_qdq
 from tvm_qdq.frontend.onnx import InputShapeError
+from tvm_qdq.frontend.onnx.shape_folding import fold_shape_arithmetic
 from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing import contrib_quant_graphs as graphs
 from tvm_qdq.testing import real_corpus
@@ -401,3 +402,106 @@ def test_contrib_transformer_ops_run_at_two_sizes_from_one_faithful_build(name: 
                 np.testing.assert_array_equal(g, w)
             else:
                 np.testing.assert_allclose(g, w, rtol=0, atol=CONTRIB_ATOL)
+
+
+# --- normalizations and softmax with symbolic rows -----------------------------------------
+
+MS = "com.microsoft"
+
+
+def _norm_model(kind: str) -> onnx.ModelProto:
+    """x[batch, seq, 24] (and skip) through one normalization: ``LayerNormalization`` (with
+    Mean/InvStdDev), ``SkipLayerNormalization`` (all four outputs),
+    ``SimplifiedLayerNormalization`` or opset-12-style ``QLinearSoftmax`` (u8)."""
+    rng = np.random.default_rng(4)
+    hidden = 24
+    gamma = _const("gamma", rng.uniform(0.5, 1.5, hidden), np.float32)
+    beta = _const("beta", rng.normal(0, 0.1, hidden), np.float32)
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", hidden])]
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)]
+    if kind == "layer_norm":
+        nodes = [helper.make_node("LayerNormalization", ["x", "gamma", "beta"],
+                                  ["y", "mean", "inv"], axis=-1, epsilon=1e-5)]
+        inits, outputs = [gamma, beta], ["y", "mean", "inv"]
+    elif kind == "skip_layer_norm":
+        inputs.append(helper.make_tensor_value_info("skip", TensorProto.FLOAT,
+                                                    ["batch", "seq", hidden]))
+        bias = _const("bias", rng.normal(0, 0.1, hidden), np.float32)
+        nodes = [helper.make_node("SkipLayerNormalization", ["x", "skip", "gamma", "beta", "bias"],
+                                  ["y", "mean", "inv", "sum"], domain=MS, epsilon=1e-12)]
+        inits, outputs = [gamma, beta, bias], ["y", "mean", "inv", "sum"]
+    elif kind == "simplified_layer_norm":
+        nodes = [helper.make_node("SimplifiedLayerNormalization", ["x", "gamma"], ["y"],
+                                  axis=-1, epsilon=1e-6)]
+        inits, outputs = [gamma], ["y"]
+    else:
+        inputs = [helper.make_tensor_value_info("x", TensorProto.UINT8, ["batch", "seq", hidden])]
+        nodes = [helper.make_node("QLinearSoftmax", ["x", "xs", "xz", "ys", "yz"], ["y"],
+                                  domain=MS, axis=-1, opset=12)]
+        inits = [_const("xs", 0.1, np.float32), _const("xz", 128, np.uint8),
+                 _const("ys", 1 / 256, np.float32), _const("yz", 0, np.uint8)]
+        outputs = ["y"]
+    out_type = TensorProto.UINT8 if kind == "qlinear_softmax" else TensorProto.FLOAT
+    graph = helper.make_graph(nodes, kind, inputs, [
+        helper.make_tensor_value_info(o, out_type, None) for o in outputs], inits)
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("kind", ["layer_norm", "skip_layer_norm", "simplified_layer_norm",
+                                  "qlinear_softmax"])
+def test_normalizations_with_symbolic_rows_match_ort_bit_for_bit(kind: str) -> None:
+    """ORT-order normalization TEs over symbolic rows (only the 24-wide axis is static) and
+    QLinearSoftmax's ``[rows, 24]`` flattening: one faithful build, equal to ORT at two
+    sizes."""
+    model = _norm_model(kind)
+    mod = tvm_qdq.from_onnx(model)
+    assert _param_types(mod)[0].startswith("R.Tensor((batch, seq, 24)")
+    vm = _faithful_vm(mod)
+    names = [str(n) for n in mod.attrs["tvm_qdq.input_names"]]
+    for shape in [(1, 3, 24), (4, 37, 24)]:
+        rng = np.random.default_rng(shape[1])
+        feeds = {n: (rng.integers(0, 256, shape).astype(np.uint8) if kind == "qlinear_softmax"
+                     else rng.normal(0, 2, shape).astype(np.float32)) for n in names}
+        got = _outputs(vm["main"](*[tvm.runtime.tensor(feeds[n]) for n in names]))
+        want = _ort_reference(model, feeds)
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape
+            np.testing.assert_array_equal(g, w)
+
+
+def test_symbolic_normalized_axis_is_a_named_error() -> None:
+    """LayerNormalization needs its normalized axis static: the error names the node, the
+    axis and the dimension."""
+    model = _norm_model("layer_norm")
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dims[2].ClearField("dim_value")
+    dims[2].dim_param = "hidden"
+    model.graph.node[0].name = "ln"
+    with pytest.raises(InputShapeError, match=r"node 'ln' \(LayerNormalization\) needs "
+                                              r"dimension\(s\) 2 of input 0 static \(the "
+                                              r"normalized axes\).*\['hidden'\]"):
+        tvm_qdq.from_onnx(model)
+
+
+def test_static_part_of_a_symbolic_shape_folds() -> None:
+    """``Shape(x, start=2)`` of x[batch, seq, 32] is ``[32]``: the pre-pass folds it (and the
+    Concat reading it) to a constant; ``Shape(x)`` itself, symbolic, stays. The reshape to
+    ``[-1, 32]`` has ``batch·seq`` rows."""
+    nodes = [helper.make_node("Shape", ["x"], ["tail"], start=2),
+             helper.make_node("Concat", ["minus1", "tail"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["flat"]),
+             helper.make_node("Shape", ["x"], ["whole"]),
+             helper.make_node("Reshape", ["flat", "whole"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", D])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [_const("minus1", [-1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    folded = fold_shape_arithmetic(model)
+    assert [n.op_type for n in folded.graph.node] == ["Reshape", "Shape", "Reshape"]
+    target = next(i for i in folded.graph.initializer if i.name == "target")
+    assert numpy_helper.to_array(target).tolist() == [-1, D]
+    main = tvm_qdq.from_onnx(model)["main"]
+    assert str(main.ret_ty) == 'R.Tensor((batch, seq, 32), dtype="float32")'
+    assert "R.Tensor((batch * seq, 32)" in str(main)

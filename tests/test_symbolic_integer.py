@@ -29,6 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tvm import relax
 
 import tvm_qdq
+from relay_passes.rules.matmul import MIN_IMPLICIT_BOUND
 from tvm_qdq.backend import registry
 from tvm_qdq.backend.base import BuildOptions
 from tvm_qdq.backend.x86.rounding import exact_float_rounding
@@ -54,12 +55,15 @@ U8 = QP(np.float32(3.0 / 127), 128, np.uint8)
 # --------------------------------------------------------------------------------------------
 
 D, HEADS = 32, 2
-P_SCALE, Y_SCALE, Y_ZP = np.float32(1 / 255), np.float32(0.05), 128
+Y_SCALE, Y_ZP = np.float32(0.05), 128
 ATTENTION_SIZES = [(1, 8, D), (4, 77, D)]
 
 
-def attention_model() -> onnx.ModelProto:
+def attention_model(p_type: type = np.uint8) -> onnx.ModelProto:
+    """The attention block with softmax probabilities quantized to ``p_type`` (scale
+    ``1/qmax``, zero point 0)."""
     rng = np.random.default_rng(0)
+    p_max = np.iinfo(p_type).max
     w = np.clip(np.round(rng.normal(0, 0.2, (D, D)) / 0.01), -127, 127).astype(np.int8)
     inits = [numpy_helper.from_array(v, n) for n, v in [
         ("w_q", w), ("w_s", np.float32(0.01)), ("w_z", np.int8(0)),
@@ -67,7 +71,7 @@ def attention_model() -> onnx.ModelProto:
         ("y_s", Y_SCALE), ("y_z", np.uint8(Y_ZP)),
         ("i0", np.array(0, np.int64)), ("i1", np.array(1, np.int64)),
         ("ax0", np.array([0], np.int64)), ("heads", np.array([HEADS, D // HEADS], np.int64)),
-        ("p_s", P_SCALE), ("p_z", np.uint8(0))]]
+        ("p_s", np.float32(1 / p_max)), ("p_z", p_type(0))]]
     node = helper.make_node
     nodes = [
         node("QuantizeLinear", ["x", "x_s", "x_z"], ["xq"]),
@@ -198,6 +202,19 @@ def test_user_bound_replaces_the_implicit_one(bound: int, acc: str) -> None:
     assert IMPLICIT_BOUND_ATTR not in main.attrs
     pv = [r for r in _records(mod) if r[0] == "relax.matmul"][-1]
     assert pv[2].endswith(f"→ {acc}")
+
+
+def test_16_bit_probabilities_take_int64_rather_than_a_tiny_implicit_bound() -> None:
+    """u16 × (u8 - 128) would keep int32 only up to ``seq = 256``: below the smallest
+    implicit bound worth assuming, so the accumulator is int64 (exact for every ``seq``)
+    unless the user bounds ``seq``."""
+    model = attention_model(np.uint16)
+    assert (2**31 - 1) // (65535 * 128) == 256 < MIN_IMPLICIT_BOUND
+    mod = tvm_qdq.to_integer(tvm_qdq.from_onnx(model))
+    assert IMPLICIT_BOUND_ATTR not in mod["main"].attrs
+    assert _records(mod)[-2][2] == "uint16×uint8 (activations) → int64"
+    bounded = tvm_qdq.to_integer(tvm_qdq.from_onnx(model, bounds={"seq": 256}))
+    assert _records(bounded)[-2][2] == "uint16×uint8 (activations) → int32"
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,6 +430,7 @@ def test_encoder_report_is_the_static_report() -> None:
     records = _records(mod)
     assert records == _records(static)
     assert [r[0] for r in records if r[1] == "integer"].count("relax.matmul") == 16
+    assert sum(r[2].startswith("folded") for r in records) == 12  # GELU chains as lookups
     assert set(_bounds(mod["main"], IMPLICIT_BOUND_ATTR)) == {"seq"}
 
 

@@ -48,14 +48,16 @@ def _shape_text(expr: relax.Expr) -> str:
 
 def dynamic_shape_error(where: str, index: int, expr: relax.Expr,
                         cause: str = "") -> InputShapeError:
-    """The error for a node input whose shape is not known at import time (not even as
-    symbolic dimensions): it depends on values computed at run time. ``cause``: what failed
-    because of it (a converter's own error), if anything."""
+    """The error for a node input whose shape is not known at import time (not even as an
+    expression of the symbolic input dimensions): it depends on data, or on a computation of
+    the sizes the importer does not follow. ``cause``: what failed because of it (a
+    converter's own error), if anything."""
     return InputShapeError(
         f"{where}: the shape of input {index} is not known at import time "
-        f"({_shape_text(expr)}): it depends on values computed at run time (tvm-qdq follows "
-        "shapes computed from the graph input sizes, static or symbolic; data-dependent "
-        "shapes are not supported)"
+        f"({_shape_text(expr)}): it is computed at run time (tvm-qdq follows shapes computed "
+        "from the graph input sizes, static or symbolic, through Shape/Gather/Concat/"
+        "integer arithmetic/Range/Slice; data-dependent shapes are not supported, and "
+        "fixing the input sizes with shapes={...} folds other size computations)"
         + (f"; the converter failed with {cause}" if cause else ""))
 
 

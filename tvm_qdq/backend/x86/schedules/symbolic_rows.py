@@ -150,7 +150,7 @@ class TailSplits:
                     stmt = _main_and_tail(loop, extent, factor)
             for var, condition in self._parallel:
                 if loop.loop_var.same_as(var):
-                    stmt = tirx.IfThenElse(condition, stmt, _serial_copy(stmt))
+                    stmt = parallel_if(condition, stmt)
             return stmt
 
         body = tvm_ffi.structural_map(func.body, (tirx.For, rewrite))
@@ -272,6 +272,28 @@ def _conjunction(conds: list[tirx.PrimExpr]) -> tirx.PrimExpr:
     for cond in conds[1:]:
         predicate = tirx.And(predicate, cond)
     return predicate
+
+
+def parallel_if(condition: tirx.PrimExpr, stmt: tirx.Stmt) -> tirx.Stmt:
+    """``if condition: stmt else: stmt`` with its parallel loops serial."""
+    return tirx.IfThenElse(condition, stmt, _serial_copy(stmt))
+
+
+def parallel_per_call(func: tirx.PrimFunc, size: tirx.PrimExpr,
+                      threshold: int) -> tirx.PrimFunc:
+    """``func`` with each outermost parallel loop taken only by calls where ``size >=
+    threshold`` (:meth:`TailSplits.parallel`, for a function written directly in TIR)."""
+    def choose(loop: tirx.For):
+        if loop.kind != tirx.ForKind.PARALLEL:
+            return loop
+        return parallel_if(tirx.And(size >= threshold, loop.extent > 1), loop)
+
+    def outermost(loop: tirx.For, mutator):
+        if loop.kind == tirx.ForKind.PARALLEL:
+            return choose(loop)
+        return mutator.default_mutate(loop)
+
+    return func.with_body(tvm_ffi.structural_mutate(func.body, (tirx.For, outermost)))
 
 
 def _serial_copy(stmt: tirx.Stmt) -> tirx.Stmt:

@@ -25,7 +25,7 @@ from tvm_qdq.backend.x86.lower import fuse_passes
 from tvm_qdq.backend.x86.schedules import RULES, Kernel, lowers, schedule_function
 from tvm_qdq.backend.x86.schedules.lut_gather import has_vbmi
 from tvm_qdq.backend.x86.schedules.symbolic_rows import (
-    TailSplits,
+    SymbolicLoops,
     divides,
     known_divisor,
     nominal_size,
@@ -222,18 +222,18 @@ def test_static_shapes_schedule_unchanged(case: str, monkeypatch: pytest.MonkeyP
     disabled."""
     func = _primfunc(case, _static_shape(case, 2, 8))
     recorded: list[bool] = []
-    original = TailSplits.apply
+    original = SymbolicLoops.apply
 
-    def apply(self: TailSplits, f: tirx.PrimFunc) -> tirx.PrimFunc:
+    def apply(self: SymbolicLoops, f: tirx.PrimFunc) -> tirx.PrimFunc:
         recorded.append(bool(self))
         return original(self, f)
 
-    monkeypatch.setattr(TailSplits, "apply", apply)
+    monkeypatch.setattr(SymbolicLoops, "apply", apply)
     scheduled, kind = _scheduled(func)
     assert kind == CASES[case][3], kind
     assert not any(recorded), recorded
     assert "_tail" not in scheduled.script()
-    monkeypatch.setattr(TailSplits, "apply", lambda self, f: f)
+    monkeypatch.setattr(SymbolicLoops, "apply", lambda self, f: f)
     tvm.ir.assert_structural_equal(scheduled, _scheduled(func)[0])
 
 

@@ -23,7 +23,7 @@ from ...tir_blocks import (
     loop_extent,
     root_blocks,
 )
-from .symbolic_rows import TailSplits, is_symbolic, nominal_size
+from .symbolic_rows import SymbolicLoops, is_symbolic, nominal_size
 
 #: Parallelize a kernel when it performs at least this many multiply-accumulates / elements.
 PARALLEL_MIN_MACS = 1 << 20
@@ -160,7 +160,7 @@ def inline_elementwise(sch: s_tir.Schedule, keep: Keep = keep_none) -> None:
 
 def vector_split(sch: s_tir.Schedule, loop, lanes: int):
     """Split ``loop`` so the inner part is the largest power of two ≤ ``lanes`` dividing it
-    (a symbolic extent is not split: :class:`.symbolic_rows.TailSplits` does that)."""
+    (a symbolic extent is not split: :class:`.symbolic_rows.SymbolicLoops` does that)."""
     if is_symbolic(sch.get(loop).extent):
         return loop, None
     extent = loop_extent(sch, loop)
@@ -188,7 +188,7 @@ def _unit_stride_inner(sch: s_tir.Schedule, block) -> bool:
 
 
 def schedule_spatial(sch: s_tir.Schedule, block, lanes: int = 16,
-                     tails: TailSplits | None = None) -> None:
+                     tails: SymbolicLoops | None = None) -> None:
     """Vectorize the innermost loop of a spatial block when it is a unit-stride run of at least
     4 (no fusing: fused indices need div/mod, which defeats the vectorizer), parallel
     outermost loop when the block is large. Symbolic extents: :func:`_schedule_spatial_symbolic`."""
@@ -215,7 +215,7 @@ def schedule_spatial(sch: s_tir.Schedule, block, lanes: int = 16,
 
 
 def _schedule_spatial_symbolic(sch: s_tir.Schedule, block, lanes: int,
-                               tails: TailSplits | None) -> None:
+                               tails: SymbolicLoops | None) -> None:
     """:func:`schedule_spatial` when some loop extent is symbolic: a static innermost loop
     as there; a symbolic one split by ``lanes`` (main part + tail, with ``tails``; not
     vectorized without); the outermost loop parallel, as there, for calls with enough
@@ -296,6 +296,6 @@ def epilogue_per_tile(sch: s_tir.Schedule, main, loop, consumers: list) -> list:
     return consumers
 
 
-def schedule_scratch(sch: s_tir.Schedule, block, tails: TailSplits | None = None) -> None:
+def schedule_scratch(sch: s_tir.Schedule, block, tails: SymbolicLoops | None = None) -> None:
     """A padded uint8 copy: vectorized along channels (the select on h, w is per pixel)."""
     schedule_spatial(sch, block, lanes=64, tails=tails)

@@ -11,7 +11,7 @@ from ...kernel_tags import DEPTHWISE, SCRATCH, block_kind
 from ...tir_blocks import blocks_of_kind, loop_extent, root_blocks
 from . import common
 from .rule import Kernel
-from .symbolic_rows import TailSplits, is_symbolic, nominal_size
+from .symbolic_rows import SymbolicLoops, is_symbolic, nominal_size
 
 KIND = "depthwise"
 
@@ -32,7 +32,7 @@ def schedule_depthwise(func: tirx.PrimFunc, parallel: bool | None = None) -> tir
     sch = s_tir.Schedule(func)
     main = common.kernel_blocks(sch, DEPTHWISE)[0]
     n, oh, ow, c, rh, rw = sch.get_loops(main)
-    tails = TailSplits()
+    tails = SymbolicLoops()
     if any(is_symbolic(sch.get(lp).extent) for lp in (n, oh, ow)):
         # a symbolic width (an image of any width): main part + tail of DW_PIXELS pixels
         extents = [sch.get(lp).extent for lp in (oh, ow, c, rh, rw)]

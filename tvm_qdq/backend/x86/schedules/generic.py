@@ -11,12 +11,12 @@ from tvm import s_tir, tirx
 from ...tir_blocks import SCHEDULE_ERRORS, is_reduction, loop_extent, root_blocks
 from .common import PARALLEL_MIN_ELEMS, inline_elementwise, schedule_spatial
 from .rule import Kernel
-from .symbolic_rows import TailSplits, is_symbolic
+from .symbolic_rows import SymbolicLoops, is_symbolic
 
 KIND = "generic"
 
 
-def _schedule_reduction_generic(sch: s_tir.Schedule, block, tails: TailSplits) -> None:
+def _schedule_reduction_generic(sch: s_tir.Schedule, block, tails: SymbolicLoops) -> None:
     """Parallelize the leading spatial loops of a reduction when it is large."""
     loops = sch.get_loops(block)
     ivs = sch.get(block).iter_vars
@@ -45,13 +45,13 @@ def _schedule_reduction_generic(sch: s_tir.Schedule, block, tails: TailSplits) -
 
 def schedule_generic(func: tirx.PrimFunc) -> tirx.PrimFunc:
     """Inline producers, then vectorize/parallelize each remaining root block (a symbolic
-    vectorized extent: main part + tail, :class:`.symbolic_rows.TailSplits`)."""
+    vectorized extent: main part + tail, :class:`.symbolic_rows.SymbolicLoops`)."""
     sch = s_tir.Schedule(func)
     try:
         inline_elementwise(sch)
     except SCHEDULE_ERRORS:
         sch = s_tir.Schedule(func)
-    tails = TailSplits()
+    tails = SymbolicLoops()
     for block in root_blocks(sch):
         try:
             if is_reduction(sch, block):

@@ -34,7 +34,7 @@ from ...tir_blocks import SCHEDULE_ERRORS, buffer_dtype, buffer_shape, root_bloc
 from ..intrin import has_cpu_features, schedule_target
 from .common import PARALLEL_MIN_ELEMS
 from .rule import Kernel
-from .symbolic_rows import nominal_size
+from .symbolic_rows import parallel_per_call
 
 #: CPU feature of the byte permutes (``llvm -mattr`` name).
 VBMI_FEATURE = "avx512vbmi"
@@ -149,7 +149,7 @@ def match_byte_lookup(func: tirx.PrimFunc) -> tuple | None:
 def byte_lookup_func(shape: list, dtype: str) -> tirx.PrimFunc:
     """``Y = A[X]`` over ``shape`` (``X`` uint8, ``A`` 256 × ``dtype``) with VBMI permutes.
     A symbolic shape (PrimExpr dimensions) has ``n // 64`` vectors and ``n mod 64`` elements
-    gathered one by one, parallel when large at nominal sizes."""
+    gathered one by one, parallel for calls with enough elements."""
     if all(isinstance(d, int) for d in shape):
         n = math.prod(shape)
         vectors, tail = divmod(n, LANES)
@@ -159,7 +159,7 @@ def byte_lookup_func(shape: list, dtype: str) -> tirx.PrimFunc:
         dims = [tirx.IntImm("int64", d) if isinstance(d, int) else d for d in shape]
         n = math.prod(dims[1:], start=dims[0])
         vectors, tail = n // LANES, n % LANES
-        parallel = nominal_size(n) >= PARALLEL_MIN_ELEMS
+        parallel = True  # or serial, per call: parallel_per_call below
     vec = f"{dtype}x{LANES}"
     loop = T.parallel if parallel else T.serial
 
@@ -184,7 +184,9 @@ def byte_lookup_func(shape: list, dtype: str) -> tirx.PrimFunc:
         for i in range(tail):
             yf[vectors * LANES + i] = A[T.Cast("int64", xf[vectors * LANES + i])]
 
-    return lookup
+    if isinstance(n, int):
+        return lookup
+    return parallel_per_call(lookup, n, PARALLEL_MIN_ELEMS)
 
 
 def schedule_byte_lookup(func: tirx.PrimFunc) -> tirx.PrimFunc:

@@ -32,7 +32,7 @@ from ...tir_blocks import SCHEDULE_ERRORS, block_name, is_reduction, loop_extent
 from .common import PARALLEL_MIN_ELEMS, inline_elementwise, schedule_spatial
 from .lut_gather import LutRule
 from .rule import Kernel
-from .symbolic_rows import TailSplits, divides, is_symbolic, known_divisor, nominal_size
+from .symbolic_rows import SymbolicLoops, divides, is_symbolic, known_divisor, nominal_size
 
 #: Lanes of the partial reduction of ``row_allreduce`` (4 AVX-512 vectors of float32: enough
 #: independent chains to hide the latency of ``vmaxps``).
@@ -87,7 +87,7 @@ def _is_allreduce(sch: s_tir.Schedule) -> bool:
     return bool(_allreduce_blocks(sch))
 
 
-def _allreduce_block(sch: s_tir.Schedule, block, lanes: int, tails: TailSplits) -> None:
+def _allreduce_block(sch: s_tir.Schedule, block, lanes: int, tails: SymbolicLoops) -> None:
     """``out = ⊕_i x[i]`` as ``part[l] = ⊕_{i ≡ l (mod lanes)} x[i]`` (vectorized over ``l``,
     parallel over chunks of ``i`` when large), then ``out = ⊕_l part[l]``. A symbolic
     element count must be a multiple of ``lanes`` for every size (e.g. ``b·s·384``), else
@@ -128,7 +128,7 @@ def schedule_allreduce(func: tirx.PrimFunc, lanes: int = ALLREDUCE_LANES) -> tir
     for block in root_blocks(sch):  # rfactor rejects loop-less sibling blocks: give them a loop
         if not sch.get_loops(block):
             sch.add_unit_loop(block)
-    tails = TailSplits()
+    tails = SymbolicLoops()
     for name in names:
         _allreduce_block(sch, sch.get_sblock(name), lanes, tails)
     return tails.apply(sch.mod["main"])
@@ -154,7 +154,7 @@ def _row_reductions(sch: s_tir.Schedule) -> list:
 
 
 def _schedule_row_reduction(sch: s_tir.Schedule, block, lanes: int,
-                            tails: TailSplits) -> None:
+                            tails: SymbolicLoops) -> None:
     """Reduce ``lanes`` rows side by side: loops ``(row tile, k, row lane)``, lanes
     vectorized; each row's chain over ``k`` keeps its order. Symbolic extents:
     :func:`_schedule_row_reduction_symbolic`."""
@@ -178,12 +178,12 @@ def _schedule_row_reduction(sch: s_tir.Schedule, block, lanes: int,
 
 
 def _schedule_row_reduction_symbolic(sch: s_tir.Schedule, block, lanes: int,
-                                     tails: TailSplits) -> None:
+                                     tails: SymbolicLoops) -> None:
     """:func:`_schedule_row_reduction` with symbolic extents: the innermost row axis is split
     into tiles of ``lanes`` rows (main part + tail), not the fused rows (their indices would
     divide by a symbolic extent in every lane); the outer row axes are fused into one loop,
     parallel when it has a static factor of at least 4 (e.g. 12 heads), else the tile loop
-    is, for calls with enough elements (:meth:`TailSplits.parallel`)."""
+    is, for calls with enough elements (:meth:`SymbolicLoops.parallel`)."""
     loops = sch.get_loops(block)
     outer, row, k = loops[:-2], loops[-2], loops[-1]
     size = math.prod([sch.get(lp).extent for lp in loops[1:]], start=sch.get(loops[0]).extent)
@@ -208,7 +208,7 @@ def schedule_row_reduce(func: tirx.PrimFunc, lanes: int = ROW_LANES) -> tirx.Pri
     if not reductions:
         raise ValueError("no row reduction")
     names = {block_name(sch, b) for b in reductions}
-    tails = TailSplits()
+    tails = SymbolicLoops()
     for block in root_blocks(sch):
         if block_name(sch, block) in names:
             _schedule_row_reduction(sch, block, lanes, tails)
@@ -299,7 +299,7 @@ def schedule_copy(func: tirx.PrimFunc) -> tirx.PrimFunc:
 def _schedule_copy_symbolic(sch: s_tir.Schedule, block, load) -> tirx.PrimFunc:
     """:func:`schedule_copy` with symbolic extents: the widest width (≤ 64 bytes) at which
     the input is contiguous too, else up to 16 gathered, splitting the last axis into a main
-    part + tail when the width may not divide it (:class:`TailSplits`); the outermost loop
+    part + tail when the width may not divide it (:class:`SymbolicLoops`); the outermost loop
     parallel for calls with enough elements."""
     loops = sch.get_loops(block)
     extents = [sch.get(lp).extent for lp in loops]
@@ -310,7 +310,7 @@ def _schedule_copy_symbolic(sch: s_tir.Schedule, block, load) -> tirx.PrimFunc:
     width = unit[0] if unit else (gathered[0] if gathered else None)
     if width is None:
         raise ValueError("no vector width")
-    tails = TailSplits()
+    tails = SymbolicLoops()
     if is_symbolic(extents[-1]) or width < int(extents[-1]):
         _, inner = tails.split(sch, loops[-1], [None, width])
     else:

@@ -4,22 +4,23 @@
 sequence length, a batch) gives an outer loop of ``ceil(E / f)`` tiles and a predicate
 ``outer·f + inner < E`` on every block under it, unless ``f`` provably divides ``E``. A
 predicate under a vectorized loop scalarizes it, and TVM's ``loop_partition`` refuses a
-symbolic loop. :class:`TailSplits` records such splits while a schedule is built and, once
-the schedule is done, rewrites each recorded outer loop as
+symbolic loop. :class:`SymbolicLoops` records such splits while a schedule is built and,
+once the schedule is done, rewrites each recorded outer loop as
 
 * a **main part** ``for outer in range(E // f)`` whose blocks have the split's predicate
   removed (for ``outer < E // f`` and ``0 ≤ inner < f``, ``outer·f + inner ≤ (E // f)·f − 1
   < E`` holds, so the predicate is true), keeping every loop kind: the vector loops are
   predicate-free;
-* a **tail** ``if E mod f ≠ 0:`` the loop body once for ``outer = E // f`` with the
-  predicate kept, the parallel loops and the vectorized loops the predicate depends on
-  serial; its blocks are named ``<name>_tail``.
+* a **tail** ``if E mod f ≠ 0:`` the loop body once for ``outer = E // f``, its blocks
+  named ``<name>_tail``: the vector loop over ``inner`` (where ``inner < r = E mod f``
+  is the predicate) runs as ``r // 4`` vectors of 4 lanes and ``r mod 4`` scalar
+  iterations, each within ``r``, so without the predicate; parallel loops are serial.
 
 Both parts run the same block bodies on the same points in the same order per point, so the
 result is that of the unsplit loop.
 
 Whether a loop of symbolic size is worth running in parallel depends on the size of the call
-(a thread-pool launch costs more than a small row block), so :meth:`TailSplits.parallel`
+(a thread-pool launch costs more than a small row block), so :meth:`SymbolicLoops.parallel`
 makes the choice at run time, as the static schedules make it at compile time: the loop
 becomes ``if size >= threshold: <parallel loop> else: <the same loop serial>``.
 
@@ -39,12 +40,8 @@ from tvm import sym as arith
 NOMINAL_DIM = 64
 
 
-def static_extent(extent: tirx.PrimExpr) -> int | None:
-    """The integer value of a static extent; None for a symbolic one."""
-    return int(extent) if isinstance(extent, tirx.IntImm) else None
-
-
 def is_symbolic(extent: tirx.PrimExpr | int) -> bool:
+    """True for an extent that is not an integer constant."""
     return not isinstance(extent, int | tirx.IntImm)
 
 
@@ -95,9 +92,11 @@ def nominal_size(extent: tirx.PrimExpr) -> int:
     return int(value) if isinstance(value, tirx.IntImm) else NOMINAL_DIM
 
 
-class TailSplits:
-    """The splits of a schedule under construction whose factor may not divide their extent;
-    :meth:`apply` rewrites the finished function into main part + tail (module docstring)."""
+class SymbolicLoops:
+    """The splits of a schedule under construction whose factor may not divide their
+    symbolic extent, and its parallel loops of symbolic size; :meth:`apply` rewrites the
+    finished function into main parts + tails and per-call parallel choices (module
+    docstring)."""
 
     def __init__(self) -> None:
         self._splits: list[tuple[tirx.Var, tirx.PrimExpr, int]] = []
@@ -150,7 +149,7 @@ class TailSplits:
                     stmt = _main_and_tail(loop, extent, factor)
             for var, condition in self._parallel:
                 if loop.loop_var.same_as(var):
-                    stmt = tirx.IfThenElse(condition, stmt, _serial_copy(stmt))
+                    stmt = parallel_if(condition, stmt)
             return stmt
 
         body = tvm_ffi.structural_map(func.body, (tirx.For, rewrite))
@@ -272,6 +271,28 @@ def _conjunction(conds: list[tirx.PrimExpr]) -> tirx.PrimExpr:
     for cond in conds[1:]:
         predicate = tirx.And(predicate, cond)
     return predicate
+
+
+def parallel_if(condition: tirx.PrimExpr, stmt: tirx.Stmt) -> tirx.Stmt:
+    """``if condition: stmt else: stmt`` with its parallel loops serial."""
+    return tirx.IfThenElse(condition, stmt, _serial_copy(stmt))
+
+
+def parallel_per_call(func: tirx.PrimFunc, size: tirx.PrimExpr,
+                      threshold: int) -> tirx.PrimFunc:
+    """``func`` with each outermost parallel loop taken only by calls where ``size >=
+    threshold`` (:meth:`SymbolicLoops.parallel`, for a function written directly in TIR)."""
+    def choose(loop: tirx.For):
+        if loop.kind != tirx.ForKind.PARALLEL:
+            return loop
+        return parallel_if(tirx.And(size >= threshold, loop.extent > 1), loop)
+
+    def outermost(loop: tirx.For, mutator):
+        if loop.kind == tirx.ForKind.PARALLEL:
+            return choose(loop)
+        return mutator.default_mutate(loop)
+
+    return func.with_body(tvm_ffi.structural_mutate(func.body, (tirx.For, outermost)))
 
 
 def _serial_copy(stmt: tirx.Stmt) -> tirx.Stmt:

@@ -441,16 +441,17 @@ def test_fixed_point_epilogues_are_hvx_integer_code() -> None:
 
 @needs_toolchain
 def test_depthwise_conv_and_elementwise_kernels_run_on_hvx() -> None:
-    """Non-GEMM kernels: the depthwise conv (16 channels, rows of 32: a reduction vectorized
-    along the output row, ``depthwise.rows_fill_vectors``) and
+    """Non-GEMM kernels: the depthwise conv (channels on the vector lanes) and
     the integer elementwise kernels contain HVX instructions in the default (fixed) build."""
     _, fixed = _built_fixed("resnet_cnn", "u8s8_perchannel")
     mix = fixed.instruction_mix()
     functions = fixed.meta["functions"]
-    depthwise = [s for s, f in functions.items() if f.startswith("fused_conv2d")]
+    schedules = fixed.meta["notes"]["schedules"]
+    depthwise = [s for s, f in functions.items() if "dwconv2d" in f]
     assert depthwise, functions
     for sym in depthwise:
         assert mix[sym]["hvx"] > 0, (sym, mix[sym])
+        assert "1 epilogue vectorized" in schedules[sym], schedules[sym]
     # the fixed-point requantize / Add kernels not fused into a vrmpy epilogue (the global
     # average pool's requantize is now exact int64 rational arithmetic, scalar: 1d68377)
     requant = [s for s, f in functions.items()

@@ -138,14 +138,16 @@ def test_depthwise_weight_pack_is_channels_last() -> None:
 
 
 def test_row_form_kept_where_rows_fill_vectors() -> None:
-    """Few channels, unit stride and rows of 32·k outputs keep the NCHW row-vectorized conv;
-    strided or short rows and many channels take the channel form."""
-    def spec(c, w, stride):
+    """int32 products (uint16 activations) with few channels, unit stride and rows of 32·k
+    outputs keep the NCHW row-vectorized conv; int16 products, strided or short rows and many
+    channels take the channel form."""
+    def spec(c, w, stride, product="int32"):
         return DepthwiseSpec(n=1, c=c, h=w, w=w, o=c, kh=3, kw=3, strides=(stride, stride),
-                             padding=(1, 1, 1, 1), dilation=(1, 1), act="uint8",
-                             product="int16")
+                             padding=(1, 1, 1, 1), dilation=(1, 1), act="uint16",
+                             product=product)
 
     assert rows_fill_vectors(spec(16, 32, 1))
+    assert not rows_fill_vectors(spec(16, 32, 1, "int16"))
     assert not rows_fill_vectors(spec(16, 32, 2))
     assert not rows_fill_vectors(spec(32, 112, 1))
     assert not rows_fill_vectors(spec(96, 64, 1))

@@ -101,16 +101,18 @@ def depthwise_spec(call: relax.Call) -> tuple[DepthwiseSpec | None, str]:
                          dilation=tuple(int(d) for d in attrs.dilation), act=act,
                          product=product_dtype(act, w))
     if rows_fill_vectors(spec):
-        return None, "stride-1 rows of whole int32 vectors: vectorized along the row"
+        return None, "int32 products, stride-1 rows of whole vectors: vectorized along the row"
     return spec, ""
 
 
 def rows_fill_vectors(spec: DepthwiseSpec) -> bool:
     """True when TVM's NCHW conv vectorized along the output row (:mod:`.schedule`'s
-    reduction schedule) already fills whole vectors: unit stride along the row and a row of
-    a multiple of 32 int32 lanes (no transposes; the channel form pays for small rows, strided
-    rows and many channels)."""
-    return spec.strides[1] == 1 and spec.ow % 32 == 0 and spec.c < CHANNEL_LANES
+    reduction schedule) does better: int32 products (uint16 activations: the channel form's
+    int16 products on 64 lanes do not apply), unit stride along the row, rows of a multiple
+    of 32 int32 lanes and few channels (no transposes needed; the channel form pays for
+    int16 products, small rows, strided rows and many channels)."""
+    return (spec.product == "int32" and spec.strides[1] == 1 and spec.ow % 32 == 0
+            and spec.c < CHANNEL_LANES)
 
 
 def pack_depthwise_weight(w: np.ndarray, spec: DepthwiseSpec) -> np.ndarray:

@@ -5,8 +5,8 @@ symbolic input dimensions left symbolic (``bounds=`` gives their upper bounds), 
 every size of the model's grid beside a static compile for that size (``shapes=``) and ONNX
 Runtime (default session options), timed interleaved in one process (medians over rounds).
 It writes ``benchmarks/results/dynamic_shapes.{md,json}`` and, for a full run, the README
-section between the ``dynamic:start`` / ``dynamic:end`` markers. ``--smoke`` measures two
-sizes per model.
+section between the ``dynamic:start`` / ``dynamic:end`` markers (a ``--smoke`` run, two sizes
+per model, says so in the table's header).
 
 Per row (model × size): the agreement of the one-compile build with ORT's reference path at
 that size (:func:`measure._agreement`: LSB for quantized outputs, max |diff| and worst-row
@@ -198,13 +198,13 @@ def main() -> int:
                                                 str(args.max_rounds), "--models", *names,
                                                 *extra])
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    table = render_dynamic_shapes(rows, describe_machine(os_name=False), date)
+    table = render_dynamic_shapes(rows, describe_machine(os_name=False), date, args.smoke)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "dynamic_shapes_smoke" if args.smoke else "dynamic_shapes"
     (RESULTS / f"{stem}.json").write_text(json.dumps(rows, indent=1))
     (RESULTS / f"{stem}.md").write_text(table + "\n")
     print(table)
-    if not (args.no_readme or args.smoke or args.models):
+    if not (args.no_readme or args.models):
         update_readme_section(ROOT / "README.md", MARKERS, table)
     return 0
 

@@ -321,10 +321,13 @@ def render_real_models(rows: list[dict], machine: str, date: str) -> str:
     return "\n".join(lines)
 
 
-def render_dynamic_shapes(rows: list[dict], machine: str, date: str) -> str:
+def render_dynamic_shapes(rows: list[dict], machine: str, date: str,
+                          smoke: bool = False) -> str:
     """The table of ``benchmarks/dynamic_shapes.py`` (markdown; also the README's)."""
+    run = "`benchmarks/dynamic_shapes.py --smoke` (two sizes per model, not the full grid)" \
+        if smoke else "`benchmarks/dynamic_shapes.py`"
     lines = [
-        f"Measured {date} on {machine} by `benchmarks/dynamic_shapes.py`: each model compiled "
+        f"Measured {date} on {machine} by {run}: each model compiled "
         "once with symbolic dims (`bounds=` as shown), run at every size beside a static "
         "compile for that size and ORT (interleaved medians). Agreement: the one-compile "
         "build against ORT's reference path at that size (LSB, or max |diff| and cosine for "

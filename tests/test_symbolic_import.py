@@ -340,9 +340,20 @@ def _minilm_dynamic_qdq() -> onnx.ModelProto:
 
 @pytest.mark.slow
 def test_minilm_qdq_with_dynamic_axes_imports_symbolic() -> None:
-    mod = tvm_qdq.from_onnx(_minilm_dynamic_qdq())
+    """The QDQ MiniLM keeps ``(batch, sequence)``; its 512-row position table bounds the
+    sequence (implicit bound); built once, it equals the static import's build at (2, 77)."""
+    model = _minilm_dynamic_qdq()
+    mod = tvm_qdq.from_onnx(model)
     assert _param_types(mod) == ['R.Tensor((batch, sequence), dtype="int64")'] * 2
     assert str(mod["main"].ret_ty) == 'R.Tensor((batch, 384), dtype="float32")'
+    assert dict(mod["main"].attrs["tvm_qdq.implicit_bounds"]) == {"sequence": 512}
+    names = ["input_ids", "attention_mask"]
+    feeds = _token_feeds(names, 2, 77)
+    static = tvm_qdq.from_onnx(model, shapes={n: [2, 77] for n in names})
+    args = [tvm.runtime.tensor(feeds[n]) for n in names]
+    (got,) = _outputs(_faithful_vm(mod)["main"](*args))
+    (want,) = _outputs(_faithful_vm(static)["main"](*args))
+    np.testing.assert_array_equal(got, want)
 
 
 # --- contrib transformer ops on symbolic batch / sequence ----------------------------------

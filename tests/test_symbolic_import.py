@@ -542,3 +542,32 @@ def test_real_model_symbolic_build_equals_static_builds(name: str) -> None:
                              strict=True):
             assert got.shape == want.shape and got.shape[:2] == (batch, seq)
             np.testing.assert_array_equal(got, want)
+
+
+def test_one_element_shape_arithmetic_feeds_a_slice_end() -> None:
+    """YOLO's head: ``Slice(x, 1, (Shape(x)[[2]] + 1) / 2)`` on x[1, 3, n] with a
+    1-element Gather index: the arithmetic stays on shape values (held as an int64 tensor
+    between ops TVM lets read no shape), the slice gets ``min((n + 1) / 2, n) - 1``
+    columns, and one build matches ORT at n = 10 and 15."""
+    nodes = [helper.make_node("Shape", ["x"], ["sh"]),
+             helper.make_node("Gather", ["sh", "two"], ["n"], axis=0),
+             helper.make_node("Add", ["n", "one"], ["n1"]),
+             helper.make_node("Div", ["n1", "two"], ["end"]),
+             helper.make_node("Slice", ["x", "one", "end", "two"], ["sl"]),
+             helper.make_node("QuantizeLinear", ["sl", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [_const("two", [2]), _const("one", [1]), _const("s", 0.05, np.float32),
+         _const("z", 3, np.int8)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    mod = tvm_qdq.from_onnx(model)
+    assert str(mod["main"].ret_ty) == \
+        'R.Tensor((1, 3, T.min(T.Div(n + 1, 2), n) - 1), dtype="float32")'
+    vm = _faithful_vm(mod)
+    for n in (10, 15):
+        x = np.random.default_rng(n).uniform(-3, 3, (1, 3, n)).astype(np.float32)
+        (got,) = _outputs(vm["main"](tvm.runtime.tensor(x)))
+        (want,) = _ort_reference(model, {"x": x})
+        np.testing.assert_array_equal(got, want)

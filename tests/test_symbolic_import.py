@@ -340,9 +340,20 @@ def _minilm_dynamic_qdq() -> onnx.ModelProto:
 
 @pytest.mark.slow
 def test_minilm_qdq_with_dynamic_axes_imports_symbolic() -> None:
-    mod = tvm_qdq.from_onnx(_minilm_dynamic_qdq())
+    """The QDQ MiniLM keeps ``(batch, sequence)``; its 512-row position table bounds the
+    sequence (implicit bound); built once, it equals the static import's build at (2, 77)."""
+    model = _minilm_dynamic_qdq()
+    mod = tvm_qdq.from_onnx(model)
     assert _param_types(mod) == ['R.Tensor((batch, sequence), dtype="int64")'] * 2
     assert str(mod["main"].ret_ty) == 'R.Tensor((batch, 384), dtype="float32")'
+    assert dict(mod["main"].attrs["tvm_qdq.implicit_bounds"]) == {"sequence": 512}
+    names = ["input_ids", "attention_mask"]
+    feeds = _token_feeds(names, 2, 77)
+    static = tvm_qdq.from_onnx(model, shapes={n: [2, 77] for n in names})
+    args = [tvm.runtime.tensor(feeds[n]) for n in names]
+    (got,) = _outputs(_faithful_vm(mod)["main"](*args))
+    (want,) = _outputs(_faithful_vm(static)["main"](*args))
+    np.testing.assert_array_equal(got, want)
 
 
 # --- contrib transformer ops on symbolic batch / sequence ----------------------------------
@@ -505,3 +516,58 @@ def test_static_part_of_a_symbolic_shape_folds() -> None:
     main = tvm_qdq.from_onnx(model)["main"]
     assert str(main.ret_ty) == 'R.Tensor((batch, seq, 32), dtype="float32")'
     assert "R.Tensor((batch * seq, 32)" in str(main)
+
+
+def _token_feeds(names: list[str], batch: int, seq: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seq)
+    return {n: np.ones((batch, seq), np.int64) if "mask" in n
+            else np.zeros((batch, seq), np.int64) if "type" in n
+            else rng.integers(100, 2000, (batch, seq)).astype(np.int64) for n in names}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["t5_encoder_dyn_matmulinteger", "minilm_weightonly_int8"])
+def test_real_model_symbolic_build_equals_static_builds(name: str) -> None:
+    """One faithful build of the symbolic module gives, at (1, 8) and (2, 77), exactly the
+    outputs of the faithful module imported with those sizes fixed (``shapes=``)."""
+    model = _corpus_or_skip(name)
+    mod = tvm_qdq.from_onnx(model)
+    names = [str(n) for n in mod.attrs["tvm_qdq.input_names"]]
+    vm = _faithful_vm(mod)
+    for batch, seq in [(1, 8), (2, 77)]:
+        feeds = _token_feeds(names, batch, seq)
+        static = _faithful_vm(tvm_qdq.from_onnx(model, shapes={n: [batch, seq] for n in names}))
+        args = [tvm.runtime.tensor(feeds[n]) for n in names]
+        for got, want in zip(_outputs(vm["main"](*args)), _outputs(static["main"](*args)),
+                             strict=True):
+            assert got.shape == want.shape and got.shape[:2] == (batch, seq)
+            np.testing.assert_array_equal(got, want)
+
+
+def test_one_element_shape_arithmetic_feeds_a_slice_end() -> None:
+    """YOLO's head: ``Slice(x, 1, (Shape(x)[[2]] + 1) / 2)`` on x[1, 3, n] with a
+    1-element Gather index: the arithmetic stays on shape values (held as an int64 tensor
+    between ops TVM lets read no shape), the slice gets ``min((n + 1) / 2, n) - 1``
+    columns, and one build matches ORT at n = 10 and 15."""
+    nodes = [helper.make_node("Shape", ["x"], ["sh"]),
+             helper.make_node("Gather", ["sh", "two"], ["n"], axis=0),
+             helper.make_node("Add", ["n", "one"], ["n1"]),
+             helper.make_node("Div", ["n1", "two"], ["end"]),
+             helper.make_node("Slice", ["x", "one", "end", "two"], ["sl"]),
+             helper.make_node("QuantizeLinear", ["sl", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [_const("two", [2]), _const("one", [1]), _const("s", 0.05, np.float32),
+         _const("z", 3, np.int8)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    mod = tvm_qdq.from_onnx(model)
+    assert str(mod["main"].ret_ty) == \
+        'R.Tensor((1, 3, T.min(T.Div(n + 1, 2), n) - 1), dtype="float32")'
+    vm = _faithful_vm(mod)
+    for n in (10, 15):
+        x = np.random.default_rng(n).uniform(-3, 3, (1, 3, n)).astype(np.float32)
+        (got,) = _outputs(vm["main"](tvm.runtime.tensor(x)))
+        (want,) = _ort_reference(model, {"x": x})
+        np.testing.assert_array_equal(got, want)

@@ -29,7 +29,7 @@ from tvm import relax
 from ...relax_utils import partial_shape
 from .context import ConvertContext, constant_value
 from .ort_math import mlas_logistic, mlas_tanh, rounded
-from .shape_exprs import shape_allowed
+from .shape_exprs import as_value
 
 #: ONNX ops that add a product to something: LLVM would contract ``a·b + c`` into one FMA.
 SUM_OPS = frozenset({"Add", "Sub", "Sum"})
@@ -88,16 +88,15 @@ def convert_pad(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | 
 def convert_gather(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
     """Gather with constant indices: ``R.take`` with negative indices made positive; on a
     shape value (``Shape(x)``, symbolic dims included) a 1-D index picks dimensions:
-    ``R.shape([dims[i] for i in idx])`` where every consumer takes a shape (TVM's converter
-    handles a 0-d index, and makes a tensor otherwise)."""
+    ``R.shape([dims[i] for i in idx])`` (as a tensor for consumers that take none:
+    ``shape_exprs.as_value``; TVM's converter handles a 0-d index)."""
     x, indices = inputs[0], inputs[1]
     idx = constant_value(indices)
-    if (isinstance(x, relax.ShapeExpr) and idx is not None and idx.ndim == 1
-            and shape_allowed(ctx.consumer_ops)):
+    if isinstance(x, relax.ShapeExpr) and idx is not None and idx.ndim == 1:
         dims = list(x.values)
         if ((idx < -len(dims)) | (idx >= len(dims))).any():
             raise ctx.fail(f"Gather index out of range for a shape of rank {len(dims)}")
-        return relax.ShapeExpr([dims[int(i)] for i in idx])
+        return as_value(relax.ShapeExpr([dims[int(i)] for i in idx]), ctx.consumer_ops)
     shape = partial_shape(x)
     if idx is None or not shape:  # runtime indices or an unknown shape: TVM's converter
         return None

@@ -7,6 +7,8 @@ converters of the arithmetic ops refuse shape values. :func:`fold_symbolic` eval
 integer arithmetic here instead, on ``tirx`` expressions: a 0-d result is a prim value, a 1-D
 result an ``R.shape``, so the reshape or slice reading it gets a symbolic shape that later
 converters and passes can follow (``(batch, seq, 12, 32)`` rather than an unknown shape).
+TVM's importer lets only some ops read an ``R.shape``; for other consumers a 1-D value is
+handed on as ``R.shape_to_tensor(R.shape([...]))``, which the arithmetic here still reads.
 
 Semantics follow ONNX on int64 values: ``Add``/``Sub``/``Mul``/``Neg`` exact, ``Div``
 truncates toward zero (``truncdiv``), ``Max``/``Min`` elementwise, numpy broadcasting between
@@ -53,12 +55,29 @@ READS_SHAPE_VALUES = TAKES_SHAPE | {"Unsqueeze", "Split", "Tile", "Range", "Tril
 
 
 def _is_shape_value(expr) -> bool:
-    return isinstance(expr, relax.ShapeExpr) or (
+    return isinstance(expr, relax.ShapeExpr) or tensor_form(expr) is not None or (
         tvm.ir.is_prim_expr(expr) and not isinstance(expr, tirx.IntImm))
+
+
+def tensor_form(expr) -> relax.ShapeExpr | None:
+    """The ``R.shape`` of a 1-D shape value held as ``R.shape_to_tensor(R.shape([...]))``
+    (:func:`as_value`), None for anything else."""
+    if (isinstance(expr, relax.Call) and getattr(expr.op, "name", "") == "relax.shape_to_tensor"
+            and isinstance(expr.args[0], relax.ShapeExpr)):
+        return expr.args[0]
+    return None
+
+
+def as_value(shape: relax.ShapeExpr, consumers) -> relax.Expr:
+    """A 1-D shape value for ``consumers``: the ``R.shape`` itself when every consumer takes
+    one (:data:`TAKES_SHAPE`), else the int64 tensor ``R.shape_to_tensor(R.shape)`` (an
+    unbound call, which :func:`fold_symbolic` still reads as a shape value)."""
+    return shape if shape_allowed(consumers) else relax.op.shape_to_tensor(shape)
 
 
 def _value(expr) -> _Value | None:
     """The elements of a shape value or a small integer constant (int64 expressions)."""
+    expr = tensor_form(expr) or expr
     if isinstance(expr, relax.ShapeExpr):
         return list(expr.values), False
     if tvm.ir.is_prim_expr(expr):
@@ -110,8 +129,8 @@ def shape_allowed(consumers) -> bool:
 def fold_symbolic(node: onnx.NodeProto, inputs: list, consumers) -> relax.Expr | None:
     """The value of an ai.onnx integer-arithmetic node on shape values (at least one input
     a symbolic ``R.shape`` or prim value, the others small integer constants), as a prim
-    value (0-d) or ``R.shape`` (1-D, only when every op in ``consumers`` takes one); None
-    when the node is not such arithmetic."""
+    value (0-d) or a 1-D shape value for ``consumers`` (:func:`as_value`); None when the
+    node is not such arithmetic."""
     present = [x for x in inputs if x is not None]
     if not present or not any(_is_shape_value(x) for x in present):
         return None
@@ -121,11 +140,11 @@ def fold_symbolic(node: onnx.NodeProto, inputs: list, consumers) -> relax.Expr |
     if any(v is None for v in values):
         return None
     result = _evaluate(node, values)  # type: ignore[arg-type]
-    if result is None or not result[1] and not shape_allowed(consumers):
+    if result is None:
         return None
     analyzer = tvm.sym.Analyzer()
     elements = [analyzer.simplify(e) for e in result[0]]
-    return elements[0] if result[1] else relax.ShapeExpr(elements)
+    return elements[0] if result[1] else as_value(relax.ShapeExpr(elements), consumers)
 
 
 def as_tensors(bb: relax.BlockBuilder, inputs: list) -> list:
@@ -133,6 +152,8 @@ def as_tensors(bb: relax.BlockBuilder, inputs: list) -> list:
     prim value), for converters that read tensors only. The list is changed in place (TVM's
     converters index past its end)."""
     for i, x in enumerate(inputs):
+        if tensor_form(x) is not None:
+            continue  # already an int64 tensor
         if isinstance(x, relax.ShapeExpr):
             inputs[i] = bb.normalize(relax.op.shape_to_tensor(x))
         elif _is_shape_value(x):
@@ -141,4 +162,4 @@ def as_tensors(bb: relax.BlockBuilder, inputs: list) -> list:
     return inputs
 
 
-__all__ = ["READS_SHAPE_VALUES", "as_tensors", "fold_symbolic"]
+__all__ = ["READS_SHAPE_VALUES", "as_tensors", "as_value", "fold_symbolic", "tensor_form"]

@@ -22,13 +22,15 @@ from tvm import relax, tirx
 
 from ...relax_utils import partial_shape
 from .context import ConvertContext, constant_value
+from .shape_exprs import tensor_form
 
 #: A constant end at or above this means "to the end" (PyTorch writes INT64_MAX).
 _TO_THE_END = 1 << 31
 
 
 def _ints_or_dims(expr) -> list | None:
-    """Elements of a constant 1-D int tensor or of an ``R.shape`` (None otherwise)."""
+    """Elements of a constant 1-D int tensor or of a 1-D shape value (None otherwise)."""
+    expr = tensor_form(expr) or expr
     if isinstance(expr, relax.ShapeExpr):
         return [int(v) if isinstance(v, tirx.IntImm) else v for v in expr.values]
     value = constant_value(expr)

@@ -382,24 +382,23 @@ def _dynamic(dims: dict[int, str | None]) -> onnx.ModelProto:
     return model
 
 
-def _supported_or_names_the_dim(model: onnx.ModelProto, dim: str, feeds_list: list) -> None:
-    try:
-        compiled = tvm_qdq.compile(model)
-    except tvm_qdq.TvmQdqError as err:
-        message = str(err)
-        assert "'x'" in message and dim in message, f"unclear error: {message}"
-        assert not isinstance(err, tvm_qdq.ConversionError), f"crash inside TVM: {message}"
-        return
+def _one_compile_serves_every_size(model: onnx.ModelProto, feeds_list: list) -> None:
+    """A model with symbolic dims compiles once (no ``shapes=``); at each size its output equals
+    the static compile for that size bit for bit and keeps the single-op contract with ORT
+    (up to 1 % of 1-LSB differences: the ties of ORT's float32 Conv, as in the static test)."""
+    compiled = tvm_qdq.compile(model)
+    info = output_quant_info(model)["y"]
     for feeds in feeds_list:
-        info = output_quant_info(model)["y"]
-        assert_single_op_contract(compiled.run(feeds)[0],
-                                  run_ort(model, feeds, optimization_level=ORT_REF)[0],
-                                  info.scale, info.zero_point)
+        static = tvm_qdq.compile(model, shapes={k: list(v.shape) for k, v in feeds.items()})
+        actual = compiled.run(feeds)[0]
+        np.testing.assert_array_equal(actual, static.run(feeds)[0])
+        assert_single_op_contract(actual, run_ort(model, feeds, optimization_level=ORT_REF)[0],
+                                  info.scale, info.zero_point, min_frac_exact=0.99)
 
 
-def test_dynamic_batch_dimension_is_supported_or_named() -> None:
-    _supported_or_names_the_dim(_dynamic({0: "batch"}), "batch",
-                                [_feed([1, 4, 5, 5]), _feed([3, 4, 5, 5])])
+def test_dynamic_batch_dimension_is_supported() -> None:
+    _one_compile_serves_every_size(_dynamic({0: "batch"}), [_feed([1, 4, 5, 5]),
+                                                             _feed([3, 4, 5, 5])])
 
 
 def test_input_without_shape_is_named() -> None:
@@ -411,8 +410,8 @@ def test_input_without_shape_is_named() -> None:
     assert not isinstance(info.value, tvm_qdq.ConversionError), str(info.value)
 
 
-def test_anonymous_dynamic_spatial_dims_are_supported_or_named() -> None:
-    _supported_or_names_the_dim(_dynamic({2: None, 3: None}), "2", [_feed()])
+def test_anonymous_dynamic_spatial_dims_are_supported() -> None:
+    _one_compile_serves_every_size(_dynamic({2: None, 3: None}), [_feed(), _feed([1, 4, 9, 7])])
 
 
 def test_dynamic_batch_compiles_with_shapes_override() -> None:

@@ -50,6 +50,7 @@ from .common import (
     parallel_chunks,
 )
 from .rule import Kernel
+from .symbolic_rows import SymbolicLoops
 
 #: Names of the reduction blocks of TVM's legalized ``matmul`` (Relax ``R.matmul``, topi).
 MATMUL_BLOCK = re.compile(r"^(T_|NT_)?matmul(_NT|_NN)?\d*$|^T_batch_matmul(_NT|_NN)?\d*$")
@@ -103,11 +104,11 @@ def _pairs_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
     with T.sblock("root"):
         T.reads(C[0:16], A[0:2], B[0:2, 0:16])
         T.writes(C[0:16])
-        pair = T.reinterpret("int32", A.vload([0], "int16x2"))
         C[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
             "int32x16", "llvm.x86.avx512.vpdpwssd.512",
             C.vload([0], "int32x16"),
-            T.reinterpret("int16x32", T.broadcast(pair, 16)),
+            T.reinterpret("int16x32", T.broadcast(
+                T.reinterpret("int32", A.vload([0], "int16x2")), 16)),
             T.Shuffle([B.vload([0, 0], "int16x16"), B.vload([1, 0], "int16x16")], _INTERLEAVE))
 
 
@@ -380,9 +381,14 @@ def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None
                   and loop_extent(sch, lp) > 1]
         sch.parallel(static[0] if static else io)
     consumers = epilogue_per_tile(sch, main, jo, _dependents(sch, main))
+    tails = SymbolicLoops()
+    if consumers:
+        tails.padded(sch, jo, sch.get(consumers[0]).iter_vars[-1].dom.extent, cols)
     if pairs:
         init = sch.decompose_reduction(main, lk)
-        sch.tensorize(jl, PAIRS_INTRIN)
+        update = block_name(sch, main)
+        if not tails:
+            sch.tensorize(jl, PAIRS_INTRIN)
     else:
         sch.vectorize(jl)
     sch.unroll(jn)
@@ -395,6 +401,14 @@ def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None
     for block in blocks_of_kind(sch, SCRATCH):
         _, vec = sch.split(sch.get_loops(block)[-1], [None, LANES])
         sch.vectorize(vec)
+    if not (pairs and tails):
+        return tails.apply(sch.mod["main"])
+    # The tail repeats the accumulation of the last column tile: tensorize both copies
+    # once the rewrite is done (a tensorized block defines buffers, which a copy cannot).
+    sch = s_tir.Schedule(tails.apply(sch.mod["main"]))
+    sch.tensorize(sch.get_loops(sch.get_sblock(update))[-2], PAIRS_INTRIN)
+    # The tail's column offset (E // f)·f is no loop variable, which tensorize cannot match:
+    # its last column tile accumulates with plain multiply-adds.
     return sch.mod["main"]
 
 

@@ -35,6 +35,7 @@ import re
 from dataclasses import dataclass
 
 import tvm
+import tvm_ffi
 from tvm import s_tir, tirx
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
@@ -401,15 +402,43 @@ def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None
     for block in blocks_of_kind(sch, SCRATCH):
         _, vec = sch.split(sch.get_loops(block)[-1], [None, LANES])
         sch.vectorize(vec)
-    if not (pairs and tails):
-        return tails.apply(sch.mod["main"])
-    # The tail repeats the accumulation of the last column tile: tensorize both copies
+    if not tails:
+        return sch.mod["main"]
+    acc = sch.get(main).writes[0].source
+    func = _tail_accumulator(tails.apply(sch.mod["main"]), acc)
+    if not pairs:
+        return func
+    # The tail repeats the accumulation of the last column tile: tensorize the main part
     # once the rewrite is done (a tensorized block defines buffers, which a copy cannot).
-    sch = s_tir.Schedule(tails.apply(sch.mod["main"]))
+    sch = s_tir.Schedule(func)
     sch.tensorize(sch.get_loops(sch.get_sblock(update))[-2], PAIRS_INTRIN)
     # The tail's column offset (E // f)·f is no loop variable, which tensorize cannot match:
     # its last column tile accumulates with plain multiply-adds.
     return sch.mod["main"]
+
+
+def _tail_accumulator(func: tirx.PrimFunc, acc: tirx.Buffer) -> tirx.PrimFunc:
+    """``func`` with the blocks of the column tail (``<name>_tail…``) accumulating into a
+    buffer of their own, a copy of ``acc``: each part's accesses then stay under its own
+    tile loop, so that the accumulators are allocated per tile (registers) rather than
+    across every column of a row tile."""
+    tail_acc = tirx.decl_buffer(acc.shape, acc.dtype, f"{acc.name}_tail", scope=acc.scope())
+
+    def swap(buffer: tirx.Buffer) -> tirx.Buffer:
+        return tail_acc if buffer.same_as(acc) else buffer
+
+    def in_tail(block: s_tir.SBlock) -> s_tir.SBlock:
+        if "_tail" not in str(block.name_hint):
+            return block
+        return tvm_ffi.structural_map(block, (tirx.Buffer, swap))
+
+    body = tvm_ffi.structural_map(func.body.block.body, (s_tir.SBlock, in_tail))
+    root = func.body.block
+    root = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, body,
+                        root.init, [*root.alloc_buffers, tail_acc], root.match_buffers,
+                        root.annotations)
+    realize = func.body
+    return func.with_body(s_tir.SBlockRealize(realize.iter_values, realize.predicate, root))
 
 
 def _nominal(extent) -> int:

@@ -255,6 +255,8 @@ def _drop_true_predicates(body: tirx.Stmt) -> tirx.Stmt:
             ana.bind(var, ir.Range.from_min_extent(1, 1 << 31))
 
     def holds(cond: tirx.PrimExpr) -> bool:
+        if isinstance(cond, tirx.Or):
+            return holds(cond.a) or holds(cond.b)
         if not isinstance(cond, tirx.LT):
             return False
         used = [v for v in loop_vars if any(v.same_as(u) for u in _vars(cond.a))]

@@ -356,7 +356,10 @@ def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None
     (e.g. the heads) is parallel, else the row-tile loop. The zero-padded copies are
     vectorized along their last axis. ``pairs``: two reduction steps per ``vpdpwssd``
     (:data:`PAIRS_INTRIN`; int16 operands and an even reduction, ``even_k`` of the kernel;
-    else ``ValueError``)."""
+    else ``ValueError``). A symbolic column count ``n`` (``Q·Kᵀ``): the column-tile loop is
+    a main part over ``n // col_tile`` tiles, whose epilogue has no column predicate
+    (vectorized), and a tail tile (:class:`.symbolic_rows.SymbolicLoops`) whose epilogue runs
+    4-lane vectors and scalars, accumulating (plain multiply-adds) into its own tile."""
     sch = s_tir.Schedule(func)
     blocks = kernel_blocks(sch, ACTIVATION_MATMUL)
     if len(blocks) != 1:

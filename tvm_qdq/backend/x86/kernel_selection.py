@@ -240,9 +240,9 @@ class KernelRewriter(LayoutRewriter):
                                **kwargs, **kernel_kwargs)
 
     def _activation_matmul(self, var, a, b, out_dtype: str):
-        """``R.matmul(a, b)`` of two activations with a symbolic dimension and a static column
-        count (e.g. ``P·V``) → :func:`.kernels.activation_matmul` (padded rows); None (TVM's
-        matmul, recorded in ``skipped``) when the operands do not fit it."""
+        """``R.matmul(a, b)`` of two activations with a symbolic dimension (``P·V``; ``Q·Kᵀ``,
+        symbolic columns) → :func:`.kernels.activation_matmul` (padded rows and columns);
+        None (TVM's matmul, recorded in ``skipped``) when the operands do not fit it."""
         a_shape, b_shape = partial_shape(a), partial_shape(b)
         dtypes = (tensor_dtype(a), tensor_dtype(b))
         reason = None
@@ -252,16 +252,15 @@ class KernelRewriter(LayoutRewriter):
             reason = "operand shapes (batch dims must be equal)"
         elif any(d not in _ACT_OPERANDS for d in dtypes) or out_dtype != "int32":
             reason = f"dtypes {dtypes} → {out_dtype}"
-        elif not isinstance(b_shape[-1], int):
-            # The epilogue's column predicate would sit under its vector loop (scalar code):
-            # TVM's own schedule is faster there.
-            reason = f"symbolic columns {b_shape[-1]}"
         if reason is not None:
             self.report.skipped.append({"op": "matmul", "var": str(var.name),
                                         "reason": f"symbolic activation matmul: {reason}"})
             return None
         m, n = a_shape[-2], b_shape[-1]
-        tile = default_matmul_tile(m if isinstance(m, int) else 128, _nominal_columns(n))
+        # Symbolic columns (``Q·Kᵀ``): one 16-lane vector per tile, the last partial tile
+        # being the schedule's column tail.
+        tile = default_matmul_tile(m if isinstance(m, int) else 128,
+                                   _nominal_columns(n) if isinstance(n, int) else 16)
         row_tile, col_tile = tile.mr, tile.nr * tile.lanes
         self.report.kernels.append(_json_record({
             "kind": "activation_matmul", "var": str(var.name), "a": a_shape, "b": b_shape,

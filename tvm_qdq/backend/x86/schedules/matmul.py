@@ -35,6 +35,7 @@ import re
 from dataclasses import dataclass
 
 import tvm
+import tvm_ffi
 from tvm import s_tir, tirx
 from tvm.s_tir import TensorIntrin
 from tvm.script import tirx as T
@@ -50,6 +51,7 @@ from .common import (
     parallel_chunks,
 )
 from .rule import Kernel
+from .symbolic_rows import SymbolicLoops
 
 #: Names of the reduction blocks of TVM's legalized ``matmul`` (Relax ``R.matmul``, topi).
 MATMUL_BLOCK = re.compile(r"^(T_|NT_)?matmul(_NT|_NN)?\d*$|^T_batch_matmul(_NT|_NN)?\d*$")
@@ -103,11 +105,11 @@ def _pairs_impl(a: T.handle, b: T.handle, c: T.handle) -> None:
     with T.sblock("root"):
         T.reads(C[0:16], A[0:2], B[0:2, 0:16])
         T.writes(C[0:16])
-        pair = T.reinterpret("int32", A.vload([0], "int16x2"))
         C[T.ramp(0, 1, 16)] = T.call_llvm_pure_intrin(
             "int32x16", "llvm.x86.avx512.vpdpwssd.512",
             C.vload([0], "int32x16"),
-            T.reinterpret("int16x32", T.broadcast(pair, 16)),
+            T.reinterpret("int16x32", T.broadcast(
+                T.reinterpret("int32", A.vload([0], "int16x2")), 16)),
             T.Shuffle([B.vload([0, 0], "int16x16"), B.vload([1, 0], "int16x16")], _INTERLEAVE))
 
 
@@ -354,7 +356,10 @@ def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None
     (e.g. the heads) is parallel, else the row-tile loop. The zero-padded copies are
     vectorized along their last axis. ``pairs``: two reduction steps per ``vpdpwssd``
     (:data:`PAIRS_INTRIN`; int16 operands and an even reduction, ``even_k`` of the kernel;
-    else ``ValueError``)."""
+    else ``ValueError``). A symbolic column count ``n`` (``Q·Kᵀ``): the column-tile loop is
+    a main part over ``n // col_tile`` tiles, whose epilogue has no column predicate
+    (vectorized), and a tail tile (:class:`.symbolic_rows.SymbolicLoops`) whose epilogue runs
+    4-lane vectors and scalars, accumulating (plain multiply-adds) into its own tile."""
     sch = s_tir.Schedule(func)
     blocks = kernel_blocks(sch, ACTIVATION_MATMUL)
     if len(blocks) != 1:
@@ -380,9 +385,14 @@ def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None
                   and loop_extent(sch, lp) > 1]
         sch.parallel(static[0] if static else io)
     consumers = epilogue_per_tile(sch, main, jo, _dependents(sch, main))
+    tails = SymbolicLoops()
+    if consumers:
+        tails.padded(sch, jo, sch.get(consumers[0]).iter_vars[-1].dom.extent, cols)
     if pairs:
         init = sch.decompose_reduction(main, lk)
-        sch.tensorize(jl, PAIRS_INTRIN)
+        update = block_name(sch, main)
+        if not tails:
+            sch.tensorize(jl, PAIRS_INTRIN)
     else:
         sch.vectorize(jl)
     sch.unroll(jn)
@@ -395,7 +405,43 @@ def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None
     for block in blocks_of_kind(sch, SCRATCH):
         _, vec = sch.split(sch.get_loops(block)[-1], [None, LANES])
         sch.vectorize(vec)
+    if not tails:
+        return sch.mod["main"]
+    acc = sch.get(main).writes[0].source
+    func = _tail_accumulator(tails.apply(sch.mod["main"]), acc)
+    if not pairs:
+        return func
+    # The tail repeats the accumulation of the last column tile: tensorize the main part
+    # once the rewrite is done (a tensorized block defines buffers, which a copy cannot).
+    sch = s_tir.Schedule(func)
+    sch.tensorize(sch.get_loops(sch.get_sblock(update))[-2], PAIRS_INTRIN)
+    # The tail's column offset (E // f)·f is no loop variable, which tensorize cannot match:
+    # its last column tile accumulates with plain multiply-adds.
     return sch.mod["main"]
+
+
+def _tail_accumulator(func: tirx.PrimFunc, acc: tirx.Buffer) -> tirx.PrimFunc:
+    """``func`` with the blocks of the column tail (``<name>_tail…``) accumulating into a
+    buffer of their own, a copy of ``acc``: each part's accesses then stay under its own
+    tile loop, so that the accumulators are allocated per tile (registers) rather than
+    across every column of a row tile."""
+    tail_acc = tirx.decl_buffer(acc.shape, acc.dtype, f"{acc.name}_tail", scope=acc.scope())
+
+    def swap(buffer: tirx.Buffer) -> tirx.Buffer:
+        return tail_acc if buffer.same_as(acc) else buffer
+
+    def in_tail(block: s_tir.SBlock) -> s_tir.SBlock:
+        if "_tail" not in str(block.name_hint):
+            return block
+        return tvm_ffi.structural_map(block, (tirx.Buffer, swap))
+
+    body = tvm_ffi.structural_map(func.body.block.body, (s_tir.SBlock, in_tail))
+    root = func.body.block
+    root = s_tir.SBlock(root.iter_vars, root.reads, root.writes, root.name_hint, body,
+                        root.init, [*root.alloc_buffers, tail_acc], root.match_buffers,
+                        root.annotations)
+    realize = func.body
+    return func.with_body(s_tir.SBlockRealize(realize.iter_values, realize.predicate, root))
 
 
 def _nominal(extent) -> int:

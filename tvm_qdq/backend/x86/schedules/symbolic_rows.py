@@ -136,6 +136,13 @@ class SymbolicLoops:
         self._splits.append((sch.get(outer).loop_var, extent, product))
         return [outer, inner]
 
+    def padded(self, sch: s_tir.Schedule, outer, extent: tirx.PrimExpr, factor: int) -> None:
+        """Record ``outer``, the outer loop of a split by ``factor`` of a loop already padded
+        to ``⌈extent / factor⌉`` whole tiles (its blocks that must stay within ``extent`` are
+        predicated ``outer·factor + rest < extent``), for the main part + tail rewrite."""
+        if is_symbolic(extent) and not divides(factor, extent):
+            self._splits.append((sch.get(outer).loop_var, extent, factor))
+
     def apply(self, func: tirx.PrimFunc) -> tirx.PrimFunc:
         """``func`` (the scheduled function) with every recorded outer loop rewritten as its
         main part and tail."""
@@ -248,6 +255,8 @@ def _drop_true_predicates(body: tirx.Stmt) -> tirx.Stmt:
             ana.bind(var, ir.Range.from_min_extent(1, 1 << 31))
 
     def holds(cond: tirx.PrimExpr) -> bool:
+        if isinstance(cond, tirx.Or):
+            return holds(cond.a) or holds(cond.b)
         if not isinstance(cond, tirx.LT):
             return False
         used = [v for v in loop_vars if any(v.same_as(u) for u in _vars(cond.a))]

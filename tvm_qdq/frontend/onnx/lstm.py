@@ -137,8 +137,8 @@ def convert_dynamic_quantize_lstm(ctx: ConvertContext, inputs: list, attrs: dict
     if (bias is not None and bias_value is None) or (peep is not None and peep_value is None):
         raise ctx.fail("B and P must be constants")
 
-    # A symbolic T keeps X [T, B, I] (rows T·B would be a shape no kernel can bind T from).
-    x_rows = x if symbolic else bb.emit(relax.op.reshape(x, [steps * batch, -1]))
+    # With a symbolic T and B > 1, X stays [T, B, I] (no kernel can bind T from rows T·B).
+    x_rows = x if symbolic and batch > 1 else bb.emit(relax.op.reshape(x, [steps * batch, -1]))
     xq, xs, xz = dynamic_quantize(ctx, x_rows)
     ys, hs, cs = [], [], []
     for d in range(dirs):

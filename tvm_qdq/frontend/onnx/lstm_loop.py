@@ -29,6 +29,9 @@ from tvm.script import tirx as T
 
 from .ort_math import FLT_MAX, LOGISTIC_P, LOGISTIC_Q, LOGISTIC_RANGE, TANH_P, TANH_Q, TANH_RANGE
 
+#: ``op_pattern`` kOpaque: fusion leaves the loop kernel alone.
+OPAQUE = 8
+
 #: Gate activations the loop kernel implements (the ONNX default triple).
 LOOP_ACTIVATIONS = ("sigmoid", "tanh", "tanh")
 
@@ -87,7 +90,7 @@ def recurrence_kernel(batch: int, hidden: int, reverse: bool, clip: float, has_b
                         c0: T.Buffer((batch, hidden), "float32"), p_y: T.handle,
                         h_out: T.Buffer((batch, hidden), "float32"),
                         c_out: T.Buffer((batch, hidden), "float32")):
-        T.func_attr({"tir.noalias": True})
+        T.func_attr({"tir.noalias": True, "op_pattern": OPAQUE})
         steps = T.int64()
         xw = T.match_buffer(p_xw, (steps, batch, four_h), "float32")
         y = T.match_buffer(p_y, (steps, batch, hidden), "float32")

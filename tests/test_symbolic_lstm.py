@@ -16,7 +16,7 @@ import pytest
 
 import tvm_qdq
 from tvm_qdq.testing import real_corpus, yardstick
-from tvm_qdq.testing.contrib_quant_graphs import LstmCase, dynamic_quantize_lstm
+from tvm_qdq.testing.contrib_quant_graphs import LstmCase, dynamic_quantize_lstm, isolate_node
 from tvm_qdq.testing.oracle import run_ort
 
 LENGTHS = (1, 5, 17)
@@ -91,3 +91,29 @@ def test_real_crnn_three_widths_from_one_compile() -> None:
             assert verdict.ok, f"width {width} output {i}: {verdict}"
     fallbacks = [str(w.message) for w in caught if "kernel lowering failed" in str(w.message)]
     assert not fallbacks, fallbacks[0]
+
+
+@pytest.mark.slow
+def test_real_crnn_lstm_symbolic_length_bit_exact() -> None:
+    """The CRNN's DynamicQuantizeLSTM alone (bidirectional, hidden 512, real int8 weights),
+    its sequence length symbolic: one compile, ORT's own input cut to 12, 17 and 20 steps,
+    equal to ORT (measured 0 differing elements at each length)."""
+    name = "crnn_dyn_convinteger_lstm"
+    model = onnx.load_model(real_corpus.model_path(name))
+    alone, feeds = isolate_node(model, "DynamicQuantizeLSTM", real_corpus.BY_NAME[name].feeds(0))
+    x_name = alone.graph.node[0].input[0]
+    symbolic = onnx.ModelProto.FromString(alone.SerializeToString())
+    for value in symbolic.graph.input:
+        if value.name == x_name:
+            dim = value.type.tensor_type.shape.dim[0]
+            dim.ClearField("dim_value")
+            dim.dim_param = "seq"
+    for value in symbolic.graph.output:
+        value.type.tensor_type.ClearField("shape")
+    compiled = tvm_qdq.compile(symbolic, "x86")
+    for steps in (12, 17, 20):
+        step_feeds = {**feeds, x_name: feeds[x_name][:steps]}
+        expected = run_ort(symbolic, step_feeds,
+                           optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        for got, want in zip(compiled.run(step_feeds), expected, strict=True):
+            np.testing.assert_array_equal(got, want)

@@ -45,7 +45,9 @@ from tvm import relax
 
 from ...dtypes import QTYPES
 from ...qnn.ops import matmul_integer_const
+from ...relax_utils import partial_shape
 from .context import ConvertContext, constant_value
+from .lstm_loop import LOOP_ACTIVATIONS, recurrence_kernel
 from .ort_math import FLT_MAX, mlas_logistic, mlas_tanh, rounded
 from .ort_math import f32 as _f32
 from .qoperator import dynamic_quantize
@@ -116,8 +118,13 @@ def convert_dynamic_quantize_lstm(ctx: ConvertContext, inputs: list, attrs: dict
     unknown = sorted(set(names) - set(ACTIVATIONS))
     if unknown:
         raise ctx.fail(f"activations {unknown} are not supported (sigmoid, tanh, relu are)")
-    steps, batch, _ = (int(v) for v in x.ty.shape.values)
-    if seq_lens is not None:
+    steps, batch, _ = partial_shape(x)
+    if not isinstance(batch, int):
+        raise ctx.fail("the batch dimension must be static (fix it with shapes={...})")
+    symbolic = not isinstance(steps, int)
+    if symbolic:
+        _check_loop_form(ctx, seq_lens, peep, names, dirs)
+    elif seq_lens is not None:
         lens = constant_value(seq_lens)
         if lens is None or np.any(lens.reshape(-1) != steps):
             raise ctx.fail("sequence_lens must be absent or a constant equal to the sequence "
@@ -130,14 +137,16 @@ def convert_dynamic_quantize_lstm(ctx: ConvertContext, inputs: list, attrs: dict
     if (bias is not None and bias_value is None) or (peep is not None and peep_value is None):
         raise ctx.fail("B and P must be constants")
 
-    x_flat = bb.emit(relax.op.reshape(x, [steps * batch, -1]))
-    xq, xs, xz = dynamic_quantize(ctx, x_flat)
+    # With a symbolic T and B > 1, X stays [T, B, I] (no kernel can bind T from rows T·B).
+    x_rows = x if symbolic and batch > 1 else bb.emit(relax.op.reshape(x, [steps * batch, -1]))
+    xq, xs, xz = dynamic_quantize(ctx, x_rows)
     ys, hs, cs = [], [], []
     for d in range(dirs):
         reverse = direction == "reverse" or d == 1
         xw = rounded(_scaled_gemm(bb, xq, xs, xz, *w_parts[d]))
         xw = bb.emit(relax.op.reshape(xw, [steps, batch, 4 * hidden]))
-        xw_steps = bb.emit(relax.op.split(xw, steps, axis=0)) if steps > 1 else None
+        xw_steps = bb.emit(relax.op.split(xw, steps, axis=0)) \
+            if not symbolic and steps > 1 else None
         gate_bias = None
         if bias_value is not None:
             b = bias_value[d].astype(np.float32)
@@ -147,6 +156,13 @@ def convert_dynamic_quantize_lstm(ctx: ConvertContext, inputs: list, attrs: dict
         f_act, g_act, h_act = (ACTIVATIONS[n] for n in names[3 * d:3 * d + 3])
         h = _direction_state(bb, h0, d, [batch, hidden])
         c = _direction_state(bb, c0, d, [batch, hidden])
+        if symbolic:
+            y_d, h, c = _recurrence_loop(bb, xw, r_parts[d], gate_bias, h, c, reverse, clip,
+                                         input_forget)
+            ys.append(y_d)
+            hs.append(h)
+            cs.append(c)
+            continue
         outs: list[relax.Expr] = [None] * steps
         for s in range(steps):
             t = steps - 1 - s if reverse else s
@@ -164,6 +180,41 @@ def convert_dynamic_quantize_lstm(ctx: ConvertContext, inputs: list, attrs: dict
     y = bb.emit(relax.op.stack(ys, axis=1))
     return relax.Tuple([y, bb.emit(relax.op.stack(hs, axis=0)),
                         bb.emit(relax.op.stack(cs, axis=0))])
+
+
+def _check_loop_form(ctx: ConvertContext, seq_lens: relax.Expr | None, peep: relax.Expr | None,
+                     names: list[str], dirs: int) -> None:
+    """A symbolic ``T`` runs the step loop of :mod:`.lstm_loop`, which covers the default
+    activations without peepholes or ``sequence_lens``."""
+    if seq_lens is not None:
+        raise ctx.fail("sequence_lens with a symbolic sequence length is not supported; fix "
+                       "the length with shapes={...}")
+    if peep is not None or names != list(LOOP_ACTIVATIONS) * dirs:
+        raise ctx.fail("with a symbolic sequence length only the default activations "
+                       "(sigmoid, tanh, tanh) without peepholes are supported; fix the length "
+                       "with shapes={...}")
+
+
+def _recurrence_loop(bb: relax.BlockBuilder, xw: relax.Expr,
+                     r_part: tuple[np.ndarray, np.ndarray], gate_bias: np.ndarray | None,
+                     h: relax.Expr, c: relax.Expr, reverse: bool, clip: float,
+                     input_forget: bool) -> tuple[relax.Expr, relax.Expr, relax.Expr]:
+    """All steps of one direction as one ``call_tir`` of :func:`.lstm_loop.recurrence_kernel`:
+    ``(Y [T, B, H], h_T, c_T)`` from the projection ``xw`` ``[T, B, 4H]``."""
+    steps, batch, four_h = partial_shape(xw)
+    hidden = four_h // 4
+    r_shift, r_scale = r_part
+    kernel = recurrence_kernel(batch, hidden, reverse, float(np.float32(clip)),
+                               gate_bias is not None, input_forget)
+    gvar = bb.add_func(kernel, "lstm_recurrence")
+    bias = gate_bias if gate_bias is not None else np.zeros((4, hidden), np.float32)
+    args = [xw, relax.const(r_shift.astype(np.int32)),
+            relax.const(np.broadcast_to(r_scale.reshape(-1), (four_h,)).astype(np.float32)),
+            relax.const(bias.astype(np.float32)), h, c]
+    state = relax.TensorType([batch, hidden], "float32")
+    out = bb.emit(relax.call_tir(gvar, args, [relax.TensorType([steps, batch, hidden], "float32"),
+                                              state, state]))
+    return tuple(bb.emit(relax.TupleGetItem(out, k)) for k in range(3))
 
 
 def _gates(bb: relax.BlockBuilder, pre: relax.Expr, c_prev: relax.Expr, hidden: int,

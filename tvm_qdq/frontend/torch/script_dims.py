@@ -85,11 +85,7 @@ def with_bounds(mod: tvm.IRModule, dim_names: Sequence[str],
 
 
 def register(*kinds: str) -> Callable[[Converter], Converter]:
-    def wrap(fn: Converter) -> Converter:
-        for kind in kinds:
-            CONVERTERS[kind] = fn
-        return fn
-    return wrap
+    return aten.register(*kinds, table=CONVERTERS)
 
 
 def _fallback(imp, node, args) -> Any:

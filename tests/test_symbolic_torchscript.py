@@ -20,6 +20,7 @@ import tvm_qdq  # noqa: E402
 from tvm_qdq.errors import DimensionBoundError  # noqa: E402
 from tvm_qdq.frontend.torch import TorchImportError, from_torch  # noqa: E402
 from tvm_qdq.testing import torch_models as tm  # noqa: E402
+from tvm_qdq.testing.ir import compute_calls  # noqa: E402
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
@@ -68,6 +69,9 @@ def test_bert_params_keep_batch_and_seq_symbolic(bert) -> None:
     assert [s.shape for s in compiled.inputs] == [["batch", "seq"]] * 2
     assert compiled.bounds.upper == {"seq": 128}
     assert compiled.bounds.lower == {"batch": 1, "seq": 1}
+    # 6 dynamic linears per layer stay integer GEMMs (uint8 x int8 -> int32)
+    gemms = [c for c in compute_calls(mod) if c[1] == ["uint8", "int8"] and c[2] == "int32"]
+    assert len(gemms) == 12
 
 
 @pytest.mark.parametrize("batch,seq", [(1, 8), (4, 77), (2, 16)])
@@ -78,6 +82,16 @@ def test_bert_one_compile_matches_pytorch_at_every_size(bert, batch, seq) -> Non
     ref = torch_out(qmodel, ids, mask)
     assert ours.shape == ref.shape == (batch, BERT.hidden_size)
     assert rel_error(ours, ref) <= BERT_REL_BOUND
+
+
+def test_bert_export_load_keeps_dims(bert, tmp_path) -> None:
+    qmodel, _, _, _, compiled = bert
+    loaded = tvm_qdq.load(compiled.export(tmp_path / "bert"))
+    assert loaded.inputs == compiled.inputs
+    assert loaded.bounds == compiled.bounds
+    ids, mask = tm.token_batch(3, 21, BERT.vocab_size, seed=7)
+    ours = loaded.run([ids.numpy(), mask.numpy()])[0]
+    assert rel_error(ours, torch_out(qmodel, ids, mask)) <= BERT_REL_BOUND
 
 
 def test_bert_size_above_bound_is_a_named_error(bert) -> None:

@@ -571,16 +571,20 @@ def from_torch(model_or_scripted: Any, example_inputs: Any = None, *,
     stay symbolic; ``dynamic={"x": {1: "seq"}}`` names them (others are named
     ``{input}_dim{axis}``) and ``bounds={"seq": 512}`` bounds them below the program's own
     maximum. A plain ``nn.Module`` given with ``dynamic`` is exported with ``torch.export``
-    (those axes dynamic, ``bounds`` as their maxima) and imported as a program; the
-    TorchScript path compiles static shapes only.
+    (those axes dynamic, ``bounds`` as their maxima) and imported as a program. A TorchScript
+    module given with ``dynamic`` keeps those axes symbolic in ``main`` (one ``tirx.Var`` per
+    dimension name, lower bound 1, ``bounds`` as upper bounds): its sizes become ``PrimExpr`` s
+    and the shape ops on them Relax ops (:mod:`.script_dims`); the trace must not have
+    specialized on those sizes (a slice to a size is assumed in bounds, so bound ``seq`` by
+    the model's position table).
 
     What follows describes the TorchScript path.
 
     ``model_or_scripted``: a ``torch.jit.ScriptModule`` from ``torch.jit.trace`` or
     ``torch.jit.script`` (in eval mode), or a plain ``nn.Module``, which is traced (after
     ``.eval()``) with ``example_inputs``. ``example_inputs``: a tensor or a sequence of
-    tensors in ``forward``'s argument order; their shapes and dtypes become the (static)
-    input types of ``main``.
+    tensors in ``forward``'s argument order; their shapes (but ``dynamic``'s axes) and dtypes
+    become the input types of ``main``.
 
     Dynamic-quantized linears (``quantized::linear_dynamic``, ``linear_relu_dynamic``: int8
     weights per tensor or per channel, activations quantized to uint8 at run time with

@@ -133,7 +133,8 @@ class TorchScriptImporter:
         """A Relax expression for ``value`` (constants become ``relax.const``), cast to
         ``dtype`` when given."""
         if script_dims.is_dim(value):
-            raise UnsupportedForm("a symbolic size used as a tensor")
+            raise UnsupportedForm("a symbolic size used as a tensor or compared: leave that "
+                                  "axis out of dynamic=")
         if isinstance(value, relax.Expr):
             if dtype is not None and str(value.ty.dtype) != dtype:
                 return self.emit(relax.op.astype(value, dtype))
@@ -414,7 +415,8 @@ def _prim_if(imp: TorchScriptImporter, node, args) -> None:
             imp.env[out.unique()] = UNKNOWN
         return
     if not is_static(cond):
-        imp.report(node, "condition on a run-time tensor")
+        imp.report(node, "condition on a symbolic size: leave that axis out of dynamic="
+                   if script_dims.has_dim(cond) else "condition on a run-time tensor")
         return
     if isinstance(cond, torch.Tensor):
         cond = bool(cond.item())

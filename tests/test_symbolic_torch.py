@@ -100,8 +100,8 @@ def test_dynamic_mistakes_are_named_errors(gate) -> None:
         from_torch(program, bounds={"x_dim1": 200})
     with pytest.raises(TorchImportError, match=r"unknown dimension\(s\) \['seq'\]"):
         from_torch(program, bounds={"seq": 10})
-    with pytest.raises(TorchImportError, match="TorchScript path compiles static shapes"):
-        from_torch(torch.jit.trace(gate, EXAMPLE), EXAMPLE, dynamic=NAMED)
+    with pytest.raises(TorchImportError, match=r"unknown input\(s\) \['z'\]"):
+        from_torch(torch.jit.trace(gate, EXAMPLE), EXAMPLE, dynamic={"z": {1: "seq"}})
 
 
 @pytest.fixture(scope="module")

@@ -34,10 +34,13 @@ NEVER_FOLD = {"aten::rand", "aten::randn", "aten::rand_like", "aten::randn_like"
 op = relax.op
 
 
-def register(*kinds: str) -> Callable[[Converter], Converter]:
+def register(*kinds: str, table: dict[str, Converter] | None = None
+             ) -> Callable[[Converter], Converter]:
+    """Decorator: the function converts ``kinds`` (entered in ``table``, default
+    :data:`CONVERTERS`)."""
     def wrap(fn: Converter) -> Converter:
         for kind in kinds:
-            CONVERTERS[kind] = fn
+            (CONVERTERS if table is None else table)[kind] = fn
         return fn
     return wrap
 

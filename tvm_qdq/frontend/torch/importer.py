@@ -29,7 +29,8 @@ import tvm
 from tvm import relax
 
 from ...errors import ConversionError, TvmQdqError
-from . import aten
+from ...relax_utils import partial_shape
+from . import aten, script_dims
 from .errors import TorchImportError, UnsupportedForm, UnsupportedTorchOpsError
 from .types import RELAX_TO_TORCH, SCALAR_TYPE_CODES, SCALAR_TYPES, TORCH_TO_RELAX
 
@@ -103,8 +104,14 @@ class TorchScriptImporter:
     """Converts one TorchScript ``forward`` graph to a Relax ``main`` (see module docstring)."""
 
     def __init__(self, graph: torch._C.Graph, self_value: Any,
-                 example_inputs: Sequence[torch.Tensor], input_names: Sequence[str]):
+                 example_inputs: Sequence[torch.Tensor], input_names: Sequence[str],
+                 input_shapes: Sequence[Sequence[Any]] | None = None):
         self.graph = graph
+        #: each input's shape (ints, and ``tirx.Var`` s for symbolic dims)
+        self.input_shapes = ([list(s) for s in input_shapes] if input_shapes is not None
+                             else [list(x.shape) for x in example_inputs])
+        #: whether some input dim is symbolic (:mod:`.script_dims` converters apply)
+        self.symbolic = any(script_dims.has_dim(s) for s in self.input_shapes)
         self.self_value = self_value
         self.example_inputs = list(example_inputs)
         self.input_names = list(input_names)
@@ -125,6 +132,9 @@ class TorchScriptImporter:
     def expr(self, value: Any, dtype: str | None = None) -> relax.Expr:
         """A Relax expression for ``value`` (constants become ``relax.const``), cast to
         ``dtype`` when given."""
+        if script_dims.is_dim(value):
+            raise UnsupportedForm("a symbolic size used as a tensor or compared: leave that "
+                                  "axis out of dynamic=")
         if isinstance(value, relax.Expr):
             if dtype is not None and str(value.ty.dtype) != dtype:
                 return self.emit(relax.op.astype(value, dtype))
@@ -145,6 +155,8 @@ class TorchScriptImporter:
 
     @staticmethod
     def torch_dtype(value: Any) -> torch.dtype:
+        if script_dims.is_dim(value):
+            return torch.int64
         if isinstance(value, relax.Expr):
             return RELAX_TO_TORCH[str(value.ty.dtype)]
         if isinstance(value, torch.Tensor):
@@ -160,6 +172,8 @@ class TorchScriptImporter:
     @staticmethod
     def proxy(value: Any) -> Any:
         """A tiny torch value with ``value``'s dtype and rank class (for type promotion)."""
+        if script_dims.is_dim(value):
+            return 1
         if isinstance(value, relax.Expr):
             ndim = len(value.ty.shape.values)
             dt = RELAX_TO_TORCH[str(value.ty.dtype)]
@@ -178,9 +192,11 @@ class TorchScriptImporter:
             dt = torch.promote_types(dt, torch.result_type(torch.empty((1,), dtype=dt), p))
         return TORCH_TO_RELAX[dt]
 
-    @staticmethod
-    def shape(value: Any) -> list[int]:
+    def shape(self, value: Any) -> list[Any]:
+        """``value``'s shape: ints, and ``PrimExpr`` s for symbolic dims."""
         if isinstance(value, relax.Expr):
+            if self.symbolic:
+                return list(partial_shape(value))
             return [int(d) for d in value.ty.shape.values]
         return list(value.shape)
 
@@ -247,9 +263,9 @@ class TorchScriptImporter:
 
     def _convert(self, node: torch._C.Node, kind: str, args: list[Any]) -> Any:
         base = kind[:-1] if kind.endswith("_") and not kind.endswith("__") else None
-        converter = aten.CONVERTERS.get(kind)
-        if converter is None and base is not None:
-            converter = aten.CONVERTERS.get(base)
+        tables = [script_dims.CONVERTERS, aten.CONVERTERS] if self.symbolic else [
+            aten.CONVERTERS]
+        converter = next((t[k] for t in tables for k in (kind, base) if k in t), None)
         static = all(is_static(a) for a in args)
         if static and kind.startswith("aten::") and kind not in aten.NEVER_FOLD:
             return self._fold(node, kind, args, in_place=base is not None)
@@ -285,12 +301,13 @@ class TorchScriptImporter:
     def convert(self) -> tvm.IRModule:
         graph_inputs = list(self.graph.inputs())
         params = []
-        for value, example, name in zip(graph_inputs[1:], self.example_inputs,
-                                        self.input_names, strict=True):
+        for value, example, name, shape in zip(graph_inputs[1:], self.example_inputs,
+                                               self.input_names, self.input_shapes,
+                                               strict=True):
             dtype = TORCH_TO_RELAX.get(example.dtype)
             if dtype is None:
                 raise TorchImportError(f"input '{name}': unsupported dtype {example.dtype}")
-            var = relax.Var(name, relax.TensorType(list(example.shape), dtype))
+            var = relax.Var(name, relax.TensorType(shape, dtype))
             params.append(var)
             self.env[value.unique()] = var
         self.env[graph_inputs[0].unique()] = self.self_value
@@ -398,7 +415,8 @@ def _prim_if(imp: TorchScriptImporter, node, args) -> None:
             imp.env[out.unique()] = UNKNOWN
         return
     if not is_static(cond):
-        imp.report(node, "condition on a run-time tensor")
+        imp.report(node, "condition on a symbolic size: leave that axis out of dynamic="
+                   if script_dims.has_dim(cond) else "condition on a run-time tensor")
         return
     if isinstance(cond, torch.Tensor):
         cond = bool(cond.item())
@@ -555,16 +573,20 @@ def from_torch(model_or_scripted: Any, example_inputs: Any = None, *,
     stay symbolic; ``dynamic={"x": {1: "seq"}}`` names them (others are named
     ``{input}_dim{axis}``) and ``bounds={"seq": 512}`` bounds them below the program's own
     maximum. A plain ``nn.Module`` given with ``dynamic`` is exported with ``torch.export``
-    (those axes dynamic, ``bounds`` as their maxima) and imported as a program; the
-    TorchScript path compiles static shapes only.
+    (those axes dynamic, ``bounds`` as their maxima) and imported as a program. A TorchScript
+    module given with ``dynamic`` keeps those axes symbolic in ``main`` (one ``tirx.Var`` per
+    dimension name, lower bound 1, ``bounds`` as upper bounds): its sizes become ``PrimExpr`` s
+    and the shape ops on them Relax ops (:mod:`.script_dims`); the trace must not have
+    specialized on those sizes (a slice to a size is assumed in bounds, so bound ``seq`` by
+    the model's position table).
 
     What follows describes the TorchScript path.
 
     ``model_or_scripted``: a ``torch.jit.ScriptModule`` from ``torch.jit.trace`` or
     ``torch.jit.script`` (in eval mode), or a plain ``nn.Module``, which is traced (after
     ``.eval()``) with ``example_inputs``. ``example_inputs``: a tensor or a sequence of
-    tensors in ``forward``'s argument order; their shapes and dtypes become the (static)
-    input types of ``main``.
+    tensors in ``forward``'s argument order; their shapes (but ``dynamic``'s axes) and dtypes
+    become the input types of ``main``.
 
     Dynamic-quantized linears (``quantized::linear_dynamic``, ``linear_relu_dynamic``: int8
     weights per tensor or per channel, activations quantized to uint8 at run time with
@@ -592,7 +614,7 @@ def from_torch(model_or_scripted: Any, example_inputs: Any = None, *,
         raise TorchImportError("example_inputs are needed to trace a module (or pass a "
                                "torch.export.ExportedProgram)")
     inputs = _as_inputs(example_inputs)
-    if dynamic or bounds:
+    if (dynamic or bounds) and not isinstance(model_or_scripted, torch.jit.ScriptModule):
         return _from_dynamic_module(model_or_scripted, inputs, input_names, output_names,
                                     dynamic or {}, bounds)
     scripted = _to_script(model_or_scripted, inputs)
@@ -605,8 +627,12 @@ def from_torch(model_or_scripted: Any, example_inputs: Any = None, *,
         _clean_name(v.debugName()) for v in graph_inputs[1:]]
     if len(names) != len(inputs):
         raise TorchImportError(f"{len(names)} input name(s) for {len(inputs)} input(s)")
-    importer = TorchScriptImporter(graph, scripted._c, inputs, names)
+    shapes = script_dims.input_shapes(inputs, names, dynamic or {})
+    importer = TorchScriptImporter(graph, scripted._c, inputs, names, shapes)
     mod = importer.convert()
+    if dynamic or bounds:
+        dim_names = sorted({dim for axes in (dynamic or {}).values() for dim in axes.values()})
+        mod = script_dims.with_bounds(mod, dim_names, bounds)
     outs = importer.output_exprs
     return with_signature(mod, names, [TORCH_TO_RELAX[x.dtype] for x in inputs],
                           [str(e.ty.dtype) for e in outs], output_names,
@@ -625,10 +651,9 @@ def _from_dynamic_module(model: Any, inputs: list[torch.Tensor],
     from .exported import from_exported
     from .symbolic import export_dynamic
 
-    if isinstance(model, torch.jit.ScriptModule) or not isinstance(model, torch.nn.Module):
-        raise TorchImportError(
-            "dynamic= needs a plain nn.Module (exported with torch.export) or a "
-            "torch.export.ExportedProgram; the TorchScript path compiles static shapes")
+    if not isinstance(model, torch.nn.Module):
+        raise TorchImportError(f"expected a torch.nn.Module, a TorchScript module or a "
+                               f"torch.export.ExportedProgram, got {type(model).__name__}")
     names = list(input_names) if input_names is not None else [
         p for p in inspect.signature(model.forward).parameters][:len(inputs)]
     program = export_dynamic(model, tuple(inputs), names, dynamic, bounds)

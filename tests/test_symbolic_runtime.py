@@ -216,7 +216,7 @@ def test_signature_text_shows_dim_names_and_bounds(x86_model) -> None:
     assert "mask                     int32    [batch, seq]" in text
     assert "output_0                 int32    [batch, seq, 8]" in text
     assert "bounds: batch ≤ 4" in text
-    assert "implicit bounds (exact int32 accumulation): seq ≤ 100" in text
+    assert "implicit bounds (assumed by the compile): seq ≤ 100" in text
     assert format_signature(x86_model.signature()) == text.splitlines()
 
 

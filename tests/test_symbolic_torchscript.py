@@ -139,6 +139,17 @@ def test_bert_size_above_bound_is_a_named_error(bert) -> None:
         compiled.run([ids.numpy(), mask.numpy()])
 
 
+def test_position_table_slice_records_an_implicit_bound(bert) -> None:
+    """``position_ids[:, :seq]`` of the 128-row table is in bounds only while seq ≤ 128: the
+    import records that as an implicit bound, so without ``bounds=`` a longer input is a
+    named error instead of a silent wrong answer."""
+    _, script, inputs, _, _ = bert
+    main = from_torch(script, inputs, dynamic=DYNAMIC)["main"]
+    assert {k: int(v) for k, v in main.attrs["tvm_qdq.implicit_bounds"].items()} == \
+        {"seq": BERT.max_position_embeddings}
+    assert "tir_var_upper_bound" not in main.attrs
+
+
 def test_static_import_is_unchanged_by_dynamic_support(bert) -> None:
     """Without ``dynamic=`` every dim is the example's, as before (no bounds attributes)."""
     _, script, (ids, mask), _, _ = bert

@@ -79,7 +79,8 @@ def signature(mod: tvm.IRModule) -> dict:
     """The inputs and outputs of a Relax module as a compiled model sees them (name, type,
     container dtype, shape with dimension names) and the bounds of its symbolic dimensions:
     ``bounds`` (the user's, ``tir_var_upper_bound``) and ``implicit_bounds`` (assumed by the
-    integer pass for exact int32 accumulation)."""
+    import (a static table sliced by the dimension) or the integer pass (exact int32
+    accumulation))."""
     from .backend.base import describe_signature, model_bounds, model_specs
 
     return describe_signature(*model_specs(mod), model_bounds(mod))
@@ -101,7 +102,7 @@ def format_signature(sig: dict) -> list[str]:
     if sig.get("bounds"):
         lines.append("bounds: " + ", ".join(f"{k} ≤ {v}" for k, v in sig["bounds"].items()))
     if sig.get("implicit_bounds"):
-        lines.append("implicit bounds (exact int32 accumulation): " + ", ".join(
+        lines.append("implicit bounds (assumed by the compile): " + ", ".join(
             f"{k} ≤ {v}" for k, v in sig["implicit_bounds"].items()))
     return lines
 

@@ -99,10 +99,11 @@ def _check_bound(name: str, axis: int, dim: str, size: int, bounds: DimBounds) -
     if implicit is not None and size > implicit:
         raise DimensionBoundError(
             name, axis, dim, size, implicit,
-            "exceeds the implicit bound (the largest size for which the integer kernels' "
-            "int32 accumulation over it is exact) =",
-            f"recompile with an explicit bound, e.g. bounds={{'{dim}': {size}}}, so the "
-            "integer pass chooses its accumulators for that size")
+            "exceeds the implicit bound the compile assumed (the length of a static table "
+            "sliced by this dimension, such as position embeddings, or the largest size for "
+            "which the integer kernels' int32 accumulation over it is exact) =",
+            f"if the model supports that size, recompile with an explicit bound, e.g. "
+            f"bounds={{'{dim}': {size}}}, so the integer pass chooses its accumulators for it")
 
 
 def bind_dims(specs: Sequence[ShapedSpec], shapes: Sequence[Sequence[int]],

@@ -119,6 +119,8 @@ class TorchScriptImporter:
         self.unsupported: list[tuple[str, str, str]] = []
         self.bb = relax.BlockBuilder()
         self.node: torch._C.Node | None = None
+        #: bounds a converter had to assume (a slice ``[:seq]`` of a static-length table)
+        self.implicit_bounds: dict[str, int] = {}
 
     # --- helpers used by the converters ------------------------------------------------------
     def emit(self, expr: relax.Expr, name: str | None = None) -> relax.Expr:
@@ -632,7 +634,7 @@ def from_torch(model_or_scripted: Any, example_inputs: Any = None, *,
     mod = importer.convert()
     if dynamic or bounds:
         dim_names = sorted({dim for axes in (dynamic or {}).values() for dim in axes.values()})
-        mod = script_dims.with_bounds(mod, dim_names, bounds)
+        mod = script_dims.with_bounds(mod, dim_names, bounds, importer.implicit_bounds)
     outs = importer.output_exprs
     return with_signature(mod, names, [TORCH_TO_RELAX[x.dtype] for x in inputs],
                           [str(e.ty.dtype) for e in outs], output_names,

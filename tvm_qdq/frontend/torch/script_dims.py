@@ -24,7 +24,7 @@ import torch
 import tvm
 from tvm import relax, tirx
 
-from ...backend.dims import LOWER_ATTR, UPPER_ATTR
+from ...backend.dims import IMPLICIT_ATTR, LOWER_ATTR, UPPER_ATTR
 from ...qnn.dims import dims_equal, product
 from . import aten
 from .errors import TorchImportError, UnsupportedForm
@@ -70,8 +70,11 @@ def input_shapes(inputs: Sequence[torch.Tensor], names: Sequence[str],
 
 
 def with_bounds(mod: tvm.IRModule, dim_names: Sequence[str],
-                bounds: Mapping[str, int] | None) -> tvm.IRModule:
-    """``mod`` whose ``main`` has lower bound 1 for every dim and ``bounds`` as upper bounds."""
+                bounds: Mapping[str, int] | None,
+                implicit: Mapping[str, int] | None = None) -> tvm.IRModule:
+    """``mod`` whose ``main`` has lower bound 1 for every dim, ``bounds`` as upper bounds and
+    ``implicit`` (bounds the import assumed) as ``tvm_qdq.implicit_bounds``, checked at run
+    time like the user's."""
     bounds = dict(bounds or {})
     unknown = sorted(set(bounds) - set(dim_names))
     if unknown:
@@ -80,6 +83,8 @@ def with_bounds(mod: tvm.IRModule, dim_names: Sequence[str],
     func = mod["main"].with_attr(LOWER_ATTR, {n: 1 for n in dim_names})
     if bounds:
         func = func.with_attr(UPPER_ATTR, {n: int(b) for n, b in bounds.items()})
+    if implicit:
+        func = func.with_attr(IMPLICIT_ATTR, {n: int(b) for n, b in implicit.items()})
     functions = {gv: (func if gv.name_hint == "main" else f) for gv, f in mod.functions.items()}
     return tvm.IRModule(functions, attrs=mod.attrs)
 
@@ -167,6 +172,10 @@ def _slice(imp, node, args):
                               "step")
     if dims_equal(start, 0) and dims_equal(end, shape[dim]):
         return x
+    if isinstance(shape[dim], int) and isinstance(end, tirx.Var):
+        # [:seq] of a static-length table (positions): in bounds only while seq ≤ its length
+        name = str(end.name)
+        imp.implicit_bounds[name] = min(shape[dim], imp.implicit_bounds.get(name, shape[dim]))
     return imp.emit(op.strided_slice(x, axes=[dim], begin=[start], end=[end],
                                      assume_inbound=True))
 

@@ -189,6 +189,30 @@ def _minilm_float(encoder, ids, mask):
     return onnx.load_model(cached)
 
 
+def minilm_dynamic(config: str):
+    """all-MiniLM-L6-v2 exported with symbolic ``batch`` and ``sequence`` (``dynamic_axes``)
+    and quantized by ORT with ``config`` and the calibration of the static rows, cached."""
+    import onnx
+    import torch
+
+    from tvm_qdq.testing.models import default_cache_dir
+
+    encoder, tokenizer, ids, mask = _minilm_inputs()
+    cached = default_cache_dir() / "minilm_l6.float.dynamic.onnx"
+    if not cached.is_file():
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        axes = {0: "batch", 1: "sequence"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(encoder, (ids, mask), str(cached),
+                              input_names=["input_ids", "attention_mask"],
+                              output_names=["embedding"], opset_version=17, dynamo=False,
+                              dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                                            "embedding": {0: "batch"}})
+    return _quantize_cached(onnx.load_model(cached), config,
+                            _minilm_calibration(tokenizer, ids.shape[1]), "minilm_l6.dynamic")
+
+
 def _minilm_calibration(tokenizer, length: int) -> list[dict[str, np.ndarray]]:
     """Four batches of the 16 sentences in different orders (same padded length)."""
     from tvm_qdq.testing import torch_models as tm

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cases import minilm_dynamic
 from peers import ort_session
 from report import describe_machine, render_dynamic_shapes, update_readme_section
 from timing import interleaved_medians, worker_rows
@@ -48,34 +49,6 @@ class DynamicModel:
     sizes: list[tuple[int, ...]]
     smoke: list[tuple[int, ...]]
     feeds: Callable[[tuple[int, ...]], dict[str, np.ndarray]]
-
-
-def _minilm_dynamic(config: str) -> object:
-    """all-MiniLM-L6-v2 exported with symbolic ``batch`` and ``sequence`` and quantized by
-    ORT with ``config`` (the calibration of the benchmark's static rows), cached."""
-    import warnings
-
-    import onnx
-    import torch
-    from cases import _minilm_calibration, _minilm_inputs, _quantize_cached
-
-    from tvm_qdq.testing.models import default_cache_dir
-
-    encoder, tokenizer, ids, mask = _minilm_inputs()
-    cached = default_cache_dir() / "minilm_l6.float.dynamic.onnx"
-    if not cached.is_file():
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        axes = {0: "batch", 1: "sequence"}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(encoder, (ids, mask), str(cached),
-                              input_names=["input_ids", "attention_mask"],
-                              output_names=["embedding"], opset_version=17, dynamo=False,
-                              dynamic_axes={"input_ids": axes, "attention_mask": axes,
-                                            "embedding": {0: "batch"}})
-    float_model = onnx.load_model(cached)
-    return _quantize_cached(float_model, config, _minilm_calibration(tokenizer, ids.shape[1]),
-                            "minilm_l6.dynamic")
 
 
 def _minilm_feeds(size: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -121,9 +94,9 @@ def _crnn_feeds(size: tuple[int, ...]) -> dict[str, np.ndarray]:
 
 
 MODELS: tuple[DynamicModel, ...] = (
-    DynamicModel("minilm_l6/u8s8_perchannel", lambda: _minilm_dynamic("u8s8_perchannel"),
+    DynamicModel("minilm_l6/u8s8_perchannel", lambda: minilm_dynamic("u8s8_perchannel"),
                  {"batch": 4, "sequence": 256}, TEXT_SIZES, TEXT_SMOKE, _minilm_feeds),
-    DynamicModel("minilm_l6/dyn_s8", lambda: _minilm_dynamic("dyn_s8"),
+    DynamicModel("minilm_l6/dyn_s8", lambda: minilm_dynamic("dyn_s8"),
                  {"batch": 4, "sequence": 256}, TEXT_SIZES, TEXT_SMOKE, _minilm_feeds),
     DynamicModel("t5_encoder_dyn_matmulinteger", _corpus("t5_encoder_dyn_matmulinteger"),
                  {"batch_size": 4, "encoder_sequence_length": 256}, TEXT_SIZES, TEXT_SMOKE,

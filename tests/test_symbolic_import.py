@@ -9,8 +9,6 @@ compared with ORT's reference path (optimizations off). Fully static imports are
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -306,36 +304,20 @@ def test_real_models_import_with_symbolic_dims(name: str, params: list[str]) -> 
 
 def _minilm_dynamic_qdq() -> onnx.ModelProto:
     """all-MiniLM-L6-v2 exported with ``dynamic_axes`` on batch and sequence, quantized QDQ
-    u8/s8 per channel like the benchmark row (cached outside git)."""
+    u8/s8 per channel like the benchmark row (``benchmarks/cases.py``; cached outside git)."""
     import sys
     from pathlib import Path
 
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     try:
         import cases
     finally:
         sys.path.pop(0)
-    from tvm_qdq.testing.models import default_cache_dir
-
     try:
-        encoder, tokenizer, ids, mask = cases._minilm_inputs()
+        return cases.minilm_dynamic("u8s8_perchannel")
     except ImportError as err:
         pytest.skip(str(err))
-    path = default_cache_dir() / "minilm_l6.float.dynamic_axes.onnx"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        axes = {0: "batch", 1: "sequence"}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(encoder, (ids, mask), str(path),
-                              input_names=["input_ids", "attention_mask"],
-                              output_names=["embedding"], opset_version=17, dynamo=False,
-                              dynamic_axes={"input_ids": axes, "attention_mask": axes,
-                                            "embedding": {0: "batch"}})
-    calibration = cases._minilm_calibration(tokenizer, ids.shape[1])
-    return cases._quantize_cached(onnx.load_model(path), "u8s8_perchannel", calibration,
-                                  "minilm_l6_dynamic_axes")
 
 
 @pytest.mark.slow

@@ -22,19 +22,6 @@ def tensor_dtype(expr: relax.Expr) -> str | None:
     return None if dtype is None else str(dtype)
 
 
-def static_shape(expr: relax.Expr) -> tuple[int, ...] | None:
-    """Dimensions of a tensor-typed ``expr`` when all are known integers, else None."""
-    t = ty(expr)
-    if not isinstance(t, relax.TensorType) or t.shape is None:
-        return None
-    values = getattr(t.shape, "values", None)
-    if values is None:
-        return None
-    if not all(isinstance(d, tvm.tirx.IntImm) for d in values):
-        return None
-    return tuple(int(d) for d in values)
-
-
 Dim = int | tvm.ir.Expr
 
 
@@ -49,6 +36,14 @@ def partial_shape(expr: relax.Expr) -> tuple[Dim, ...] | None:
     if values is None:
         return None
     return tuple(int(d) if isinstance(d, tvm.tirx.IntImm) else d for d in values)
+
+
+def static_shape(expr: relax.Expr) -> tuple[int, ...] | None:
+    """Dimensions of a tensor-typed ``expr`` when all are known integers, else None."""
+    shape = partial_shape(expr)
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        return None
+    return shape
 
 
 def is_static(dim: Dim) -> bool:

@@ -289,20 +289,30 @@ def schedule_activation_matmul(func: tirx.PrimFunc, tile: MatmulTile | None = No
 
     consumers = epilogue_per_tile(sch, main, jo, _dependents(sch, main))
 
+    _register_tile_reduction(sch, main, jl, jn, ii, lk, pairs, tile.lanes)
+    for block in consumers:
+        _vectorize_inner(sch, block, tile.lanes)
+    return sch.mod["main"]
+
+
+def _register_tile_reduction(sch: s_tir.Schedule, main, jl, jn, ii, lk, pairs: bool,
+                             lanes: int, tensorize: bool = True) -> None:
+    """The register tile's accumulation: with ``pairs`` the init block split off and the
+    lane loop ``jl`` tensorized as ``vpdpwssd`` (unless ``tensorize`` is False: a later
+    rewrite must copy the block first), else ``jl`` vectorized while the block is still a
+    reduction (the update block alone is not) and the init split off after; the row
+    (``ii``) and column-vector (``jn``) loops unrolled, the init vectorized."""
     if pairs:
         init = sch.decompose_reduction(main, lk)
-        sch.tensorize(jl, PAIRS_INTRIN)
+        if tensorize:
+            sch.tensorize(jl, PAIRS_INTRIN)
     else:
-        # Vectorize while the block is still a reduction (the update block alone is not).
         sch.vectorize(jl)
     sch.unroll(jn)
     sch.unroll(ii)
     if not pairs:
         init = sch.decompose_reduction(main, lk)
-    _vectorize_inner(sch, init, tile.lanes)
-    for block in consumers:
-        _vectorize_inner(sch, block, tile.lanes)
-    return sch.mod["main"]
+    _vectorize_inner(sch, init, lanes)
 
 
 def _loop_index(sch: s_tir.Schedule, block, loop) -> int:
@@ -388,18 +398,8 @@ def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None
     tails = SymbolicLoops()
     if consumers:
         tails.padded(sch, jo, sch.get(consumers[0]).iter_vars[-1].dom.extent, cols)
-    if pairs:
-        init = sch.decompose_reduction(main, lk)
-        update = block_name(sch, main)
-        if not tails:
-            sch.tensorize(jl, PAIRS_INTRIN)
-    else:
-        sch.vectorize(jl)
-    sch.unroll(jn)
-    sch.unroll(ii)
-    if not pairs:
-        init = sch.decompose_reduction(main, lk)
-    _vectorize_inner(sch, init, LANES)
+    _register_tile_reduction(sch, main, jl, jn, ii, lk, pairs, LANES, tensorize=not tails)
+    update = block_name(sch, main) if pairs and tails else None  # tensorized after the rewrite
     for block in consumers:
         _vectorize_inner(sch, block, LANES)
     for block in blocks_of_kind(sch, SCRATCH):

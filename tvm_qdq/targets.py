@@ -1,5 +1,6 @@
 """Named targets. TVM 0.27 targets are dicts; ``mcpu: native`` is not honoured by its LLVM,
-so ``"x86"`` asks LLVM for the host CPU's real name (``znver4`` on the dev machines)."""
+so ``"x86"`` asks LLVM for the host CPU's real name (``znver4`` or ``rocketlake`` on the dev
+machines)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import tvm
 
 
 def _host_x86() -> dict:
-    return {"kind": "llvm", "mcpu": str(tvm.target.codegen.llvm_get_system_cpu())}
+    """The host CPU as LLVM names it. On CPUs whose LLVM model prefers 256-bit vectors
+    although they have AVX-512 (Intel's, e.g. ``rocketlake``/``icelake-server``), that
+    preference is turned off: TVM emits 16-lane float32 / int32 vectors, which LLVM would
+    otherwise split into two ``ymm`` halves."""
+    cpu = str(tvm.target.codegen.llvm_get_system_cpu())
+    target = {"kind": "llvm", "mcpu": cpu}
+    features = tvm.target.codegen.llvm_get_cpu_features(tvm.target.Target(target))
+    if "avx512f" in features and "prefer-256-bit" in features:
+        target["mattr"] = ["-prefer-256-bit"]
+    return target
 
 
 PRESETS: dict[str, Callable[[], dict]] = {

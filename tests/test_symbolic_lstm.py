@@ -70,12 +70,10 @@ def test_one_compile_matches_ort_and_static_at_each_length(name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the x86 lowering of the symbolic-width conv stack stops "
-                   "in FuseTIR (a parameter shape 2 vs 3) and the build falls back to TVM's "
-                   "default schedules; the outputs are checked all the same")
 def test_real_crnn_three_widths_from_one_compile() -> None:
     """The CRNN (``input1 [1, 1, 64, 'image_width']``; the LSTM's ``T`` follows the width)
-    compiled once, run at widths 96, 160 and 256 against ORT's reference path."""
+    compiled once, run at widths 96, 160 and 256 against ORT's reference path, with the x86
+    kernels (no fallback to TVM's default schedules)."""
     name = "crnn_dyn_convinteger_lstm"
     proto = onnx.load_model(real_corpus.model_path(name))
     with warnings.catch_warnings(record=True) as caught:

@@ -16,6 +16,12 @@ def ty(expr: relax.Expr):
     return expr.ty if hasattr(expr, "ty") else expr.struct_info
 
 
+def is_prim_value(expr: relax.Expr) -> bool:
+    """Whether ``expr`` is a scalar value (a TIR expression such as a symbolic size passed to a
+    kernel: in TVM 0.27 it is an argument of its own, ``R.prim_value`` returns it unchanged)."""
+    return isinstance(getattr(expr, "ty", None), tvm.ir.PrimType)
+
+
 def tensor_dtype(expr: relax.Expr) -> str | None:
     """Element type of a tensor-typed ``expr`` (``"uint8"``, ...), None for other types."""
     dtype = getattr(ty(expr), "dtype", None)

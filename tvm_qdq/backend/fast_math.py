@@ -55,6 +55,8 @@ from collections.abc import Callable, Sequence
 import tvm
 from tvm import relax, te, tirx
 
+from .canonical_shapes import canonical_operand
+
 # ----------------------------------------------------------------------------------------------
 # Coefficients (see the module docstring)
 # ----------------------------------------------------------------------------------------------
@@ -242,20 +244,18 @@ class _FastMath(relax.PyExprMutator):
         call = self.visit_expr_post_order(call)
         if not isinstance(call.op, tvm.ir.Op) or not call.args or not _is_f32(call.args[0]):
             return call
+        if not any(call.op.same_as(op) for op in (_ERF, _EXP, _GELU, _SOFTMAX)):
+            return call
+        self.count += 1
+        arg = canonical_operand(self.builder_, call.args[0])
         if call.op.same_as(_ERF):
-            self.count += 1
-            return self.builder_.call_te(te_erf, call.args[0], primfunc_name_hint="erf")
+            return self.builder_.call_te(te_erf, arg, primfunc_name_hint="erf")
         if call.op.same_as(_EXP):
-            self.count += 1
-            return self.builder_.call_te(te_exp, call.args[0], primfunc_name_hint="exp")
+            return self.builder_.call_te(te_exp, arg, primfunc_name_hint="exp")
         if call.op.same_as(_GELU):
-            self.count += 1
-            return self.builder_.call_te(te_gelu, call.args[0], primfunc_name_hint="gelu")
-        if call.op.same_as(_SOFTMAX):
-            self.count += 1
-            return self.builder_.call_te(te_softmax, call.args[0], int(call.attrs.axis),
-                                         primfunc_name_hint="softmax")
-        return call
+            return self.builder_.call_te(te_gelu, arg, primfunc_name_hint="gelu")
+        return self.builder_.call_te(te_softmax, arg, int(call.attrs.axis),
+                                     primfunc_name_hint="softmax")
 
     def run(self) -> tvm.IRModule:
         for gvar, func in self.mod_.functions.items():

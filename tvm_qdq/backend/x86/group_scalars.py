@@ -19,7 +19,7 @@ from __future__ import annotations
 import tvm
 from tvm import relax
 
-from ...relax_utils import static_shape
+from ...relax_utils import is_prim_value, static_shape
 
 _CALL_TIR = tvm.ir.Op.get("relax.call_tir")
 
@@ -90,6 +90,24 @@ def _groups(main: relax.Function) -> list[_Group]:
     return out
 
 
+def _symbolic_sizes(group: _Group, params: list[relax.Var]) -> list:
+    """The symbolic sizes the group uses (in its parameters' shapes, its results, its calls'
+    ``tir_vars`` or size arguments) that its parameters' shapes do not define (e.g. ``w`` of a
+    tensor ``[1, (w - 1) // 2 + 3]``), in first-use order."""
+    definable = {v for p in params for v in relax.analysis.definable_tir_vars_in_type(p.ty)}
+    found: list = []
+    types = [p.ty for p in params]
+    for b in group.bindings:
+        types += [b.var.ty, *(relax.ShapeType(a.values) for a in b.value.args[2:]
+                              if isinstance(a, relax.ShapeExpr)),
+                  *(relax.ShapeType([a]) for a in _call_args(b.value) if is_prim_value(a))]
+    for t in types:
+        for v in relax.analysis.tir_vars_in_type(t):
+            if v not in definable and not any(v.same_as(f) for f in found):
+                found.append(v)
+    return found
+
+
 def _group_function(group: _Group, mod_builder: relax.BlockBuilder, used_outside: set
                     ) -> tuple[relax.GlobalVar, list[relax.Expr], list[relax.Var]]:
     """(GlobalVar of the Primitive function, its arguments, the group vars it returns)."""
@@ -97,17 +115,24 @@ def _group_function(group: _Group, mod_builder: relax.BlockBuilder, used_outside
     inputs: list[relax.Expr] = []  # variables and constants (FuseTIR takes no constants)
     for b in group.bindings:
         for arg in _call_args(b.value):
+            if is_prim_value(arg):  # a size: stays inline (see _symbolic_sizes)
+                continue
             if arg not in members and not any(arg.same_as(i) for i in inputs):
                 inputs.append(arg)
     outputs = [b.var for b in group.bindings if b.var in used_outside]
     params = [relax.Var(f"p{i}", v.ty) for i, v in enumerate(inputs)]
     remap = dict(zip(inputs, params, strict=True))
+    sizes = _symbolic_sizes(group, params)
+    if sizes:  # passed as a shape, as FuseOps passes a fused function's ``tir_vars``
+        params.append(relax.Var("tir_vars", relax.ShapeType(sizes)))
+        inputs.append(relax.ShapeExpr(sizes))
     bb = relax.BlockBuilder()
     with bb.function("scalars", params, attrs={"Primitive": True}, private=True):
         with bb.dataflow():
             for b in group.bindings:
                 args = [remap.get(a, a) for a in _call_args(b.value)]
-                call = relax.Call(b.value.op, [b.value.args[0], relax.Tuple(args)],
+                call = relax.Call(b.value.op, [b.value.args[0], relax.Tuple(args),
+                                               *b.value.args[2:]],  # the call's tir_vars
                                   b.value.attrs, b.value.ty_args)
                 remap[b.var] = bb.emit(call)
             result = [remap[v] for v in outputs]

@@ -29,6 +29,7 @@ import tvm
 from tvm import relax, sym, tirx
 
 from ...relax_utils import constant_value, partial_shape, tensor_dtype
+from ..canonical_shapes import canonical_operand
 from . import kernels as K
 from .float_kernels import conv_call, dense_call
 from .layout import LayoutRewriter, as_2d, ints
@@ -188,7 +189,8 @@ class KernelRewriter(LayoutRewriter):
             self.report.kernels.append({"kind": "depthwise", "var": name, "macs": spec.macs,
                                         "spec": asdict(spec)})
             return self.bb.call_te(
-                _with_spec(K.depthwise_conv2d_nhwc, spec), self.get_nhwc(x),
+                _with_spec(K.depthwise_conv2d_nhwc, spec),
+                canonical_operand(self.bb, self.get_nhwc(x)),
                 relax.const(wd, w_dtype),
                 primfunc_name_hint="tq_depthwise_conv2d",
                 primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE}), "nhwc"
@@ -209,7 +211,7 @@ class KernelRewriter(LayoutRewriter):
         return {"sums": sums, "offsets": relax.const(offsets.astype(out_dtype), out_dtype)}
 
     def _emit_vnni_conv(self, name: str, x, wv: np.ndarray, spec: K.Conv2dSpec):
-        x_nhwc = self.get_nhwc(x)
+        x_nhwc = canonical_operand(self.bb, self.get_nhwc(x))
         corr = K.conv_correction(wv, spec.in_dtype)
         kwargs, kernel_kwargs = {}, {}
         if not isinstance(spec.ow, int):  # padded output columns (K.conv2d_nhwc_vnni)
@@ -265,7 +267,8 @@ class KernelRewriter(LayoutRewriter):
         self.report.kernels.append(_json_record({
             "kind": "activation_matmul", "var": str(var.name), "a": a_shape, "b": b_shape,
             "tile": [row_tile, col_tile]}))
-        return self.bb.call_te(K.activation_matmul, self.get_plain(a), self.get_plain(b),
+        return self.bb.call_te(K.activation_matmul, canonical_operand(self.bb, self.get_plain(a)),
+                               canonical_operand(self.bb, self.get_plain(b)),
                                row_tile=row_tile, col_tile=col_tile,
                                even_k=self.vnni and dtypes == ("int16", "int16"),
                                primfunc_name_hint="tq_act_matmul",
@@ -307,7 +310,7 @@ class KernelRewriter(LayoutRewriter):
         corr = K.matmul_correction(bv, in_dtype)
         if corr is not None:
             kwargs["corr"] = relax.const(corr.astype(out_dtype), out_dtype)
-        a_plain = self.get_plain(a)
+        a_plain = canonical_operand(self.bb, self.get_plain(a))
         offsets = offset_form(bv, 1, in_dtype)
         if offsets is not None:
             kwargs.update(self._window_sums(

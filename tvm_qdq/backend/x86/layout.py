@@ -22,7 +22,14 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from ...relax_utils import SubstituteVars, constant_value, partial_shape, static_shape, ty
+from ...relax_utils import (
+    SubstituteVars,
+    constant_value,
+    is_prim_value,
+    partial_shape,
+    static_shape,
+    ty,
+)
 
 NCHW_TO_NHWC = (0, 2, 3, 1)
 NHWC_TO_NCHW = (0, 3, 1, 2)
@@ -208,7 +215,7 @@ class LayoutRewriter:
                         full = full.reshape(as_2d(full.shape))
                     new_args.append(relax.const(np.ascontiguousarray(
                         full.transpose(NCHW_TO_NHWC)), str(value.dtype)))
-            elif isinstance(a, relax.PrimValue | relax.ShapeExpr | relax.StringImm):
+            elif isinstance(a, relax.ShapeExpr) or is_prim_value(a):
                 new_args.append(a)
             else:
                 return None

@@ -47,7 +47,7 @@ from ...dtypes import QTYPES
 from ...qnn.ops import matmul_integer_const
 from ...relax_utils import partial_shape
 from .context import ConvertContext, constant_value
-from .lstm_loop import LOOP_ACTIVATIONS, recurrence_kernel
+from .lstm_loop import LOOP_ACTIVATIONS, narrowest_int_dtype, recurrence_kernel
 from .ort_math import FLT_MAX, mlas_logistic, mlas_tanh, rounded
 from .ort_math import f32 as _f32
 from .qoperator import dynamic_quantize
@@ -204,11 +204,12 @@ def _recurrence_loop(bb: relax.BlockBuilder, xw: relax.Expr,
     steps, batch, four_h = partial_shape(xw)
     hidden = four_h // 4
     r_shift, r_scale = r_part
+    w_dtype = narrowest_int_dtype(r_shift)
     kernel = recurrence_kernel(batch, hidden, reverse, float(np.float32(clip)),
-                               gate_bias is not None, input_forget)
+                               gate_bias is not None, input_forget, w_dtype)
     gvar = bb.add_func(kernel, "lstm_recurrence")
     bias = gate_bias if gate_bias is not None else np.zeros((4, hidden), np.float32)
-    args = [xw, relax.const(r_shift.astype(np.int32)),
+    args = [xw, relax.const(r_shift.astype(w_dtype)),
             relax.const(np.broadcast_to(r_scale.reshape(-1), (four_h,)).astype(np.float32)),
             relax.const(bias.astype(np.float32)), h, c]
     state = relax.TensorType([batch, hidden], "float32")

@@ -24,6 +24,7 @@ So for every ``T`` the result equals the unrolled form's bit for bit.
 
 from __future__ import annotations
 
+import numpy as np
 from tvm import tirx
 from tvm.script import tirx as T
 
@@ -66,10 +67,22 @@ def _rounded(product):
     return tirx.max(product, _f32(-FLT_MAX))
 
 
+def narrowest_int_dtype(values: np.ndarray) -> str:
+    """``int8``, ``int16`` or ``int32``: the narrowest signed type holding every value (the
+    recurrent weight ``R'`` is read once per step, so its size is the loop's memory traffic)."""
+    lo, hi = int(values.min(initial=0)), int(values.max(initial=0))
+    for dtype in ("int8", "int16"):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return dtype
+    return "int32"
+
+
 def recurrence_kernel(batch: int, hidden: int, reverse: bool, clip: float, has_bias: bool,
-                      input_forget: bool) -> tirx.PrimFunc:
-    """The step loop of one direction: ``(xw [T, B, 4H], R' [H, 4H] int32, s_R [4H],
-    bias [4, H], h0 [B, H], c0 [B, H]) → (Y [T, B, H], h_T [B, H], c_T [B, H])``."""
+                      input_forget: bool, w_dtype: str = "int32") -> tirx.PrimFunc:
+    """The step loop of one direction: ``(xw [T, B, 4H], R' [H, 4H] w_dtype, s_R [4H],
+    bias [4, H], h0 [B, H], c0 [B, H]) → (Y [T, B, H], h_T [B, H], c_T [B, H])``; ``R'`` is
+    widened to int32 in the product, ``q - zp`` is held in int16 (it lies in [-255, 255])."""
     four_h = 4 * hidden
     lim = _f32(clip)
 
@@ -83,7 +96,7 @@ def recurrence_kernel(batch: int, hidden: int, reverse: bool, clip: float, has_b
         return _f32(1.0) - i_gate if input_forget else logistic(gate(pre_buf, b, 2, j, bias_buf))
 
     @T.prim_func(private=True)
-    def lstm_recurrence(p_xw: T.handle, w_r: T.Buffer((hidden, four_h), "int32"),
+    def lstm_recurrence(p_xw: T.handle, w_r: T.Buffer((hidden, four_h), w_dtype),
                         r_scale: T.Buffer((four_h,), "float32"),
                         bias: T.Buffer((4, hidden), "float32"),
                         h0: T.Buffer((batch, hidden), "float32"),
@@ -95,7 +108,7 @@ def recurrence_kernel(batch: int, hidden: int, reverse: bool, clip: float, has_b
         xw = T.match_buffer(p_xw, (steps, batch, four_h), "float32")
         y = T.match_buffer(p_y, (steps, batch, hidden), "float32")
         stat = T.alloc_buffer((4,), "float32")
-        hq = T.alloc_buffer((batch, hidden), "int32")
+        hq = T.alloc_buffer((batch, hidden), "int16")
         acc = T.alloc_buffer((batch, four_h), "int32")
         pre = T.alloc_buffer((batch, four_h), "float32")
         for b, j in T.grid(batch, hidden):
@@ -113,13 +126,13 @@ def recurrence_kernel(batch: int, hidden: int, reverse: bool, clip: float, has_b
             stat[3] = T.round(T.max(T.min(T.float32(0.0) - stat[1] / stat[2],
                                           T.float32(255.0)), T.float32(0.0)))
             for b, j in T.grid(batch, hidden):
-                hq[b, j] = T.Cast("int32", T.max(T.min(T.round(h_out[b, j] / stat[2])
+                hq[b, j] = T.Cast("int16", T.max(T.min(T.round(h_out[b, j] / stat[2])
                                                        + stat[3], T.float32(255.0)),
-                                                 T.float32(0.0))) - T.Cast("int32", stat[3])
+                                                 T.float32(0.0)) - stat[3])
             for b, j in T.grid(batch, four_h):
                 acc[b, j] = 0
             for b, k, j in T.grid(batch, hidden, four_h):
-                acc[b, j] = acc[b, j] + hq[b, k] * w_r[k, j]
+                acc[b, j] = acc[b, j] + T.Cast("int32", hq[b, k]) * T.Cast("int32", w_r[k, j])
             for b, j in T.grid(batch, four_h):
                 pre[b, j] = _rounded(T.Cast("float32", acc[b, j]) * (stat[2] * r_scale[j])) \
                     + xw[steps - 1 - s if reverse else s, b, j]

@@ -2,8 +2,9 @@
 
 ``python benchmarks/dynamic_shapes.py`` compiles each model of :data:`MODELS` once, with its
 symbolic input dimensions left symbolic (``bounds=`` gives their upper bounds), and runs it at
-every size of the model's grid beside a static compile for that size (``shapes=``) and ONNX
-Runtime (default session options), timed interleaved in one process (medians over rounds).
+every size of the model's grid beside a static compile for that size (``shapes=``) and its
+peer (ONNX Runtime with default session options; PyTorch eager for the TorchScript model),
+timed interleaved in one process (medians over rounds).
 It writes ``benchmarks/results/dynamic_shapes.{md,json}`` and, for a full run, the README
 section between the ``dynamic:start`` / ``dynamic:end`` markers (a ``--smoke`` run, two sizes
 per model, says so in the table's header).
@@ -11,7 +12,7 @@ per model, says so in the table's header).
 Per row (model × size): the agreement of the one-compile build with ORT's reference path at
 that size (:func:`measure._agreement`: LSB for quantized outputs, max |diff| and worst-row
 cosine for float ones), whether its output is bit-identical to the static compile's, and
-``dynamic / static`` (the cost of compiling once) and ``ORT / dynamic`` (> 1: tvm-qdq faster).
+``dynamic / static`` (the cost of compiling once) and ``peer / dynamic`` (> 1: tvm-qdq faster).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class DynamicModel:
     sizes: list[tuple[int, ...]]
     smoke: list[tuple[int, ...]]
     feeds: Callable[[tuple[int, ...]], dict[str, np.ndarray]]
+    #: "onnx" (peer and oracle: ORT) or "torchscript" (``load`` gives ``(module, script,
+    #: example inputs)``; peer and oracle: PyTorch eager)
+    framework: str = "onnx"
 
 
 def _minilm_feeds(size: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -93,11 +97,60 @@ def _crnn_feeds(size: tuple[int, ...]) -> dict[str, np.ndarray]:
     return {"input1": _smooth_image(np.random.default_rng(0), (1, 1, 64, width), -1, 1)}
 
 
+#: The symbolic axes of the TorchScript MiniLM (``from_torch(..., dynamic=)``).
+TORCH_AXES = {"input_ids": {0: "batch", 1: "sequence"},
+              "attention_mask": {0: "batch", 1: "sequence"}}
+
+
+def _minilm_torchscript() -> tuple[object, object, tuple]:
+    """all-MiniLM-L6-v2 through ``torch.ao.quantization.quantize_dynamic``, traced at 2×16."""
+    import torch
+
+    from tvm_qdq.testing import torch_models as tm
+
+    encoder, _ = tm.load_minilm()
+    qmodel = tm.quantize_dynamic(encoder)
+    ids, mask = tm.token_batch(2, 16, 30522, seed=3)
+    with torch.no_grad():
+        return qmodel, torch.jit.trace(qmodel, (ids, mask)), (ids, mask)
+
+
+#: The random BERT encoder of the ``bert_tiny`` rows, with positions for 256 tokens.
+BERT_POSITIONS = 256
+
+
+def _bert_torchscript() -> tuple[object, object, tuple]:
+    """The benchmark's random BERT encoder (hidden 64, 2 layers, pooled) through
+    ``quantize_dynamic``, with :data:`BERT_POSITIONS` positions, traced at 2×16."""
+    import torch
+
+    from tvm_qdq.testing import torch_models as tm
+
+    config = tm.BertConfig(max_position_embeddings=BERT_POSITIONS)
+    qmodel = tm.quantize_dynamic(tm.SentenceEncoder(tm.random_bert(config, seed=0)).eval())
+    ids, mask = tm.token_batch(2, 16, config.vocab_size, seed=3)
+    with torch.no_grad():
+        return qmodel, torch.jit.trace(qmodel, (ids, mask)), (ids, mask)
+
+
+def _bert_feeds(size: tuple[int, ...]) -> dict[str, np.ndarray]:
+    from tvm_qdq.testing import torch_models as tm
+
+    ids, mask = tm.token_batch(*size, tm.BertConfig().vocab_size, seed=3)
+    return {"input_ids": ids.numpy(), "attention_mask": mask.numpy()}
+
+
 MODELS: tuple[DynamicModel, ...] = (
     DynamicModel("minilm_l6/u8s8_perchannel", lambda: minilm_dynamic("u8s8_perchannel"),
                  {"batch": 4, "sequence": 256}, TEXT_SIZES, TEXT_SMOKE, _minilm_feeds),
     DynamicModel("minilm_l6/dyn_s8", lambda: minilm_dynamic("dyn_s8"),
                  {"batch": 4, "sequence": 256}, TEXT_SIZES, TEXT_SMOKE, _minilm_feeds),
+    DynamicModel("minilm_l6/torchscript_dynamic", _minilm_torchscript,
+                 {"batch": 4, "sequence": 256}, TEXT_SIZES, TEXT_SMOKE, _minilm_feeds,
+                 framework="torchscript"),
+    DynamicModel("bert_tiny/torchscript_dynamic", _bert_torchscript,
+                 {"batch": 4, "sequence": BERT_POSITIONS}, TEXT_SIZES, TEXT_SMOKE, _bert_feeds,
+                 framework="torchscript"),
     DynamicModel("t5_encoder_dyn_matmulinteger", _corpus("t5_encoder_dyn_matmulinteger"),
                  {"batch_size": 4, "encoder_sequence_length": 256}, TEXT_SIZES, TEXT_SMOKE,
                  _token_feeds(32100, ("input_ids", "attention_mask"))),
@@ -111,6 +164,55 @@ def _size_text(size: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in size)
 
 
+def measure_torchscript(entry: DynamicModel, threads: int, smoke: bool, budget_s: float,
+                        max_rounds: int) -> list[dict]:
+    """Rows of a TorchScript model: ``from_torch(..., dynamic=TORCH_AXES)`` compiled once,
+    per size beside a static import of that size and PyTorch eager (also the oracle)."""
+    import torch
+    from measure import _agreement
+
+    import tvm_qdq
+
+    torch.set_num_threads(threads)
+    module, script, example = entry.load()
+    base = {"model": entry.name, "threads": threads, "bounds": entry.bounds,
+            "peer": "PyTorch"}
+    try:
+        t0 = time.perf_counter()
+        dynamic = tvm_qdq.compile(tvm_qdq.from_torch(script, example, dynamic=TORCH_AXES,
+                                                     bounds=entry.bounds), "x86")
+        compile_s = time.perf_counter() - t0
+    except Exception as err:  # noqa: BLE001 - a failure is a table entry
+        return [dict(base, error=f"{type(err).__name__}: {str(err)[:200]}")]
+
+    def eager(f: dict) -> np.ndarray:
+        with torch.no_grad():
+            return module(*(torch.from_numpy(v) for v in f.values())).numpy()
+
+    rows = []
+    for size in (entry.smoke if smoke else entry.sizes):
+        feeds = entry.feeds(size)
+        row = dict(base, size=_size_text(size), compile_s=compile_s)
+        actual = dynamic.run(list(feeds.values()))[0]
+        row["agreement"] = _agreement(None, actual, eager(feeds))
+        runners: dict[str, Callable[[], object]] = {
+            "dynamic": lambda f=feeds: dynamic.run(list(f.values()))}
+        try:
+            t0 = time.perf_counter()
+            inputs = tuple(torch.from_numpy(v) for v in feeds.values())
+            static = tvm_qdq.compile(tvm_qdq.from_torch(script, inputs), "x86")
+            row["static_compile_s"] = time.perf_counter() - t0
+            row["identical_to_static"] = bool(np.array_equal(
+                static.run(list(feeds.values()))[0], actual))
+            runners["static"] = lambda f=feeds, c=static: c.run(list(f.values()))
+        except Exception as err:  # noqa: BLE001 - a failure is a table entry
+            row["static_error"] = f"{type(err).__name__}: {str(err)[:200]}"
+        runners["peer"] = lambda f=feeds: eager(f)
+        row["ms"] = interleaved_medians(runners, budget_s, max_rounds)
+        rows.append(row)
+    return rows
+
+
 def measure_model(entry: DynamicModel, threads: int, smoke: bool, budget_s: float,
                   max_rounds: int) -> list[dict]:
     """Rows of one model: compiled once (symbolic), then per size beside a static compile."""
@@ -118,8 +220,10 @@ def measure_model(entry: DynamicModel, threads: int, smoke: bool, budget_s: floa
 
     import tvm_qdq
 
+    if entry.framework == "torchscript":
+        return measure_torchscript(entry, threads, smoke, budget_s, max_rounds)
     proto = entry.load()
-    base = {"model": entry.name, "threads": threads, "bounds": entry.bounds}
+    base = {"model": entry.name, "threads": threads, "bounds": entry.bounds, "peer": "ORT"}
     try:
         t0 = time.perf_counter()
         dynamic = tvm_qdq.compile(proto, "x86", bounds=entry.bounds)
@@ -144,7 +248,7 @@ def measure_model(entry: DynamicModel, threads: int, smoke: bool, budget_s: floa
         except Exception as err:  # noqa: BLE001 - a failure is a table entry
             row["static_error"] = f"{type(err).__name__}: {str(err)[:200]}"
         session = ort_session(proto, threads)
-        runners["ort"] = lambda f=feeds, s=session: s.run(None, f)
+        runners["peer"] = lambda f=feeds, s=session: s.run(None, f)
         row["ms"] = interleaved_medians(runners, budget_s, max_rounds)
         rows.append(row)
     return rows

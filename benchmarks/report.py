@@ -329,29 +329,31 @@ def render_dynamic_shapes(rows: list[dict], machine: str, date: str,
     lines = [
         f"Measured {date} on {machine} by {run}: each model compiled "
         "once with symbolic dims (`bounds=` as shown), run at every size beside a static "
-        "compile for that size and ORT (interleaved medians). Agreement: the one-compile "
-        "build against ORT's reference path at that size (LSB, or max |diff| and cosine for "
-        "float outputs).",
+        "compile for that size and the peer (ORT for ONNX models, PyTorch eager for "
+        "TorchScript ones; interleaved medians). Agreement: the one-compile build against "
+        "the oracle at that size (ORT's reference path, or PyTorch; LSB, or max |diff| and "
+        "worst-row cosine for float outputs).",
         "",
         "| model | bounds | threads | size | compile s (once) | agreement | = static | "
-        "ORT ms | static ms | dynamic ms | dynamic / static | ORT / dynamic |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "peer | peer ms | static ms | dynamic ms | dynamic / static | peer / dynamic |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         bounds = ", ".join(f"{k} ≤ {v}" for k, v in r.get("bounds", {}).items())
         if "error" in r:
             lines.append(f"| {r['model']} | {bounds} | {r['threads']} | – | – | "
-                         f"{r['error']} | – | – | – | – | – | – |")
+                         f"{r['error']} | – | – | – | – | – | – | – |")
             continue
         ms = r["ms"]
+        peer = ms.get("peer", ms.get("ort"))
         same = {True: "yes", False: "NO"}.get(r.get("identical_to_static"), "–")
         lines.append(
             f"| {r['model']} | {bounds} | {r['threads']} | {r['size']} | "
             f"{r['compile_s']:.1f} | {_agree(r.get('agreement'))} | {same} | "
-            f"{fmt_ms(ms.get('ort'))} | {fmt_ms(ms.get('static'))} | "
+            f"{r.get('peer', 'ORT')} | {fmt_ms(peer)} | {fmt_ms(ms.get('static'))} | "
             f"{fmt_ms(ms.get('dynamic'))} | "
             f"{_fmt(_ratio(ms.get('dynamic'), ms.get('static')), 2)} | "
-            f"{_fmt(_ratio(ms.get('ort'), ms.get('dynamic')), 2)} |")
+            f"{_fmt(_ratio(peer, ms.get('dynamic')), 2)} |")
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@
   and the compiled x86 code are bit-identical with ORT's reference path over random float32
   bit patterns, a dense ``[-20, 20]`` sweep and the extremes (±0, denormals, ±FLT_MAX, ±inf,
   the clamp points).
+* float32 ``Pow`` by 2 or 3 is ORT's product form, bit-identical.
 * A float32 ``Mul`` read by an ``Add`` is a rounded product, then a rounded sum, as ORT runs
   the two nodes: bit-identical with ORT, on inputs where one FMA would differ.
 * The QDQ unit ``DQ → Sigmoid/Tanh → Q`` still becomes a lookup table, now with MLAS's
@@ -62,6 +63,33 @@ def test_compiled_float_sigmoid_tanh_are_ort(op: str) -> None:
     (want,) = run_ort(model, {"x": x}, optimization_level=REFERENCE)
     (got,) = tvm_qdq.compile(model, "x86").run({"x": x})
     assert _bit_mismatches(got, want) == 0
+
+
+def _pow_model(exponent: float, n: int) -> onnx.ModelProto:
+    """``Pow(x, e) + x``: the sum checks that the last product stays separately rounded."""
+    graph = helper.make_graph(
+        [helper.make_node("Pow", ["x", "e"], ["p"]), helper.make_node("Add", ["p", "x"], ["y"])],
+        "pow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n])],
+        [helper.make_tensor("e", TensorProto.FLOAT, [], [exponent])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("exponent", [2.0, 3.0])
+def test_compiled_pow_by_products_is_ort(exponent: float) -> None:
+    """``Pow`` with exponent 2 or 3 is ORT's ``x·x`` / ``x·x·x``, no ``powf`` call left."""
+    x = _values(1 << 16, 1 << 16)
+    x = x[np.abs(x) < 1e12]  # x³ + x finite
+    model = _pow_model(exponent, x.size)
+    (want,) = run_ort(model, {"x": x}, optimization_level=REFERENCE)
+    mod = tvm_qdq.from_onnx(model)
+    assert "R.power" not in mod.script()
+    (got,) = tvm_qdq.compile(mod, "x86").run({"x": x})
+    assert _bit_mismatches(got, want) == 0
+
+
+def test_pow_other_exponents_stay_power() -> None:
+    assert "R.power" in tvm_qdq.from_onnx(_pow_model(2.5, 8)).script()
 
 
 def test_fma_f32_is_single_rounding() -> None:

@@ -6,13 +6,14 @@ extra inputs are constants; these emit the plain Relax op (``R.clip``, ``R.nn.pa
 ``R.take``) instead, which the integer pass has rules for. They return ``None`` when the
 inputs are not constant, and the importer then falls back to TVM's converter.
 
-Sigmoid, Tanh and Mul follow ORT's CPU kernels (:mod:`.ort_math`):
+Sigmoid, Tanh, Pow and Mul follow ORT's CPU kernels (:mod:`.ort_math`):
 
 * float32 ``Sigmoid`` / ``Tanh`` are MLAS's rational approximations (``MlasComputeLogistic``
   / ``MlasComputeTanh``), not ``1/(1 + e^{-x})`` / libm ``tanh``. Between a
   ``DequantizeLinear`` and ``QuantizeLinear`` nodes only (ORT's QDQ node unit) the op stays
   ``R.sigmoid`` / ``R.tanh``: the integer pass turns it into a lookup table whose entries are
   the same MLAS values (``relay_passes/rules/lookup.py``).
+* float32 ``Pow`` with a constant exponent 2 or 3 is ``x·x`` / ``x·x·x``, as ORT computes it.
 * A float32 ``Mul`` read by an ``Add``/``Sub``/``Sum`` is a separately rounded product
   (ORT's reference path runs every node on its own, so ``a·b + c`` is never one FMA there),
   unless an input comes from a ``DequantizeLinear`` or a consumer is a ``QuantizeLinear``:
@@ -139,6 +140,26 @@ def convert_tanh(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr |
     if not _float32_tensor(x) or constant_value(x) is not None or _quantized_unit(ctx):
         return None
     return mlas_tanh(x)
+
+
+#: Constant exponents ORT's CPU ``Pow`` evaluates as products (``x·x``, ``x·x·x``), not ``pow``.
+PRODUCT_EXPONENTS = (2.0, 3.0)
+
+
+def convert_pow(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:
+    """float32 ``Pow(x, e)`` with a constant scalar ``e`` of 2 or 3 as ORT's CPU kernel computes
+    it: ``x·x`` / ``(x·x)·x``, each product rounded to float32 (equal to ORT's output bit for
+    bit; libm's ``powf`` is not, and is a call per element). The last product stays separately
+    rounded (:func:`.ort_math.rounded`). Other exponents, and a ``Pow`` inside a QDQ node unit,
+    are TVM's ``R.power``."""
+    x, e = inputs[0], constant_value(inputs[1])
+    if not _float32_tensor(x) or constant_value(x) is not None or _quantized_unit(ctx) or \
+            e is None or e.size != 1 or float(e.reshape(-1)[0]) not in PRODUCT_EXPONENTS:
+        return None
+    square = relax.op.multiply(x, x)
+    if float(e.reshape(-1)[0]) == 2.0:
+        return rounded(square)
+    return rounded(relax.op.multiply(square, x))
 
 
 def convert_mul(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:

@@ -60,6 +60,7 @@ CONVERTERS: dict[tuple[str, str], Converter] = {
     ("", "Slice"): symbolic_slice.convert_slice,
     ("", "Sigmoid"): float_ops.convert_sigmoid,
     ("", "Tanh"): float_ops.convert_tanh,
+    ("", "Pow"): float_ops.convert_pow,
     ("", "Mul"): float_ops.convert_mul,
     ("", "Resize"): resize.convert_resize,
     ("", "LayerNormalization"): layer_norm.convert_layer_norm,

@@ -16,16 +16,21 @@ from tvm import relax, te
 from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
 from tvm_qdq.backend.x86 import kernels as K
 from tvm_qdq.backend.x86.padded_tiles import (
+    PADDED_MARGIN,
+    PADDED_MIN_MACS,
     activation_padded_tile,
+    clearly_better,
     real_fraction,
     vnni_padded_row_tile,
 )
-from tvm_qdq.backend.x86.schedules.vnni import Tile, default_tile, tile_score
+from tvm_qdq.backend.x86.schedules.vnni import Tile, best_column_tile, default_tile, tile_score
 from tvm_qdq.targets import resolve_target
 
 TARGET = resolve_target("x86")
 RNG = np.random.default_rng(23)
 needs_vnni = pytest.mark.skipif(not has_vnni(TARGET), reason="host CPU has no AVX-512 VNNI")
+#: A reduction long enough for any kernel here to pass PADDED_MIN_MACS.
+BIG = 1 << 16
 
 
 # ----------------------------------------------------------------------------------------------
@@ -35,31 +40,46 @@ needs_vnni = pytest.mark.skipif(not has_vnni(TARGET), reason="host CPU has no AV
 
 @pytest.mark.parametrize("m", [13, 17, 97])
 def test_poor_divisors_take_the_padded_form(m: int) -> None:
-    mr = vnni_padded_row_tile([1, m], 3)
-    assert mr > 0
+    mr = vnni_padded_row_tile([1, m], 3, BIG)
+    assert 1 < mr <= min(m, 16)
     best = default_tile([1, m], 3)
-    merit = tile_score(mr, 3 if mr * 3 <= 24 else 1) * real_fraction(m, mr)
-    assert merit > tile_score(best.mr, best.nr)
+    merit = tile_score(mr, best_column_tile(mr, 3)) * real_fraction(m, mr)
+    assert clearly_better(merit, tile_score(best.mr, best.nr))
+    assert merit > PADDED_MARGIN * tile_score(best.mr, best.nr)
 
 
 @pytest.mark.parametrize("m", [1, 3, 8, 16, 32, 64, 128, 256])
 @pytest.mark.parametrize("n_blocks", [1, 2, 3, 4, 24, 96])
 def test_good_divisors_keep_the_dividing_form(m: int, n_blocks: int) -> None:
-    assert vnni_padded_row_tile([1, m], n_blocks) == 0
-    assert vnni_padded_row_tile([4, m], n_blocks) == 0
+    assert vnni_padded_row_tile([1, m], n_blocks, BIG) == 0
+    assert vnni_padded_row_tile([4, m], n_blocks, BIG) == 0
 
 
 def test_minilm_rows_keep_their_vnni_tiles() -> None:
-    """77 rows × 384 / 1536 columns: the dividing 7×3 tile is as good as any padded one."""
-    assert vnni_padded_row_tile([1, 77], 24) == 0
-    assert vnni_padded_row_tile([1, 77], 96) == 0
+    """77 rows × 384 / 1536 columns: the dividing 7×3 tile is as good as any padded one;
+    so are 11×2 against 6×4 (4 blocks) and any tile of a negative score (1 row, 1 block)."""
+    for n_blocks in (3, 4, 24, 96):
+        assert vnni_padded_row_tile([1, 77], n_blocks, 384) == 0
+    assert vnni_padded_row_tile([1, 1], 1, BIG) == 0
+
+
+def test_small_vnni_kernels_keep_the_dividing_form() -> None:
+    """Below PADDED_MIN_MACS the fixed costs dominate: 97 rows × 48 columns × 32 stays."""
+    assert vnni_padded_row_tile([1, 97], 3, 32) == 0
+    assert vnni_padded_row_tile([1, 97], 3, -(-PADDED_MIN_MACS // (97 * 48))) > 0
 
 
 def test_activation_matmul_rule() -> None:
-    assert activation_padded_tile(77, 77) is not None  # no vector width divides 77
-    assert activation_padded_tile(77, 32) is not None  # 7 × 2 dividing vs 8 × 2 padded
-    for m, n in ((64, 64), (8, 8), (128, 32), (8, 32), (16, 128)):
-        assert activation_padded_tile(m, n) is None, (m, n)
+    # Q·Kᵀ at 77 tokens: no vector width divides 77.
+    assert activation_padded_tile(77, 77, 32) is not None
+    assert activation_padded_tile(77, 77, 32, pairs=True) is not None
+    # P·V at 77 tokens: k = 77 is odd, so only the padded form (k padded to 78) pairs.
+    assert activation_padded_tile(77, 32, 77, pairs=True) is not None
+    assert activation_padded_tile(77, 32, 77, pairs=False) is None
+    for m, n, k in ((64, 64, 32), (8, 32, 8), (128, 32, 128), (16, 128, 64), (8, 8, 32)):
+        assert activation_padded_tile(m, n, k) is None, (m, n, k)
+        if n >= 16:
+            assert activation_padded_tile(m, n, k, pairs=True) is None, (m, n, k)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,11 +130,13 @@ def _vnni_row_tiles(mod: tvm.IRModule) -> list[int | None]:
 
 MATMUL_CASES = [
     # batch, m, k, n, a dtype, weights (lo, hi): padded when m divides poorly
-    ((1,), 13, 32, 48, "uint8", (-127, 127)),
-    ((), 97, 40, 48, "int8", (-127, 127)),
-    ((2,), 77, 24, 16, "uint8", (-100, 155)),  # offset form (window sums padded too)
-    ((1,), 64, 32, 48, "uint8", (-127, 127)),  # dividing
-    ((), 77, 32, 384, "uint8", (-127, 127)),  # MiniLM-like: dividing
+    ((1,), 13, 1024, 384, "uint8", (-127, 127)),
+    ((), 97, 384, 384, "int8", (-127, 127)),
+    ((2,), 97, 256, 96, "uint8", (-100, 155)),  # offset form (window sums padded too)
+    ((2,), 77, 2048, 16, "uint8", (-127, 127)),  # 16 × 1 padded against 11 × 1
+    ((1,), 64, 1024, 96, "uint8", (-127, 127)),  # dividing
+    ((), 77, 384, 384, "uint8", (-127, 127)),  # MiniLM-like: dividing
+    ((1,), 97, 32, 48, "uint8", (-127, 127)),  # below PADDED_MIN_MACS: dividing
 ]
 
 
@@ -131,10 +153,10 @@ def test_static_vnni_matmul_padded_when_better(case) -> None:
                                                        out_dtype="int32")))
 
     vm, report, executable, lowered = _lower(body, {"x": (shape, a_dtype)})
-    expected_tile = vnni_padded_row_tile([*batch, m], -(-n // 16))
+    expected_tile = vnni_padded_row_tile([*batch, m], -(-n // 16), -(-k // 4) * 4)
     assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul"], report.to_json()
     assert report.kernels[0].get("row_tile", 0) == expected_tile, report.to_json()
-    assert (expected_tile > 0) == (m in (13, 97, 77) and n < 384)
+    assert (expected_tile > 0) == ((m in (13, 97) and k > 32) or (m, n) == (77, 16))
     assert "vnni" in report.schedules.values(), report.to_json()
     tiles = _vnni_row_tiles(lowered)
     assert tiles and all(t == (expected_tile or None) for t in tiles), tiles
@@ -152,20 +174,20 @@ def _conv_ref(x: np.ndarray, w: np.ndarray, pad: int) -> np.ndarray:
 
 
 @needs_vnni
-@pytest.mark.parametrize("width", [13, 16])
+@pytest.mark.parametrize("width", [19, 16])
 def test_static_vnni_conv_padded_when_better(width: int) -> None:
-    """3×3 conv, 48 output channels: width 13 pads its output columns to tiles of 7, width
-    16 keeps the dividing tile; exact either way."""
-    w = RNG.integers(-127, 128, size=(48, 8, 3, 3)).astype(np.int8)
-    shape = (1, 8, 5, width)
+    """3×3 conv 64 → 64 channels on 8 rows: width 19 pads its output columns (5×4 tiles
+    against 1×4), width 16 keeps the dividing tile; exact either way."""
+    w = RNG.integers(-127, 128, size=(64, 64, 3, 3)).astype(np.int8)
+    shape = (1, 64, 8, width)
 
     def body(bb, x):
         return _requantize(bb, bb.emit(relax.op.nn.conv2d(x, relax.const(w), padding=(1, 1),
                                                           out_dtype="int32")))
 
     vm, report, executable, lowered = _lower(body, {"x": (shape, "uint8")})
-    expected_tile = vnni_padded_row_tile([1, 5, width], 3)
-    assert (expected_tile > 0) == (width == 13)
+    expected_tile = vnni_padded_row_tile([1, 8, width], 4, 9 * 64)
+    assert (expected_tile > 0) == (width == 19)
     assert [kn["kind"] for kn in report.kernels] == ["vnni_conv2d"], report.to_json()
     assert report.kernels[0].get("row_tile", 0) == expected_tile, report.to_json()
     assert _vnni_row_tiles(lowered) == [expected_tile or None]

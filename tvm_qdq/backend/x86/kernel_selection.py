@@ -220,7 +220,8 @@ class KernelRewriter(LayoutRewriter):
         x_nhwc = self.get_nhwc(x)
         corr = K.conv_correction(wv, spec.in_dtype)
         kwargs, kernel_kwargs = {}, {}
-        row_tile = _vnni_row_tile([spec.n, spec.oh, spec.ow], spec.o16 // K.LANES)
+        row_tile = _vnni_row_tile([spec.n, spec.oh, spec.ow], spec.o16 // K.LANES,
+                                  spec.kh * spec.kw * spec.c4)
         if row_tile:  # padded output columns (K.conv2d_nhwc_vnni)
             kernel_kwargs["row_tile"] = row_tile
         if corr is not None:
@@ -277,7 +278,8 @@ class KernelRewriter(LayoutRewriter):
             tile = default_matmul_tile(m if isinstance(m, int) else 128,
                                        _nominal_columns(n) if isinstance(n, int) else 16)
         else:
-            tile = activation_padded_tile(m, n)
+            tile = activation_padded_tile(m, n, a_shape[-1],
+                                          self.vnni and dtypes == ("int16", "int16"))
             if tile is None:  # the dividing form (TVM's matmul, ActivationMatmulRule)
                 return None
         row_tile, col_tile = tile.mr, tile.nr * tile.lanes
@@ -321,7 +323,7 @@ class KernelRewriter(LayoutRewriter):
         spec = K.MatmulSpec(batch=tuple(a_shape[:-2]), m=a_shape[-2], k=a_shape[-1],
                             n=int(bv.shape[1]), in_dtype=in_dtype, out_dtype=out_dtype)
         kwargs, kernel_kwargs = {}, {}
-        row_tile = _vnni_row_tile([*spec.batch, spec.m], spec.n16 // K.LANES)
+        row_tile = _vnni_row_tile([*spec.batch, spec.m], spec.n16 // K.LANES, spec.k4)
         if row_tile:  # padded rows (K.matmul_vnni)
             kernel_kwargs["row_tile"] = row_tile
         corr = K.matmul_correction(bv, in_dtype)
@@ -352,15 +354,16 @@ class KernelRewriter(LayoutRewriter):
                                **kwargs, **kernel_kwargs), "plain"
 
 
-def _vnni_row_tile(dims: list, n_blocks: int) -> int:
-    """The ``row_tile`` of a VNNI kernel with row extents ``dims`` (the last one padded):
+def _vnni_row_tile(dims: list, n_blocks: int, reduction: int) -> int:
+    """The ``row_tile`` of a VNNI kernel with row extents ``dims`` (the last one padded),
+    ``n_blocks`` column blocks and ``reduction`` elements per output:
     :func:`.schedules.vnni.symbolic_row_tile`'s for a symbolic last extent,
     :func:`.padded_tiles.vnni_padded_row_tile`'s when all are static (0: the dividing
     form), 0 for a static last extent under a symbolic one."""
     if not isinstance(dims[-1], int):
         return symbolic_row_tile(n_blocks).mr
     if all(isinstance(d, int) for d in dims):
-        return vnni_padded_row_tile(dims, n_blocks)
+        return vnni_padded_row_tile(dims, n_blocks, reduction)
     return 0
 
 

@@ -261,3 +261,28 @@ def test_padded_static_kernels_are_not_tuned() -> None:
     assert not is_padded_kernel(plain)
     assert kernel_shape(plain) == ([13], 3)
     assert kernel_key(plain) != kernel_key(padded)
+
+
+def test_static_float_activation_matmul_padded_is_bit_identical(monkeypatch) -> None:
+    """float32 ``Q·Kᵀ`` at 77 tokens (a float attention island, e.g. T5's dynamic
+    quantization): the padded kernel sums over ``k`` in the same order as TVM's matmul, so
+    its output equals the dividing form's (TVM's matmul, generic schedule) bit for bit."""
+    from tvm_qdq.backend.x86 import kernel_selection
+
+    a_shape, b_shape = (1, 2, 77, 16), (1, 2, 16, 77)
+
+    def body(bb, a, b):
+        return bb.emit(relax.op.add(relax.op.matmul(a, b), relax.const(0.5, "float32")))
+
+    inputs = {"a": (a_shape, "float32"), "b": (b_shape, "float32")}
+    a = RNG.standard_normal(a_shape).astype(np.float32)
+    b = RNG.standard_normal(b_shape).astype(np.float32)
+    vm, report, _, _ = _lower(body, inputs)
+    assert [kn["kind"] for kn in report.kernels] == ["activation_matmul"], report.to_json()
+    padded = vm["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b)).numpy()
+    monkeypatch.setattr(kernel_selection, "activation_padded_tile", lambda *_a, **_k: None)
+    vm, report, _, _ = _lower(body, inputs)
+    assert report.kernels == []
+    dividing = vm["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b)).numpy()
+    np.testing.assert_array_equal(padded, dividing)
+    np.testing.assert_allclose(padded, a @ b + 0.5, rtol=1e-5, atol=1e-5)

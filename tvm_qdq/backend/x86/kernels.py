@@ -427,7 +427,9 @@ COL_TILE_ATTR = "tvm_qdq.col_tile"
 def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: int,
                       even_k: bool = False) -> te.Tensor:
     """``c[*batch, m, n] = Σ_k a[*batch, m, k] · b[*batch, k, n]`` in int32 (integer operands
-    of at most 16 bits; the same batch dims), for a symbolic ``m`` / ``n`` / ``k``.
+    of at most 16 bits; the same batch dims), or in float32 (float32 operands: the sum over
+    ``k`` in increasing order, as TVM's matmul), for a symbolic ``m`` / ``n`` / ``k`` or a
+    static shape with poor divisors (:func:`.padded_tiles.activation_padded_tile`).
 
     Padded like :func:`matmul_vnni`: the accumulation runs over ``⌈m / row_tile⌉ · row_tile``
     rows (reading row ``min(i, m - 1)`` of ``a``) and ``⌈n / col_tile⌉ · col_tile`` columns of
@@ -455,13 +457,14 @@ def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: in
             idx[-1] < k, a[(*idx[:-2], tirx.min(idx[-2], m - 1), tirx.min(idx[-1], k - 1))],
             a_zero), name="tq_scratch_rows", attrs=tag(SCRATCH))
     rk = te.reduce_axis((0, kp), name="rk")
+    acc_dtype = "float32" if a.dtype == "float32" else "int32"
 
     def body(*idx):
         if pad_k:
-            av = a_rows[(*idx[:-2], idx[-2], rk)].astype("int32")
+            av = a_rows[(*idx[:-2], idx[-2], rk)].astype(acc_dtype)
         else:
-            av = a[(*idx[:-2], tirx.min(idx[-2], m - 1), rk)].astype("int32")
-        return te.sum(av * b_pad[(*idx[:-2], rk, idx[-1])].astype("int32"), axis=[rk])
+            av = a[(*idx[:-2], tirx.min(idx[-2], m - 1), rk)].astype(acc_dtype)
+        return te.sum(av * b_pad[(*idx[:-2], rk, idx[-1])].astype(acc_dtype), axis=[rk])
 
     attrs = {**tag(ACTIVATION_MATMUL), ROW_TILE_ATTR: row_tile, COL_TILE_ATTR: col_tile}
     acc = te.compute((*batch, mp, np_), body, name="tq_act_matmul", attrs=attrs)

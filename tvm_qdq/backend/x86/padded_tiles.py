@@ -34,6 +34,11 @@ Convs (3×3, padded ``OW``): ``19×19×64 → 64`` 1.8× and ``17×17×64 → 12
 costs (epilogue stage, loop overhead) outweigh the tile, so a VNNI kernel needs
 :data:`PADDED_MIN_MACS` (the gains above were all ≥ 10 M MACs, the losses ≤ 2.3 M).
 
+The activation matmul takes integer operands (int32 sums) or, for static shapes, float32
+ones (float32 sums over ``k`` in increasing order, as TVM's matmul: the same bits; e.g. the
+float ``Q·Kᵀ`` of T5 under dynamic quantization, which at 77 tokens fell to TVM's generic
+schedule).
+
 The activation matmul's merit doubles for a form that runs two reduction steps per
 ``vpdpwssd`` (:data:`.schedules.matmul.PAIRS_INTRIN`: int16 operands on a VNNI target): the
 padded form always can (it pads ``k`` to even), the dividing one only with an even ``k``

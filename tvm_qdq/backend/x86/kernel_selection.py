@@ -10,6 +10,13 @@
   cheaper than int8 terms (:func:`offset_form`);
 * a depthwise conv (``groups == C == O``) → the channel-vectorized NHWC kernel;
 * ``R.matmul(a, constant b)`` with the same dtypes → the VNNI matmul kernel;
+* the row count of a VNNI kernel (a matmul's ``m``, a conv's ``OW``): symbolic → the
+  padded-rows form; static → the padded-rows form only when its best tile, discounted by
+  the wasted rows, beats every tile dividing it (:mod:`.padded_tiles`), else as before;
+* ``R.matmul(a, b)`` of two integer activations with a symbolic dimension, or of two
+  integer or float32 activations with static shapes and a padded tile that beats every
+  dividing one (:func:`.padded_tiles.activation_padded_tile`, e.g. ``77 × 77``) → the
+  padded activation matmul kernel; else TVM's matmul (scheduled by :mod:`.schedules.matmul`);
 * ``R.matmul(a, constant b)`` and conv2d / conv1d (``groups == 1``) in float32 → the packed
   FMA kernels of :mod:`.float_kernels` (a conv in NHWC);
 * everything else stays TVM's op (recorded in the report's ``skipped`` with the reason).
@@ -33,6 +40,7 @@ from ..canonical_shapes import canonical_operand
 from . import kernels as K
 from .float_kernels import conv_call, dense_call
 from .layout import LayoutRewriter, as_2d, ints
+from .padded_tiles import activation_padded_tile, vnni_padded_row_tile
 from .schedules.matmul import default_matmul_tile
 from .schedules.vnni import symbolic_row_tile
 
@@ -214,8 +222,10 @@ class KernelRewriter(LayoutRewriter):
         x_nhwc = canonical_operand(self.bb, self.get_nhwc(x))
         corr = K.conv_correction(wv, spec.in_dtype)
         kwargs, kernel_kwargs = {}, {}
-        if not isinstance(spec.ow, int):  # padded output columns (K.conv2d_nhwc_vnni)
-            kernel_kwargs["row_tile"] = symbolic_row_tile(spec.o16 // K.LANES).mr
+        row_tile = _vnni_row_tile([spec.n, spec.oh, spec.ow], spec.o16 // K.LANES,
+                                  spec.kh * spec.kw * spec.c4)
+        if row_tile:  # padded output columns (K.conv2d_nhwc_vnni)
+            kernel_kwargs["row_tile"] = row_tile
         if corr is not None:
             kwargs["corr"] = relax.const(corr.astype(spec.out_dtype), spec.out_dtype)
         offsets = offset_form(wv, 0, spec.in_dtype)
@@ -236,33 +246,47 @@ class KernelRewriter(LayoutRewriter):
             kwargs["part"] = "lo"
         self.report.kernels.append(_json_record({
             "kind": "vnni_conv2d", "var": name, "macs": spec.macs, "weight_terms": terms,
-            "offset_form": offsets is not None, "spec": asdict(spec)}))
+            "offset_form": offsets is not None, "spec": asdict(spec), **kernel_kwargs}))
         return self.bb.call_te(_with_spec(K.conv2d_nhwc_vnni, spec), x_nhwc, wp,
                                primfunc_name_hint="tq_vnni_conv2d", primfunc_attrs=attrs,
                                **kwargs, **kernel_kwargs)
 
     def _activation_matmul(self, var, a, b, out_dtype: str):
         """``R.matmul(a, b)`` of two activations with a symbolic dimension (``P·V``; ``Q·Kᵀ``,
-        symbolic columns) → :func:`.kernels.activation_matmul` (padded rows and columns);
-        None (TVM's matmul, recorded in ``skipped``) when the operands do not fit it."""
+        symbolic columns), or static ones whose padded tile beats every dividing one
+        (:func:`.padded_tiles.activation_padded_tile`, e.g. ``77 × 77``) →
+        :func:`.kernels.activation_matmul` (padded rows and columns); None (TVM's matmul;
+        recorded in ``skipped`` when symbolic) when the operands do not fit it or a static
+        shape keeps the dividing form."""
         a_shape, b_shape = partial_shape(a), partial_shape(b)
         dtypes = (tensor_dtype(a), tensor_dtype(b))
+        symbolic = bool(symbolic_dims(a) or symbolic_dims(b))
         reason = None
         if a_shape is None or b_shape is None or len(a_shape) < 2 or \
                 not _same_dims(a_shape[:-2], b_shape[:-2]) or \
                 not _same_dims(a_shape[-1:], b_shape[-2:-1]):
             reason = "operand shapes (batch dims must be equal)"
-        elif any(d not in _ACT_OPERANDS for d in dtypes) or out_dtype != "int32":
+        elif (any(d not in _ACT_OPERANDS for d in dtypes) or out_dtype != "int32") and \
+                (symbolic or dtypes != ("float32", "float32") or
+                 out_dtype not in ("", "None", "float32", "void")):
+            # float32 operands: static shapes only (a symbolic one stays TVM's matmul)
             reason = f"dtypes {dtypes} → {out_dtype}"
         if reason is not None:
-            self.report.skipped.append({"op": "matmul", "var": str(var.name),
-                                        "reason": f"symbolic activation matmul: {reason}"})
+            if symbolic:
+                self.report.skipped.append({"op": "matmul", "var": str(var.name),
+                                            "reason": f"symbolic activation matmul: {reason}"})
             return None
         m, n = a_shape[-2], b_shape[-1]
-        # Symbolic columns (``Q·Kᵀ``): one 16-lane vector per tile, the last partial tile
-        # being the schedule's column tail.
-        tile = default_matmul_tile(m if isinstance(m, int) else 128,
-                                   _nominal_columns(n) if isinstance(n, int) else 16)
+        if symbolic:
+            # Symbolic columns (``Q·Kᵀ``): one 16-lane vector per tile, the last partial tile
+            # being the schedule's column tail.
+            tile = default_matmul_tile(m if isinstance(m, int) else 128,
+                                       _nominal_columns(n) if isinstance(n, int) else 16)
+        else:
+            tile = activation_padded_tile(m, n, a_shape[-1],
+                                          self.vnni and dtypes == ("int16", "int16"))
+            if tile is None:  # the dividing form (TVM's matmul, ActivationMatmulRule)
+                return None
         row_tile, col_tile = tile.mr, tile.nr * tile.lanes
         self.report.kernels.append(_json_record({
             "kind": "activation_matmul", "var": str(var.name), "a": a_shape, "b": b_shape,
@@ -279,7 +303,7 @@ class KernelRewriter(LayoutRewriter):
         bv = constant_value(b)
         a_shape = partial_shape(a)
         out_dtype = str(call.attrs.out_dtype)
-        if bv is None and (symbolic_dims(a) or symbolic_dims(b)):
+        if bv is None:
             return self._activation_matmul(var, a, b, out_dtype)
         if not self.vnni or bv is None or bv.ndim != 2:
             return None
@@ -305,8 +329,9 @@ class KernelRewriter(LayoutRewriter):
         spec = K.MatmulSpec(batch=tuple(a_shape[:-2]), m=a_shape[-2], k=a_shape[-1],
                             n=int(bv.shape[1]), in_dtype=in_dtype, out_dtype=out_dtype)
         kwargs, kernel_kwargs = {}, {}
-        if not isinstance(spec.m, int):  # padded rows (K.matmul_vnni)
-            kernel_kwargs["row_tile"] = symbolic_row_tile(spec.n16 // K.LANES).mr
+        row_tile = _vnni_row_tile([*spec.batch, spec.m], spec.n16 // K.LANES, spec.k4)
+        if row_tile:  # padded rows (K.matmul_vnni)
+            kernel_kwargs["row_tile"] = row_tile
         corr = K.matmul_correction(bv, in_dtype)
         if corr is not None:
             kwargs["corr"] = relax.const(corr.astype(out_dtype), out_dtype)
@@ -329,10 +354,23 @@ class KernelRewriter(LayoutRewriter):
             kwargs["part"] = "lo"
         self.report.kernels.append(_json_record({
             "kind": "vnni_matmul", "var": name, "macs": spec.macs, "weight_terms": terms,
-            "offset_form": offsets is not None, "spec": asdict(spec)}))
+            "offset_form": offsets is not None, "spec": asdict(spec), **kernel_kwargs}))
         return self.bb.call_te(_with_spec(K.matmul_vnni, spec), a_plain, bp,
                                primfunc_name_hint="tq_vnni_matmul", primfunc_attrs=attrs,
                                **kwargs, **kernel_kwargs), "plain"
+
+
+def _vnni_row_tile(dims: list, n_blocks: int, reduction: int) -> int:
+    """The ``row_tile`` of a VNNI kernel with row extents ``dims`` (the last one padded),
+    ``n_blocks`` column blocks and ``reduction`` elements per output:
+    :func:`.schedules.vnni.symbolic_row_tile`'s for a symbolic last extent,
+    :func:`.padded_tiles.vnni_padded_row_tile`'s when all are static (0: the dividing
+    form), 0 for a static last extent under a symbolic one."""
+    if not isinstance(dims[-1], int):
+        return symbolic_row_tile(n_blocks).mr
+    if all(isinstance(d, int) for d in dims):
+        return vnni_padded_row_tile(dims, n_blocks, reduction)
+    return 0
 
 
 #: Operand dtypes of the padded activation matmul (:func:`.kernels.activation_matmul`).

@@ -243,8 +243,9 @@ def conv2d_nhwc_vnni(
     ``part`` selects the byte of a uint16 input (``"lo"``/``"hi"``); ``high`` is the int32
     result of the ``"hi"`` part, added as ``256 · high`` (in ``spec.out_dtype``); ``corr`` is
     subtracted per output channel (int8 inputs); ``offsets[o] · sums[n, oh, ow, 0]`` is added
-    (the offset form: ``sums`` the window sums). A symbolic ``OW`` takes the padded-rows form
-    of :func:`matmul_vnni` along ``OW`` (output column ``min(ow, OW - 1)``, ``row_tile``).
+    (the offset form: ``sums`` the window sums). A symbolic ``OW`` (or a static one given a
+    ``row_tile``, see :mod:`.padded_tiles`) takes the padded-rows form of :func:`matmul_vnni`
+    along ``OW`` (output column ``min(ow, OW - 1)``, ``row_tile``).
     """
     sh, sw = spec.strides
     dh, dw = spec.dilation
@@ -273,10 +274,11 @@ def conv2d_nhwc_vnni(
 
 
 def _needs_row_tile(rows: int | tirx.PrimExpr, row_tile: int) -> bool:
-    """Whether a kernel with ``rows`` output rows takes the padded-rows form (a symbolic row
-    count; ``row_tile`` must then be given)."""
+    """Whether a kernel with ``rows`` output rows takes the padded-rows form: a symbolic row
+    count (``row_tile`` must then be given), or a static one given a ``row_tile`` (chosen by
+    :func:`.padded_tiles.vnni_padded_row_tile` when no tile dividing it is as good)."""
     if isinstance(rows, int):
-        return False
+        return row_tile > 0
     if row_tile < 1:
         raise ValueError("a symbolic row count needs a row_tile (padded rows)")
     return True
@@ -373,7 +375,8 @@ def matmul_vnni(
     """The exact integer matmul ``[*batch, m, n]`` (``part``/``high``/``corr``/``sums``/
     ``offsets`` as for :func:`conv2d_nhwc_vnni`; ``sums[..., m, 0] = Σ_k u(a)[..., m, k]``).
 
-    **Padded rows** (a symbolic ``m``; ``row_tile`` > 0 required): the accumulation stage runs
+    **Padded rows** (a symbolic ``m``, ``row_tile`` > 0 required; or a static ``m`` given a
+    ``row_tile``, see :mod:`.padded_tiles`): the accumulation stage runs
     over ``mp = ⌈m / row_tile⌉ · row_tile`` rows and reads row ``min(i, m - 1)`` of ``a`` (rows
     ``i ≥ m`` repeat the last row and are never read), so every register tile of ``row_tile``
     rows is whole; the result (and any fused epilogue) is a stage over the ``m`` real rows.
@@ -424,7 +427,9 @@ COL_TILE_ATTR = "tvm_qdq.col_tile"
 def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: int,
                       even_k: bool = False) -> te.Tensor:
     """``c[*batch, m, n] = Σ_k a[*batch, m, k] · b[*batch, k, n]`` in int32 (integer operands
-    of at most 16 bits; the same batch dims), for a symbolic ``m`` / ``n`` / ``k``.
+    of at most 16 bits; the same batch dims), or in float32 (float32 operands: the sum over
+    ``k`` in increasing order, as TVM's matmul), for a symbolic ``m`` / ``n`` / ``k`` or a
+    static shape with poor divisors (:func:`.padded_tiles.activation_padded_tile`).
 
     Padded like :func:`matmul_vnni`: the accumulation runs over ``⌈m / row_tile⌉ · row_tile``
     rows (reading row ``min(i, m - 1)`` of ``a``) and ``⌈n / col_tile⌉ · col_tile`` columns of
@@ -452,13 +457,14 @@ def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: in
             idx[-1] < k, a[(*idx[:-2], tirx.min(idx[-2], m - 1), tirx.min(idx[-1], k - 1))],
             a_zero), name="tq_scratch_rows", attrs=tag(SCRATCH))
     rk = te.reduce_axis((0, kp), name="rk")
+    acc_dtype = "float32" if a.dtype == "float32" else "int32"
 
     def body(*idx):
         if pad_k:
-            av = a_rows[(*idx[:-2], idx[-2], rk)].astype("int32")
+            av = a_rows[(*idx[:-2], idx[-2], rk)].astype(acc_dtype)
         else:
-            av = a[(*idx[:-2], tirx.min(idx[-2], m - 1), rk)].astype("int32")
-        return te.sum(av * b_pad[(*idx[:-2], rk, idx[-1])].astype("int32"), axis=[rk])
+            av = a[(*idx[:-2], tirx.min(idx[-2], m - 1), rk)].astype(acc_dtype)
+        return te.sum(av * b_pad[(*idx[:-2], rk, idx[-1])].astype(acc_dtype), axis=[rk])
 
     attrs = {**tag(ACTIVATION_MATMUL), ROW_TILE_ATTR: row_tile, COL_TILE_ATTR: col_tile}
     acc = te.compute((*batch, mp, np_), body, name="tq_act_matmul", attrs=attrs)

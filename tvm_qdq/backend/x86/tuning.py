@@ -8,6 +8,9 @@ are built and timed on this machine (best of repeats), and the fastest goes to t
 tile and time, kernel name, model, machine, date) is appended to a log, one JSON line per
 kernel (:func:`default_log_path`).
 
+Kernels with padded rows (a symbolic row count, or a static one with poor divisors:
+:mod:`.padded_tiles`) are skipped: their row tile is fixed by the kernel.
+
 Compilation never measures: it reads tiles through :func:`.tuning_db.stored_tiles`.
 :func:`prune_db` drops the kernels no given model produces (nothing is measured for it).
 """
@@ -38,6 +41,7 @@ from .schedules.vnni import (
 from .tuning_db import (
     DEFAULT_DB,
     TuningDB,
+    is_padded_kernel,
     is_symbolic_kernel,
     is_vnni_kernel,
     kernel_key,
@@ -194,7 +198,9 @@ class TuneEvent:
     name: str
     key: str
     #: "measured", "stored" (already in the database), "duplicate", "symbolic" (a kernel
-    #: with a symbolic row count: not measured, it compiles with the heuristic tile)
+    #: with a symbolic row count: not measured, it compiles with the heuristic tile),
+    #: "padded" (static rows padded to the kernel's row tile, :mod:`.padded_tiles`: not
+    #: measured either)
     status: str
     tile: Tile | None
     measurement: Measurement | None
@@ -233,6 +239,8 @@ def tune_model(model, target: str | dict | tvm.target.Target, db: TuningDB, *,
             status = "duplicate"
         elif is_symbolic_kernel(func):
             status = "symbolic"  # size-dependent timing: compiles with the heuristic tile
+        elif is_padded_kernel(func):
+            status = "padded"  # static rows padded to the kernel's row tile: not tuned
         elif resume and stored is not None and tile_fits(stored, *kernel_shape(func)):
             status = "stored"
         else:

@@ -14,7 +14,8 @@ A tile source (:data:`TileSource`) maps a fused VNNI PrimFunc to its tile, or No
 heuristic :func:`.schedules.vnni.default_tile`; ``lower_integer_kernels(mod, target, tiles=...)``
 hands it to the VNNI schedule. :func:`stored_tiles` gives the source of a database file
 (``compile(..., tuning_db=...)``): a stored tile is used only while it fits its kernel
-(:func:`tile_fits`), e.g. not after the accumulator budget shrank.
+(:func:`tile_fits`), e.g. not after the accumulator budget shrank, and never for a kernel
+with padded rows (:func:`is_padded_kernel`: its row tile is fixed by the kernel).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from tvm import s_tir, tirx
 
 from ..kernel_tags import VNNI, without_tags
 from ..tir_blocks import blocks_of_kind
+from .kernels import ROW_TILE_ATTR
 from .schedules.common import spatial_extents
 from .schedules.vnni import MAX_ACCUMULATORS, Tile, valid_row_tiles
 
@@ -88,15 +90,26 @@ def is_symbolic_kernel(func: tirx.PrimFunc) -> bool:
     return block is not None and _has_symbolic_extent(sch, block)
 
 
+def is_padded_kernel(func: tirx.PrimFunc) -> bool:
+    """Whether ``func``'s VNNI block has padded rows (:data:`.kernels.ROW_TILE_ATTR`: a
+    symbolic row count, or a static one with poor divisors, :mod:`.padded_tiles`): its row
+    tile is fixed by the kernel, so it is not tuned and no stored tile applies."""
+    sch = s_tir.Schedule(func)
+    block = vnni_block(sch)
+    return block is not None and ROW_TILE_ATTR in sch.get(block).annotations
+
+
 def kernel_shape(func: tirx.PrimFunc) -> tuple[list[int], int]:
     """(row extents before the channel axis, 16-channel column blocks) of the VNNI block
-    (ValueError: ``func`` has none, or a symbolic extent)."""
+    (ValueError: ``func`` has none, a symbolic extent, or padded rows)."""
     sch = s_tir.Schedule(func)
     block = vnni_block(sch)
     if block is None:
         raise ValueError("no VNNI block")
     if _has_symbolic_extent(sch, block):
         raise ValueError("the VNNI block has a symbolic extent: no fixed kernel shape")
+    if ROW_TILE_ATTR in sch.get(block).annotations:
+        raise ValueError("the VNNI block has padded rows: its row tile is the kernel's")
     extents = [int(e) for e in spatial_extents(sch, block)]
     return extents[:-1], extents[-1] // 16
 

@@ -160,10 +160,12 @@ def schedule_vnni(func: tirx.PrimFunc, tile: Tile | None = None, parallel: bool 
     """Schedule a function holding one VNNI reduction and its fused epilogue.
 
     ``tile`` defaults to :func:`default_tile`; ``parallel`` to ``MACs ≥ PARALLEL_MIN_MACS``.
+    A block with symbolic extents or padded rows (:data:`..kernels.ROW_TILE_ATTR`, also a
+    static row count padded by :mod:`..padded_tiles`) takes :func:`_schedule_symbolic_rows`.
     """
     sch = s_tir.Schedule(func)
     main = vnni_block(sch)
-    if not _static_extents(sch, main):
+    if not _static_extents(sch, main) or ROW_TILE_ATTR in sch.get(main).annotations:
         return _schedule_symbolic_rows(sch, main, tile, parallel)
     loops = sch.get_loops(main)
     ivs = sch.get(main).iter_vars
@@ -244,8 +246,8 @@ _OUTER_PARALLEL_MIN = 16
 def _parallel_loop(sch: s_tir.Schedule, batch_loops: list, row_tiles, static_rows: bool):
     """The loop :func:`_schedule_symbolic_rows` parallelizes: a static batch loop with at
     least :data:`_OUTER_PARALLEL_MIN` iterations (e.g. a conv's output height), else the
-    row-tile loop when the row count is symbolic, else the first static batch loop with more
-    than one iteration (else the outermost loop)."""
+    row-tile loop when the row count is symbolic or padded (``static_rows`` False), else the
+    first static batch loop with more than one iteration (else the outermost loop)."""
     extents = [sch.get(lp).extent for lp in batch_loops]
     static = [(int(e), lp) for e, lp in zip(extents, batch_loops, strict=True)
               if isinstance(e, tirx.IntImm) and int(e) > 1]
@@ -262,11 +264,13 @@ def _schedule_symbolic_rows(sch: s_tir.Schedule, main, tile: Tile | None,
     """:func:`schedule_vnni` for a matmul ``[*batch, m, n]`` (or conv) whose batch dims or row
     count are symbolic.
 
-    A symbolic ``m`` is padded by the kernel to whole tiles of its ``row_tile`` annotation
+    A padded ``m`` (symbolic, or static with a poor divisor: :mod:`..padded_tiles`) is
+    padded by the kernel to whole tiles of its ``row_tile`` annotation
     (:func:`..kernels.matmul_vnni`), so the row split has no predicate; ``mr`` divides it.
-    A static ``m`` takes a row tile dividing it. The row-tile loop (or, with a static ``m``,
-    the outermost batch loop) is parallel, unchunked (a chunk split over the tensorized tiles
-    is refused by TVM); the epilogue's row predicate sits outside its 16-lane vector loop.
+    An unpadded static ``m`` takes a row tile dividing it. The row-tile loop (or, with an
+    unpadded static ``m``, the outermost batch loop) is parallel unless a static batch loop
+    is large, unchunked (a chunk split over the tensorized tiles is refused by TVM); the
+    epilogue's row predicate sits outside its 16-lane vector loop.
     """
     ivs = sch.get(main).iter_vars
     n_red = sum(1 for iv in ivs if int(iv.iter_type) != 0)
@@ -276,10 +280,10 @@ def _schedule_symbolic_rows(sch: s_tir.Schedule, main, tile: Tile | None,
     row_ext = ivs[len(spatial) - 2].dom.extent
     n_blocks = int(ivs[len(spatial) - 1].dom.extent) // 16
     pad = sch.get(main).annotations.get(ROW_TILE_ATTR)
-    if isinstance(row_ext, tirx.IntImm):
-        rows_ok = valid_row_tiles([int(row_ext)], 16)
-    elif pad is not None:
+    if pad is not None:
         rows_ok = [d for d in range(1, int(pad) + 1) if int(pad) % d == 0]
+    elif isinstance(row_ext, tirx.IntImm):
+        rows_ok = valid_row_tiles([int(row_ext)], 16)
     else:
         raise ValueError("symbolic VNNI rows without a row_tile annotation")
     if tile is None or tile.mr not in rows_ok or n_blocks % tile.nr or \
@@ -297,7 +301,8 @@ def _schedule_symbolic_rows(sch: s_tir.Schedule, main, tile: Tile | None,
         macs = math.prod(_nominal(iv.dom.extent) for iv in ivs)
         parallel = macs >= PARALLEL_MIN_MACS
     if parallel:
-        sch.parallel(_parallel_loop(sch, batch_loops, io, isinstance(row_ext, tirx.IntImm)))
+        sch.parallel(_parallel_loop(sch, batch_loops, io,
+                                    pad is None and isinstance(row_ext, tirx.IntImm)))
     _tensorize_with_epilogue(sch, main, jo, len(batch_loops) + 2)
     for block in blocks_of_kind(sch, SCRATCH):
         inner = sch.get_loops(block)[-1]

@@ -13,9 +13,8 @@
 * the row count of a VNNI kernel (a matmul's ``m``, a conv's ``OW``): symbolic → the
   padded-rows form; static → the padded-rows form only when its best tile, discounted by
   the wasted rows, beats every tile dividing it (:mod:`.padded_tiles`), else as before;
-* ``R.matmul(a, b)`` of two integer activations with a symbolic dimension, or of two
-  integer or float32 activations with static shapes and a padded tile that beats every
-  dividing one (:func:`.padded_tiles.activation_padded_tile`, e.g. ``77 × 77``) → the
+* ``R.matmul(a, b)`` of two integer or float32 activations with a symbolic dimension, or
+  with static shapes and a padded tile that beats every dividing one (:func:`.padded_tiles.activation_padded_tile`, e.g. ``77 × 77``) → the
   padded activation matmul kernel; else TVM's matmul (scheduled by :mod:`.schedules.matmul`);
 * ``R.matmul(a, constant b)`` and conv2d / conv1d (``groups == 1``) in float32 → the packed
   FMA kernels of :mod:`.float_kernels` (a conv in NHWC);
@@ -267,9 +266,8 @@ class KernelRewriter(LayoutRewriter):
                 not _same_dims(a_shape[-1:], b_shape[-2:-1]):
             reason = "operand shapes (batch dims must be equal)"
         elif (any(d not in _ACT_OPERANDS for d in dtypes) or out_dtype != "int32") and \
-                (symbolic or dtypes != ("float32", "float32") or
+                (dtypes != ("float32", "float32") or
                  out_dtype not in ("", "None", "float32", "void")):
-            # float32 operands: static shapes only (a symbolic one stays TVM's matmul)
             reason = f"dtypes {dtypes} → {out_dtype}"
         if reason is not None:
             if symbolic:

@@ -14,8 +14,9 @@
   padded-rows form; static → the padded-rows form only when its best tile, discounted by
   the wasted rows, beats every tile dividing it (:mod:`.padded_tiles`), else as before;
 * ``R.matmul(a, b)`` of two integer or float32 activations with a symbolic dimension, or
-  with static shapes and a padded tile that beats every dividing one (:func:`.padded_tiles.activation_padded_tile`, e.g. ``77 × 77``) → the
-  padded activation matmul kernel; else TVM's matmul (scheduled by :mod:`.schedules.matmul`);
+  with static shapes and a padded tile that beats every dividing one
+  (:func:`.padded_tiles.activation_padded_tile`, e.g. ``77 × 77``) → the padded activation
+  matmul kernel; else TVM's matmul (scheduled by :mod:`.schedules.matmul`);
 * ``R.matmul(a, constant b)`` and conv2d / conv1d (``groups == 1``) in float32 → the packed
   FMA kernels of :mod:`.float_kernels` (a conv in NHWC);
 * everything else stays TVM's op (recorded in the report's ``skipped`` with the reason).

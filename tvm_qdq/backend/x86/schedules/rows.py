@@ -87,12 +87,49 @@ def _is_allreduce(sch: s_tir.Schedule) -> bool:
     return bool(_allreduce_blocks(sch))
 
 
+def _static_suffix(sch: s_tir.Schedule, loops: list, lanes: int) -> int | None:
+    """The position ``p`` where a symbolic loop nest splits into leading loops (some
+    symbolic) and trailing static loops whose extents multiply to a multiple of ``lanes``
+    (e.g. ``[batch, seq, 64]`` → 2), or None (all static, or no such suffix)."""
+    extents = [sch.get(lp).extent for lp in loops]
+    if not any(is_symbolic(e) for e in extents):
+        return None
+    size = 1
+    for p in range(len(extents) - 1, 0, -1):
+        if is_symbolic(extents[p]):
+            return None
+        size *= int(extents[p])
+        if size % lanes == 0 and not any(is_symbolic(e) for e in extents[p:]):
+            return p
+    return None
+
+
+def _allreduce_static_rows(sch: s_tir.Schedule, block, loops: list, split: int,
+                           lanes: int) -> None:
+    """``out = ⊕ x[r, j]`` over symbolic rows ``r`` (the loops before ``split``, fused) and
+    static ``j`` (the loops from ``split``, fused): ``part[l] = ⊕_{r, j ≡ l (mod lanes)}``
+    vectorized over ``l``, then ``⊕_l part[l]``. The row index is split into the tensor's
+    dims once per row, not per element (a fused symbolic index would divide every lane)."""
+    if split > 1:
+        sch.fuse(*loops[:split])
+    cols = sch.fuse(*loops[split:]) if len(loops) - split > 1 else loops[split]
+    _, lane = sch.split(cols, [None, lanes])
+    rf = sch.rfactor(lane, 0)
+    sch.vectorize(sch.get_loops(rf)[-1])
+    init = sch.decompose_reduction(rf, sch.get_loops(rf)[0])
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
 def _allreduce_block(sch: s_tir.Schedule, block, lanes: int, tails: SymbolicLoops) -> None:
     """``out = ⊕_i x[i]`` as ``part[l] = ⊕_{i ≡ l (mod lanes)} x[i]`` (vectorized over ``l``,
     parallel over chunks of ``i`` when large), then ``out = ⊕_l part[l]``. A symbolic
     element count must be a multiple of ``lanes`` for every size (e.g. ``b·s·384``), else
     ValueError."""
     loops = sch.get_loops(block)
+    split = _static_suffix(sch, loops, lanes)
+    if split is not None:
+        _allreduce_static_rows(sch, block, loops, split, lanes)
+        return
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     total = sch.get(fused).extent
     if is_symbolic(total):

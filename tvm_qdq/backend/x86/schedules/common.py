@@ -158,6 +158,11 @@ def inline_elementwise(sch: s_tir.Schedule, keep: Keep = keep_none) -> None:
             return
 
 
+#: Longest innermost loop :func:`schedule_spatial` vectorizes whole when no power of two
+#: divides it (LLVM splits the vector into full registers and one partial register).
+WHOLE_VECTOR_LANES = 128
+
+
 def vector_split(sch: s_tir.Schedule, loop, lanes: int):
     """Split ``loop`` so the inner part is the largest power of two ≤ ``lanes`` dividing it
     (a symbolic extent is not split: :class:`.symbolic_rows.SymbolicLoops` does that)."""
@@ -205,13 +210,19 @@ def schedule_spatial(sch: s_tir.Schedule, block, lanes: int = 16,
     if extent >= 4 and _unit_stride_inner(sch, block):
         if extent > 4 * lanes:
             _, vec = vector_split(sch, inner, lanes)
+            if vec is None and extent <= WHOLE_VECTOR_LANES:
+                vec = inner  # e.g. 77 (no power of two divides it): one 77-lane vector
         else:
             vec = inner
     if vec is not None:
         sch.vectorize(vec)
-    outer = sch.get_loops(block)[0]
-    if total >= PARALLEL_MIN_ELEMS and outer != vec and loop_extent(sch, outer) > 1:
-        sch.parallel(outer)
+    if total >= PARALLEL_MIN_ELEMS:
+        # the outermost loop that has more than one iteration (a leading batch of 1 would
+        # leave the block serial)
+        outer = next((lp for lp in sch.get_loops(block)
+                      if lp != vec and loop_extent(sch, lp) > 1), None)
+        if outer is not None and outer != vec:
+            sch.parallel(outer)
 
 
 def _schedule_spatial_symbolic(sch: s_tir.Schedule, block, lanes: int,

@@ -23,16 +23,9 @@ their kernels, schedules and tuning-database keys. Tiles taller than ``m`` are n
 considered (they only add padding).
 
 The margin covers what ``tile_score`` does not see: the padded kernel's separate epilogue
-stage over the real rows and the wasted rows' loads. Measured (1 thread, znver4, static
-``m × 384 → n`` VNNI matmuls, bare kernel + requantize): merit ratios ≤ 1.15 were 6-12 %
-slower padded (``m = 77, n = 64``; ``196 × 32``; ``196 × 16``; ``26 × 16``), ratios ≥ 1.2
-faster (``13 × 48`` 1.2×, ``11 × 48`` 1.16×, ``97 × 384`` 2.2×, ``17 × 1536`` 2.2×), except
-one 16-column kernel (``49 × 16``, 7×1 against 16×1 at 77 % real rows: 12 % slower; the
-small wins, ``13 × 48`` and ``11 × 48`` at 0.2 M MACs, are given up by the size floor below).
-Convs (3×3, padded ``OW``): ``19×19×64 → 64`` 1.8× and ``17×17×64 → 128`` 1.9× faster, but
-``19×19×16 → 16`` and ``13×13×32 → 48`` 10-25 % slower: below a few million MACs the fixed
-costs (epilogue stage, loop overhead) outweigh the tile, so a VNNI kernel needs
-:data:`PADDED_MIN_MACS` (the gains above were all ≥ 10 M MACs, the losses ≤ 2.3 M).
+stage over the real rows and the wasted rows' loads; below :data:`PADDED_MIN_MACS` the fixed
+costs (epilogue stage, loop overhead) outweigh a better tile. Both constants come from
+bare-kernel timings (``benchmarks/results/padded_tiles.md``).
 
 The activation matmul takes integer operands (int32 sums) or, for static shapes, float32
 ones (float32 sums over ``k`` in increasing order, as TVM's matmul: the same bits; e.g. the
@@ -42,8 +35,7 @@ schedule).
 The activation matmul's merit doubles for a form that runs two reduction steps per
 ``vpdpwssd`` (:data:`.schedules.matmul.PAIRS_INTRIN`: int16 operands on a VNNI target): the
 padded form always can (it pads ``k`` to even), the dividing one only with an even ``k``
-and 16-lane vectors. Measured (12 heads, int16, 1 thread): ``P·V`` at 77 tokens 93 → 31 us,
-``Q·Kᵀ`` at 8 / 11 / 13 tokens 1.4-2.1× faster, at 3 tokens 1.39 → 1.65 us (slower: tiny).
+and 16-lane vectors.
 """
 
 from __future__ import annotations

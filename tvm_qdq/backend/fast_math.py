@@ -198,11 +198,10 @@ FLT32_MIN = 2.0 ** -126
 def softmax_exp(d: tirx.PrimExpr) -> tirx.PrimExpr:
     """A softmax term ``e^d`` (``d = x − max ≤ 0``): :func:`exp_expr`, but 0 for
     ``d < -87``, computed without ever forming a subnormal number (an Intel CPU takes a
-    microcode assist of ~100 cycles per subnormal result: a softmax over masked or long
-    rows ran 6× slower). The row sum is unchanged: it holds the term ``e^0 = 1``, and the
-    dropped terms add less than ``n·1.6e-38``, far below half an ulp of 1 for any row
-    length; each dropped term's output is 0 instead of a value below ``1.6e-38``. NaN stays
-    NaN."""
+    microcode assist for each subnormal result). The row sum is unchanged: it holds the term
+    ``e^0 = 1``, and the dropped terms add less than ``n·1.6e-38``, far below half an ulp of
+    1 for any row length; each dropped term's output is 0 instead of a value below
+    ``1.6e-38``. NaN stays NaN."""
     floor = _c(SOFTMAX_EXP_FLOOR)
     # e^max(d, floor) is bound before the selection, so that it is computed on the clamped
     # value in every vector lane (inside the selection the clamp would be simplified away)

@@ -266,9 +266,7 @@ class KernelRewriter(LayoutRewriter):
                 not _same_dims(a_shape[:-2], b_shape[:-2]) or \
                 not _same_dims(a_shape[-1:], b_shape[-2:-1]):
             reason = "operand shapes (batch dims must be equal)"
-        elif (any(d not in _ACT_OPERANDS for d in dtypes) or out_dtype != "int32") and \
-                (dtypes != ("float32", "float32") or
-                 out_dtype not in ("", "None", "float32", "void")):
+        elif not _activation_operands_ok(dtypes, out_dtype):
             reason = f"dtypes {dtypes} → {out_dtype}"
         if reason is not None:
             if symbolic:
@@ -374,6 +372,16 @@ def _vnni_row_tile(dims: list, n_blocks: int, reduction: int) -> int:
 
 #: Operand dtypes of the padded activation matmul (:func:`.kernels.activation_matmul`).
 _ACT_OPERANDS = ("int8", "uint8", "int16", "uint16")
+#: ``R.matmul``'s ``out_dtype`` spellings of "the operands' type" (a float32 matmul).
+_SAME_AS_OPERANDS = ("", "None", "float32", "void")
+
+
+def _activation_operands_ok(dtypes: tuple, out_dtype: str) -> bool:
+    """Whether :func:`.kernels.activation_matmul` takes operands ``dtypes`` → ``out_dtype``:
+    integers of at most 16 bits summed in int32, or float32 summed in float32."""
+    if all(d in _ACT_OPERANDS for d in dtypes):
+        return out_dtype == "int32"
+    return dtypes == ("float32", "float32") and out_dtype in _SAME_AS_OPERANDS
 
 
 def _same_dims(x: tuple, y: tuple) -> bool:

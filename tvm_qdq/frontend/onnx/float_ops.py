@@ -153,13 +153,12 @@ def convert_pow(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | 
     rounded (:func:`.ort_math.rounded`). Other exponents, and a ``Pow`` inside a QDQ node unit,
     are TVM's ``R.power``."""
     x, e = inputs[0], constant_value(inputs[1])
+    exponent = float(e.reshape(-1)[0]) if e is not None and e.size == 1 else None
     if not _float32_tensor(x) or constant_value(x) is not None or _quantized_unit(ctx) or \
-            e is None or e.size != 1 or float(e.reshape(-1)[0]) not in PRODUCT_EXPONENTS:
+            exponent not in PRODUCT_EXPONENTS:
         return None
     square = relax.op.multiply(x, x)
-    if float(e.reshape(-1)[0]) == 2.0:
-        return rounded(square)
-    return rounded(relax.op.multiply(square, x))
+    return rounded(square if exponent == 2.0 else relax.op.multiply(square, x))
 
 
 def convert_mul(ctx: ConvertContext, inputs: list, attrs: dict) -> relax.Expr | None:

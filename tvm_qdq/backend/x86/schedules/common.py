@@ -221,7 +221,7 @@ def schedule_spatial(sch: s_tir.Schedule, block, lanes: int = 16,
         # leave the block serial)
         outer = next((lp for lp in sch.get_loops(block)
                       if lp != vec and loop_extent(sch, lp) > 1), None)
-        if outer is not None and outer != vec:
+        if outer is not None:
             sch.parallel(outer)
 
 

@@ -95,11 +95,11 @@ def _static_suffix(sch: s_tir.Schedule, loops: list, lanes: int) -> int | None:
     if not any(is_symbolic(e) for e in extents):
         return None
     size = 1
-    for p in range(len(extents) - 1, 0, -1):
+    for p in range(len(extents) - 1, 0, -1):  # extents[p + 1:] are static here
         if is_symbolic(extents[p]):
             return None
         size *= int(extents[p])
-        if size % lanes == 0 and not any(is_symbolic(e) for e in extents[p:]):
+        if size % lanes == 0:
             return p
     return None
 

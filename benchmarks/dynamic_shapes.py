@@ -102,17 +102,24 @@ TORCH_AXES = {"input_ids": {0: "batch", 1: "sequence"},
               "attention_mask": {0: "batch", 1: "sequence"}}
 
 
-def _minilm_torchscript() -> tuple[object, object, tuple]:
-    """all-MiniLM-L6-v2 through ``torch.ao.quantization.quantize_dynamic``, traced at 2×16."""
+def _quantized_trace(encoder, vocab: int) -> tuple[object, object, tuple]:
+    """``(quantize_dynamic(encoder), its TorchScript trace at 2×16 tokens, the example)``."""
     import torch
 
     from tvm_qdq.testing import torch_models as tm
 
-    encoder, _ = tm.load_minilm()
     qmodel = tm.quantize_dynamic(encoder)
-    ids, mask = tm.token_batch(2, 16, 30522, seed=3)
+    ids, mask = tm.token_batch(2, 16, vocab, seed=3)
     with torch.no_grad():
         return qmodel, torch.jit.trace(qmodel, (ids, mask)), (ids, mask)
+
+
+def _minilm_torchscript() -> tuple[object, object, tuple]:
+    """all-MiniLM-L6-v2 through ``torch.ao.quantization.quantize_dynamic``, traced at 2×16."""
+    from tvm_qdq.testing import torch_models as tm
+
+    encoder, _ = tm.load_minilm()
+    return _quantized_trace(encoder, 30522)
 
 
 #: The random BERT encoder of the ``bert_tiny`` rows, with positions for 256 tokens.
@@ -122,15 +129,11 @@ BERT_POSITIONS = 256
 def _bert_torchscript() -> tuple[object, object, tuple]:
     """The benchmark's random BERT encoder (hidden 64, 2 layers, pooled) through
     ``quantize_dynamic``, with :data:`BERT_POSITIONS` positions, traced at 2×16."""
-    import torch
-
     from tvm_qdq.testing import torch_models as tm
 
     config = tm.BertConfig(max_position_embeddings=BERT_POSITIONS)
-    qmodel = tm.quantize_dynamic(tm.SentenceEncoder(tm.random_bert(config, seed=0)).eval())
-    ids, mask = tm.token_batch(2, 16, config.vocab_size, seed=3)
-    with torch.no_grad():
-        return qmodel, torch.jit.trace(qmodel, (ids, mask)), (ids, mask)
+    return _quantized_trace(tm.SentenceEncoder(tm.random_bert(config, seed=0)).eval(),
+                            config.vocab_size)
 
 
 def _bert_feeds(size: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -164,69 +167,85 @@ def _size_text(size: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in size)
 
 
-def measure_torchscript(entry: DynamicModel, threads: int, smoke: bool, budget_s: float,
-                        max_rounds: int) -> list[dict]:
-    """Rows of a TorchScript model: ``from_torch(..., dynamic=TORCH_AXES)`` compiled once,
-    per size beside a static import of that size and PyTorch eager (also the oracle)."""
+@dataclass
+class Frontend:
+    """How :func:`measure_model` compiles, runs, checks and races one model: ``compile``
+    (keyword arguments: ``bounds=`` once, or the feeds of one size), ``run`` (a compiled model
+    on feeds), ``reference`` (the oracle's output), ``peer`` (a runner on feeds), and
+    ``model``, the ONNX file :func:`measure._agreement` reads output scales from (None:
+    float outputs compared as they are)."""
+
+    name: str
+    compile_dynamic: Callable[[], object]
+    compile_static: Callable[[dict[str, np.ndarray]], object]
+    run: Callable[[object, dict[str, np.ndarray]], list]
+    reference: Callable[[dict[str, np.ndarray]], np.ndarray]
+    peer: Callable[[dict[str, np.ndarray]], Callable[[], object]]
+    model: object | None
+
+
+def _onnx_frontend(entry: DynamicModel, threads: int) -> Frontend:
+    """ONNX models: ORT is the oracle (its reference path) and the peer (default options)."""
+    import tvm_qdq
+
+    proto = entry.load()
+
+    def peer(feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+        session = ort_session(proto, threads)  # a fresh session per size
+        return lambda: session.run(None, feeds)
+
+    return Frontend(
+        "ORT",
+        lambda: tvm_qdq.compile(proto, "x86", bounds=entry.bounds),
+        lambda feeds: tvm_qdq.compile(proto, "x86", shapes={k: list(v.shape)
+                                                            for k, v in feeds.items()}),
+        lambda compiled, feeds: compiled.run(feeds),
+        lambda feeds: ort_session(proto, threads, optimized=False).run(None, feeds)[0],
+        peer,
+        proto)
+
+
+def _torchscript_frontend(entry: DynamicModel, threads: int) -> Frontend:
+    """TorchScript models: ``from_torch(..., dynamic=TORCH_AXES)`` once, a static import per
+    size; PyTorch eager is the oracle and the peer."""
     import torch
-    from measure import _agreement
 
     import tvm_qdq
 
     torch.set_num_threads(threads)
     module, script, example = entry.load()
-    base = {"model": entry.name, "threads": threads, "bounds": entry.bounds,
-            "peer": "PyTorch"}
-    try:
-        t0 = time.perf_counter()
-        dynamic = tvm_qdq.compile(tvm_qdq.from_torch(script, example, dynamic=TORCH_AXES,
-                                                     bounds=entry.bounds), "x86")
-        compile_s = time.perf_counter() - t0
-    except Exception as err:  # noqa: BLE001 - a failure is a table entry
-        return [dict(base, error=f"{type(err).__name__}: {str(err)[:200]}")]
 
-    def eager(f: dict) -> np.ndarray:
+    def eager(feeds: dict[str, np.ndarray]) -> np.ndarray:
         with torch.no_grad():
-            return module(*(torch.from_numpy(v) for v in f.values())).numpy()
+            return module(*(torch.from_numpy(v) for v in feeds.values())).numpy()
 
-    rows = []
-    for size in (entry.smoke if smoke else entry.sizes):
-        feeds = entry.feeds(size)
-        row = dict(base, size=_size_text(size), compile_s=compile_s)
-        actual = dynamic.run(list(feeds.values()))[0]
-        row["agreement"] = _agreement(None, actual, eager(feeds))
-        runners: dict[str, Callable[[], object]] = {
-            "dynamic": lambda f=feeds: dynamic.run(list(f.values()))}
-        try:
-            t0 = time.perf_counter()
-            inputs = tuple(torch.from_numpy(v) for v in feeds.values())
-            static = tvm_qdq.compile(tvm_qdq.from_torch(script, inputs), "x86")
-            row["static_compile_s"] = time.perf_counter() - t0
-            row["identical_to_static"] = bool(np.array_equal(
-                static.run(list(feeds.values()))[0], actual))
-            runners["static"] = lambda f=feeds, c=static: c.run(list(f.values()))
-        except Exception as err:  # noqa: BLE001 - a failure is a table entry
-            row["static_error"] = f"{type(err).__name__}: {str(err)[:200]}"
-        runners["peer"] = lambda f=feeds: eager(f)
-        row["ms"] = interleaved_medians(runners, budget_s, max_rounds)
-        rows.append(row)
-    return rows
+    def static(feeds: dict[str, np.ndarray]) -> object:
+        inputs = tuple(torch.from_numpy(v) for v in feeds.values())
+        return tvm_qdq.compile(tvm_qdq.from_torch(script, inputs), "x86")
+
+    return Frontend(
+        "PyTorch",
+        lambda: tvm_qdq.compile(tvm_qdq.from_torch(script, example, dynamic=TORCH_AXES,
+                                                   bounds=entry.bounds), "x86"),
+        static,
+        lambda compiled, feeds: compiled.run(list(feeds.values())),
+        eager,
+        lambda feeds: lambda: eager(feeds),
+        None)
 
 
 def measure_model(entry: DynamicModel, threads: int, smoke: bool, budget_s: float,
                   max_rounds: int) -> list[dict]:
-    """Rows of one model: compiled once (symbolic), then per size beside a static compile."""
+    """Rows of one model: compiled once (symbolic), then per size beside a static compile
+    and the peer (:class:`Frontend`)."""
     from measure import _agreement
 
-    import tvm_qdq
-
-    if entry.framework == "torchscript":
-        return measure_torchscript(entry, threads, smoke, budget_s, max_rounds)
-    proto = entry.load()
-    base = {"model": entry.name, "threads": threads, "bounds": entry.bounds, "peer": "ORT"}
+    make = _torchscript_frontend if entry.framework == "torchscript" else _onnx_frontend
+    fe = make(entry, threads)
+    base = {"model": entry.name, "threads": threads, "bounds": entry.bounds, "peer": fe.name}
     try:
         t0 = time.perf_counter()
-        dynamic = tvm_qdq.compile(proto, "x86", bounds=entry.bounds)
+        dynamic = fe.compile_dynamic()
         compile_s = time.perf_counter() - t0
     except Exception as err:  # noqa: BLE001 - a failure is a table entry
         return [dict(base, error=f"{type(err).__name__}: {str(err)[:200]}")]
@@ -234,21 +253,19 @@ def measure_model(entry: DynamicModel, threads: int, smoke: bool, budget_s: floa
     for size in (entry.smoke if smoke else entry.sizes):
         feeds = entry.feeds(size)
         row = dict(base, size=_size_text(size), compile_s=compile_s)
-        reference = ort_session(proto, threads, optimized=False).run(None, feeds)[0]
-        actual = dynamic.run(feeds)[0]
-        row["agreement"] = _agreement(proto, actual, reference)
-        runners: dict[str, Callable[[], object]] = {"dynamic": lambda f=feeds: dynamic.run(f)}
+        actual = fe.run(dynamic, feeds)[0]
+        row["agreement"] = _agreement(fe.model, actual, fe.reference(feeds))
+        runners: dict[str, Callable[[], object]] = {
+            "dynamic": lambda f=feeds: fe.run(dynamic, f)}
         try:
             t0 = time.perf_counter()
-            static = tvm_qdq.compile(proto, "x86", shapes={k: list(v.shape)
-                                                           for k, v in feeds.items()})
+            static = fe.compile_static(feeds)
             row["static_compile_s"] = time.perf_counter() - t0
-            row["identical_to_static"] = bool(np.array_equal(static.run(feeds)[0], actual))
-            runners["static"] = lambda f=feeds, c=static: c.run(f)
+            row["identical_to_static"] = bool(np.array_equal(fe.run(static, feeds)[0], actual))
+            runners["static"] = lambda f=feeds, c=static: fe.run(c, f)
         except Exception as err:  # noqa: BLE001 - a failure is a table entry
             row["static_error"] = f"{type(err).__name__}: {str(err)[:200]}"
-        session = ort_session(proto, threads)
-        runners["peer"] = lambda f=feeds, s=session: s.run(None, f)
+        runners["peer"] = fe.peer(feeds)
         row["ms"] = interleaved_medians(runners, budget_s, max_rounds)
         rows.append(row)
     return rows

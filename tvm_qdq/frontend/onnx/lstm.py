@@ -44,10 +44,10 @@ import numpy as np
 from tvm import relax
 
 from ...dtypes import QTYPES
-from ...qnn.ops import matmul_integer_const
+from ...qnn.ops import matmul_integer_const, smallest_int_type
 from ...relax_utils import partial_shape
 from .context import ConvertContext, constant_value
-from .lstm_loop import LOOP_ACTIVATIONS, narrowest_int_dtype, recurrence_kernel
+from .lstm_loop import LOOP_ACTIVATIONS, recurrence_kernel
 from .ort_math import FLT_MAX, mlas_logistic, mlas_tanh, rounded
 from .ort_math import f32 as _f32
 from .qoperator import dynamic_quantize
@@ -204,7 +204,7 @@ def _recurrence_loop(bb: relax.BlockBuilder, xw: relax.Expr,
     steps, batch, four_h = partial_shape(xw)
     hidden = four_h // 4
     r_shift, r_scale = r_part
-    w_dtype = narrowest_int_dtype(r_shift)
+    w_dtype = smallest_int_type(int(r_shift.min()), int(r_shift.max()))  # read once a step
     kernel = recurrence_kernel(batch, hidden, reverse, float(np.float32(clip)),
                                gate_bias is not None, input_forget, w_dtype)
     gvar = bb.add_func(kernel, "lstm_recurrence")

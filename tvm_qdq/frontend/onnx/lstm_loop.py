@@ -24,7 +24,6 @@ So for every ``T`` the result equals the unrolled form's bit for bit.
 
 from __future__ import annotations
 
-import numpy as np
 from tvm import tirx
 from tvm.script import tirx as T
 
@@ -65,17 +64,6 @@ def tanh(x):
 
 def _rounded(product):
     return tirx.max(product, _f32(-FLT_MAX))
-
-
-def narrowest_int_dtype(values: np.ndarray) -> str:
-    """``int8``, ``int16`` or ``int32``: the narrowest signed type holding every value (the
-    recurrent weight ``R'`` is read once per step, so its size is the loop's memory traffic)."""
-    lo, hi = int(values.min(initial=0)), int(values.max(initial=0))
-    for dtype in ("int8", "int16"):
-        info = np.iinfo(dtype)
-        if info.min <= lo and hi <= info.max:
-            return dtype
-    return "int32"
 
 
 def recurrence_kernel(batch: int, hidden: int, reverse: bool, clip: float, has_bias: bool,

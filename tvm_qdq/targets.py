@@ -13,12 +13,21 @@ def _host_x86() -> dict:
     """The host CPU as LLVM names it. On CPUs whose LLVM model prefers 256-bit vectors
     although they have AVX-512 (Intel's, e.g. ``rocketlake``/``icelake-server``), that
     preference is turned off: TVM emits 16-lane float32 / int32 vectors, which LLVM would
-    otherwise split into two ``ymm`` halves."""
+    otherwise split into two ``ymm`` halves. A CPU with AMX int8 that LLVM's model of it
+    lacks (a virtual CPU named after an older model) gets ``+amx-tile,+amx-int8`` when the OS
+    grants the tile state (:func:`.backend.x86.amx.host_has_amx`)."""
+    from .backend.x86.amx import REQUIRED_FEATURES, host_has_amx
+
     cpu = str(tvm.target.codegen.llvm_get_system_cpu())
     target = {"kind": "llvm", "mcpu": cpu}
     features = tvm.target.codegen.llvm_get_cpu_features(tvm.target.Target(target))
+    mattr = []
     if "avx512f" in features and "prefer-256-bit" in features:
-        target["mattr"] = ["-prefer-256-bit"]
+        mattr.append("-prefer-256-bit")
+    if host_has_amx():
+        mattr += [f"+{f}" for f in REQUIRED_FEATURES if f not in features]
+    if mattr:
+        target["mattr"] = mattr
     return target
 
 

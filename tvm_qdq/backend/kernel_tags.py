@@ -16,6 +16,8 @@ KERNEL_ATTR = "tvm_qdq.kernel"
 #: of the input, the float32 matmul with a packed constant weight and the expansion of its
 #: int8-compressed weight. Hexagon: the vrmpy reduction, its pack/unpack steps.
 VNNI = "vnni"
+#: x86: the AMX reduction of a matmul (16 × 16 int32 tiles, :mod:`tvm_qdq.backend.x86.amx`).
+AMX = "amx"
 #: x86: a padded activation × activation matmul (symbolic rows / columns).
 ACTIVATION_MATMUL = "activation_matmul"
 DEPTHWISE = "depthwise"

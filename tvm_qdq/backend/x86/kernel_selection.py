@@ -38,6 +38,8 @@ from tvm import relax, sym, tirx
 from ...relax_utils import constant_value, partial_shape, tensor_dtype
 from ..canonical_shapes import canonical_operand
 from . import kernels as K
+from .amx import TILE_K, TILE_ROWS
+from .amx_matmul import amx_row_tile, matmul_amx
 from .float_kernels import conv_call, dense_call
 from .layout import LayoutRewriter, as_2d, ints
 from .padded_tiles import activation_padded_tile, vnni_padded_row_tile
@@ -105,11 +107,14 @@ def offset_form(w: np.ndarray, out_axis: int, in_dtype: str) -> np.ndarray | Non
 
 class KernelRewriter(LayoutRewriter):
     """:class:`.layout.LayoutRewriter` that also lowers conv / matmul to the x86 kernels
-    (``vnni``: whether the target has AVX-512 VNNI), recording each choice in ``report``."""
+    (``vnni``: whether the target has AVX-512 VNNI; ``amx``: whether matmuls may take AMX
+    tiles, :func:`_amx_fits`), recording each choice in ``report``."""
 
-    def __init__(self, bb: relax.BlockBuilder, vnni: bool, report: LoweringReport):
+    def __init__(self, bb: relax.BlockBuilder, vnni: bool, report: LoweringReport,
+                 amx: bool = False):
         super().__init__(bb)
         self.vnni = vnni
+        self.amx = amx
         self.report = report
 
     def kernel_handler(self, op: str) -> Callable | None:
@@ -325,36 +330,49 @@ class KernelRewriter(LayoutRewriter):
             return None
         spec = K.MatmulSpec(batch=tuple(a_shape[:-2]), m=a_shape[-2], k=a_shape[-1],
                             n=int(bv.shape[1]), in_dtype=in_dtype, out_dtype=out_dtype)
+        offsets = offset_form(bv, 1, in_dtype)
+        shifted = bv if offsets is None else bv - offsets.reshape(1, -1)
+        terms = K.weight_terms(shifted)
+        amx = self.amx and _amx_fits(spec, terms)
+        kernel = K.matmul_vnni if not amx else matmul_amx
+        k_multiple = TILE_K if amx else K.KGROUP
+        hint = "tq_amx_matmul" if amx else "tq_vnni_matmul"
         kwargs, kernel_kwargs = {}, {}
-        row_tile = _vnni_row_tile([*spec.batch, spec.m], spec.n16 // K.LANES, spec.k4)
-        if row_tile:  # padded rows (K.matmul_vnni)
+        row_tile = amx_row_tile(spec.m) if amx else \
+            _vnni_row_tile([*spec.batch, spec.m], spec.n16 // K.LANES, spec.k4)
+        if row_tile:  # padded rows (K.matmul_vnni, matmul_amx)
             kernel_kwargs["row_tile"] = row_tile
         corr = K.matmul_correction(bv, in_dtype)
         if corr is not None:
             kwargs["corr"] = relax.const(corr.astype(out_dtype), out_dtype)
         a_plain = canonical_operand(self.bb, self.get_plain(a))
-        offsets = offset_form(bv, 1, in_dtype)
         if offsets is not None:
             kwargs.update(self._window_sums(
-                K.matmul_vnni, a_plain, K.pack_matmul_weight(K.ones_weight(bv.shape, 1)),
+                kernel, a_plain, K.pack_matmul_weight(K.ones_weight(bv.shape, 1),
+                                                      k_multiple=k_multiple),
                 replace(spec, n=1, out_dtype="int32"), offsets, out_dtype, name,
-                "tq_vnni_matmul", **kernel_kwargs))
-            bv = bv - offsets.reshape(1, -1)
-        terms = K.weight_terms(bv)
-        bp = relax.const(K.pack_matmul_weight(bv, terms), "int8")
+                hint, **kernel_kwargs))
+        bp = relax.const(K.pack_matmul_weight(shifted, terms, k_multiple), "int8")
         attrs = {"op_pattern": OUT_EWISE_FUSABLE}
         if in_dtype == "uint16":
             kwargs["high"] = self.bb.emit(self.bb.call_te(
-                _with_spec(K.matmul_vnni, spec), a_plain, bp, part="hi",
-                primfunc_name_hint="tq_vnni_matmul",
+                _with_spec(kernel, spec), a_plain, bp, part="hi",
+                primfunc_name_hint=hint,
                 primfunc_attrs=attrs, **kernel_kwargs), name_hint=name + "_hi")
             kwargs["part"] = "lo"
         self.report.kernels.append(_json_record({
-            "kind": "vnni_matmul", "var": name, "macs": spec.macs, "weight_terms": terms,
-            "offset_form": offsets is not None, "spec": asdict(spec), **kernel_kwargs}))
-        return self.bb.call_te(_with_spec(K.matmul_vnni, spec), a_plain, bp,
-                               primfunc_name_hint="tq_vnni_matmul", primfunc_attrs=attrs,
+            "kind": "amx_matmul" if amx else "vnni_matmul", "var": name, "macs": spec.macs,
+            "weight_terms": terms, "offset_form": offsets is not None, "spec": asdict(spec),
+            **kernel_kwargs}))
+        return self.bb.call_te(_with_spec(kernel, spec), a_plain, bp,
+                               primfunc_name_hint=hint, primfunc_attrs=attrs,
                                **kwargs, **kernel_kwargs), "plain"
+
+
+def _amx_fits(spec: K.MatmulSpec, terms: int) -> bool:
+    """Whether a matmul takes the AMX kernel (:mod:`.amx_matmul`): a weight of one int8 term,
+    and rows that fill tiles (a symbolic row count, or at least :data:`.amx.TILE_ROWS`)."""
+    return terms == 1 and (not isinstance(spec.m, int) or spec.m >= TILE_ROWS)
 
 
 def _vnni_row_tile(dims: list, n_blocks: int, reduction: int) -> int:

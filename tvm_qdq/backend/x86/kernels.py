@@ -78,7 +78,7 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _to_u8(value: tirx.PrimExpr, dtype: str, part: str) -> tirx.PrimExpr:
+def to_u8(value: tirx.PrimExpr, dtype: str, part: str) -> tirx.PrimExpr:
     """One uint8 plane of an activation value (see the module docstring)."""
     if dtype == "uint8":
         return value
@@ -101,7 +101,7 @@ def padded_rows(rows: tirx.PrimExpr, row_tile: int) -> tirx.PrimExpr:
     return (rows + (row_tile - 1)) // row_tile * row_tile
 
 
-def _pad_u8(dtype: str) -> int:
+def pad_u8(dtype: str) -> int:
     """The uint8 plane value of the padding value 0."""
     return 128 if dtype == "int8" else 0
 
@@ -213,14 +213,14 @@ def _u8_plane(x: te.Tensor, spec: Conv2dSpec, part: str) -> te.Tensor:
     hp, wp = spec.h + pt + pb, spec.w + pl + pr
     if spec.in_dtype == "uint8" and not any(spec.padding) and spec.c4 == spec.c:
         return x
-    pad = tirx.const(_pad_u8(spec.in_dtype), "uint8")
+    pad = tirx.const(pad_u8(spec.in_dtype), "uint8")
 
     def body(n, h, w, c):
         inside = tirx.all(h >= pt, h < pt + spec.h, w >= pl, w < pl + spec.w, c < spec.c)
         hi = tirx.max(tirx.min(h - pt, spec.h - 1), 0) if (pt or pb) else h
         wi = tirx.max(tirx.min(w - pl, spec.w - 1), 0) if (pl or pr) else w
         ci = tirx.min(c, spec.c - 1) if spec.c4 != spec.c else c
-        return tirx.if_then_else(inside, _to_u8(x[n, hi, wi, ci], spec.in_dtype, part), pad)
+        return tirx.if_then_else(inside, to_u8(x[n, hi, wi, ci], spec.in_dtype, part), pad)
 
     return te.compute((spec.n, hp, wp, spec.c4), body, name="tq_scratch",
                       attrs=tag(SCRATCH))
@@ -269,7 +269,7 @@ def conv2d_nhwc_vnni(
     acc = te.compute((spec.n, spec.oh, ow_acc, spec.o16), body, name="tq_vnni_conv",
                      attrs=_vnni_attrs(row_tile if padded else 0))
     out_dtype = "int32" if part == "hi" else spec.out_dtype
-    return _finalize(acc, spec.o, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets,
+    return finalize(acc, spec.o, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets,
                      rows=spec.ow if padded else None)
 
 
@@ -292,7 +292,7 @@ def _vnni_attrs(row_tile: int) -> dict:
     return attrs
 
 
-def _finalize(
+def finalize(
     acc: te.Tensor, n_out: int, out_dtype: str, *, corr: te.Tensor | None = None,
     high: te.Tensor | None = None, sums: te.Tensor | None = None,
     offsets: te.Tensor | None = None, rows: tirx.PrimExpr | None = None,
@@ -343,10 +343,11 @@ class MatmulSpec(MatmulGeometry):
         return _ceil(self.n, LANES) * LANES
 
 
-def pack_matmul_weight(b: np.ndarray, terms: int = 1) -> np.ndarray:
-    """``b[K, N]`` (integers) → ``[N16/16, T, K4/4, 16, 4]`` int8 (``T = terms``)."""
+def pack_matmul_weight(b: np.ndarray, terms: int = 1, k_multiple: int = KGROUP) -> np.ndarray:
+    """``b[K, N]`` (integers) → ``[N16/16, T, K4/4, 16, 4]`` int8 (``T = terms``; ``K4``:
+    ``K`` zero-padded to a multiple of ``k_multiple``, itself a multiple of 4)."""
     k, n = b.shape
-    k4, n16 = _ceil(k, KGROUP) * KGROUP, _ceil(n, LANES) * LANES
+    k4, n16 = _ceil(k, k_multiple) * k_multiple, _ceil(n, LANES) * LANES
     full = np.zeros((terms, k4, n16), np.int8)
     full[:, :k, :n] = split_int8(b, terms)
     packed = full.reshape(terms, k4 // KGROUP, KGROUP, n16 // LANES, LANES)
@@ -385,12 +386,12 @@ def matmul_vnni(
     if spec.in_dtype == "uint8" and spec.k4 == spec.k:
         plane = a
     else:
-        pad = tirx.const(_pad_u8(spec.in_dtype), "uint8")
+        pad = tirx.const(pad_u8(spec.in_dtype), "uint8")
 
         def pad_body(*idx):
             row, k = idx[:-1], idx[-1]
             k_in = tirx.min(k, spec.k - 1) if spec.k4 != spec.k else k
-            value = _to_u8(a[(*row, k_in)], spec.in_dtype, part)
+            value = to_u8(a[(*row, k_in)], spec.in_dtype, part)
             return tirx.if_then_else(k < spec.k, value, pad)
 
         plane = te.compute((*spec.batch, spec.m, spec.k4), pad_body, name="tq_scratch",
@@ -412,7 +413,7 @@ def matmul_vnni(
     acc = te.compute((*spec.batch, m_acc, spec.n16), body, name="tq_vnni_matmul",
                      attrs=_vnni_attrs(row_tile if padded else 0))
     out_dtype = "int32" if part == "hi" else spec.out_dtype
-    return _finalize(acc, spec.n, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets,
+    return finalize(acc, spec.n, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets,
                      rows=spec.m if padded else None)
 
 

@@ -33,6 +33,7 @@ from tvm import tirx
 
 from ..fast_math import use_fast_math
 from ..fusion import legalize_and_fuse
+from .amx import has_amx, request_permission
 from .group_scalars import group_scalar_chains
 from .intrin import has_vnni
 from .kernel_selection import KernelRewriter
@@ -64,7 +65,8 @@ def rewrite_kernels(mod: tvm.IRModule, target: tvm.target.Target,
     """Step 2: conv / matmul → x86 kernels (``call_tir``), NHWC propagated."""
     report = report if report is not None else LoweringReport()
     vnni = has_vnni(target)
-    return rewrite_module(mod, lambda bb: KernelRewriter(bb, vnni, report))
+    amx = vnni and has_amx(target) and request_permission()
+    return rewrite_module(mod, lambda bb: KernelRewriter(bb, vnni, report, amx=amx))
 
 
 def fuse_passes() -> tvm.transform.Pass:

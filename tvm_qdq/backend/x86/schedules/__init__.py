@@ -6,15 +6,16 @@ and the blocks TVM's legalization named), whose result passes TVM's TIR lowering
 (:func:`lowers`); a rule that raises or does not lower hands over to the next one, and the
 unscheduled function is the last resort, so the result is always correct:
 
-1. VNNI conv / matmul with the requested or heuristic register tile (:mod:`.vnni`), then with
+1. AMX matmul (:mod:`.amx`), on targets with AMX int8;
+2. VNNI conv / matmul with the requested or heuristic register tile (:mod:`.vnni`), then with
    a 1×1 tile;
-2. depthwise conv (:mod:`.depthwise`);
-3. float32 matmul with a packed constant weight (:mod:`.float_dense`);
-4. activation × activation matmuls, ``vpdpwssd`` pairs on VNNI targets, then plain vector
+3. depthwise conv (:mod:`.depthwise`);
+4. float32 matmul with a packed constant weight (:mod:`.float_dense`);
+5. activation × activation matmuls, ``vpdpwssd`` pairs on VNNI targets, then plain vector
    multiply-adds (:mod:`.matmul`);
-5. 256-entry byte table lookups as VBMI permutes (:mod:`.lut_gather`);
-6. row-wise functions: whole-tensor reductions, row reductions, copies (:mod:`.rows`);
-7. everything else (:mod:`.generic`).
+6. 256-entry byte table lookups as VBMI permutes (:mod:`.lut_gather`);
+7. row-wise functions: whole-tensor reductions, row reductions, copies (:mod:`.rows`);
+8. everything else (:mod:`.generic`).
 
 Symbolic extents (a batch, a sequence length, an image width): the row, spatial, byte lookup
 and depthwise schedules split a symbolic loop into a vectorized main part and a scalar tail
@@ -31,6 +32,7 @@ from tvm import tirx
 
 from ...kernel_tags import VNNI
 from ...tir_blocks import SCHEDULE_ERRORS, kernel_kinds
+from .amx import AmxRule
 from .depthwise import DepthwiseRule
 from .float_dense import FloatDenseRule
 from .generic import GenericRule, schedule_generic
@@ -42,6 +44,7 @@ from .vnni import Tile, VnniRule, schedule_vnni
 
 #: The schedule rules, in dispatch order.
 RULES: tuple[ScheduleRule, ...] = (
+    AmxRule(),
     VnniRule(),
     VnniRule(fallback=Tile(1, 1)),
     DepthwiseRule(),

@@ -243,7 +243,7 @@ def _nominal(extent) -> int:
 _OUTER_PARALLEL_MIN = 16
 
 
-def _parallel_loop(sch: s_tir.Schedule, batch_loops: list, row_tiles, static_rows: bool):
+def parallel_row_loop(sch: s_tir.Schedule, batch_loops: list, row_tiles, static_rows: bool):
     """The loop :func:`_schedule_symbolic_rows` parallelizes: a static batch loop with at
     least :data:`_OUTER_PARALLEL_MIN` iterations (e.g. a conv's output height), else the
     row-tile loop when the row count is symbolic or padded (``static_rows`` False), else the
@@ -301,7 +301,7 @@ def _schedule_symbolic_rows(sch: s_tir.Schedule, main, tile: Tile | None,
         macs = math.prod(_nominal(iv.dom.extent) for iv in ivs)
         parallel = macs >= PARALLEL_MIN_MACS
     if parallel:
-        sch.parallel(_parallel_loop(sch, batch_loops, io,
+        sch.parallel(parallel_row_loop(sch, batch_loops, io,
                                     pad is None and isinstance(row_ext, tirx.IntImm)))
     _tensorize_with_epilogue(sch, main, jo, len(batch_loops) + 2)
     for block in blocks_of_kind(sch, SCRATCH):

@@ -1,0 +1,110 @@
+"""AMX matmuls (tvm_qdq.backend.x86.amx, .amx_matmul, .schedules.amx) on hosts with AMX int8:
+static row counts that fill tiles, padded ones (29, 77 rows), symbolic ones; uint8 / int8 /
+uint16 activations, the offset form of uint8 weights, K not a multiple of 64; bit-exact
+against numpy, and the code runs ``tdpbusd``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tvm
+from tvm import relax, tirx
+
+from tvm_qdq.backend.x86 import LoweringReport, asm_of, lower_integer_kernels
+from tvm_qdq.backend.x86.amx import has_amx, host_has_amx
+from tvm_qdq.backend.x86.amx_matmul import amx_reduction, amx_row_tile
+from tvm_qdq.targets import resolve_target
+
+TARGET = resolve_target("x86")
+RNG = np.random.default_rng(29)
+needs_amx = pytest.mark.skipif(not (host_has_amx() and has_amx(TARGET)),
+                               reason="host CPU has no AMX int8 (or the OS does not grant it)")
+
+
+def test_row_tiles_and_reduction_padding() -> None:
+    assert amx_row_tile(64) == 0 and amx_row_tile(48) == 0
+    assert amx_row_tile(77) == 16 and amx_row_tile(13) == 16 and amx_row_tile(100) == 16
+    assert amx_row_tile(90) == 32  # ⌈90/16⌉·16 = 96 = ⌈90/32⌉·32
+    assert amx_row_tile(tirx.Var("seq", "int64")) == 16
+    assert [amx_reduction(k) for k in (64, 384, 100, 1)] == [64, 384, 128, 64]
+
+
+def _random(shape, dtype: str) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return RNG.integers(info.min, int(info.max) + 1, size=shape).astype(dtype)
+
+
+def _requantize(bb, acc):
+    y = bb.emit(relax.op.right_shift(relax.op.add(acc, relax.const(3, "int32")),
+                                     relax.const(6, "int32")))
+    return bb.emit(relax.op.astype(relax.op.clip(y, 0, 255), "uint8"))
+
+
+def _requantize_ref(acc: np.ndarray) -> np.ndarray:
+    return np.clip((acc + 3) >> 6, 0, 255).astype(np.uint8)
+
+
+def _compile(w: np.ndarray, shape: tuple, dtype: str):
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, dtype))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            acc = bb.emit(relax.op.matmul(x, relax.const(w), out_dtype="int32"))
+            out = bb.emit_output(_requantize(bb, acc))
+        bb.emit_func_output(out)
+    report = LoweringReport()
+    lowered = lower_integer_kernels(bb.get(), TARGET, report=report)
+    executable = tvm.compile(lowered, TARGET)
+    return relax.VirtualMachine(executable, tvm.cpu()), report, executable
+
+
+CASES = [
+    # batch, m, k, n, a dtype, weights (lo, hi)
+    ((1,), 64, 384, 384, "uint8", (-127, 127)),  # whole 32-row blocks
+    ((), 48, 256, 48, "int8", (-128, 127)),  # 16-row blocks, odd column blocks
+    ((1,), 77, 384, 1536, "uint8", (-127, 127)),  # padded rows (MiniLM)
+    ((2,), 29, 100, 40, "uint8", (-127, 127)),  # padded rows and reduction, 40 columns
+    ((2,), 97, 256, 96, "uint8", (-100, 155)),  # offset form (window sums on AMX too)
+    ((1,), 32, 128, 64, "uint16", (-127, 127)),  # two byte planes
+]
+
+
+@needs_amx
+@pytest.mark.parametrize("case", CASES,
+                         ids=lambda c: f"{'x'.join(map(str, (*c[0], c[1])))}-{c[2]}-{c[3]}-{c[4]}")
+def test_static_amx_matmul_exact(case) -> None:
+    batch, m, k, n, a_dtype, (lo, hi) = case
+    w = RNG.integers(lo, hi + 1, size=(k, n)).astype(np.int16)
+    shape = (*batch, m, k)
+    vm, report, executable = _compile(w, shape, a_dtype)
+    kinds = [kn["kind"] for kn in report.kernels]
+    assert kinds and set(kinds) == {"amx_matmul"}, report.to_json()
+    assert "amx" in report.schedules.values(), report.to_json()
+    assert "tdpbusd" in asm_of(executable)
+    x = _random(shape, a_dtype)
+    got = vm["main"](tvm.runtime.tensor(x)).numpy()
+    np.testing.assert_array_equal(got, _requantize_ref(x.astype(np.int64) @ w.astype(np.int64)))
+
+
+@needs_amx
+def test_symbolic_rows_amx_matmul_exact() -> None:
+    """One compile for ``[batch, seq, 384] @ [384, 1536]``; row counts that fill a tile, pad
+    one, or are smaller than one."""
+    w = RNG.integers(-127, 128, size=(384, 1536)).astype(np.int8)
+    batch, seq = tirx.Var("batch", "int64"), tirx.Var("seq", "int64")
+    vm, report, executable = _compile(w, (batch, seq, 384), "int8")
+    assert [kn["kind"] for kn in report.kernels] == ["amx_matmul"], report.to_json()
+    assert "tdpbusd" in asm_of(executable)
+    for b, s in ((1, 8), (1, 77), (4, 128), (3, 33)):
+        x = _random((b, s, 384), "int8")
+        got = vm["main"](tvm.runtime.tensor(x)).numpy()
+        np.testing.assert_array_equal(
+            got, _requantize_ref(x.astype(np.int64) @ w.astype(np.int64)), err_msg=f"{b}×{s}")
+
+
+@needs_amx
+def test_few_rows_keep_vnni() -> None:
+    """Fewer static rows than one tile: the VNNI kernel (an AMX tile would be mostly padding)."""
+    w = RNG.integers(-127, 128, size=(384, 384)).astype(np.int8)
+    _, report, _ = _compile(w, (1, 8, 384), "uint8")
+    assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul"], report.to_json()

@@ -1,0 +1,101 @@
+"""The integer matmul with a constant weight on AMX tiles, as a TE computation.
+
+Same contract as :func:`.kernels.matmul_vnni` (``a[*batch, m, k] @ b[k, n]`` exactly in
+int32, the activation as its uint8 plane ``u(a)``, the same epilogue terms), with the
+layout AMX's ``tdpbusd`` needs (:mod:`.amx`)::
+
+    acc[..., i, j] = Σ_{q < Kp/4, r < 4} u(a)[..., i, 4q + r] · bp[j // 16, 0, q, j % 16, r]
+
+* the reduction is zero-padded to ``Kp = ⌈k / 64⌉ · 64`` (the packed weight's rows ``k ≤
+  4q + r < Kp`` are 0, so the plane's padding columns add nothing);
+* rows are padded to whole tiles of ``row_tile`` (a multiple of 16) when ``row_tile`` is
+  given: the plane is a copy of ``Mp`` rows (rows ``i ≥ m`` hold the padding value and are
+  never read back), because a tile load reads 16 whole rows of it;
+* the weight has one int8 term (a wider weight takes the VNNI kernel, or the offset form).
+
+The plane is a :data:`~tvm_qdq.backend.kernel_tags.SCRATCH` block (``a`` itself when it is
+uint8 with ``k = Kp`` and no padded rows), the reduction an
+:data:`~tvm_qdq.backend.kernel_tags.AMX` block carrying ``row_tile`` as
+:data:`.kernels.ROW_TILE_ATTR`.
+"""
+
+from __future__ import annotations
+
+from tvm import te, tirx
+
+from ..kernel_tags import AMX, SCRATCH, tag
+from .amx import TILE_K, TILE_ROWS
+from .kernels import KGROUP, LANES, ROW_TILE_ATTR, MatmulSpec, finalize, pad_u8, padded_rows, to_u8
+
+
+def amx_reduction(k: int) -> int:
+    """``k`` rounded up to whole ``tdpbusd`` steps (:data:`.amx.TILE_K`)."""
+    return -(-k // TILE_K) * TILE_K
+
+
+def amx_row_tile(m: int | tirx.PrimExpr) -> int:
+    """Rows per register block of an AMX matmul with ``m`` rows: 32 (two tiles) when that
+    pads no more than 16 would, else 16; 0 for a static ``m`` that 32 (or 16) divides (no
+    padded rows)."""
+    if isinstance(m, int):
+        if m % (2 * TILE_ROWS) == 0 or m % TILE_ROWS == 0:
+            return 0
+        return 2 * TILE_ROWS if -(-m // 32) * 32 == -(-m // 16) * 16 else TILE_ROWS
+    return TILE_ROWS
+
+
+def matmul_amx(
+    a: te.Tensor,
+    bp: te.Tensor,
+    spec: MatmulSpec,
+    *,
+    corr: te.Tensor | None = None,
+    part: str = "",
+    high: te.Tensor | None = None,
+    sums: te.Tensor | None = None,
+    offsets: te.Tensor | None = None,
+    row_tile: int = 0,
+) -> te.Tensor:
+    """The exact integer matmul ``[*batch, m, n]`` on AMX (arguments as for
+    :func:`.kernels.matmul_vnni`; ``bp`` packed with ``k_multiple`` :data:`.amx.TILE_K`)."""
+    kp = int(bp.shape[2]) * KGROUP
+    if int(bp.shape[1]) != 1 or kp % TILE_K:
+        raise ValueError(f"AMX weight must be one int8 term with K a multiple of {TILE_K}")
+    if not isinstance(spec.m, int) and row_tile < 1:
+        raise ValueError("a symbolic row count needs a row_tile (padded rows)")
+    padded = row_tile > 0
+    m_acc = padded_rows(spec.m, row_tile) if padded else spec.m
+    if spec.in_dtype == "uint8" and kp == spec.k and not padded:
+        plane = a
+    else:
+        pad = tirx.const(pad_u8(spec.in_dtype), "uint8")
+
+        def pad_body(*idx):
+            batch, (i, c) = idx[:-2], idx[-2:]
+            inside = c < spec.k
+            src_c = tirx.min(c, spec.k - 1) if kp != spec.k else c
+            src_i = i
+            if padded:
+                inside = tirx.all(inside, i < spec.m)
+                src_i = tirx.min(i, spec.m - 1)
+            value = to_u8(a[(*batch, src_i, src_c)], spec.in_dtype, part)
+            return tirx.if_then_else(inside, value, pad)
+
+        plane = te.compute((*spec.batch, m_acc, kp), pad_body, name="tq_scratch",
+                           attrs=tag(SCRATCH))
+    rq = te.reduce_axis((0, kp // KGROUP), name="rq")
+    rk = te.reduce_axis((0, KGROUP), name="rk")
+
+    def body(*idx):
+        row, col = idx[:-1], idx[-1]
+        av = plane[(*row, rq * KGROUP + rk)]
+        bv = bp[col // LANES, 0, rq, col % LANES, rk]
+        return te.sum(av.astype("int32") * bv.astype("int32"), axis=[rq, rk])
+
+    attrs = tag(AMX)
+    if padded:
+        attrs[ROW_TILE_ATTR] = row_tile
+    acc = te.compute((*spec.batch, m_acc, spec.n16), body, name="tq_amx_matmul", attrs=attrs)
+    out_dtype = "int32" if part == "hi" else spec.out_dtype
+    return finalize(acc, spec.n, out_dtype, corr=corr, high=high, sums=sums, offsets=offsets,
+                    rows=spec.m if padded else None)

@@ -10,10 +10,17 @@ import pytest
 import tvm
 from tvm import relax, tirx
 
+import tvm_qdq
 from tvm_qdq.backend.x86 import LoweringReport, asm_of, lower_integer_kernels
-from tvm_qdq.backend.x86.amx import has_amx, host_has_amx
-from tvm_qdq.backend.x86.amx_matmul import amx_reduction, amx_row_tile
+from tvm_qdq.backend.x86.amx import has_amx, host_has_amx, without_amx
+from tvm_qdq.backend.x86.amx_matmul import (
+    amx_column_width,
+    amx_reduction,
+    amx_row_tile,
+    pack_amx_weight,
+)
 from tvm_qdq.targets import resolve_target
+from tvm_qdq.testing.models import quantized_model, random_feeds
 
 TARGET = resolve_target("x86")
 RNG = np.random.default_rng(29)
@@ -23,10 +30,22 @@ needs_amx = pytest.mark.skipif(not (host_has_amx() and has_amx(TARGET)),
 
 def test_row_tiles_and_reduction_padding() -> None:
     assert amx_row_tile(64) == 0 and amx_row_tile(48) == 0
-    assert amx_row_tile(77) == 16 and amx_row_tile(13) == 16 and amx_row_tile(100) == 16
-    assert amx_row_tile(90) == 32  # ⌈90/16⌉·16 = 96 = ⌈90/32⌉·32
-    assert amx_row_tile(tirx.Var("seq", "int64")) == 16
+    assert amx_row_tile(77) == 32 and amx_row_tile(29) == 32 and amx_row_tile(100) == 32
+    assert amx_row_tile(tirx.Var("seq", "int64")) == 32
+    assert [amx_column_width(n) for n in (1, 16, 17, 32, 48, 64, 1536)] == \
+        [16, 16, 32, 32, 16, 32, 32]
     assert [amx_reduction(k) for k in (64, 384, 100, 1)] == [64, 384, 128, 64]
+
+
+def test_amx_weight_layout() -> None:
+    """``bp[j // W, q, j % W, r] = b[4q + r, j]``, zero beyond ``b``."""
+    b = RNG.integers(-128, 128, size=(70, 40)).astype(np.int8)
+    bp = pack_amx_weight(b, 32)
+    assert bp.shape == (2, 32, 32, 4)
+    j, q, r = np.meshgrid(np.arange(64), np.arange(32), np.arange(4), indexing="ij")
+    full = np.zeros((128, 64), np.int8)
+    full[:70, :40] = b
+    np.testing.assert_array_equal(bp[j // 32, q, j % 32, r], full[4 * q + r, j])
 
 
 def _random(shape, dtype: str) -> np.ndarray:
@@ -108,3 +127,23 @@ def test_few_rows_keep_vnni() -> None:
     w = RNG.integers(-127, 128, size=(384, 384)).astype(np.int8)
     _, report, _ = _compile(w, (1, 8, 384), "uint8")
     assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul"], report.to_json()
+
+
+@needs_amx
+@pytest.mark.parametrize("config", ["u8s8_perchannel", "u16s8"])
+def test_transformer_encoder_identical_to_vnni(config: str) -> None:
+    """The BERT-style encoder: every constant-weight matmul on AMX tiles, the output equal,
+    element for element, to the VNNI-only build's (both are exact integer matmuls)."""
+    model = quantized_model("transformer_encoder", config)
+    integer = tvm_qdq.to_integer(tvm_qdq.from_onnx(model))
+    report = LoweringReport()
+    amx = tvm.compile(lower_integer_kernels(integer, TARGET, report=report), TARGET)
+    assert "amx_matmul" in {k["kind"] for k in report.kernels}, report.to_json()
+    assert "tdpbusd" in asm_of(amx)
+    vnni_target = without_amx(TARGET)
+    vnni = tvm.compile(lower_integer_kernels(integer, vnni_target), vnni_target)
+    feeds = random_feeds(model, seed=1)
+    args = [tvm.runtime.tensor(feeds[i.name]) for i in model.graph.input]
+    got = relax.VirtualMachine(amx, tvm.cpu())["main"](*args).numpy()
+    np.testing.assert_array_equal(
+        got, relax.VirtualMachine(vnni, tvm.cpu())["main"](*args).numpy())

@@ -18,13 +18,14 @@ from tvm import relax
 import tvm_qdq
 from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
 from tvm_qdq.backend.x86 import kernels as K
+from tvm_qdq.backend.x86.amx import without_amx
 from tvm_qdq.backend.x86.schedules.vnni import row_tile_factors, valid_row_tiles
 from tvm_qdq.qnn.integer_ops import RequantizeSum
 from tvm_qdq.targets import resolve_target
 from tvm_qdq.testing.models import quantized_model, random_feeds
 from tvm_qdq.testing.oracle import assert_model_contract, output_qparams, run_ort
 
-TARGET = resolve_target("x86")
+TARGET = without_amx(resolve_target("x86"))  # the VNNI kernels (AMX: test_x86_amx.py)
 pytestmark = pytest.mark.skipif(not has_vnni(TARGET), reason="host CPU has no AVX-512 VNNI")
 
 RNG = np.random.default_rng(7)

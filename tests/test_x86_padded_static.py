@@ -15,6 +15,7 @@ from tvm import relax, te
 
 from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
 from tvm_qdq.backend.x86 import kernels as K
+from tvm_qdq.backend.x86.amx import without_amx
 from tvm_qdq.backend.x86.padded_tiles import (
     PADDED_MARGIN,
     PADDED_MIN_MACS,
@@ -26,7 +27,7 @@ from tvm_qdq.backend.x86.padded_tiles import (
 from tvm_qdq.backend.x86.schedules.vnni import Tile, best_column_tile, default_tile, tile_score
 from tvm_qdq.targets import resolve_target
 
-TARGET = resolve_target("x86")
+TARGET = without_amx(resolve_target("x86"))  # the VNNI kernels (AMX: test_x86_amx.py)
 RNG = np.random.default_rng(23)
 needs_vnni = pytest.mark.skipif(not has_vnni(TARGET), reason="host CPU has no AVX-512 VNNI")
 #: A reduction long enough for any kernel here to pass PADDED_MIN_MACS.

@@ -12,12 +12,13 @@ from tvm import relax, te, tirx
 
 from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
 from tvm_qdq.backend.x86 import kernels as K
+from tvm_qdq.backend.x86.amx import without_amx
 from tvm_qdq.backend.x86.profile import time_primfunc
 from tvm_qdq.backend.x86.schedules.matmul import schedule_padded_activation_matmul
 from tvm_qdq.backend.x86.schedules.vnni import schedule_vnni, symbolic_row_tile
 from tvm_qdq.targets import resolve_target
 
-TARGET = resolve_target("x86")
+TARGET = without_amx(resolve_target("x86"))  # the VNNI kernels (AMX: test_x86_amx.py)
 pytestmark = pytest.mark.skipif(not has_vnni(TARGET), reason="host CPU has no AVX-512 VNNI")
 
 RNG = np.random.default_rng(17)

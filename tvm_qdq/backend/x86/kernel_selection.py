@@ -38,8 +38,8 @@ from tvm import relax, sym, tirx
 from ...relax_utils import constant_value, partial_shape, tensor_dtype
 from ..canonical_shapes import canonical_operand
 from . import kernels as K
-from .amx import TILE_K, TILE_ROWS
-from .amx_matmul import amx_row_tile, matmul_amx
+from .amx import TILE_ROWS
+from .amx_matmul import amx_column_width, amx_row_tile, matmul_amx, pack_amx_weight
 from .float_kernels import conv_call, dense_call
 from .layout import LayoutRewriter, as_2d, ints
 from .padded_tiles import activation_padded_tile, vnni_padded_row_tile
@@ -335,7 +335,6 @@ class KernelRewriter(LayoutRewriter):
         terms = K.weight_terms(shifted)
         amx = self.amx and _amx_fits(spec, terms)
         kernel = K.matmul_vnni if not amx else matmul_amx
-        k_multiple = TILE_K if amx else K.KGROUP
         hint = "tq_amx_matmul" if amx else "tq_vnni_matmul"
         kwargs, kernel_kwargs = {}, {}
         row_tile = amx_row_tile(spec.m) if amx else \
@@ -348,11 +347,10 @@ class KernelRewriter(LayoutRewriter):
         a_plain = canonical_operand(self.bb, self.get_plain(a))
         if offsets is not None:
             kwargs.update(self._window_sums(
-                kernel, a_plain, K.pack_matmul_weight(K.ones_weight(bv.shape, 1),
-                                                      k_multiple=k_multiple),
+                kernel, a_plain, _pack(K.ones_weight(bv.shape, 1), 1, amx),
                 replace(spec, n=1, out_dtype="int32"), offsets, out_dtype, name,
                 hint, **kernel_kwargs))
-        bp = relax.const(K.pack_matmul_weight(shifted, terms, k_multiple), "int8")
+        bp = relax.const(_pack(shifted, terms, amx), "int8")
         attrs = {"op_pattern": OUT_EWISE_FUSABLE}
         if in_dtype == "uint16":
             kwargs["high"] = self.bb.emit(self.bb.call_te(
@@ -367,6 +365,13 @@ class KernelRewriter(LayoutRewriter):
         return self.bb.call_te(_with_spec(kernel, spec), a_plain, bp,
                                primfunc_name_hint=hint, primfunc_attrs=attrs,
                                **kwargs, **kernel_kwargs), "plain"
+
+
+def _pack(w: np.ndarray, terms: int, amx: bool) -> np.ndarray:
+    """A constant matmul weight packed for the AMX kernel or the VNNI one."""
+    if amx:
+        return pack_amx_weight(w, amx_column_width(int(w.shape[1])))
+    return K.pack_matmul_weight(w, terms)
 
 
 def _amx_fits(spec: K.MatmulSpec, terms: int) -> bool:

@@ -343,11 +343,10 @@ class MatmulSpec(MatmulGeometry):
         return _ceil(self.n, LANES) * LANES
 
 
-def pack_matmul_weight(b: np.ndarray, terms: int = 1, k_multiple: int = KGROUP) -> np.ndarray:
-    """``b[K, N]`` (integers) → ``[N16/16, T, K4/4, 16, 4]`` int8 (``T = terms``; ``K4``:
-    ``K`` zero-padded to a multiple of ``k_multiple``, itself a multiple of 4)."""
+def pack_matmul_weight(b: np.ndarray, terms: int = 1) -> np.ndarray:
+    """``b[K, N]`` (integers) → ``[N16/16, T, K4/4, 16, 4]`` int8 (``T = terms``)."""
     k, n = b.shape
-    k4, n16 = _ceil(k, k_multiple) * k_multiple, _ceil(n, LANES) * LANES
+    k4, n16 = _ceil(k, KGROUP) * KGROUP, _ceil(n, LANES) * LANES
     full = np.zeros((terms, k4, n16), np.int8)
     full[:, :k, :n] = split_int8(b, terms)
     packed = full.reshape(terms, k4 // KGROUP, KGROUP, n16 // LANES, LANES)

@@ -1,13 +1,14 @@
 """AMX matmul schedule: functions with an :data:`~tvm_qdq.backend.kernel_tags.AMX` block
 (:func:`..amx_matmul.matmul_amx`, possibly with a fused epilogue).
 
-Register blocks of ``mr`` rows (16 or 32: one or two tiles) × ``nr`` blocks of 16 columns
-(2 when the column blocks pair up, else 1); each 16 × 16 tile of the block is one call of
-the whole-reduction intrinsic (:func:`..amx.amx_intrin`), its accumulators in a ``local``
-tile of the block from which the epilogue is computed, 16 lanes wide. The row-block loop (or
-a batch loop, as for the VNNI kernels: :func:`.vnni.parallel_row_loop`) is parallel when the
-kernel has at least :data:`.common.PARALLEL_MIN_MACS` MACs; the padded plane copy is
-vectorized along the reduction.
+Blocks of ``mr`` rows (32, or 16 for a static row count that 32 does not divide) × the
+packed weight's column block (16 or 32: :data:`..kernels.COL_TILE_ATTR`), each one call of
+the whole-reduction intrinsic (:func:`..amx.amx_intrin`, up to 2 × 2 tiles), its
+accumulators in a ``local`` block from which the epilogue is computed, 16 lanes wide. The
+row-block loop (or a batch loop, as for the VNNI kernels: :func:`.vnni.parallel_row_loop`)
+is parallel when the kernel has at least :data:`.common.PARALLEL_MIN_MACS` MACs, and loads
+the tile configuration once per iteration (:func:`..amx.configure_tiles`); the padded plane
+copy is vectorized along the reduction.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from tvm import s_tir, tirx
 
 from ...kernel_tags import AMX, SCRATCH, block_kind
 from ...tir_blocks import SCHEDULE_ERRORS, blocks_of_kind, loop_extent, root_blocks
-from ..amx import TILE_ROWS, amx_intrin
-from ..kernels import KGROUP, LANES, ROW_TILE_ATTR
+from ..amx import CONFIG_LOOP_ATTR, TILE_ROWS, amx_intrin, configure_tiles
+from ..kernels import COL_TILE_ATTR, KGROUP, LANES, ROW_TILE_ATTR
 from .common import PARALLEL_MIN_MACS, epilogue_per_tile, kernel_blocks, vector_split
 from .rule import Kernel
 from .vnni import NOMINAL_ROWS, parallel_row_loop
@@ -49,22 +50,23 @@ def schedule_amx(func: tirx.PrimFunc, parallel: bool | None = None) -> tirx.Prim
     pad = sch.get(main).annotations.get(ROW_TILE_ATTR)
     rows = int(pad) if pad is not None else int(row_ext)
     mr = 2 * TILE_ROWS if rows % (2 * TILE_ROWS) == 0 else TILE_ROWS
-    if rows % mr:
-        raise ValueError(f"AMX rows {rows} are not whole tiles")
-    n_blocks = loop_extent(sch, col_loop) // LANES
-    nr = 2 if n_blocks % 2 == 0 else 1
-    io, ib, ii = sch.split(row_loop, [None, mr // TILE_ROWS, TILE_ROWS])
-    jo, jb, ji = sch.split(col_loop, [None, nr, LANES])
-    sch.reorder(*batch_loops, io, jo, ib, jb, ii, ji)
+    width = int(sch.get(main).annotations[COL_TILE_ATTR])
+    if rows % mr or width not in (LANES, 2 * LANES):
+        raise ValueError(f"AMX rows {rows} / column block {width} are not whole tiles")
+    io, ii = sch.split(row_loop, [None, mr])
+    jo, ji = sch.split(col_loop, [None, width])
+    sch.reorder(*batch_loops, io, jo, ii, ji)
     if parallel is None:
         parallel = math.prod(_extent(iv.dom.extent) for iv in ivs) >= PARALLEL_MIN_MACS
+    outer = parallel_row_loop(sch, batch_loops, io,
+                              pad is None and isinstance(row_ext, tirx.IntImm))
     if parallel:
-        sch.parallel(parallel_row_loop(sch, batch_loops, io,
-                                       pad is None and isinstance(row_ext, tirx.IntImm)))
+        sch.parallel(outer)
+    sch.annotate(outer, CONFIG_LOOP_ATTR, 1)
     consumers = epilogue_per_tile(sch, main, jo, [
         b for b in root_blocks(sch) if block_kind(sch, b) not in (AMX, SCRATCH)])
-    init = sch.decompose_reduction(main, ib)
-    sch.tensorize(ii, amx_intrin(k))
+    init = sch.decompose_reduction(main, ii)
+    sch.tensorize(ii, amx_intrin(k, mr // TILE_ROWS, width // LANES))
     try:
         sch.vectorize(sch.get_loops(init)[-1])
     except SCHEDULE_ERRORS:
@@ -80,7 +82,7 @@ def schedule_amx(func: tirx.PrimFunc, parallel: bool | None = None) -> tirx.Prim
             _, vec = vector_split(sch, inner, 64)
             if vec is not None:
                 sch.vectorize(vec)
-    return sch.mod["main"]
+    return configure_tiles(sch.mod["main"])
 
 
 class AmxRule:

@@ -330,10 +330,19 @@ class KernelRewriter(LayoutRewriter):
             return None
         spec = K.MatmulSpec(batch=tuple(a_shape[:-2]), m=a_shape[-2], k=a_shape[-1],
                             n=int(bv.shape[1]), in_dtype=in_dtype, out_dtype=out_dtype)
+        terms = K.weight_terms(_offset_shifted(bv, in_dtype))
+        amx = self.amx and _amx_fits(spec, terms)
+        return self._emit_matmul(name, canonical_operand(self.bb, self.get_plain(a)), bv, spec,
+                                 amx=amx), "plain"
+
+    def _emit_matmul(self, name: str, a_plain, bv: np.ndarray, spec: K.MatmulSpec, *,
+                     amx: bool):
+        """The exact integer ``a @ bv`` (``bv`` constant) as the AMX or VNNI kernel, with the
+        int8 correction, the offset form's window sums and the uint16 byte planes."""
+        in_dtype, out_dtype = spec.in_dtype, spec.out_dtype
         offsets = offset_form(bv, 1, in_dtype)
         shifted = bv if offsets is None else bv - offsets.reshape(1, -1)
         terms = K.weight_terms(shifted)
-        amx = self.amx and _amx_fits(spec, terms)
         kernel = K.matmul_vnni if not amx else matmul_amx
         hint = "tq_amx_matmul" if amx else "tq_vnni_matmul"
         kwargs, kernel_kwargs = {}, {}
@@ -344,7 +353,6 @@ class KernelRewriter(LayoutRewriter):
         corr = K.matmul_correction(bv, in_dtype)
         if corr is not None:
             kwargs["corr"] = relax.const(corr.astype(out_dtype), out_dtype)
-        a_plain = canonical_operand(self.bb, self.get_plain(a))
         if offsets is not None:
             kwargs.update(self._window_sums(
                 kernel, a_plain, _pack(K.ones_weight(bv.shape, 1), 1, amx),
@@ -364,7 +372,13 @@ class KernelRewriter(LayoutRewriter):
             **kernel_kwargs}))
         return self.bb.call_te(_with_spec(kernel, spec), a_plain, bp,
                                primfunc_name_hint=hint, primfunc_attrs=attrs,
-                               **kwargs, **kernel_kwargs), "plain"
+                               **kwargs, **kernel_kwargs)
+
+
+def _offset_shifted(bv: np.ndarray, in_dtype: str) -> np.ndarray:
+    """``bv`` minus its per-column offsets when it takes the offset form, else ``bv``."""
+    offsets = offset_form(bv, 1, in_dtype)
+    return bv if offsets is None else bv - offsets.reshape(1, -1)
 
 
 def _pack(w: np.ndarray, terms: int, amx: bool) -> np.ndarray:

@@ -435,40 +435,42 @@ def activation_matmul(a: te.Tensor, b: te.Tensor, *, row_tile: int, col_tile: in
     rows (reading row ``min(i, m - 1)`` of ``a``) and ``⌈n / col_tile⌉ · col_tile`` columns of
     a :data:`~tvm_qdq.backend.kernel_tags.SCRATCH` copy of ``b`` whose extra columns are 0 (``b``
     itself when ``col_tile`` divides a static ``n``); the result is a stage over the real
-    ``m × n``. ``even_k`` (for two reduction steps per instruction): a reduction length that
-    may be odd is padded to even with zeros, in a padded copy of ``a`` (rows padded too).
+    ``m × n``. ``even_k`` (for two reduction steps per instruction): a reduction length ``k``
+    that may be odd runs over its even part ``2⌊k/2⌋``, and the result stage adds the last
+    product ``a[..., i, k − 1] · b[..., k − 1, j]`` when ``k`` is odd (exact in int32 like
+    the rest; no copy of ``a``).
     The block is annotated :data:`~tvm_qdq.backend.kernel_tags.ACTIVATION_MATMUL` with
     :data:`ROW_TILE_ATTR` and :data:`COL_TILE_ATTR`.
     """
     *batch, m, k = (_dim(d) for d in a.shape)
     n = _dim(b.shape[-1])
     mp, np_ = padded_rows(m, row_tile), padded_rows(n, col_tile)
-    pad_k = even_k and not (isinstance(k, int) and k % 2 == 0)
-    kp = padded_rows(k, 2) if pad_k else k
+    odd_tail = even_k and not (isinstance(k, int) and k % 2 == 0)
+    kp = k // 2 * 2 if odd_tail else k
     zero = tirx.const(0, b.dtype)
-    b_pad = b if isinstance(n, int) and n % col_tile == 0 and not pad_k else te.compute(
-        (*batch, kp, np_), lambda *idx: tirx.if_then_else(
-            tirx.all(idx[-1] < n, idx[-2] < k),
-            b[(*idx[:-2], tirx.min(idx[-2], k - 1), tirx.min(idx[-1], n - 1))], zero),
+    b_pad = b if isinstance(n, int) and n % col_tile == 0 else te.compute(
+        (*batch, k, np_), lambda *idx: tirx.if_then_else(
+            idx[-1] < n, b[(*idx[:-2], idx[-2], tirx.min(idx[-1], n - 1))], zero),
         name="tq_scratch_cols", attrs=tag(SCRATCH))
-    if pad_k:
-        a_zero = tirx.const(0, a.dtype)
-        a_rows = te.compute((*batch, mp, kp), lambda *idx: tirx.if_then_else(
-            idx[-1] < k, a[(*idx[:-2], tirx.min(idx[-2], m - 1), tirx.min(idx[-1], k - 1))],
-            a_zero), name="tq_scratch_rows", attrs=tag(SCRATCH))
     rk = te.reduce_axis((0, kp), name="rk")
     acc_dtype = "float32" if a.dtype == "float32" else "int32"
 
     def body(*idx):
-        if pad_k:
-            av = a_rows[(*idx[:-2], idx[-2], rk)].astype(acc_dtype)
-        else:
-            av = a[(*idx[:-2], tirx.min(idx[-2], m - 1), rk)].astype(acc_dtype)
+        av = a[(*idx[:-2], tirx.min(idx[-2], m - 1), rk)].astype(acc_dtype)
         return te.sum(av * b_pad[(*idx[:-2], rk, idx[-1])].astype(acc_dtype), axis=[rk])
 
     attrs = {**tag(ACTIVATION_MATMUL), ROW_TILE_ATTR: row_tile, COL_TILE_ATTR: col_tile}
     acc = te.compute((*batch, mp, np_), body, name="tq_act_matmul", attrs=attrs)
-    return te.compute((*batch, m, n), lambda *idx: acc[idx], name="tq_finalize")
+    if not odd_tail:
+        return te.compute((*batch, m, n), lambda *idx: acc[idx], name="tq_finalize")
+    last = tirx.max(k - 1, 0)
+
+    def with_tail(*idx):
+        product = a[(*idx[:-1], last)].astype(acc_dtype) * \
+            b[(*idx[:-2], last, idx[-1])].astype(acc_dtype)
+        return acc[idx] + tirx.Select(k % 2 == 1, product, tirx.const(0, acc_dtype))
+
+    return te.compute((*batch, m, n), with_tail, name="tq_finalize")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -30,7 +30,8 @@ needs_amx = pytest.mark.skipif(not (host_has_amx() and has_amx(TARGET)),
 
 def test_row_tiles_and_reduction_padding() -> None:
     assert amx_row_tile(64) == 0 and amx_row_tile(48) == 0
-    assert amx_row_tile(77) == 32 and amx_row_tile(29) == 32 and amx_row_tile(100) == 32
+    assert amx_row_tile(77) == 16 and amx_row_tile(14) == 16  # 80 < 96, 16 < 32 rows
+    assert amx_row_tile(29) == 32 and amx_row_tile(90) == 32  # as few rows as with 16
     assert amx_row_tile(tirx.Var("seq", "int64")) == 32
     assert [amx_column_width(n) for n in (1, 16, 17, 32, 48, 64, 1536)] == \
         [16, 16, 32, 32, 16, 32, 32]
@@ -123,7 +124,7 @@ def test_symbolic_rows_amx_matmul_exact() -> None:
 
 @needs_amx
 def test_few_rows_keep_vnni() -> None:
-    """Fewer static rows than one tile: the VNNI kernel (an AMX tile would be mostly padding)."""
+    """8 static rows: the VNNI kernel (an AMX tile would be half padding)."""
     w = RNG.integers(-127, 128, size=(384, 384)).astype(np.int8)
     _, report, _ = _compile(w, (1, 8, 384), "uint8")
     assert [kn["kind"] for kn in report.kernels] == ["vnni_matmul"], report.to_json()
@@ -147,3 +148,45 @@ def test_transformer_encoder_identical_to_vnni(config: str) -> None:
     got = relax.VirtualMachine(amx, tvm.cpu())["main"](*args).numpy()
     np.testing.assert_array_equal(
         got, relax.VirtualMachine(vnni, tvm.cpu())["main"](*args).numpy())
+
+
+def _conv_ref(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.einsum("nchw,oc->nohw", x.astype(np.int64), w[:, :, 0, 0].astype(np.int64))
+
+
+@needs_amx
+@pytest.mark.parametrize("shape,out_channels,dtype", [
+    ((1, 64, 6, 56), 96, "uint8"),  # 56 pixels a row: 64-row tiles, 2 column tiles
+    ((2, 128, 3, 14), 40, "int8"),  # 14 pixels padded to 16, odd column blocks
+])
+def test_pointwise_conv_on_amx_exact(shape, out_channels: int, dtype: str) -> None:
+    """A 1×1 conv (stride 1, no padding) is a matmul per row of NHWC pixels: AMX, exact."""
+    w = RNG.integers(-127, 128, size=(out_channels, shape[1], 1, 1)).astype(np.int8)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType(shape, dtype))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            acc = bb.emit(relax.op.nn.conv2d(x, relax.const(w), out_dtype="int32"))
+            out = bb.emit_output(_requantize(bb, acc))
+        bb.emit_func_output(out)
+    report = LoweringReport()
+    executable = tvm.compile(lower_integer_kernels(bb.get(), TARGET, report=report), TARGET)
+    assert [k["kind"] for k in report.kernels] == ["amx_matmul"], report.to_json()
+    assert "tdpbusd" in asm_of(executable)
+    xv = _random(shape, dtype)
+    got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(xv)).numpy()
+    np.testing.assert_array_equal(got, _requantize_ref(_conv_ref(xv, w)))
+
+
+@needs_amx
+def test_small_reduction_pointwise_conv_keeps_vnni() -> None:
+    w = RNG.integers(-127, 128, size=(96, 16, 1, 1)).astype(np.int8)
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 16, 4, 32), "uint8"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(relax.op.nn.conv2d(x, relax.const(w), out_dtype="int32"))
+        bb.emit_func_output(out)
+    report = LoweringReport()
+    lower_integer_kernels(bb.get(), TARGET, report=report)
+    assert [k["kind"] for k in report.kernels] == ["vnni_conv2d"], report.to_json()

@@ -49,11 +49,21 @@ def amx_reduction(k: int) -> int:
 
 def amx_row_tile(m: int | tirx.PrimExpr) -> int:
     """The ``row_tile`` of an AMX matmul with ``m`` rows: 0 (no padded rows) for a static
-    ``m`` that whole tiles cover, else 32 (blocks of two tiles: a block loads each slice of
-    the weight once for 32 rows, so a few rows cost about what 32 do)."""
-    if isinstance(m, int) and m % TILE_ROWS == 0:
-        return 0
+    ``m`` that whole tiles cover; else 16 when that pads fewer rows than 32 (a static ``m``),
+    else 32 (blocks of two tiles: a block loads each slice of the weight once for 32 rows, so
+    a few rows cost about what 32 do)."""
+    if isinstance(m, int):
+        if m % TILE_ROWS == 0:
+            return 0
+        if -(-m // TILE_ROWS) * TILE_ROWS < -(-m // (2 * TILE_ROWS)) * 2 * TILE_ROWS:
+            return TILE_ROWS
     return 2 * TILE_ROWS
+
+
+def amx_row_fraction(m: int) -> float:
+    """The share of real rows in the tiles of a static ``m`` (:func:`amx_row_tile`)."""
+    tile = amx_row_tile(m) or TILE_ROWS
+    return m / (-(-m // tile) * tile)
 
 
 def amx_column_width(n: int) -> int:

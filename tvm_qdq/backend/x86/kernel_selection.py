@@ -38,8 +38,13 @@ from tvm import relax, sym, tirx
 from ...relax_utils import constant_value, partial_shape, tensor_dtype
 from ..canonical_shapes import canonical_operand
 from . import kernels as K
-from .amx import TILE_ROWS
-from .amx_matmul import amx_column_width, amx_row_tile, matmul_amx, pack_amx_weight
+from .amx_matmul import (
+    amx_column_width,
+    amx_row_fraction,
+    amx_row_tile,
+    matmul_amx,
+    pack_amx_weight,
+)
 from .float_kernels import conv_call, dense_call
 from .layout import LayoutRewriter, as_2d, ints
 from .padded_tiles import activation_padded_tile, vnni_padded_row_tile
@@ -186,6 +191,12 @@ class KernelRewriter(LayoutRewriter):
             groups = 1
         weight_issue = _vnni_weight_ok(wv, out_dtype, 0)
         if groups == 1 and self.vnni and weight_issue is None and wv.shape[1] == spec.c:
+            if self._amx_pointwise(spec, wv):
+                mspec = K.MatmulSpec(batch=(spec.n, spec.h), m=spec.w, k=spec.c, n=spec.o,
+                                     in_dtype=spec.in_dtype, out_dtype=spec.out_dtype)
+                x_nhwc = canonical_operand(self.bb, self.get_nhwc(x))
+                return self._emit_matmul(name, x_nhwc, wv[:, :, 0, 0].T, mspec, amx=True), \
+                    "nhwc"
             return self._emit_vnni_conv(name, x, wv, spec), "nhwc"
         if symbolic_dims(x):
             self.report.skipped.append({"op": op, "var": name, "reason":
@@ -222,6 +233,24 @@ class KernelRewriter(LayoutRewriter):
             primfunc_name_hint=hint, primfunc_attrs={"op_pattern": OUT_EWISE_FUSABLE},
             **kernel_kwargs), name_hint=name + "_sums")
         return {"sums": sums, "offsets": relax.const(offsets.astype(out_dtype), out_dtype)}
+
+    def _amx_pointwise(self, spec: K.Conv2dSpec, wv: np.ndarray) -> bool:
+        """Whether a conv takes the AMX matmul: a 1×1 conv with stride 1 and no padding is the
+        matmul ``x[n, h, w, :] @ w[:, :, 0, 0]ᵀ`` of each row of pixels (batch ``(n, h)``,
+        ``w`` rows), exact like the conv; on static shapes whose rows fill at least
+        :data:`AMX_MIN_ROW_FRACTION` of their tiles, with a reduction of at least
+        :data:`AMX_MIN_REDUCTION` (its 64-element steps mostly real) and one int8 term
+        (:func:`_amx_fits`)."""
+        if not self.amx or (spec.kh, spec.kw) != (1, 1) or spec.strides != (1, 1) or \
+                any(spec.padding) or not all(isinstance(d, int) for d in (spec.n, spec.h,
+                                                                           spec.w)):
+            return False
+        if spec.c < AMX_MIN_REDUCTION:
+            return False
+        bv = wv[:, :, 0, 0].T
+        mspec = K.MatmulSpec(batch=(spec.n, spec.h), m=spec.w, k=spec.c, n=spec.o,
+                             in_dtype=spec.in_dtype, out_dtype=spec.out_dtype)
+        return _amx_fits(mspec, K.weight_terms(_offset_shifted(bv, spec.in_dtype)))
 
     def _emit_vnni_conv(self, name: str, x, wv: np.ndarray, spec: K.Conv2dSpec):
         x_nhwc = canonical_operand(self.bb, self.get_nhwc(x))
@@ -375,6 +404,14 @@ class KernelRewriter(LayoutRewriter):
                                **kwargs, **kernel_kwargs)
 
 
+#: AMX: the least share of real rows in the padded tiles of a static row count (a pixel row
+#: of a pointwise conv), and the least reduction of a pointwise conv (input channels: one
+#: whole 64-element ``tdpbusd`` step; below it the padding and the per-tile overheads cost
+#: more than VNNI).
+AMX_MIN_ROW_FRACTION = 0.75
+AMX_MIN_REDUCTION = 64
+
+
 def _offset_shifted(bv: np.ndarray, in_dtype: str) -> np.ndarray:
     """``bv`` minus its per-column offsets when it takes the offset form, else ``bv``."""
     offsets = offset_form(bv, 1, in_dtype)
@@ -390,8 +427,10 @@ def _pack(w: np.ndarray, terms: int, amx: bool) -> np.ndarray:
 
 def _amx_fits(spec: K.MatmulSpec, terms: int) -> bool:
     """Whether a matmul takes the AMX kernel (:mod:`.amx_matmul`): a weight of one int8 term,
-    and rows that fill tiles (a symbolic row count, or at least :data:`.amx.TILE_ROWS`)."""
-    return terms == 1 and (not isinstance(spec.m, int) or spec.m >= TILE_ROWS)
+    and rows that fill their tiles (a symbolic row count, or a static one whose padded tiles
+    are at least :data:`AMX_MIN_ROW_FRACTION` real rows)."""
+    return terms == 1 and (not isinstance(spec.m, int) or
+                           amx_row_fraction(spec.m) >= AMX_MIN_ROW_FRACTION)
 
 
 def _vnni_row_tile(dims: list, n_blocks: int, reduction: int) -> int:

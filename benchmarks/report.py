@@ -257,24 +257,36 @@ def write_results(rows: list[dict], out: Path, table: str, date: str,
 
 
 def render_roofline(result: dict) -> str:
-    """Markdown: the peak, then one line per kernel (the largest conv and matmul of each
-    model, every kernel with ``--all``)."""
+    """Markdown: the peak (and, on an AMX host, the AMX kernel's and ORT's int8 matmul
+    throughput), then one line per kernel (the largest conv and matmul of each model, every
+    kernel with ``--all``)."""
     lines = [
         f"Roofline: int8 VNNI peak **{result['peak_gmacs']:.1f} GMAC/s** per core "
         "(independent vpdpbusd chains, operands in L1, `benchmarks/roofline.py`); each "
         "model's largest conv and matmul (QDQ u8/s8 form, stored tiles), timed alone on one "
         "core: fused (with its requantize epilogue) and bare (the same VNNI kernel writing "
-        "int32, no epilogue). When a model has several kernels of that size (one per layer), "
-        "the median one is shown.",
+        "int32, no epilogue; not measured for AMX kernels). When a model has several kernels "
+        "of that size (one per layer), the median one is shown; % of peak is of the VNNI "
+        "peak, so an AMX kernel can pass 100%.",
+    ]
+    amx = result.get("amx")
+    if amx:
+        m, k, n = amx["shape"]
+        lines += ["", f"AMX: tvm-qdq's AMX matmul kernel on {m}×{k} @ {k}×{n} (uint8 × int8, "
+                  f"one core) **{amx['gmacs']:.1f} GMAC/s**; ONNX Runtime's MatMulInteger on "
+                  f"the same shape {amx['ort_gmacs']:.1f} GMAC/s (above the VNNI peak: ORT "
+                  "uses AMX too)."]
+    lines += [
         "",
         "| model | kernel | kind | MACs | µs | GMAC/s | % of peak | bare: % of peak "
-        "| vpdpbusd in asm |",
+        "| int8 dot in asm |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         pct = f"{r['pct_peak']:.0f}%" if r["pct_peak"] is not None else ""
         bare = f"{r['bare_pct_peak']:.0f}%" if r.get("bare_pct_peak") is not None else ""
-        asm = {True: "yes", False: "**no**", None: ""}[r.get("vpdpbusd")]
+        dot = r.get("dot", {True: "vpdpbusd", False: None}.get(r.get("vpdpbusd")))
+        asm = dot if dot else ("**no**" if r.get("largest") else "")
         name = r["kernel"] if len(r["kernel"]) <= 40 else r["kernel"][:37] + "..."
         label = f"`{name}`"
         if (r.get("of_same_size") or 1) > 1:

@@ -74,14 +74,49 @@ def _largest(lowered, kind: str) -> list:
     return [(g, f) for m, g, f in found if m == most]
 
 
-def _has_vpdpbusd(func, target) -> bool:
-    """Whether the assembly of ``func`` built alone for ``target`` contains ``vpdpbusd``."""
+def _dot_instruction(func, target) -> str | None:
+    """The int8 dot-product instruction in the assembly of ``func`` built alone for
+    ``target``: ``tdpbusd`` (AMX), ``vpdpbusd`` (VNNI) or None."""
     import tvm
 
     from tvm_qdq.backend.x86 import asm_of
 
     lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
-    return "vpdpbusd" in asm_of(lib)
+    asm = asm_of(lib)
+    return next((op for op in ("tdpbusd", "vpdpbusd") if op in asm), None)
+
+
+def ort_matmul_gmacs(shape: tuple[int, int, int], repeat: int = 30) -> float:
+    """One-thread GMAC/s of ONNX Runtime's ``MatMulInteger`` (uint8 × int8 constant weight,
+    default session options) on ``shape`` = ``(M, K, N)``: the median of ``repeat`` runs."""
+    import time
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.integers(-128, 128, (k, n), dtype=np.int8), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "matmul",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options)
+    feeds = {"a": rng.integers(0, 256, (m, k), dtype=np.uint8)}
+    for _ in range(5):
+        session.run(None, feeds)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return m * k * n / float(np.median(times)) / 1e9
 
 
 def measure(rows: list[tuple[str, str]], list_all: bool = False) -> dict:
@@ -91,7 +126,10 @@ def measure(rows: list[tuple[str, str]], list_all: bool = False) -> dict:
     import tvm_qdq
     from tvm_qdq.backend.legalize_signedness import legalize_signedness
     from tvm_qdq.backend.x86 import LoweringReport, has_vnni, lower_integer_kernels
+    from tvm_qdq.backend.x86.amx import has_amx
     from tvm_qdq.backend.x86.profile import (
+        AMX_PEAK_SHAPE,
+        amx_gmacs,
         bare_kernel_seconds,
         kernel_macs,
         kernel_times,
@@ -107,6 +145,12 @@ def measure(rows: list[tuple[str, str]], list_all: bool = False) -> dict:
     peak = vnni_peak_gmacs(target)
     print(f"VNNI peak: {peak:.1f} GMAC/s per core ({tvm.target.codegen.llvm_get_system_cpu()})",
           file=sys.stderr)
+    amx = None
+    if has_amx(target):
+        amx = {"shape": list(AMX_PEAK_SHAPE), "gmacs": amx_gmacs(target),
+               "ort_gmacs": ort_matmul_gmacs(AMX_PEAK_SHAPE)}
+        print(f"AMX matmul {AMX_PEAK_SHAPE}: {amx['gmacs']:.1f} GMAC/s, ORT "
+              f"{amx['ort_gmacs']:.1f}", file=sys.stderr)
     tiles = stored_tiles(None, target)  # the stored tiles, as tvm_qdq.compile uses them
     out = []
     for name, config, model in _models(rows):
@@ -128,7 +172,7 @@ def measure(rows: list[tuple[str, str]], list_all: bool = False) -> dict:
                             "macs": k.macs, "us": k.seconds * 1e6, "gmacs": k.gmacs,
                             "pct_peak": 100 * k.gmacs / peak if k.macs else None,
                             "largest": False, "of_same_size": None, "bare_pct_peak": None,
-                            "vpdpbusd": None})
+                            "dot": None})
         for kind in ("conv2d", "matmul"):
             tied = _largest(lowered, kind)
             if not tied:
@@ -143,9 +187,9 @@ def measure(rows: list[tuple[str, str]], list_all: bool = False) -> dict:
                         "kind": kind, "macs": macs, "us": seconds * 1e6, "gmacs": gmacs,
                         "pct_peak": 100 * gmacs / peak, "largest": True, "of_same_size":
                         len(tied), "bare_pct_peak": bare.get(kind),
-                        "vpdpbusd": _has_vpdpbusd(func, target)})
+                        "dot": _dot_instruction(func, target)})
         print(f"{name}/{config}: measured", file=sys.stderr)
-    return {"peak_gmacs": peak, "rows": out}
+    return {"peak_gmacs": peak, "amx": amx, "rows": out}
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ import numpy as np
 import tvm
 from tvm import s_tir, sym, tirx
 
-from ..kernel_tags import DEPTHWISE, FLOAT_DENSE, VNNI, block_kind
+from ..kernel_tags import AMX, DEPTHWISE, FLOAT_DENSE, VNNI, block_kind
 from ..tir_blocks import blocks_of_kind
 from ..vm import pool_spin_count
 from .backend import build_options
@@ -36,7 +36,8 @@ class KernelTime:
 
 
 def kernel_macs(func: tirx.PrimFunc) -> tuple[int, str]:
-    """(MACs of the VNNI / depthwise / float dense block, kind) or (0, "other"); read from the
+    """(MACs of the VNNI / AMX / depthwise / float dense block, kind) or (0, "other"); an AMX
+    block (a matmul, or a pointwise conv as one) counts as a matmul. Read from the
     ``tvm_qdq.macs`` attribute once :func:`.lower.schedule_module` has scheduled ``func``.
     A symbolic extent counts as :data:`NOMINAL_EXTENT`."""
     attrs = func.attrs
@@ -44,7 +45,7 @@ def kernel_macs(func: tirx.PrimFunc) -> tuple[int, str]:
         return int(attrs["tvm_qdq.macs"]), str(attrs["tvm_qdq.kernel"])
     try:
         sch = s_tir.Schedule(func)
-        blocks = blocks_of_kind(sch, VNNI, DEPTHWISE, FLOAT_DENSE)
+        blocks = blocks_of_kind(sch, VNNI, AMX, DEPTHWISE, FLOAT_DENSE)
     except (RuntimeError, ValueError):
         return 0, "other"
     for block in blocks:
@@ -52,6 +53,8 @@ def kernel_macs(func: tirx.PrimFunc) -> tuple[int, str]:
         macs = math.prod(_nominal_extent(iv.dom.extent) for iv in node.iter_vars)
         if block_kind(sch, block) == DEPTHWISE:
             return macs, "depthwise"
+        if block_kind(sch, block) == AMX:
+            return macs, "matmul"
         if block_kind(sch, block) == FLOAT_DENSE:  # float conv: (c, kh, kw); matmul: k
             return macs, "float_conv2d" if _reduction_axes(node) == 3 else "float_matmul"
         return macs, ("conv2d" if _reduction_axes(node) == VNNI_CONV_REDUCTIONS else "matmul")
@@ -205,6 +208,35 @@ def _peak_func(mr: int, nr: int, steps: int) -> tirx.PrimFunc:
     func = te.create_prim_func([a, b, c])
     return schedule_vnni(func, Tile(mr, 1) if mr > 1 else Tile(1, 1), parallel=False) \
         if nr == 1 else schedule_vnni(func, Tile(mr, nr), parallel=False)
+
+
+#: The matmul timed by :func:`amx_gmacs`: ``[M, K] @ [K, N]`` (operands in L2).
+AMX_PEAK_SHAPE = (256, 1024, 256)
+
+
+def amx_gmacs(target: tvm.target.Target, shape: tuple[int, int, int] = AMX_PEAK_SHAPE,
+              repeat: int = 20) -> float:
+    """Single-core GMAC/s of the AMX matmul kernel (:func:`.amx_matmul.matmul_amx`, its
+    schedule, int32 output) on ``shape`` = ``(M, K, N)``, uint8 × int8."""
+    from tvm import te
+
+    from .amx_matmul import amx_column_width, matmul_amx
+    from .kernels import MatmulSpec
+    from .schedules.amx import schedule_amx
+
+    m, k, n = shape
+    width = amx_column_width(n)
+    a = te.placeholder((m, k), "uint8", name="a")
+    bp = te.placeholder((n // width, k // 4, width, 4), "int8", name="bp")
+    out = matmul_amx(a, bp, MatmulSpec(batch=(), m=m, k=k, n=n, in_dtype="uint8",
+                                       out_dtype="int32"))
+    func = schedule_amx(te.create_prim_func([a, bp, out]), parallel=False)
+    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target)
+    args = [tvm.runtime.tensor(np.ones((m, k), np.uint8)),
+            tvm.runtime.tensor(np.ones((n // width, k // 4, width, 4), np.int8)),
+            tvm.runtime.tensor(np.zeros((m, n), np.int32))]
+    timer = lib.mod.time_evaluator("main", tvm.cpu(), number=20, repeat=repeat)
+    return m * k * n / float(min(timer(*args).results)) / 1e9
 
 
 def vnni_peak_gmacs(target: tvm.target.Target, tiles=PEAK_TILES, steps: int = PEAK_STEPS,

@@ -19,6 +19,10 @@ from tvm_qdq.testing.ir import compute_calls, float_compute_calls
 
 pytest.importorskip("torchao")
 
+from tvm_qdq.backend.legalize_signedness import legalize_signedness  # noqa: E402
+from tvm_qdq.backend.x86 import LoweringReport, lower_integer_kernels  # noqa: E402
+from tvm_qdq.targets import resolve_target  # noqa: E402
+
 DEQUANTIZE = {"dequantize_per_tensor.default", "dequantize_per_tensor.tensor",
               "dequantize_per_channel.default"}
 COMPUTE = {"conv2d.default", "conv1d.default", "linear.default", "addmm.default",
@@ -108,6 +112,13 @@ def test_torchao_dynamic_mlp_is_integer_and_matches_pytorch() -> None:
     integer, got = _compile_and_run(program, (x,))
     assert integer_compute(integer) == quantized_compute(program) == 3
     assert not float_compute_calls(integer)
+    # the linears' weights (``permute_dims`` of the program's int8 constants, folded by the
+    # importer) are constants: the x86 constant-weight kernels take every matmul
+    report = LoweringReport()
+    lower_integer_kernels(legalize_signedness(integer, "x86"), resolve_target("x86"),
+                          report=report)
+    assert [k["kind"] for k in report.kernels].count("vnni_matmul") + \
+        [k["kind"] for k in report.kernels].count("amx_matmul") == 3, report.to_json()
     # measured: relative error 6.2e-8 (run-time scales and codes identical to PyTorch's)
     assert relative_error(got, _reference(program.module(), (x,))) <= 6e-7
 

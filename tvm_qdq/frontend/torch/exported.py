@@ -211,6 +211,7 @@ def from_exported(program: torch.export.ExportedProgram, *,
     """
     from tvm.relax.frontend.torch import from_exported_program
 
+    from ..fold_layout import fold_constant_layout
     from .importer import with_signature
 
     program = program.run_decompositions()
@@ -227,7 +228,7 @@ def from_exported(program: torch.export.ExportedProgram, *,
     names = list(input_names) if input_names is not None else user_inputs
     if len(names) != len(params):
         raise TorchImportError(f"{len(names)} input name(s) for {len(params)} input(s)")
-    mod = name_dims(mod, names, dynamic, bounds)
+    mod = fold_constant_layout(name_dims(mod, names, dynamic, bounds))
     ret = mod["main"].body.body
     outs = list(ret.ty.fields) if isinstance(ret.ty, relax.TupleType) else [ret.ty]
     return with_signature(mod, names, [str(p.ty.dtype) for p in params],

@@ -1,0 +1,105 @@
+"""Schedule of a last-axis softmax (:func:`tvm_qdq.backend.fast_math.te_softmax_rows`, the
+stages tagged :data:`~tvm_qdq.backend.kernel_tags.SOFTMAX_ROWS`) and what is fused to it
+(a mask added before, a quantize after).
+
+One row at a time, every stage under the row loop so a row stays in the L1 cache between
+stages: the partial max and the partial sum vectorized along their 16 lanes (``t`` outer:
+each lane's chain keeps its order), the exponentials and the output vectorized along the row
+(a symbolic row length: main part + tail, :class:`.symbolic_rows.SymbolicLoops`), the
+16-lane trees of the row max and sum one expression per row. The row
+loop (all leading axes fused) is parallel for calls with at least
+:data:`.common.PARALLEL_MIN_ELEMS` elements. Producers of the softmax's input are inlined
+(recomputed per read: they are elementwise).
+"""
+
+from __future__ import annotations
+
+import math
+
+from tvm import s_tir, tirx
+
+from ...kernel_tags import SOFTMAX_ROWS, block_kind
+from ...tir_blocks import SCHEDULE_ERRORS, block_name, is_reduction, loop_extent, root_blocks
+from .common import (
+    PARALLEL_MIN_ELEMS,
+    inline_elementwise,
+    keep_kinds,
+    output_blocks,
+    vector_split,
+)
+from .rule import Kernel
+from .symbolic_rows import SymbolicLoops, is_symbolic
+
+KIND = "softmax_rows"
+LANES = 16
+
+
+def _vectorize_row(sch: s_tir.Schedule, loop, tails: SymbolicLoops) -> None:
+    """Vectorize a loop along a row: 16 lanes (main part + tail when symbolic), the whole
+    loop when a static extent of at most 128 has no power-of-two divisor."""
+    extent = sch.get(loop).extent
+    if is_symbolic(extent):
+        _, vec = tails.split(sch, loop, [None, LANES])
+        sch.vectorize(vec)
+        return
+    _, vec = vector_split(sch, loop, LANES)
+    if vec is None and loop_extent(sch, loop) <= 128:
+        vec = loop
+    if vec is not None:
+        sch.vectorize(vec)
+
+
+def _lane_reduction(sch: s_tir.Schedule, block) -> None:
+    """A partial reduction ``[..., l] ⊕= f(t)``: ``t`` outside the 16 lanes, lanes
+    vectorized, the init vectorized."""
+    lane, t = sch.get_loops(block)[-2:]
+    sch.reorder(t, lane)
+    sch.vectorize(lane)
+    init = sch.decompose_reduction(block, t)
+    sch.vectorize(sch.get_loops(init)[-1])
+
+
+def schedule_softmax_rows(func: tirx.PrimFunc) -> tirx.PrimFunc:
+    """Schedule a function whose one output is computed from softmax stages (see the module
+    docstring)."""
+    sch = s_tir.Schedule(func)
+    inline_elementwise(sch, keep_kinds(SOFTMAX_ROWS))
+    outputs = output_blocks(sch)
+    if len(outputs) != 1:
+        raise ValueError("softmax rows: one output expected")
+    out = outputs[0]
+    stages = [b for b in root_blocks(sch) if block_name(sch, b) != block_name(sch, out)]
+    if not stages or any(block_kind(sch, b) != SOFTMAX_ROWS for b in stages):
+        raise ValueError("softmax rows: unexpected stages")
+    loops = sch.get_loops(out)
+    row_loops, j = loops[:-1], loops[-1]
+    row = sch.fuse(*row_loops) if len(row_loops) > 1 else row_loops[0]
+    tails = SymbolicLoops()
+    extents = [sch.get(lp).extent for lp in sch.get_loops(out)]
+    size = math.prod(extents[1:], start=extents[0])
+    if is_symbolic(size) or int(size) >= PARALLEL_MIN_ELEMS:
+        tails.parallel(sch, row, size, PARALLEL_MIN_ELEMS)
+    for block in reversed(stages):
+        sch.compute_at(block, row, preserve_unit_loops=True)
+    _vectorize_row(sch, j, tails)
+    for block in stages:
+        if is_reduction(sch, block):  # [rows..., l] ⊕= f(t)
+            _lane_reduction(sch, block)
+        elif len(sch.get_loops(block)) > 1:  # the row stages and the 16 lanes' tails
+            _vectorize_row(sch, sch.get_loops(block)[-1], tails)
+    return tails.apply(sch.mod["main"])
+
+
+class SoftmaxRowsRule:
+    """A function holding a last-axis softmax."""
+
+    kind = KIND
+
+    def applies(self, kernel: Kernel) -> bool:
+        return SOFTMAX_ROWS in kernel.kinds
+
+    def apply(self, kernel: Kernel) -> tirx.PrimFunc:
+        try:
+            return schedule_softmax_rows(kernel.func)
+        except SCHEDULE_ERRORS as err:
+            raise ValueError(f"softmax rows: {err}") from err

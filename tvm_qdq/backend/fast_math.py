@@ -56,6 +56,7 @@ import tvm
 from tvm import relax, te, tirx
 
 from .canonical_shapes import canonical_operand
+from .kernel_tags import SOFTMAX_ROWS, tag
 
 # ----------------------------------------------------------------------------------------------
 # Coefficients (see the module docstring)
@@ -210,12 +211,107 @@ def softmax_exp(d: tirx.PrimExpr) -> tirx.PrimExpr:
         lambda ev: tirx.Select(dv < floor, _c(0.0), ev)))
 
 
+#: Lanes of the last-axis softmax's partial reductions (one AVX-512 vector of float32).
+SOFTMAX_LANES = 16
+
+
+def _tree(terms: list, combine: Callable) -> tirx.PrimExpr:
+    """``terms`` combined pairwise: ``t_i ⊕ t_{i+h}`` for ``h`` = half the (rounded up)
+    count, repeated down to one term."""
+    while len(terms) > 1:
+        half = (len(terms) + 1) // 2
+        terms = [combine(terms[i], terms[i + half]) if i + half < len(terms) else terms[i]
+                 for i in range(half)]
+    return terms[0]
+
+
+def te_softmax_rows(x: te.Tensor) -> te.Tensor:
+    """:func:`te_softmax` along the last axis (length ``n``) with a fixed order of the sum
+    that vectorizes along the row. With ``L`` lanes (16; ``n`` when static and smaller),
+    ``c = ⌊n / L⌋`` whole chunks and ``r = n mod L``:
+
+    * ``M_l = max_{t<c} x_{tL+l}``, ``S_l = Σ_{t<c} e_{tL+l}`` in ascending ``t`` (lane ``l``
+      holds the elements ``j ≡ l (mod L)`` of the whole chunks);
+    * the tail: lane ``l`` holds ``x_{n−L+l}`` for ``l ≥ L − r`` (the last ``r`` elements,
+      read as the row's last whole vector) and the identity (``min float32``, ``0``)
+      otherwise; for a symbolic ``n < L`` lane ``l < n`` holds ``x_l``;
+    * ``m = max_l max(M_l, T_l)``, ``s = Σ_l (S_l + U_l)`` (``T``, ``U`` the tails of ``x``,
+      ``e``) as pairwise trees over the lanes (:func:`_tree`);
+    * ``e_j = softmax_exp(x_j − m)``, ``y_j = 0`` when ``e_j < s·2^-126``, else
+      ``e_j · (1/s)``.
+
+    Every stage is tagged :data:`~tvm_qdq.backend.kernel_tags.SOFTMAX_ROWS`."""
+    *rows, n = x.shape
+    attrs = tag(SOFTMAX_ROWS)
+    static = isinstance(n, int | tirx.IntImm)
+    lanes = min(SOFTMAX_LANES, int(n)) if static else SOFTMAX_LANES
+    low = tirx.min_value("float32")
+    zero = _c(0.0)
+    dtype = str(n.ty) if not static else "int64"
+    n = tirx.const(int(n), dtype) if static else n
+    chunks = n // lanes if not static else tirx.const(int(n) // lanes, dtype)
+    has_tail = not static or int(n) % lanes != 0
+
+    def tail(src: te.Tensor, identity: tirx.PrimExpr, r: tuple, lane) -> tirx.PrimExpr:
+        """Lane ``lane`` of the tail of row ``r`` of ``src`` (see above)."""
+        rem = n % lanes
+        big = src(*r, n - lanes + lane)
+        valid = lane >= lanes - rem
+        if static:
+            return tirx.Select(valid, big, identity)
+        small = src(*r, tirx.min(lane, n - 1))
+        value = tirx.if_then_else(n >= lanes, big, small)
+        return tirx.Select(tirx.Select(n >= lanes, valid, lane < n), value, identity)
+
+    lane_shape = [*rows, lanes]
+    t1 = te.reduce_axis((0, chunks), name="t")
+    part_max = te.compute(lane_shape, lambda *i: te.max(x(*i[:-1], t1 * lanes + i[-1]), axis=t1),
+                          name="T_softmax_partmax", attrs=attrs)
+    if has_tail:
+        tail_max = te.compute(lane_shape, lambda *i: tail(x, low, i[:-1], i[-1]),
+                              name="T_softmax_tailmax", attrs=attrs)
+
+    def row_max(*r):
+        terms = [part_max(*r, k) for k in range(lanes)]
+        if has_tail:
+            terms = [tirx.Max(a, tail_max(*r, k)) for k, a in enumerate(terms)]
+        return _tree(terms, tirx.Max)
+
+    maxelem = te.compute(rows, row_max, name="T_softmax_maxelem", attrs=attrs)
+    exp = te.compute(x.shape, lambda *i: softmax_exp(x(*i) - maxelem(*i[:-1])),
+                     name="T_softmax_exp", attrs=attrs)
+    t2 = te.reduce_axis((0, chunks), name="t")
+    part_sum = te.compute(lane_shape,
+                          lambda *i: te.sum(exp(*i[:-1], t2 * lanes + i[-1]), axis=t2),
+                          name="T_softmax_partsum", attrs=attrs)
+    if has_tail:
+        tail_sum = te.compute(lane_shape, lambda *i: tail(exp, zero, i[:-1], i[-1]),
+                              name="T_softmax_tailsum", attrs=attrs)
+
+    def row_sum(*r):
+        terms = [part_sum(*r, k) for k in range(lanes)]
+        if has_tail:
+            terms = [a + tail_sum(*r, k) for k, a in enumerate(terms)]
+        return _tree(terms, lambda a, b: a + b)
+
+    expsum = te.compute(rows, row_sum, name="T_softmax_expsum", attrs=attrs)
+
+    def norm(*i):
+        e, total = exp(*i), expsum(*i[:-1])
+        return tirx.Select(e < total * _c(FLT32_MIN), zero, e * (_c(1.0) / total))
+
+    return te.compute(x.shape, norm, name="T_softmax_norm", attrs=attrs)
+
+
 def te_softmax(x: te.Tensor, axis: int) -> te.Tensor:
     """``softmax(x)_i = e^(x_i − m) / Σ_j e^(x_j − m)``, ``m = max_j x_j`` along ``axis``:
-    the four stages of TVM's legalization (max, exp, sum in index order, divide) with
-    :func:`softmax_exp` for the exponential."""
+    along the last axis :func:`te_softmax_rows`; along another axis the four stages of TVM's
+    legalization (max, exp, sum in index order, divide) with :func:`softmax_exp` for the
+    exponential."""
     ndim = len(x.shape)
     axis = axis % ndim
+    if axis == ndim - 1:
+        return te_softmax_rows(x)
     rows = [d for k, d in enumerate(x.shape) if k != axis]
 
     def full(row: Sequence, k) -> list:
@@ -301,4 +397,4 @@ def use_fast_math(mod: tvm.IRModule) -> tvm.IRModule:
 
 
 __all__: Sequence[str] = ["erf_expr", "exp_expr", "te_erf", "te_exp", "te_gelu",
-                          "te_softmax", "use_fast_math"]
+                          "te_softmax", "te_softmax_rows", "use_fast_math"]

@@ -50,8 +50,8 @@ def _vectorize_row(sch: s_tir.Schedule, loop, tails: SymbolicLoops) -> None:
 
 
 def _lane_reduction(sch: s_tir.Schedule, block) -> None:
-    """A partial reduction ``[..., l] ⊕= f(t)``: ``t`` outside the 16 lanes, lanes
-    vectorized, the init vectorized."""
+    """A partial reduction ``[..., l] ⊕= f(t)``: ``t`` outside the lanes, lanes vectorized,
+    the init vectorized."""
     lane, t = sch.get_loops(block)[-2:]
     sch.reorder(t, lane)
     sch.vectorize(lane)
@@ -71,22 +71,31 @@ def schedule_softmax_rows(func: tirx.PrimFunc) -> tirx.PrimFunc:
     stages = [b for b in root_blocks(sch) if block_name(sch, b) != block_name(sch, out)]
     if not stages or any(block_kind(sch, b) != SOFTMAX_ROWS for b in stages):
         raise ValueError("softmax rows: unexpected stages")
+    names = [block_name(sch, b) for b in stages]
     loops = sch.get_loops(out)
-    row_loops, j = loops[:-1], loops[-1]
-    row = sch.fuse(*row_loops) if len(row_loops) > 1 else row_loops[0]
-    tails = SymbolicLoops()
-    extents = [sch.get(lp).extent for lp in sch.get_loops(out)]
+    extents = [sch.get(lp).extent for lp in loops]
     size = math.prod(extents[1:], start=extents[0])
-    if is_symbolic(size) or int(size) >= PARALLEL_MIN_ELEMS:
-        tails.parallel(sch, row, size, PARALLEL_MIN_ELEMS)
-    for block in reversed(stages):
-        sch.compute_at(block, row, preserve_unit_loops=True)
-    _vectorize_row(sch, j, tails)
-    for block in stages:
+    tails = SymbolicLoops()
+    if is_symbolic(size) and len(loops) > 2:
+        # fused with a symbolic row count, the row index would not be quasi-affine: the
+        # stages go under the last row loop, the loops before it are fused and parallel
+        outer = sch.fuse(*loops[:-2]) if len(loops) > 3 else loops[0]
+        row = loops[-2]
+        tails.parallel(sch, outer, size, PARALLEL_MIN_ELEMS)
+    else:
+        row = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+        if is_symbolic(size) or int(size) >= PARALLEL_MIN_ELEMS:
+            tails.parallel(sch, row, size, PARALLEL_MIN_ELEMS)
+    for name in reversed(names):
+        sch.compute_at(sch.get_sblock(name), row, preserve_unit_loops=True)
+    _vectorize_row(sch, sch.get_loops(out)[-1], tails)
+    for name in names:
+        block = sch.get_sblock(name)
+        inner = sch.get_loops(block)[len(sch.get_loops(out)) - 1:]
         if is_reduction(sch, block):  # [rows..., l] ⊕= f(t)
             _lane_reduction(sch, block)
-        elif len(sch.get_loops(block)) > 1:  # the row stages and the 16 lanes' tails
-            _vectorize_row(sch, sch.get_loops(block)[-1], tails)
+        elif inner:  # the exponentials, the tails
+            _vectorize_row(sch, inner[-1], tails)
     return tails.apply(sch.mod["main"])
 
 

@@ -231,7 +231,8 @@ def te_softmax_rows(x: te.Tensor) -> te.Tensor:
     ``c = ⌊n / L⌋`` whole chunks and ``r = n mod L``:
 
     * ``M_l = max_{t<c} x_{tL+l}``, ``S_l = Σ_{t<c} e_{tL+l}`` in ascending ``t`` (lane ``l``
-      holds the elements ``j ≡ l (mod L)`` of the whole chunks);
+      holds the elements ``j ≡ l (mod L)`` of the whole chunks; a symbolic ``n < L``: one
+      chunk of identities, ``min float32`` and ``0``);
     * the tail: lane ``l`` holds ``x_{n−L+l}`` for ``l ≥ L − r`` (the last ``r`` elements,
       read as the row's last whole vector) and the identity (``min float32``, ``0``)
       otherwise; for a symbolic ``n < L`` lane ``l < n`` holds ``x_l``;
@@ -264,8 +265,17 @@ def te_softmax_rows(x: te.Tensor) -> te.Tensor:
         return tirx.Select(tirx.Select(n >= lanes, valid, lane < n), value, identity)
 
     lane_shape = [*rows, lanes]
-    t1 = te.reduce_axis((0, chunks), name="t")
-    part_max = te.compute(lane_shape, lambda *i: te.max(x(*i[:-1], t1 * lanes + i[-1]), axis=t1),
+    # a reduction over no element leaves its output unwritten (its init sits in the loop):
+    # a symbolic n < L gets one chunk whose lanes hold the identity
+    steps = chunks if static else tirx.max(chunks, tirx.const(1, dtype))
+
+    def chunk(src: te.Tensor, identity: tirx.PrimExpr, r: tuple, t, lane) -> tirx.PrimExpr:
+        value = src(*r, t * lanes + lane)
+        return value if static else tirx.if_then_else(n >= lanes, value, identity)
+
+    t1 = te.reduce_axis((0, steps), name="t")
+    part_max = te.compute(lane_shape, lambda *i: te.max(chunk(x, low, i[:-1], t1, i[-1]),
+                                                        axis=t1),
                           name="T_softmax_partmax", attrs=attrs)
     if has_tail:
         tail_max = te.compute(lane_shape, lambda *i: tail(x, low, i[:-1], i[-1]),
@@ -280,9 +290,9 @@ def te_softmax_rows(x: te.Tensor) -> te.Tensor:
     maxelem = te.compute(rows, row_max, name="T_softmax_maxelem", attrs=attrs)
     exp = te.compute(x.shape, lambda *i: softmax_exp(x(*i) - maxelem(*i[:-1])),
                      name="T_softmax_exp", attrs=attrs)
-    t2 = te.reduce_axis((0, chunks), name="t")
+    t2 = te.reduce_axis((0, steps), name="t")
     part_sum = te.compute(lane_shape,
-                          lambda *i: te.sum(exp(*i[:-1], t2 * lanes + i[-1]), axis=t2),
+                          lambda *i: te.sum(chunk(exp, zero, i[:-1], t2, i[-1]), axis=t2),
                           name="T_softmax_partsum", attrs=attrs)
     if has_tail:
         tail_sum = te.compute(lane_shape, lambda *i: tail(exp, zero, i[:-1], i[-1]),

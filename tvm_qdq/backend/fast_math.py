@@ -130,6 +130,13 @@ def _exp_reduced(y: tirx.PrimExpr, body: Callable[[tirx.PrimExpr, tirx.PrimExpr]
     return _let("fm_n", tirx.floor(y * _c(LOG2E) + _c(0.5)), with_n)
 
 
+def _is_nan(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    """``x`` is a NaN: its bits without the sign exceed those of ``inf`` (integer operations:
+    TVM's vectorizer scalarizes a loop holding ``isnan``)."""
+    bits = tirx.reinterpret("int32", x) & tirx.const(0x7FFFFFFF, "int32")
+    return bits > tirx.const(0x7F800000, "int32")
+
+
 def exp_expr(x: tirx.PrimExpr) -> tirx.PrimExpr:
     """float32 ``e^x`` (see the module docstring; max error 1.06 ulp)."""
     def body(xv: tirx.Var) -> tirx.PrimExpr:
@@ -142,7 +149,7 @@ def exp_expr(x: tirx.PrimExpr) -> tirx.PrimExpr:
             return _let("fm_ni", n, halves)
 
         value = _let("fm_y", y, lambda yv: _exp_reduced(yv, scale))
-        return tirx.Select(tirx.isnan(xv), xv, value)  # NaN in, NaN out
+        return tirx.Select(_is_nan(xv), xv, value)  # NaN in, NaN out
 
     return _let("fm_x", x, body)
 
@@ -202,13 +209,23 @@ def softmax_exp(d: tirx.PrimExpr) -> tirx.PrimExpr:
     microcode assist for each subnormal result). The row sum is unchanged: it holds the term
     ``e^0 = 1``, and the dropped terms add less than ``n·1.6e-38``, far below half an ulp of
     1 for any row length; each dropped term's output is 0 instead of a value below
-    ``1.6e-38``. NaN stays NaN."""
+    ``1.6e-38``. NaN stays NaN.
+
+    On ``y = max(d, -87) ∈ [-87, 0]`` the clamp of :func:`exp_expr` changes nothing, and
+    ``n = ⌊y·log2(e) + ½⌋ ∈ [-125, 0]``: ``p(r)·2^n`` (``p(r) ∈ [0.7, 1.42]``) is normal, so
+    one power of two gives the bits of the two half powers of :func:`exp_expr`."""
     floor = _c(SOFTMAX_EXP_FLOOR)
-    # e^max(d, floor) is bound before the selection, so that it is computed on the clamped
-    # value in every vector lane (inside the selection the clamp would be simplified away)
-    return _let("fm_d", d, lambda dv: _let(
-        "fm_e", exp_expr(tirx.Max(dv, floor)),
-        lambda ev: tirx.Select(dv < floor, _c(0.0), ev)))
+
+    def term(dv: tirx.Var) -> tirx.PrimExpr:
+        # e^max(d, floor) is bound before the selection, so that it is computed on the
+        # clamped value in every vector lane (inside the selection the clamp would be
+        # simplified away)
+        y = tirx.Max(dv, floor)
+        e = _let("fm_y", y, lambda yv: _exp_reduced(yv, lambda p, n: p * _pow2(n)))
+        return _let("fm_e", e, lambda ev: tirx.Select(
+            dv < floor, _c(0.0), tirx.Select(_is_nan(dv), dv, ev)))
+
+    return _let("fm_d", d, term)
 
 
 #: Lanes of the last-axis softmax's partial reductions (one AVX-512 vector of float32).

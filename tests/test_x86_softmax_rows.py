@@ -2,10 +2,11 @@
 schedule (:mod:`tvm_qdq.backend.x86.schedules.softmax_rows`).
 
 A mask add fused before and a uint8 quantize fused after, as in an attention layer. For
-static row lengths (a multiple of 16, an odd length, one below 16) and for a symbolic batch
-and row length, the ``softmax_rows`` schedule applies, its outputs are bit-identical to the
-generic schedule's (the sum order is fixed by the formula) and within 1 LSB of numpy's
-float64 softmax. A softmax along another axis keeps the old four-stage form.
+static row lengths (a multiple of 16, lengths vectorized whole or in 16-lane vectors plus a
+scalar tail, lengths below 16) and for a symbolic batch and row length, the
+``softmax_rows`` schedule applies, its outputs are bit-identical to the generic schedule's
+(the sum order is fixed by the formula) and within 1 LSB of numpy's float64 softmax. A
+softmax along another axis keeps the old four-stage form.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _check(func: tirx.PrimFunc, shapes: list[tuple]) -> None:
         assert np.abs(got.astype(int) - ref).max() <= 1, shape
 
 
-@pytest.mark.parametrize("length", [128, 77, 8, 1])
+@pytest.mark.parametrize("length", [600, 255, 128, 77, 8, 1])
 def test_static_rows(length: int) -> None:
     shape = (2, HEADS, length, length)
     _check(_masked_softmax_u8(shape), [shape])

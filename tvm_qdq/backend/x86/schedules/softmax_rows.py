@@ -25,28 +25,36 @@ from .common import (
     inline_elementwise,
     keep_kinds,
     output_blocks,
-    vector_split,
 )
 from .rule import Kernel
 from .symbolic_rows import SymbolicLoops, is_symbolic
 
 KIND = "softmax_rows"
 LANES = 16
+#: Longest static row (not a multiple of 16) vectorized as one vector (LLVM splits it into
+#: whole registers and one partial register).
+WHOLE_ROW_LANES = 512
 
 
 def _vectorize_row(sch: s_tir.Schedule, loop, tails: SymbolicLoops) -> None:
-    """Vectorize a loop along a row: 16 lanes (main part + tail when symbolic), the whole
-    loop when a static extent of at most 128 has no power-of-two divisor."""
+    """Vectorize a loop along a row: 16 lanes (main part + tail when symbolic or a static
+    extent longer than :data:`WHOLE_ROW_LANES`), the whole loop when a static extent of at
+    most that is not a multiple of 16."""
     extent = sch.get(loop).extent
     if is_symbolic(extent):
         _, vec = tails.split(sch, loop, [None, LANES])
         sch.vectorize(vec)
         return
-    _, vec = vector_split(sch, loop, LANES)
-    if vec is None and loop_extent(sch, loop) <= 128:
-        vec = loop
-    if vec is not None:
+    extent = loop_extent(sch, loop)
+    if extent % LANES == 0 or extent <= WHOLE_ROW_LANES:
+        vec = sch.split(loop, [None, LANES])[1] if extent % LANES == 0 else loop
         sch.vectorize(vec)
+        return
+    # vectors of 16 and a partial last one, which TIR's loop partitioning splits off
+    # (scalar) so that the whole vectors carry no predicate
+    outer, vec = sch.split(loop, [None, LANES])
+    sch.annotate(outer, "pragma_loop_partition_hint", 1)
+    sch.vectorize(vec)
 
 
 def _lane_reduction(sch: s_tir.Schedule, block) -> None:

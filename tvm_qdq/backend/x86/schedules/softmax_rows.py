@@ -3,11 +3,14 @@ stages tagged :data:`~tvm_qdq.backend.kernel_tags.SOFTMAX_ROWS`) and what is fus
 (a mask added before, a quantize after).
 
 One row at a time, every stage under the row loop so a row stays in the L1 cache between
-stages: the partial max and the partial sum vectorized along their 16 lanes (``t`` outer:
-each lane's chain keeps its order), the exponentials and the output vectorized along the row
-(a symbolic row length: main part + tail, :class:`.symbolic_rows.SymbolicLoops`), the
-16-lane trees of the row max and sum one expression per row. The row
-loop (all leading axes fused) is parallel for calls with at least
+stages: the partial max and the partial sum vectorized along their lanes (``t`` outer:
+each lane's chain keeps its order), the tails (the row's last whole vector, masked) one
+vector per row, the exponentials and the output vectorized along the row (16 lanes; a static
+length that is not a multiple of 16 as one vector up to :data:`WHOLE_ROW_LANES`, beyond that
+with the partial last vector split off by loop partitioning; a symbolic length: main part +
+tail, :class:`.symbolic_rows.SymbolicLoops`), the lane trees of the row max and sum one
+expression per row. The row loop (all leading axes fused; with a symbolic shape the last row
+axis, the leading ones fused into a loop around it) is parallel for calls with at least
 :data:`.common.PARALLEL_MIN_ELEMS` elements. Producers of the softmax's input are inlined
 (recomputed per read: they are elementwise).
 """
@@ -57,6 +60,11 @@ def _vectorize_row(sch: s_tir.Schedule, loop, tails: SymbolicLoops) -> None:
     sch.vectorize(vec)
 
 
+def _is_unit(sch: s_tir.Schedule, loop) -> bool:
+    extent = sch.get(loop).extent
+    return not is_symbolic(extent) and int(extent) == 1
+
+
 def _lane_reduction(sch: s_tir.Schedule, block) -> None:
     """A partial reduction ``[..., l] ⊕= f(t)``: ``t`` outside the lanes, lanes vectorized,
     the init vectorized."""
@@ -94,15 +102,16 @@ def schedule_softmax_rows(func: tirx.PrimFunc) -> tirx.PrimFunc:
         row = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
         if is_symbolic(size) or int(size) >= PARALLEL_MIN_ELEMS:
             tails.parallel(sch, row, size, PARALLEL_MIN_ELEMS)
+    depth = len(sch.get_loops(out)) - 1  # loops down to the row loop
     for name in reversed(names):
         sch.compute_at(sch.get_sblock(name), row, preserve_unit_loops=True)
     _vectorize_row(sch, sch.get_loops(out)[-1], tails)
     for name in names:
         block = sch.get_sblock(name)
-        inner = sch.get_loops(block)[len(sch.get_loops(out)) - 1:]
+        inner = sch.get_loops(block)[depth:]
         if is_reduction(sch, block):  # [rows..., l] ⊕= f(t)
             _lane_reduction(sch, block)
-        elif inner:  # the exponentials, the tails
+        elif inner and not _is_unit(sch, inner[-1]):  # the exponentials, the tails
             _vectorize_row(sch, inner[-1], tails)
     return tails.apply(sch.mod["main"])
 

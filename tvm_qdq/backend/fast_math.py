@@ -213,18 +213,17 @@ def softmax_exp(d: tirx.PrimExpr) -> tirx.PrimExpr:
 
     On ``y = max(d, -87) ∈ [-87, 0]`` the clamp of :func:`exp_expr` changes nothing, and
     ``n = ⌊y·log2(e) + ½⌋ ∈ [-125, 0]``: ``p(r)·2^n`` (``p(r) ∈ [0.7, 1.42]``) is normal, so
-    one power of two gives the bits of the two half powers of :func:`exp_expr`. The maximum
-    is ``y = -87 if -87 > d else d``, which keeps a NaN ``d`` (the comparison is false), and
-    ``p(r)`` is NaN for ``y`` NaN: no separate NaN test."""
+    one power of two gives the bits of the two half powers of :func:`exp_expr`."""
     floor = _c(SOFTMAX_EXP_FLOOR)
 
     def term(dv: tirx.Var) -> tirx.PrimExpr:
         # e^max(d, floor) is bound before the selection, so that it is computed on the
         # clamped value in every vector lane (inside the selection the clamp would be
         # simplified away)
-        y = tirx.Select(floor > dv, floor, dv)
+        y = tirx.Max(dv, floor)
         e = _let("fm_y", y, lambda yv: _exp_reduced(yv, lambda p, n: p * _pow2(n)))
-        return _let("fm_e", e, lambda ev: tirx.Select(dv < floor, _c(0.0), ev))
+        return _let("fm_e", e, lambda ev: tirx.Select(
+            dv < floor, _c(0.0), tirx.Select(_is_nan(dv), dv, ev)))
 
     return _let("fm_d", d, term)
 

@@ -110,5 +110,6 @@ def test_model_with_row_schedules(config: str, monkeypatch: pytest.MonkeyPatch) 
     vm_plain, plain_report = _lowered(config, False, monkeypatch)
     kinds = set(report.schedules.values())
     assert "row_reduce" in kinds, report.schedules
+    assert "softmax_rows" in kinds, report.schedules  # the attention softmax (fast math)
     assert not {k for k in plain_report.schedules.values() if k.startswith("row_")}
     assert_builds_agree(model, vm_rows, vm_plain, f"transformer/{config}", MIN_COSINE)

@@ -56,6 +56,7 @@ import tvm
 from tvm import relax, te, tirx
 
 from .canonical_shapes import canonical_operand
+from .kernel_tags import SOFTMAX_ROWS, tag
 
 # ----------------------------------------------------------------------------------------------
 # Coefficients (see the module docstring)
@@ -129,6 +130,13 @@ def _exp_reduced(y: tirx.PrimExpr, body: Callable[[tirx.PrimExpr, tirx.PrimExpr]
     return _let("fm_n", tirx.floor(y * _c(LOG2E) + _c(0.5)), with_n)
 
 
+def _is_nan(x: tirx.PrimExpr) -> tirx.PrimExpr:
+    """``x`` is a NaN: its bits without the sign exceed those of ``inf`` (integer operations:
+    TVM's vectorizer scalarizes a loop holding ``isnan``)."""
+    bits = tirx.reinterpret("int32", x) & tirx.const(0x7FFFFFFF, "int32")
+    return bits > tirx.const(0x7F800000, "int32")
+
+
 def exp_expr(x: tirx.PrimExpr) -> tirx.PrimExpr:
     """float32 ``e^x`` (see the module docstring; max error 1.06 ulp)."""
     def body(xv: tirx.Var) -> tirx.PrimExpr:
@@ -141,7 +149,7 @@ def exp_expr(x: tirx.PrimExpr) -> tirx.PrimExpr:
             return _let("fm_ni", n, halves)
 
         value = _let("fm_y", y, lambda yv: _exp_reduced(yv, scale))
-        return tirx.Select(tirx.isnan(xv), xv, value)  # NaN in, NaN out
+        return tirx.Select(_is_nan(xv), xv, value)  # NaN in, NaN out
 
     return _let("fm_x", x, body)
 
@@ -201,21 +209,136 @@ def softmax_exp(d: tirx.PrimExpr) -> tirx.PrimExpr:
     microcode assist for each subnormal result). The row sum is unchanged: it holds the term
     ``e^0 = 1``, and the dropped terms add less than ``n·1.6e-38``, far below half an ulp of
     1 for any row length; each dropped term's output is 0 instead of a value below
-    ``1.6e-38``. NaN stays NaN."""
+    ``1.6e-38``. NaN stays NaN.
+
+    On ``y = max(d, -87) ∈ [-87, 0]`` the clamp of :func:`exp_expr` changes nothing, and
+    ``n = ⌊y·log2(e) + ½⌋ ∈ [-125, 0]``: ``p(r)·2^n`` (``p(r) ∈ [0.7, 1.42]``) is normal, so
+    one power of two gives the bits of the two half powers of :func:`exp_expr`."""
     floor = _c(SOFTMAX_EXP_FLOOR)
-    # e^max(d, floor) is bound before the selection, so that it is computed on the clamped
-    # value in every vector lane (inside the selection the clamp would be simplified away)
-    return _let("fm_d", d, lambda dv: _let(
-        "fm_e", exp_expr(tirx.Max(dv, floor)),
-        lambda ev: tirx.Select(dv < floor, _c(0.0), ev)))
+
+    def term(dv: tirx.Var) -> tirx.PrimExpr:
+        # e^max(d, floor) is bound before the selection, so that it is computed on the
+        # clamped value in every vector lane (inside the selection the clamp would be
+        # simplified away)
+        y = tirx.Max(dv, floor)
+        e = _let("fm_y", y, lambda yv: _exp_reduced(yv, lambda p, n: p * _pow2(n)))
+        return _let("fm_e", e, lambda ev: tirx.Select(
+            dv < floor, _c(0.0), tirx.Select(_is_nan(dv), dv, ev)))
+
+    return _let("fm_d", d, term)
+
+
+#: Lanes of the last-axis softmax's partial reductions (one AVX-512 vector of float32).
+SOFTMAX_LANES = 16
+
+
+def _tree(terms: list, combine: Callable) -> tirx.PrimExpr:
+    """``terms`` combined pairwise: ``t_i ⊕ t_{i+h}`` for ``h`` = half the (rounded up)
+    count, repeated down to one term."""
+    while len(terms) > 1:
+        half = (len(terms) + 1) // 2
+        terms = [combine(terms[i], terms[i + half]) if i + half < len(terms) else terms[i]
+                 for i in range(half)]
+    return terms[0]
+
+
+def te_softmax_rows(x: te.Tensor) -> te.Tensor:
+    """:func:`te_softmax` along the last axis (length ``n``) with a fixed order of the sum
+    that vectorizes along the row. With ``L`` lanes (16; ``n`` when static and smaller),
+    ``c = ⌊n / L⌋`` whole chunks and ``r = n mod L``:
+
+    * ``M_l = max_{t<c} x_{tL+l}``, ``S_l = Σ_{t<c} e_{tL+l}`` in ascending ``t`` (lane ``l``
+      holds the elements ``j ≡ l (mod L)`` of the whole chunks; a symbolic ``n < L``: one
+      chunk of identities, ``min float32`` and ``0``);
+    * the tail: lane ``l`` holds ``x_{n−L+l}`` for ``l ≥ L − r`` (the last ``r`` elements,
+      read as the row's last whole vector) and the identity (``min float32``, ``0``)
+      otherwise; for a symbolic ``n < L`` lane ``l < n`` holds ``x_l``;
+    * ``m = max_l max(M_l, T_l)``, ``s = Σ_l (S_l + U_l)`` (``T``, ``U`` the tails of ``x``,
+      ``e``) as pairwise trees over the lanes (:func:`_tree`);
+    * ``e_j = softmax_exp(x_j − m)``, ``y_j = 0`` when ``e_j < s·2^-126``, else
+      ``e_j · (1/s)``.
+
+    Every stage is tagged :data:`~tvm_qdq.backend.kernel_tags.SOFTMAX_ROWS`."""
+    *rows, n = x.shape
+    attrs = tag(SOFTMAX_ROWS)
+    static = isinstance(n, int | tirx.IntImm)
+    lanes = min(SOFTMAX_LANES, int(n)) if static else SOFTMAX_LANES
+    low = tirx.min_value("float32")
+    zero = _c(0.0)
+    dtype = str(n.ty) if not static else "int64"
+    n = tirx.const(int(n), dtype) if static else n
+    chunks = n // lanes if not static else tirx.const(int(n) // lanes, dtype)
+    has_tail = not static or int(n) % lanes != 0
+
+    def tail(src: te.Tensor, identity: tirx.PrimExpr, r: tuple, lane) -> tirx.PrimExpr:
+        """Lane ``lane`` of the tail of row ``r`` of ``src`` (see above)."""
+        rem = n % lanes
+        big = src(*r, n - lanes + lane)
+        valid = lane >= lanes - rem
+        if static:
+            return tirx.Select(valid, big, identity)
+        small = src(*r, tirx.min(lane, n - 1))
+        value = tirx.if_then_else(n >= lanes, big, small)
+        return tirx.Select(tirx.Select(n >= lanes, valid, lane < n), value, identity)
+
+    lane_shape = [*rows, lanes]
+    # a reduction over no element leaves its output unwritten (its init sits in the loop):
+    # a symbolic n < L gets one chunk whose lanes hold the identity
+    steps = chunks if static else tirx.max(chunks, tirx.const(1, dtype))
+
+    def chunk(src: te.Tensor, identity: tirx.PrimExpr, r: tuple, t, lane) -> tirx.PrimExpr:
+        value = src(*r, t * lanes + lane)
+        return value if static else tirx.if_then_else(n >= lanes, value, identity)
+
+    t1 = te.reduce_axis((0, steps), name="t")
+    part_max = te.compute(lane_shape, lambda *i: te.max(chunk(x, low, i[:-1], t1, i[-1]),
+                                                        axis=t1),
+                          name="T_softmax_partmax", attrs=attrs)
+    if has_tail:
+        tail_max = te.compute(lane_shape, lambda *i: tail(x, low, i[:-1], i[-1]),
+                              name="T_softmax_tailmax", attrs=attrs)
+
+    def row_max(*r):
+        terms = [part_max(*r, k) for k in range(lanes)]
+        if has_tail:
+            terms = [tirx.Max(a, tail_max(*r, k)) for k, a in enumerate(terms)]
+        return _tree(terms, tirx.Max)
+
+    maxelem = te.compute(rows, row_max, name="T_softmax_maxelem", attrs=attrs)
+    exp = te.compute(x.shape, lambda *i: softmax_exp(x(*i) - maxelem(*i[:-1])),
+                     name="T_softmax_exp", attrs=attrs)
+    t2 = te.reduce_axis((0, steps), name="t")
+    part_sum = te.compute(lane_shape,
+                          lambda *i: te.sum(chunk(exp, zero, i[:-1], t2, i[-1]), axis=t2),
+                          name="T_softmax_partsum", attrs=attrs)
+    if has_tail:
+        tail_sum = te.compute(lane_shape, lambda *i: tail(exp, zero, i[:-1], i[-1]),
+                              name="T_softmax_tailsum", attrs=attrs)
+
+    def row_sum(*r):
+        terms = [part_sum(*r, k) for k in range(lanes)]
+        if has_tail:
+            terms = [a + tail_sum(*r, k) for k, a in enumerate(terms)]
+        return _tree(terms, lambda a, b: a + b)
+
+    expsum = te.compute(rows, row_sum, name="T_softmax_expsum", attrs=attrs)
+
+    def norm(*i):
+        e, total = exp(*i), expsum(*i[:-1])
+        return tirx.Select(e < total * _c(FLT32_MIN), zero, e * (_c(1.0) / total))
+
+    return te.compute(x.shape, norm, name="T_softmax_norm", attrs=attrs)
 
 
 def te_softmax(x: te.Tensor, axis: int) -> te.Tensor:
     """``softmax(x)_i = e^(x_i − m) / Σ_j e^(x_j − m)``, ``m = max_j x_j`` along ``axis``:
-    the four stages of TVM's legalization (max, exp, sum in index order, divide) with
-    :func:`softmax_exp` for the exponential."""
+    along the last axis :func:`te_softmax_rows`; along another axis the four stages of TVM's
+    legalization (max, exp, sum in index order, divide) with :func:`softmax_exp` for the
+    exponential."""
     ndim = len(x.shape)
     axis = axis % ndim
+    if axis == ndim - 1:
+        return te_softmax_rows(x)
     rows = [d for k, d in enumerate(x.shape) if k != axis]
 
     def full(row: Sequence, k) -> list:
@@ -301,4 +424,4 @@ def use_fast_math(mod: tvm.IRModule) -> tvm.IRModule:
 
 
 __all__: Sequence[str] = ["erf_expr", "exp_expr", "te_erf", "te_exp", "te_gelu",
-                          "te_softmax", "use_fast_math"]
+                          "te_softmax", "te_softmax_rows", "use_fast_math"]

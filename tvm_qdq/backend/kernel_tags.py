@@ -24,6 +24,8 @@ DEPTHWISE = "depthwise"
 SCRATCH = "scratch"
 FLOAT_DENSE = "float_dense"
 FLOAT_WEIGHT = "float_weight"
+#: A stage of a last-axis softmax (:func:`tvm_qdq.backend.fast_math.te_softmax_rows`).
+SOFTMAX_ROWS = "softmax_rows"
 HVX_VRMPY = "hvx_vrmpy"
 HVX_PACK = "hvx_pack"
 HVX_UNPACK = "hvx_unpack"

@@ -14,8 +14,9 @@ unscheduled function is the last resort, so the result is always correct:
 5. activation × activation matmuls, ``vpdpwssd`` pairs on VNNI targets, then plain vector
    multiply-adds (:mod:`.matmul`);
 6. 256-entry byte table lookups as VBMI permutes (:mod:`.lut_gather`);
-7. row-wise functions: whole-tensor reductions, row reductions, copies (:mod:`.rows`);
-8. everything else (:mod:`.generic`).
+7. last-axis softmax, one row at a time (:mod:`.softmax_rows`);
+8. row-wise functions: whole-tensor reductions, row reductions, copies (:mod:`.rows`);
+9. everything else (:mod:`.generic`).
 
 Symbolic extents (a batch, a sequence length, an image width): the row, spatial, byte lookup
 and depthwise schedules split a symbolic loop into a vectorized main part and a scalar tail
@@ -40,6 +41,7 @@ from .lut_gather import LutRule
 from .matmul import ActivationMatmulRule
 from .rows import RowRule
 from .rule import Kernel, ScheduleRule
+from .softmax_rows import SoftmaxRowsRule
 from .vnni import Tile, VnniRule, schedule_vnni
 
 #: The schedule rules, in dispatch order.
@@ -52,6 +54,7 @@ RULES: tuple[ScheduleRule, ...] = (
     ActivationMatmulRule(pairs=True),
     ActivationMatmulRule(pairs=False),
     LutRule(),
+    SoftmaxRowsRule(),
     RowRule("row_allreduce"),
     RowRule("row_reduce"),
     RowRule("row_copy"),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import te, tirx
 
-from ..kernel_tags import AMX, SCRATCH, tag
+from ..kernel_tags import AMX, tag
 from .amx import TILE_K, TILE_ROWS
 from .kernels import (
     COL_TILE_ATTR,
@@ -35,10 +35,9 @@ from .kernels import (
     ROW_TILE_ATTR,
     MatmulSpec,
     finalize,
-    pad_u8,
+    matmul_plane,
     padded_rows,
     split_int8,
-    to_u8,
 )
 
 
@@ -106,24 +105,8 @@ def matmul_amx(
         raise ValueError("a symbolic row count needs a row_tile (padded rows)")
     padded = row_tile > 0
     m_acc = padded_rows(spec.m, row_tile) if padded else spec.m
-    if spec.in_dtype == "uint8" and kp == spec.k and not padded:
-        plane = a
-    else:
-        pad = tirx.const(pad_u8(spec.in_dtype), "uint8")
-
-        def pad_body(*idx):
-            batch, (i, c) = idx[:-2], idx[-2:]
-            inside = c < spec.k
-            src_c = tirx.min(c, spec.k - 1) if kp != spec.k else c
-            src_i = i
-            if padded:
-                inside = tirx.all(inside, i < spec.m)
-                src_i = tirx.min(i, spec.m - 1)
-            value = to_u8(a[(*batch, src_i, src_c)], spec.in_dtype, part)
-            return tirx.if_then_else(inside, value, pad)
-
-        plane = te.compute((*spec.batch, m_acc, kp), pad_body, name="tq_scratch",
-                           attrs=tag(SCRATCH))
+    plane = a if spec.in_dtype == "uint8" and kp == spec.k and not padded else \
+        matmul_plane(a, spec, part, kp, m_acc if padded else None)
     rq = te.reduce_axis((0, kp // KGROUP), name="rq")
     rk = te.reduce_axis((0, KGROUP), name="rk")
 

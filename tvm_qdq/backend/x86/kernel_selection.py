@@ -28,7 +28,7 @@ fusable, so ``FuseOps`` fuses each requantize epilogue into its kernel.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -191,12 +191,11 @@ class KernelRewriter(LayoutRewriter):
             groups = 1
         weight_issue = _vnni_weight_ok(wv, out_dtype, 0)
         if groups == 1 and self.vnni and weight_issue is None and wv.shape[1] == spec.c:
-            if self._amx_pointwise(spec, wv):
-                mspec = K.MatmulSpec(batch=(spec.n, spec.h), m=spec.w, k=spec.c, n=spec.o,
-                                     in_dtype=spec.in_dtype, out_dtype=spec.out_dtype)
+            pointwise = self._amx_pointwise(spec, wv)
+            if pointwise is not None:
+                mspec, bv, weight = pointwise
                 x_nhwc = canonical_operand(self.bb, self.get_nhwc(x))
-                return self._emit_matmul(name, x_nhwc, wv[:, :, 0, 0].T, mspec, amx=True), \
-                    "nhwc"
+                return self._emit_matmul(name, x_nhwc, bv, mspec, weight, amx=True), "nhwc"
             return self._emit_vnni_conv(name, x, wv, spec), "nhwc"
         if symbolic_dims(x):
             self.report.skipped.append({"op": op, "var": name, "reason":
@@ -234,8 +233,10 @@ class KernelRewriter(LayoutRewriter):
             **kernel_kwargs), name_hint=name + "_sums")
         return {"sums": sums, "offsets": relax.const(offsets.astype(out_dtype), out_dtype)}
 
-    def _amx_pointwise(self, spec: K.Conv2dSpec, wv: np.ndarray) -> bool:
-        """Whether a conv takes the AMX matmul: a 1×1 conv with stride 1 and no padding is the
+    def _amx_pointwise(self, spec: K.Conv2dSpec, wv: np.ndarray
+                       ) -> tuple[K.MatmulSpec, np.ndarray, SplitWeight] | None:
+        """(matmul spec, ``[C, O]`` weight, its split) when a conv takes the AMX matmul, else
+        None: a 1×1 conv with stride 1 and no padding is the
         matmul ``x[n, h, w, :] @ w[:, :, 0, 0]ᵀ`` of each row of pixels (batch ``(n, h)``,
         ``w`` rows), exact like the conv; on static shapes whose rows fill at least
         :data:`AMX_MIN_ROW_FRACTION` of their tiles, with a reduction of at least
@@ -244,13 +245,14 @@ class KernelRewriter(LayoutRewriter):
         if not self.amx or (spec.kh, spec.kw) != (1, 1) or spec.strides != (1, 1) or \
                 any(spec.padding) or not all(isinstance(d, int) for d in (spec.n, spec.h,
                                                                            spec.w)):
-            return False
+            return None
         if spec.c < AMX_MIN_REDUCTION:
-            return False
+            return None
         bv = wv[:, :, 0, 0].T
         mspec = K.MatmulSpec(batch=(spec.n, spec.h), m=spec.w, k=spec.c, n=spec.o,
                              in_dtype=spec.in_dtype, out_dtype=spec.out_dtype)
-        return _amx_fits(mspec, K.weight_terms(_offset_shifted(bv, spec.in_dtype)))
+        weight = split_weight(bv, spec.in_dtype)
+        return (mspec, bv, weight) if _amx_fits(mspec, weight.terms) else None
 
     def _emit_vnni_conv(self, name: str, x, wv: np.ndarray, spec: K.Conv2dSpec):
         x_nhwc = canonical_operand(self.bb, self.get_nhwc(x))
@@ -359,19 +361,18 @@ class KernelRewriter(LayoutRewriter):
             return None
         spec = K.MatmulSpec(batch=tuple(a_shape[:-2]), m=a_shape[-2], k=a_shape[-1],
                             n=int(bv.shape[1]), in_dtype=in_dtype, out_dtype=out_dtype)
-        terms = K.weight_terms(_offset_shifted(bv, in_dtype))
-        amx = self.amx and _amx_fits(spec, terms)
+        weight = split_weight(bv, in_dtype)
+        amx = self.amx and _amx_fits(spec, weight.terms)
         return self._emit_matmul(name, canonical_operand(self.bb, self.get_plain(a)), bv, spec,
-                                 amx=amx), "plain"
+                                 weight, amx=amx), "plain"
 
-    def _emit_matmul(self, name: str, a_plain, bv: np.ndarray, spec: K.MatmulSpec, *,
-                     amx: bool):
-        """The exact integer ``a @ bv`` (``bv`` constant) as the AMX or VNNI kernel, with the
-        int8 correction, the offset form's window sums and the uint16 byte planes."""
+    def _emit_matmul(self, name: str, a_plain, bv: np.ndarray, spec: K.MatmulSpec,
+                     weight: SplitWeight, *, amx: bool):
+        """The exact integer ``a @ bv`` (``bv`` constant, split as ``weight``) as the AMX or
+        VNNI kernel, with the int8 correction, the offset form's window sums and the uint16
+        byte planes."""
         in_dtype, out_dtype = spec.in_dtype, spec.out_dtype
-        offsets = offset_form(bv, 1, in_dtype)
-        shifted = bv if offsets is None else bv - offsets.reshape(1, -1)
-        terms = K.weight_terms(shifted)
+        offsets, terms = weight.offsets, weight.terms
         kernel = K.matmul_vnni if not amx else matmul_amx
         hint = "tq_amx_matmul" if amx else "tq_vnni_matmul"
         kwargs, kernel_kwargs = {}, {}
@@ -387,7 +388,7 @@ class KernelRewriter(LayoutRewriter):
                 kernel, a_plain, _pack(K.ones_weight(bv.shape, 1), 1, amx),
                 replace(spec, n=1, out_dtype="int32"), offsets, out_dtype, name,
                 hint, **kernel_kwargs))
-        bp = relax.const(_pack(shifted, terms, amx), "int8")
+        bp = relax.const(_pack(weight.shifted, terms, amx), "int8")
         attrs = {"op_pattern": OUT_EWISE_FUSABLE}
         if in_dtype == "uint16":
             kwargs["high"] = self.bb.emit(self.bb.call_te(
@@ -412,10 +413,22 @@ AMX_MIN_ROW_FRACTION = 0.75
 AMX_MIN_REDUCTION = 64
 
 
-def _offset_shifted(bv: np.ndarray, in_dtype: str) -> np.ndarray:
-    """``bv`` minus its per-column offsets when it takes the offset form, else ``bv``."""
+@dataclass(frozen=True)
+class SplitWeight:
+    """A constant matmul weight ``b[K, N]`` as the kernels take it: the offset form's
+    per-column offsets (None when it takes no offset form), ``shifted = b − offsets`` and
+    the number of int8 terms ``shifted`` needs."""
+
+    offsets: np.ndarray | None
+    shifted: np.ndarray
+    terms: int
+
+
+def split_weight(bv: np.ndarray, in_dtype: str) -> SplitWeight:
+    """:class:`SplitWeight` of ``bv`` for activations of ``in_dtype``."""
     offsets = offset_form(bv, 1, in_dtype)
-    return bv if offsets is None else bv - offsets.reshape(1, -1)
+    shifted = bv if offsets is None else bv - offsets.reshape(1, -1)
+    return SplitWeight(offsets, shifted, K.weight_terms(shifted))
 
 
 def _pack(w: np.ndarray, terms: int, amx: bool) -> np.ndarray:

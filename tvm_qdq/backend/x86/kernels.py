@@ -360,6 +360,28 @@ def matmul_correction(b: np.ndarray, in_dtype: str) -> np.ndarray | None:
     return (128 * b.astype(np.int64).sum(axis=0)).astype(np.int64)
 
 
+def matmul_plane(a: te.Tensor, spec: MatmulSpec, part: str, k_total: int,
+                 rows: tirx.PrimExpr | int | None = None) -> te.Tensor:
+    """``u(a)`` (or the ``part`` byte of a uint16 ``a``) as a uint8
+    :data:`~tvm_qdq.backend.kernel_tags.SCRATCH` copy ``[*batch, m, k_total]``: columns
+    ``k ≥ spec.k`` and, when ``rows`` is given (``[*batch, rows, k_total]``), rows
+    ``i ≥ spec.m`` hold the padding value (the reads are clamped inside ``a``)."""
+    pad = tirx.const(pad_u8(spec.in_dtype), "uint8")
+
+    def pad_body(*idx):
+        batch, (i, c) = idx[:-2], idx[-2:]
+        inside = c < spec.k
+        src_c = tirx.min(c, spec.k - 1) if k_total != spec.k else c
+        if rows is not None:
+            inside = tirx.all(inside, i < spec.m)
+            i = tirx.min(i, spec.m - 1)
+        return tirx.if_then_else(inside, to_u8(a[(*batch, i, src_c)], spec.in_dtype, part),
+                                 pad)
+
+    return te.compute((*spec.batch, spec.m if rows is None else rows, k_total), pad_body,
+                      name="tq_scratch", attrs=tag(SCRATCH))
+
+
 def matmul_vnni(
     a: te.Tensor,
     bp: te.Tensor,
@@ -382,19 +404,8 @@ def matmul_vnni(
     rows is whole; the result (and any fused epilogue) is a stage over the ``m`` real rows.
     The VNNI block carries ``row_tile`` as the annotation :data:`ROW_TILE_ATTR`.
     """
-    if spec.in_dtype == "uint8" and spec.k4 == spec.k:
-        plane = a
-    else:
-        pad = tirx.const(pad_u8(spec.in_dtype), "uint8")
-
-        def pad_body(*idx):
-            row, k = idx[:-1], idx[-1]
-            k_in = tirx.min(k, spec.k - 1) if spec.k4 != spec.k else k
-            value = to_u8(a[(*row, k_in)], spec.in_dtype, part)
-            return tirx.if_then_else(k < spec.k, value, pad)
-
-        plane = te.compute((*spec.batch, spec.m, spec.k4), pad_body, name="tq_scratch",
-                      attrs=tag(SCRATCH))
+    plane = a if spec.in_dtype == "uint8" and spec.k4 == spec.k else \
+        matmul_plane(a, spec, part, spec.k4)
     rt = te.reduce_axis((0, int(bp.shape[1])), name="rt")
     rq = te.reduce_axis((0, spec.k4 // KGROUP), name="rq")
     rk = te.reduce_axis((0, KGROUP), name="rk")

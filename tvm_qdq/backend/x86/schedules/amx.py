@@ -18,10 +18,16 @@ import math
 from tvm import s_tir, tirx
 
 from ...kernel_tags import AMX, SCRATCH, block_kind
-from ...tir_blocks import SCHEDULE_ERRORS, blocks_of_kind, loop_extent, root_blocks
+from ...tir_blocks import SCHEDULE_ERRORS, loop_extent, root_blocks
 from ..amx import CONFIG_LOOP_ATTR, TILE_ROWS, amx_intrin, configure_tiles
 from ..kernels import COL_TILE_ATTR, KGROUP, LANES, ROW_TILE_ATTR
-from .common import PARALLEL_MIN_MACS, epilogue_per_tile, kernel_blocks, vector_split
+from .common import (
+    PARALLEL_MIN_MACS,
+    epilogue_per_tile,
+    single_kernel_block,
+    vectorize_epilogue,
+    vectorize_static_scratch,
+)
 from .rule import Kernel
 from .vnni import NOMINAL_ROWS, parallel_row_loop
 
@@ -37,10 +43,7 @@ def schedule_amx(func: tirx.PrimFunc, parallel: bool | None = None) -> tirx.Prim
     ``parallel`` defaults to ``MACs ≥ PARALLEL_MIN_MACS`` (a symbolic extent counted as
     :data:`.vnni.NOMINAL_ROWS`)."""
     sch = s_tir.Schedule(func)
-    blocks = kernel_blocks(sch, AMX)
-    if len(blocks) != 1:
-        raise ValueError(f"expected one AMX block, found {len(blocks)}")
-    main = blocks[0]
+    main = single_kernel_block(sch, AMX, "AMX")
     ivs = sch.get(main).iter_vars
     loops = sch.get_loops(main)
     batch_loops, row_loop, col_loop = loops[:-4], loops[-4], loops[-3]
@@ -71,17 +74,8 @@ def schedule_amx(func: tirx.PrimFunc, parallel: bool | None = None) -> tirx.Prim
         sch.vectorize(sch.get_loops(init)[-1])
     except SCHEDULE_ERRORS:
         pass
-    for block in consumers:
-        inner = sch.get_loops(block)[-1]
-        if loop_extent(sch, inner) % LANES == 0:
-            _, vec = sch.split(inner, [None, LANES])
-            sch.vectorize(vec)
-    for block in blocks_of_kind(sch, SCRATCH):
-        inner = sch.get_loops(block)[-1]
-        if isinstance(sch.get(inner).extent, tirx.IntImm):
-            _, vec = vector_split(sch, inner, 64)
-            if vec is not None:
-                sch.vectorize(vec)
+    vectorize_epilogue(sch, consumers, LANES)
+    vectorize_static_scratch(sch)
     return configure_tiles(sch.mod["main"])
 
 

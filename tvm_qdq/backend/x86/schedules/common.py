@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Callable
 
-from tvm import s_tir
+from tvm import s_tir, tirx
 
 from ...kernel_tags import SCRATCH, block_kind
 from ...tir_blocks import (
@@ -283,6 +283,37 @@ def kernel_blocks(sch: s_tir.Schedule, kind: str) -> list:
     return the kernel blocks."""
     inline_elementwise(sch, keep=keep_kinds(kind, SCRATCH))
     return blocks_of_kind(sch, kind)
+
+
+def single_kernel_block(sch: s_tir.Schedule, kind: str, label: str):
+    """:func:`kernel_blocks` of role ``kind`` when there is exactly one (ValueError naming the
+    ``label`` otherwise)."""
+    blocks = kernel_blocks(sch, kind)
+    if len(blocks) != 1:
+        raise ValueError(f"expected one {label} block, found {len(blocks)}")
+    return blocks[0]
+
+
+def vectorize_epilogue(sch: s_tir.Schedule, blocks: list, lanes: int = 16) -> None:
+    """Vectorize each epilogue block's innermost loop ``lanes`` wide when ``lanes`` divides
+    it."""
+    for block in blocks:
+        inner = sch.get_loops(block)[-1]
+        if loop_extent(sch, inner) % lanes == 0:
+            _, vec = sch.split(inner, [None, lanes])
+            sch.vectorize(vec)
+
+
+def vectorize_static_scratch(sch: s_tir.Schedule) -> None:
+    """Vectorize the innermost loop of every padded copy
+    (:data:`~tvm_qdq.backend.kernel_tags.SCRATCH`) whose extent is static, by the largest
+    power of two up to 64 dividing it."""
+    for block in blocks_of_kind(sch, SCRATCH):
+        inner = sch.get_loops(block)[-1]
+        if isinstance(sch.get(inner).extent, tirx.IntImm):
+            _, vec = vector_split(sch, inner, 64)
+            if vec is not None:
+                sch.vectorize(vec)
 
 
 def epilogue_per_tile(sch: s_tir.Schedule, main, loop, consumers: list) -> list:

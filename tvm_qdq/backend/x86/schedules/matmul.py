@@ -47,8 +47,8 @@ from .common import (
     PARALLEL_MIN_MACS,
     epilogue_per_tile,
     inline_elementwise,
-    kernel_blocks,
     parallel_chunks,
+    single_kernel_block,
 )
 from .rule import Kernel
 from .symbolic_rows import SymbolicLoops
@@ -371,10 +371,7 @@ def schedule_padded_activation_matmul(func: tirx.PrimFunc, parallel: bool | None
     (vectorized), and a tail tile (:class:`.symbolic_rows.SymbolicLoops`) whose epilogue runs
     4-lane vectors and scalars, accumulating (plain multiply-adds) into its own tile."""
     sch = s_tir.Schedule(func)
-    blocks = kernel_blocks(sch, ACTIVATION_MATMUL)
-    if len(blocks) != 1:
-        raise ValueError(f"expected one activation matmul block, found {len(blocks)}")
-    main = blocks[0]
+    main = single_kernel_block(sch, ACTIVATION_MATMUL, "activation matmul")
     annotations = sch.get(main).annotations
     mr, cols = int(annotations[ROW_TILE_ATTR]), int(annotations[COL_TILE_ATTR])
     *batch_loops, li, lj, lk = sch.get_loops(main)

@@ -24,11 +24,12 @@ from ..kernels import ROW_TILE_ATTR
 from .common import (
     PARALLEL_MIN_MACS,
     epilogue_per_tile,
-    kernel_blocks,
     parallel_chunks,
     schedule_scratch,
+    single_kernel_block,
     spatial_extents,
-    vector_split,
+    vectorize_epilogue,
+    vectorize_static_scratch,
 )
 from .rule import Kernel
 
@@ -148,11 +149,7 @@ def _tensorize_with_epilogue(sch: s_tir.Schedule, main, jo, n_outer: int) -> Non
     consumers = epilogue_per_tile(sch, main, jo, [
         b for b in root_blocks(sch) if block_kind(sch, b) not in (VNNI, SCRATCH)])
     _tile_inner_vnni(sch, main, n_outer)
-    for block in consumers:
-        inner = sch.get_loops(block)[-1]
-        if loop_extent(sch, inner) % 16 == 0:
-            _, vec = sch.split(inner, [None, 16])
-            sch.vectorize(vec)
+    vectorize_epilogue(sch, consumers, 16)
 
 
 def schedule_vnni(func: tirx.PrimFunc, tile: Tile | None = None, parallel: bool | None = None
@@ -304,22 +301,14 @@ def _schedule_symbolic_rows(sch: s_tir.Schedule, main, tile: Tile | None,
         sch.parallel(parallel_row_loop(sch, batch_loops, io,
                                     pad is None and isinstance(row_ext, tirx.IntImm)))
     _tensorize_with_epilogue(sch, main, jo, len(batch_loops) + 2)
-    for block in blocks_of_kind(sch, SCRATCH):
-        inner = sch.get_loops(block)[-1]
-        if isinstance(sch.get(inner).extent, tirx.IntImm):
-            _, vec = vector_split(sch, inner, 64)
-            if vec is not None:
-                sch.vectorize(vec)
+    vectorize_static_scratch(sch)
     return sch.mod["main"]
 
 
 def vnni_block(sch: s_tir.Schedule):
     """Inline the elementwise blocks around the one VNNI block of ``sch`` (kept apart: the
     VNNI and scratch blocks) and return the VNNI block."""
-    vnni = kernel_blocks(sch, VNNI)
-    if len(vnni) != 1:
-        raise ValueError(f"expected one VNNI block, found {len(vnni)}")
-    return vnni[0]
+    return single_kernel_block(sch, VNNI, "VNNI")
 
 
 class VnniRule:

@@ -290,38 +290,29 @@ def te_softmax_rows(x: te.Tensor) -> te.Tensor:
         value = src(*r, t * lanes + lane)
         return value if static else tirx.if_then_else(n >= lanes, value, identity)
 
-    t1 = te.reduce_axis((0, steps), name="t")
-    part_max = te.compute(lane_shape, lambda *i: te.max(chunk(x, low, i[:-1], t1, i[-1]),
-                                                        axis=t1),
-                          name="T_softmax_partmax", attrs=attrs)
-    if has_tail:
-        tail_max = te.compute(lane_shape, lambda *i: tail(x, low, i[:-1], i[-1]),
-                              name="T_softmax_tailmax", attrs=attrs)
+    def row_reduction(src: te.Tensor, identity: tirx.PrimExpr, reducer: Callable,
+                      combine: Callable, label: str, name: str) -> te.Tensor:
+        """Per row: ``reducer`` over the whole chunks lane by lane, each lane ``combine``d
+        with its tail lane, then the lanes' pairwise tree (see above)."""
+        t = te.reduce_axis((0, steps), name="t")
+        part = te.compute(lane_shape, lambda *i: reducer(chunk(src, identity, i[:-1], t, i[-1]),
+                                                         axis=t),
+                          name=f"T_softmax_part{label}", attrs=attrs)
+        tail_part = te.compute(lane_shape, lambda *i: tail(src, identity, i[:-1], i[-1]),
+                               name=f"T_softmax_tail{label}", attrs=attrs) if has_tail else None
 
-    def row_max(*r):
-        terms = [part_max(*r, k) for k in range(lanes)]
-        if has_tail:
-            terms = [tirx.Max(a, tail_max(*r, k)) for k, a in enumerate(terms)]
-        return _tree(terms, tirx.Max)
+        def row(*r):
+            terms = [part(*r, k) for k in range(lanes)]
+            if tail_part is not None:
+                terms = [combine(a, tail_part(*r, k)) for k, a in enumerate(terms)]
+            return _tree(terms, combine)
 
-    maxelem = te.compute(rows, row_max, name="T_softmax_maxelem", attrs=attrs)
+        return te.compute(rows, row, name=name, attrs=attrs)
+
+    maxelem = row_reduction(x, low, te.max, tirx.Max, "max", "T_softmax_maxelem")
     exp = te.compute(x.shape, lambda *i: softmax_exp(x(*i) - maxelem(*i[:-1])),
                      name="T_softmax_exp", attrs=attrs)
-    t2 = te.reduce_axis((0, steps), name="t")
-    part_sum = te.compute(lane_shape,
-                          lambda *i: te.sum(chunk(exp, zero, i[:-1], t2, i[-1]), axis=t2),
-                          name="T_softmax_partsum", attrs=attrs)
-    if has_tail:
-        tail_sum = te.compute(lane_shape, lambda *i: tail(exp, zero, i[:-1], i[-1]),
-                              name="T_softmax_tailsum", attrs=attrs)
-
-    def row_sum(*r):
-        terms = [part_sum(*r, k) for k in range(lanes)]
-        if has_tail:
-            terms = [a + tail_sum(*r, k) for k, a in enumerate(terms)]
-        return _tree(terms, lambda a, b: a + b)
-
-    expsum = te.compute(rows, row_sum, name="T_softmax_expsum", attrs=attrs)
+    expsum = row_reduction(exp, zero, te.sum, lambda a, b: a + b, "sum", "T_softmax_expsum")
 
     def norm(*i):
         e, total = exp(*i), expsum(*i[:-1])

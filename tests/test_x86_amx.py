@@ -20,6 +20,12 @@ from tvm_qdq.backend.x86.amx_matmul import (
     pack_amx_weight,
 )
 from tvm_qdq.targets import resolve_target
+from tvm_qdq.testing.kernel_cases import (
+    lower_and_build,
+    random_ints,
+    shift_requantize,
+    shift_requantize_ref,
+)
 from tvm_qdq.testing.models import quantized_model, random_feeds
 
 TARGET = resolve_target("x86")
@@ -50,32 +56,19 @@ def test_amx_weight_layout() -> None:
 
 
 def _random(shape, dtype: str) -> np.ndarray:
-    info = np.iinfo(dtype)
-    return RNG.integers(info.min, int(info.max) + 1, size=shape).astype(dtype)
+    return random_ints(RNG, shape, dtype)
 
 
-def _requantize(bb, acc):
-    y = bb.emit(relax.op.right_shift(relax.op.add(acc, relax.const(3, "int32")),
-                                     relax.const(6, "int32")))
-    return bb.emit(relax.op.astype(relax.op.clip(y, 0, 255), "uint8"))
-
-
-def _requantize_ref(acc: np.ndarray) -> np.ndarray:
-    return np.clip((acc + 3) >> 6, 0, 255).astype(np.uint8)
+_requantize, _requantize_ref = shift_requantize, shift_requantize_ref
 
 
 def _compile(w: np.ndarray, shape: tuple, dtype: str):
-    bb = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType(shape, dtype))
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            acc = bb.emit(relax.op.matmul(x, relax.const(w), out_dtype="int32"))
-            out = bb.emit_output(_requantize(bb, acc))
-        bb.emit_func_output(out)
-    report = LoweringReport()
-    lowered = lower_integer_kernels(bb.get(), TARGET, report=report)
-    executable = tvm.compile(lowered, TARGET)
-    return relax.VirtualMachine(executable, tvm.cpu()), report, executable
+    """``requantize(x @ w)`` lowered and built for the host: (VM, report, executable)."""
+    vm, report, executable, _ = lower_and_build(
+        lambda bb, x: _requantize(bb, bb.emit(relax.op.matmul(x, relax.const(w),
+                                                              out_dtype="int32"))),
+        {"x": (shape, dtype)}, TARGET)
+    return vm, report, executable
 
 
 CASES = [
@@ -162,31 +155,21 @@ def _conv_ref(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 def test_pointwise_conv_on_amx_exact(shape, out_channels: int, dtype: str) -> None:
     """A 1×1 conv (stride 1, no padding) is a matmul per row of NHWC pixels: AMX, exact."""
     w = RNG.integers(-127, 128, size=(out_channels, shape[1], 1, 1)).astype(np.int8)
-    bb = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType(shape, dtype))
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            acc = bb.emit(relax.op.nn.conv2d(x, relax.const(w), out_dtype="int32"))
-            out = bb.emit_output(_requantize(bb, acc))
-        bb.emit_func_output(out)
-    report = LoweringReport()
-    executable = tvm.compile(lower_integer_kernels(bb.get(), TARGET, report=report), TARGET)
+    vm, report, executable, _ = lower_and_build(
+        lambda bb, x: _requantize(bb, bb.emit(relax.op.nn.conv2d(x, relax.const(w),
+                                                                 out_dtype="int32"))),
+        {"x": (shape, dtype)}, TARGET)
     assert [k["kind"] for k in report.kernels] == ["amx_matmul"], report.to_json()
     assert "tdpbusd" in asm_of(executable)
     xv = _random(shape, dtype)
-    got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(xv)).numpy()
+    got = vm["main"](tvm.runtime.tensor(xv)).numpy()
     np.testing.assert_array_equal(got, _requantize_ref(_conv_ref(xv, w)))
 
 
 @needs_amx
 def test_small_reduction_pointwise_conv_keeps_vnni() -> None:
     w = RNG.integers(-127, 128, size=(96, 16, 1, 1)).astype(np.int8)
-    bb = relax.BlockBuilder()
-    x = relax.Var("x", relax.TensorType((1, 16, 4, 32), "uint8"))
-    with bb.function("main", [x]):
-        with bb.dataflow():
-            out = bb.emit_output(relax.op.nn.conv2d(x, relax.const(w), out_dtype="int32"))
-        bb.emit_func_output(out)
-    report = LoweringReport()
-    lower_integer_kernels(bb.get(), TARGET, report=report)
+    _, report, _, _ = lower_and_build(
+        lambda bb, x: relax.op.nn.conv2d(x, relax.const(w), out_dtype="int32"),
+        {"x": ((1, 16, 4, 32), "uint8")}, TARGET)
     assert [k["kind"] for k in report.kernels] == ["vnni_conv2d"], report.to_json()

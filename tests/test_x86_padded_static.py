@@ -13,7 +13,7 @@ import pytest
 import tvm
 from tvm import relax, te
 
-from tvm_qdq.backend.x86 import LoweringReport, asm_of, has_vnni, lower_integer_kernels
+from tvm_qdq.backend.x86 import asm_of, has_vnni
 from tvm_qdq.backend.x86 import kernels as K
 from tvm_qdq.backend.x86.amx import without_amx
 from tvm_qdq.backend.x86.padded_tiles import (
@@ -26,6 +26,12 @@ from tvm_qdq.backend.x86.padded_tiles import (
 )
 from tvm_qdq.backend.x86.schedules.vnni import Tile, best_column_tile, default_tile, tile_score
 from tvm_qdq.targets import resolve_target
+from tvm_qdq.testing.kernel_cases import (
+    lower_and_build,
+    random_ints,
+    shift_requantize,
+    shift_requantize_ref,
+)
 
 TARGET = without_amx(resolve_target("x86"))  # the VNNI kernels (AMX: test_x86_amx.py)
 RNG = np.random.default_rng(23)
@@ -89,32 +95,14 @@ def test_activation_matmul_rule() -> None:
 
 
 def _random(shape, dtype: str) -> np.ndarray:
-    info = np.iinfo(dtype)
-    return RNG.integers(info.min, int(info.max) + 1, size=shape).astype(dtype)
+    return random_ints(RNG, shape, dtype)
 
 
 def _lower(make_body, inputs: dict[str, tuple]):
-    bb = relax.BlockBuilder()
-    params = [relax.Var(name, relax.TensorType(shape, dtype))
-              for name, (shape, dtype) in inputs.items()]
-    with bb.function("main", params):
-        with bb.dataflow():
-            out = bb.emit_output(make_body(bb, *params))
-        bb.emit_func_output(out)
-    report = LoweringReport()
-    lowered = lower_integer_kernels(bb.get(), TARGET, report=report)
-    executable = tvm.compile(lowered, TARGET)
-    return relax.VirtualMachine(executable, tvm.cpu()), report, executable, lowered
+    return lower_and_build(make_body, inputs, TARGET)
 
 
-def _requantize(bb, acc):
-    y = bb.emit(relax.op.right_shift(relax.op.add(acc, relax.const(3, "int32")),
-                                     relax.const(6, "int32")))
-    return bb.emit(relax.op.astype(relax.op.clip(y, 0, 255), "uint8"))
-
-
-def _requantize_ref(acc: np.ndarray) -> np.ndarray:
-    return np.clip((acc + 3) >> 6, 0, 255).astype(np.uint8)
+_requantize, _requantize_ref = shift_requantize, shift_requantize_ref
 
 
 def _vnni_row_tiles(mod: tvm.IRModule) -> list[int | None]:

@@ -10,11 +10,13 @@ worker process per thread count.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -51,8 +53,53 @@ class Timing:
         return asdict(self)
 
 
+#: :func:`quiesce` polls the process's threads this often (s), waits at most this long (s),
+#: and counts a thread as spinning when it ran this share of a poll interval.
+QUIESCE_POLL_S, QUIESCE_MAX_S, SPINNING_SHARE = 0.002, 0.25, 0.5
+
+
+def _thread_run_ns() -> dict[str, int] | None:
+    """Nanoseconds each thread of this process (except the calling one) has run
+    (``/proc/self/task/*/schedstat``), or None where the kernel does not say."""
+    me = str(threading.get_native_id())
+    try:
+        tids = [t for t in os.listdir("/proc/self/task") if t != me]
+        run = {}
+        for tid in tids:
+            with contextlib.suppress(OSError):
+                with open(f"/proc/self/task/{tid}/schedstat") as f:
+                    run[tid] = int(f.read().split()[0])
+        return run
+    except OSError:
+        return None
+
+
+def quiesce() -> float:
+    """Wait until no other thread of this process is running: a runtime's workers keep
+    spinning after its last call (ONNX Runtime's for about 26 ms on the Intel benchmark
+    machine), and a runner timed while they hold a core waits for the scheduler's tick
+    (4 ms) to get its own workers on a core. Returns the seconds waited (at most
+    :data:`QUIESCE_MAX_S`; a fixed 50 ms where ``/proc`` has no ``schedstat``)."""
+    start = time.perf_counter()
+    before = _thread_run_ns()
+    if before is None:
+        time.sleep(0.05)
+        return time.perf_counter() - start
+    while time.perf_counter() - start < QUIESCE_MAX_S:
+        t0 = time.perf_counter()
+        time.sleep(QUIESCE_POLL_S)
+        after = _thread_run_ns() or {}
+        budget = SPINNING_SHARE * 1e9 * (time.perf_counter() - t0)
+        if all(ns - before.get(tid, ns) < budget for tid, ns in after.items()):
+            break
+        before = after
+    return time.perf_counter() - start
+
+
 def _round_ms(fn: Callable[[], object], burst: int, settle: int) -> float:
-    """``settle`` untimed calls, then the median ms of ``burst`` timed ones."""
+    """After :func:`quiesce`, ``settle`` untimed calls, then the median ms of ``burst``
+    timed ones."""
+    quiesce()
     for _ in range(settle):
         fn()
     times = []
@@ -68,9 +115,10 @@ def interleaved(runners: Mapping[str, Callable[[], object]], budget_s: float,
                 settle: int = 0) -> dict[str, Timing]:
     """:class:`Timing` of each runner over rounds that run every runner in turn, after one
     warm-up round; as many rounds as fit in ``budget_s`` (within ``min_rounds`` and
-    ``max_rounds``). In a round each runner makes ``settle`` untimed calls (the previous
-    runner's spinning threads, caches) and ``burst`` timed ones, whose median is the round's
-    value. The order rotates from round to round, so none is always first."""
+    ``max_rounds``). In a round each runner waits until the previous runner's threads stop
+    spinning (:func:`quiesce`), makes ``settle`` untimed calls (caches) and ``burst`` timed
+    ones, whose median is the round's value. The order rotates from round to round, so none
+    is always first."""
     keys = list(runners)
     start = time.perf_counter()
     for fn in runners.values():

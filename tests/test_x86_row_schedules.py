@@ -113,3 +113,35 @@ def test_model_with_row_schedules(config: str, monkeypatch: pytest.MonkeyPatch) 
     assert "softmax_rows" in kinds, report.schedules  # the attention softmax (fast math)
     assert not {k for k in plain_report.schedules.values() if k.startswith("row_")}
     assert_builds_agree(model, vm_rows, vm_plain, f"transformer/{config}", MIN_COSINE)
+
+
+def _range_func(shape: tuple[int, ...], dtype: str) -> tirx.PrimFunc:
+    """``(max(x), min(x))`` of a whole tensor, as DynamicQuantizeLinear's range."""
+    from tvm import te, topi
+
+    x = te.placeholder(shape, dtype, name="x")
+    return te.create_prim_func([x, topi.max(x), topi.min(x)])
+
+
+@pytest.mark.parametrize("shape,dtype", [
+    ((1, 56, 56, 144), "float32"),  # NHWC: rows of the last axis (16 lanes)
+    ((1, 3, 224, 224), "float32"),  # last axis 224 = 3.5 · 64: 32 lanes
+    ((64, 3, 5, 7), "float32"),  # no trailing lane multiple: one flat chain of 6720
+    ((1, 24, 40, 40), "int32"),  # trailing 40·40 = 25 · 64
+    ((4, 5, 64), "float32"),
+])
+def test_whole_tensor_range_bit_identical(shape: tuple[int, ...], dtype: str) -> None:
+    """A whole-tensor max / min under ``row_allreduce`` (row by row when the trailing axes
+    allow whole lane vectors, else one flat chain): the generic schedule's results, on data
+    whose extremes sit anywhere (NaN-free; max and min are exact in any order)."""
+    func = _range_func(shape, dtype)
+    kernel = Kernel(func)
+    rule = RowRule("row_allreduce")
+    if not rule.applies(kernel):
+        pytest.skip(f"{shape} is no whole-tensor reduction the rule takes")
+    scheduled = rule.apply(kernel)
+    assert lowers(scheduled, TARGET)
+    for seed in (0, 1, 2):
+        for got, want in zip(_outputs(scheduled, seed), _outputs(schedule_generic(func), seed),
+                             strict=True):
+            np.testing.assert_array_equal(got, want, err_msg=str(shape))

@@ -4,7 +4,9 @@
 The conv kernels read and write NHWC. :class:`LayoutRewriter` re-emits a Relax function
 binding by binding and tracks, for each original var, its NCHW (original) and/or NHWC form:
 an op whose operands are NHWC and that does not depend on the layout (elementwise,
-quantize/dequantize, pad, pooling, spatial reductions, reshapes of ``1×1`` maps) is re-emitted
+quantize/dequantize, pad, pooling, spatial reductions, reductions over every axis whose
+result does not depend on the element order, concat / split / 1-D ``take`` along an axis,
+reshapes of ``1×1`` maps) is re-emitted
 on the NHWC forms with its axes permuted, so a conv chain transposes once at its input and
 once where a layout-dependent op needs NCHW. Every rewrite is exact (the same values, other
 axis order).
@@ -80,12 +82,22 @@ class LayoutRewriter:
         self.bb = bb
         self.plain: dict[relax.Var, relax.Expr] = {}
         self.nhwc: dict[relax.Var, relax.Expr] = {}
+        #: Tuples of 4-D tensors (a split's result) whose fields are all NHWC.
+        self.nhwc_tuples: dict[relax.Var, relax.Expr] = {}
 
     # -- layout bookkeeping --------------------------------------------------------------------
 
     def get_plain(self, expr: relax.Expr) -> relax.Expr:
         if isinstance(expr, relax.Var):
             if expr in self.plain:
+                return self.plain[expr]
+            if expr in self.nhwc_tuples:
+                fields = relax.Tuple([
+                    self.bb.emit(relax.op.permute_dims(
+                        self.bb.emit(relax.TupleGetItem(self.nhwc_tuples[expr], i)),
+                        NHWC_TO_NCHW))
+                    for i in range(len(expr.struct_info.fields))])
+                self.plain[expr] = self.bb.emit(fields)
                 return self.plain[expr]
             if expr in self.nhwc:
                 value = self.bb.emit(relax.op.permute_dims(self.nhwc[expr], NHWC_TO_NCHW))
@@ -117,6 +129,11 @@ class LayoutRewriter:
 
     def visit(self, binding) -> None:
         var = binding.var
+        value = binding.value if isinstance(binding, relax.VarBinding) else None
+        if isinstance(value, relax.TupleGetItem) and value.tuple_value in self.nhwc_tuples:
+            item = relax.TupleGetItem(self.nhwc_tuples[value.tuple_value], value.index)
+            self.nhwc[var] = self.bb.emit(item, name_hint=str(var.name))
+            return
         if isinstance(binding, relax.VarBinding) and isinstance(binding.value, relax.Call):
             call = binding.value
             op = call.op.name if isinstance(call.op, tvm.ir.Op) else None
@@ -126,7 +143,8 @@ class LayoutRewriter:
                 if result is not None:
                     value, layout = result
                     new_var = self.bb.emit(value, name_hint=str(var.name))
-                    (self.nhwc if layout == "nhwc" else self.plain)[var] = new_var
+                    {"nhwc": self.nhwc, "nhwc_tuple": self.nhwc_tuples}.get(
+                        layout, self.plain)[var] = new_var
                     return
         self.emit_plain(binding)
 
@@ -174,6 +192,12 @@ class LayoutRewriter:
             return self._reduce
         if op == "relax.reshape":
             return self._reshape
+        if op == "relax.concat":
+            return self._concat
+        if op == "relax.split":
+            return self._split
+        if op == "relax.take":
+            return self._take
         return None
 
     # -- layout-following ops ------------------------------------------------------------------
@@ -266,8 +290,10 @@ class LayoutRewriter:
     def _reduce(self, var, call):
         data = call.args[0]
         attrs = call.attrs
-        if not self.is_nhwc(data) or attrs.axis is None or len(partial_shape(data) or []) != 4:
+        if not self.is_nhwc(data) or len(partial_shape(data) or []) != 4:
             return None
+        if attrs.axis is None or len({int(a) % 4 for a in attrs.axis}) == 4:
+            return self._reduce_all(call)
         axes = sorted({int(a) % 4 for a in attrs.axis})
         keep = bool(attrs.keepdims)
         if not keep:
@@ -280,6 +306,19 @@ class LayoutRewriter:
         value = fn(self.get_nhwc(data), [_AXIS_NHWC[a] for a in axes], keep)
         return value, ("nhwc" if keep else "plain")
 
+    def _reduce_all(self, call):
+        """A reduction over every axis reads the NHWC form when its result does not depend
+        on the order of the elements: max and min, and sum / prod of integers (float sums
+        would round in another order)."""
+        data = call.args[0]
+        exact = call.op.name in ("relax.max", "relax.min") or (
+            call.op.name in ("relax.sum", "relax.prod") and "int" in ty(data).dtype)
+        if not exact:
+            return None
+        fn = {"relax.sum": relax.op.sum, "relax.max": relax.op.max, "relax.min": relax.op.min,
+              "relax.prod": relax.op.prod}[call.op.name]
+        return fn(self.get_nhwc(data), None, bool(call.attrs.keepdims)), "plain"
+
     def _reshape(self, var, call):
         data = call.args[0]
         shape = static_shape(data)
@@ -288,6 +327,41 @@ class LayoutRewriter:
             return None
         # [N, C, 1, 1] and [N, 1, 1, C] hold the same bytes in the same order.
         return relax.op.reshape(self.get_nhwc(data), call.args[1]), "plain"
+
+    def _concat(self, var, call):
+        """Concatenation along an axis, on the NHWC forms (the axis moved)."""
+        fields = call.args[0]
+        if not isinstance(fields, relax.Tuple) or len(partial_shape(var) or []) != 4:
+            return None
+        if not any(self.is_nhwc(f) for f in fields.fields) or not all(
+                isinstance(f, relax.Var) and len(partial_shape(f) or []) == 4
+                for f in fields.fields):
+            return None
+        axis = _AXIS_NHWC[int(call.attrs.axis) % 4]
+        return relax.op.concat([self.get_nhwc(f) for f in fields.fields], axis), "nhwc"
+
+    def _split(self, var, call):
+        """A split along an axis, on the NHWC form: a tuple of NHWC fields."""
+        data = call.args[0]
+        if not self.is_nhwc(data) or len(partial_shape(data) or []) != 4:
+            return None
+        sections = call.attrs.indices_or_sections
+        sections = int(sections) if isinstance(sections, int | tvm.tirx.IntImm) \
+            else ints(sections)
+        axis = _AXIS_NHWC[int(call.attrs.axis) % 4]
+        return relax.op.split(self.get_nhwc(data), sections, axis), "nhwc_tuple"
+
+    def _take(self, var, call):
+        """A gather of whole slices along one axis by a 1-D index (nearest-neighbour resize),
+        on the NHWC form."""
+        data, indices = call.args[0], call.args[1]
+        index_shape = partial_shape(indices)
+        if not self.is_nhwc(data) or len(partial_shape(data) or []) != 4 or \
+                call.attrs.axis is None or index_shape is None or len(index_shape) != 1:
+            return None
+        axis = _AXIS_NHWC[int(call.attrs.axis) % 4]
+        return relax.op.take(self.get_nhwc(data), self.get_plain(indices), axis,
+                             str(call.attrs.mode)), "nhwc"
 
     # -- kernels -------------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ order of operations, so the outputs are bit-identical to the generic schedule's:
 * ``row_allreduce`` — a reduction of a whole tensor to a scalar by ``max`` / ``min`` (or any
   integer reduction), e.g. DynamicQuantizeLinear's range: ``rfactor`` over
   :data:`ALLREDUCE_LANES` lanes (lane ``l`` reduces the elements ``i ≡ l`` modulo the lane
-  count, vectorized), then one reduction of the lanes. ``max``/``min`` are associative and
+  count, vectorized), then one reduction of the lanes. When the trailing axes hold whole
+  lane vectors (an NHWC map's channels) the lanes run along each row, so every vector is one
+  contiguous load (a lane index over the fused axes would divide every element's index). ``max``/``min`` are associative and
   commutative (exactly, in floating point too), so the result is unchanged. Float sums are
   not re-associated (they would round differently) and are left to the generic schedule.
 * ``row_reduce`` — functions whose reductions run along the last axis of rows (layer norm,
@@ -87,13 +89,12 @@ def _is_allreduce(sch: s_tir.Schedule) -> bool:
     return bool(_allreduce_blocks(sch))
 
 
-def _static_suffix(sch: s_tir.Schedule, loops: list, lanes: int) -> int | None:
-    """The position ``p`` where a symbolic loop nest splits into leading loops (some
-    symbolic) and trailing static loops whose extents multiply to a multiple of ``lanes``
-    (e.g. ``[batch, seq, 64]`` → 2), or None (all static, or no such suffix)."""
+def _lane_suffix(sch: s_tir.Schedule, loops: list, lanes: int) -> int | None:
+    """The position ``p >= 1`` where a loop nest splits into leading loops (the rows, which
+    may be symbolic) and trailing static loops whose extents multiply to a multiple of
+    ``lanes`` (e.g. ``[batch, seq, 64]`` → 2, ``[1, 56, 56, 144]`` → 3 for 16 lanes), or None.
+    A row's elements are contiguous, so each lane vector is one load."""
     extents = [sch.get(lp).extent for lp in loops]
-    if not any(is_symbolic(e) for e in extents):
-        return None
     size = 1
     for p in range(len(extents) - 1, 0, -1):  # extents[p + 1:] are static here
         if is_symbolic(extents[p]):
@@ -104,31 +105,50 @@ def _static_suffix(sch: s_tir.Schedule, loops: list, lanes: int) -> int | None:
     return None
 
 
-def _allreduce_static_rows(sch: s_tir.Schedule, block, loops: list, split: int,
-                           lanes: int) -> None:
-    """``out = ⊕ x[r, j]`` over symbolic rows ``r`` (the loops before ``split``, fused) and
-    static ``j`` (the loops from ``split``, fused): ``part[l] = ⊕_{r, j ≡ l (mod lanes)}``
-    vectorized over ``l``, then ``⊕_l part[l]``. The row index is split into the tensor's
-    dims once per row, not per element (a fused symbolic index would divide every lane)."""
-    if split > 1:
-        sch.fuse(*loops[:split])
+def _allreduce_rows(sch: s_tir.Schedule, block, loops: list, split: int, lanes: int) -> None:
+    """``out = ⊕ x[r, j]`` over rows ``r`` (the loops before ``split``, fused) and static
+    ``j`` (the loops from ``split``, fused, a multiple of ``lanes``):
+    ``part[c, l] = ⊕_{r in chunk c, j ≡ l (mod lanes)} x[r, j]`` vectorized over ``l`` and
+    parallel over 2 chunks of rows when the tensor is large (static rows), then
+    ``⊕_{c, l} part[c, l]``. The row index is split into the tensor's dims once per row,
+    not per element (a fused index would divide every lane)."""
+    rows = sch.fuse(*loops[:split]) if split > 1 else loops[0]
     cols = sch.fuse(*loops[split:]) if len(loops) - split > 1 else loops[split]
-    _, lane = sch.split(cols, [None, lanes])
-    rf = sch.rfactor(lane, 0)
-    sch.vectorize(sch.get_loops(rf)[-1])
-    init = sch.decompose_reduction(rf, sch.get_loops(rf)[0])
+    extent = sch.get(rows).extent
+    total = None if is_symbolic(extent) else int(extent) * int(sch.get(cols).extent)
+    chunks = 2 if total is not None and total >= PARALLEL_MIN_ELEMS and \
+        int(extent) % 2 == 0 else 1
+    chunk, rest = sch.split(rows, [chunks, None])
+    col, lane = sch.split(cols, [None, lanes])
+    sch.reorder(chunk, lane, rest, col)
+    rf = sch.rfactor(sch.fuse(chunk, lane), 0)
+    part, r, c = sch.get_loops(rf)
+    chunk, lane = sch.split(part, [chunks, lanes])
+    sch.reorder(chunk, r, c, lane)
+    sch.vectorize(lane)
+    if chunks > 1:
+        sch.parallel(chunk)
+    init = sch.decompose_reduction(rf, r)
     sch.vectorize(sch.get_loops(init)[-1])
 
 
 def _allreduce_block(sch: s_tir.Schedule, block, lanes: int, tails: SymbolicLoops) -> None:
     """``out = ⊕_i x[i]`` as ``part[l] = ⊕_{i ≡ l (mod lanes)} x[i]`` (vectorized over ``l``,
-    parallel over chunks of ``i`` when large), then ``out = ⊕_l part[l]``. A symbolic
+    parallel over chunks of ``i`` when large), then ``out = ⊕_l part[l]``; row by row
+    (:func:`_allreduce_rows`) when the last axis is a multiple of ``lanes``, ``lanes / 2`` or
+    ``lanes / 4``, or trailing static axes multiply to a multiple of ``lanes``. A symbolic
     element count must be a multiple of ``lanes`` for every size (e.g. ``b·s·384``), else
     ValueError."""
     loops = sch.get_loops(block)
-    split = _static_suffix(sch, loops, lanes)
+    last = sch.get(loops[-1]).extent
+    fits = [w for w in (lanes, lanes // 2, lanes // 4)
+            if len(loops) > 1 and not is_symbolic(last) and int(last) % w == 0]
+    if fits:  # rows of the last axis: every lane vector is one load
+        _allreduce_rows(sch, block, loops, len(loops) - 1, fits[0])
+        return
+    split = _lane_suffix(sch, loops, lanes) if len(loops) > 1 else None
     if split is not None:
-        _allreduce_static_rows(sch, block, loops, split, lanes)
+        _allreduce_rows(sch, block, loops, split, lanes)
         return
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     total = sch.get(fused).extent

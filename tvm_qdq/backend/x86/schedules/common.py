@@ -256,11 +256,15 @@ def _schedule_spatial_symbolic(sch: s_tir.Schedule, block, lanes: int,
 #: of a parallel body once per iteration, so one iteration per tile would cost an allocation
 #: per tile.
 PARALLEL_CHUNKS = 4
+#: A loop without a divisor in 2..PARALLEL_CHUNKS (a 7×7 map's rows) is parallel as it is
+#: when it has at most this many iterations (one local-buffer allocation each).
+PARALLEL_WHOLE_MAX = 32
 
 
 def parallel_chunks(sch: s_tir.Schedule, loop):
-    """Parallelize ``loop`` over at most :data:`PARALLEL_CHUNKS` chunks (a divisor of it);
-    returns the parallel loop (None when the loop has no divisor > 1 within the limit). A
+    """Parallelize ``loop`` over at most :data:`PARALLEL_CHUNKS` chunks (a divisor of it), or
+    over its own iterations when it has no such divisor and at most
+    :data:`PARALLEL_WHOLE_MAX` of them; returns the parallel loop (None otherwise). A
     symbolic extent is parallel as it is (a split into chunks would need a predicate)."""
     if is_symbolic(sch.get(loop).extent):
         sch.parallel(loop)
@@ -268,6 +272,9 @@ def parallel_chunks(sch: s_tir.Schedule, loop):
     extent = loop_extent(sch, loop)
     chunks = max((d for d in range(1, PARALLEL_CHUNKS + 1) if extent % d == 0), default=1)
     if chunks <= 1:
+        if 1 < extent <= PARALLEL_WHOLE_MAX:  # a prime extent (7, 13, …): one row each
+            sch.parallel(loop)
+            return loop
         return None
     if chunks == extent:
         sch.parallel(loop)

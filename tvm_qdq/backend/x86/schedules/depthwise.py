@@ -17,6 +17,10 @@ KIND = "depthwise"
 
 #: Output pixels per depthwise register tile (one accumulator vector each).
 DW_PIXELS = 8
+#: A depthwise conv is parallel from this many MACs: it does one multiply-add per loaded
+#: input element, so it takes several times longer per MAC than a dense conv and a smaller
+#: one already outlasts the launch of a parallel region.
+DW_PARALLEL_MIN_MACS = 1 << 18
 
 
 def schedule_depthwise(func: tirx.PrimFunc, parallel: bool | None = None) -> tirx.PrimFunc:
@@ -49,7 +53,7 @@ def schedule_depthwise(func: tirx.PrimFunc, parallel: bool | None = None) -> tir
         raise ValueError("depthwise channels not a multiple of 2")
     sch.reorder(row, wo, co, rh, rw, wi, ci)
     if parallel is None:
-        parallel = macs >= common.PARALLEL_MIN_MACS
+        parallel = macs >= DW_PARALLEL_MIN_MACS
     chunk = common.parallel_chunks(sch, row) if parallel else None
     for block in blocks_of_kind(sch, SCRATCH):
         if chunk is not None:

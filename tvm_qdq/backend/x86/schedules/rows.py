@@ -9,8 +9,9 @@ order of operations, so the outputs are bit-identical to the generic schedule's:
   :data:`ALLREDUCE_LANES` lanes (lane ``l`` reduces the elements ``i ≡ l`` modulo the lane
   count, vectorized), then one reduction of the lanes. When the trailing axes hold whole
   lane vectors (an NHWC map's channels) the lanes run along each row, so every vector is one
-  contiguous load (a lane index over the fused axes would divide every element's index). ``max``/``min`` are associative and
-  commutative (exactly, in floating point too), so the result is unchanged. Float sums are
+  contiguous load (a lane index over the fused axes would divide every element's index).
+  ``max``/``min`` are associative and commutative (exactly, in floating point too), so the
+  result is unchanged. Float sums are
   not re-associated (they would round differently) and are left to the generic schedule.
 * ``row_reduce`` — functions whose reductions run along the last axis of rows (layer norm,
   softmax): each row's reduction is still one sequential chain ``acc = acc ⊕ x[r, k]``

@@ -243,15 +243,18 @@ _OUTER_PARALLEL_MIN = 16
 def parallel_row_loop(sch: s_tir.Schedule, batch_loops: list, row_tiles, static_rows: bool):
     """The loop :func:`_schedule_symbolic_rows` parallelizes: a static batch loop with at
     least :data:`_OUTER_PARALLEL_MIN` iterations (e.g. a conv's output height), else the
-    row-tile loop when the row count is symbolic or padded (``static_rows`` False), else the
-    first static batch loop with more than one iteration (else the outermost loop)."""
+    row-tile loop when the row count is symbolic or padded (``static_rows`` False) unless it
+    is a single tile, else the first static batch loop with more than one iteration (else the
+    outermost loop)."""
     extents = [sch.get(lp).extent for lp in batch_loops]
     static = [(int(e), lp) for e, lp in zip(extents, batch_loops, strict=True)
               if isinstance(e, tirx.IntImm) and int(e) > 1]
     large = [lp for e, lp in static if e >= _OUTER_PARALLEL_MIN]
     if large:
         return large[0]
-    if not static_rows:
+    tiles = sch.get(row_tiles).extent
+    single_tile = isinstance(tiles, tirx.IntImm) and int(tiles) == 1
+    if not static_rows and not (single_tile and static):
         return row_tiles
     return static[0][1] if static else ([*batch_loops, row_tiles][0])
 

@@ -60,6 +60,7 @@ def test_x86_build_options_hold_during_the_build_only(model, monkeypatch) -> Non
 
     monkeypatch.setattr(x86_backend, "lower_kernels", spy)
     monkeypatch.delenv("TVM_THREAD_POOL_SPIN_COUNT", raising=False)
+    monkeypatch.delenv("TVM_BIND_THREADS", raising=False)
     compiled = tvm_qdq.compile(model, "x86")
     assert seen == [True]
     assert op.get_attr("TVectorizable") == before

@@ -51,6 +51,14 @@ MODULE_FILE = "module.so"
 #: the cores the working threads need on a loaded machine. An explicit setting wins.
 SPIN_COUNT_ENV = "TVM_THREAD_POOL_SPIN_COUNT"
 SPIN_COUNT = "10000"
+#: TVM pins each pool worker to one core by default while the calling thread (which runs
+#: the first share of every parallel region) is free to move: when the OS puts the caller on
+#: a worker's core, that worker waits for a scheduler tick (4 ms) in every parallel region.
+#: tvm-qdq starts the pool unpinned, as ONNX Runtime and PyTorch do; an explicit setting wins.
+BIND_THREADS_ENV = "TVM_BIND_THREADS"
+BIND_THREADS = "0"
+#: The thread pool settings tvm-qdq gives TVM when they are not set.
+POOL_DEFAULTS = {SPIN_COUNT_ENV: SPIN_COUNT, BIND_THREADS_ENV: BIND_THREADS}
 
 
 def thread_pool_spin_count() -> str:
@@ -60,17 +68,18 @@ def thread_pool_spin_count() -> str:
 
 @contextlib.contextmanager
 def pool_spin_count() -> Iterator[None]:
-    """``$TVM_THREAD_POOL_SPIN_COUNT`` set to :data:`SPIN_COUNT` (unless already set) for the
-    block, restored afterwards. TVM reads it once, when its thread pool's workers first run a
-    parallel region, so a model's first run is made inside this block."""
-    if SPIN_COUNT_ENV in os.environ:
-        yield
-        return
-    os.environ[SPIN_COUNT_ENV] = SPIN_COUNT
+    """Each of :data:`POOL_DEFAULTS` (spin count, no pinning) set in ``os.environ`` unless
+    already set, for the block; restored afterwards. TVM reads them once, when it starts its
+    thread pool (a model's first parallel region), so a model's first run is made inside
+    this block."""
+    added = [k for k in POOL_DEFAULTS if k not in os.environ]
+    for key in added:
+        os.environ[key] = POOL_DEFAULTS[key]
     try:
         yield
     finally:
-        os.environ.pop(SPIN_COUNT_ENV, None)
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def check_requantize(options: BuildOptions, target: tvm.target.Target) -> None:

@@ -67,7 +67,7 @@ def thread_pool_spin_count() -> str:
 
 
 @contextlib.contextmanager
-def pool_spin_count() -> Iterator[None]:
+def thread_pool_defaults() -> Iterator[None]:
     """Each of :data:`POOL_DEFAULTS` (spin count, no pinning) set in ``os.environ`` unless
     already set, for the block; restored afterwards. TVM reads them once, when it starts its
     thread pool (a model's first parallel region), so a model's first run is made inside
@@ -137,7 +137,7 @@ class VMCompiledModel(CompiledModel):
 
     def _first_main(self, *args):
         main = self._vm["main"]
-        with pool_spin_count():
+        with thread_pool_defaults():
             result = main(*args)
         self._main = main
         return result

@@ -57,7 +57,9 @@ _NARY = {
 }
 _QDQ = {"relax.quantize", "relax.dequantize"}
 _POOL = {"relax.nn.max_pool2d", "relax.nn.avg_pool2d"}
-_REDUCE = {"relax.sum", "relax.mean", "relax.max", "relax.min", "relax.prod"}
+#: Reductions by op name, with the function that re-emits them.
+_REDUCE = {"relax.sum": relax.op.sum, "relax.mean": relax.op.mean, "relax.max": relax.op.max,
+           "relax.min": relax.op.min, "relax.prod": relax.op.prod}
 
 
 def as_2d(shape: Sequence[int]) -> list[int]:
@@ -134,8 +136,8 @@ class LayoutRewriter:
             item = relax.TupleGetItem(self.nhwc_tuples[value.tuple_value], value.index)
             self.nhwc[var] = self.bb.emit(item, name_hint=str(var.name))
             return
-        if isinstance(binding, relax.VarBinding) and isinstance(binding.value, relax.Call):
-            call = binding.value
+        if isinstance(value, relax.Call):
+            call = value
             op = call.op.name if isinstance(call.op, tvm.ir.Op) else None
             handler = self._handler(op)
             if handler is not None:
@@ -292,18 +294,16 @@ class LayoutRewriter:
         attrs = call.attrs
         if not self.is_nhwc(data) or len(partial_shape(data) or []) != 4:
             return None
-        if attrs.axis is None or len({int(a) % 4 for a in attrs.axis}) == 4:
+        axes = [0, 1, 2, 3] if attrs.axis is None else sorted({int(a) % 4 for a in attrs.axis})
+        if len(axes) == 4:
             return self._reduce_all(call)
-        axes = sorted({int(a) % 4 for a in attrs.axis})
         keep = bool(attrs.keepdims)
         if not keep:
             remaining = [a for a in range(4) if a not in axes]
             in_nhwc = sorted(remaining, key=lambda a: _AXIS_NHWC[a])
             if remaining != in_nhwc:
                 return None
-        fn = {"relax.sum": relax.op.sum, "relax.mean": relax.op.mean, "relax.max": relax.op.max,
-              "relax.min": relax.op.min, "relax.prod": relax.op.prod}[call.op.name]
-        value = fn(self.get_nhwc(data), [_AXIS_NHWC[a] for a in axes], keep)
+        value = _REDUCE[call.op.name](self.get_nhwc(data), [_AXIS_NHWC[a] for a in axes], keep)
         return value, ("nhwc" if keep else "plain")
 
     def _reduce_all(self, call):
@@ -315,9 +315,8 @@ class LayoutRewriter:
             call.op.name in ("relax.sum", "relax.prod") and "int" in ty(data).dtype)
         if not exact:
             return None
-        fn = {"relax.sum": relax.op.sum, "relax.max": relax.op.max, "relax.min": relax.op.min,
-              "relax.prod": relax.op.prod}[call.op.name]
-        return fn(self.get_nhwc(data), None, bool(call.attrs.keepdims)), "plain"
+        return _REDUCE[call.op.name](self.get_nhwc(data), None, bool(call.attrs.keepdims)), \
+            "plain"
 
     def _reshape(self, var, call):
         data = call.args[0]

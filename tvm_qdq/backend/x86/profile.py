@@ -17,7 +17,7 @@ from tvm import s_tir, sym, tirx
 
 from ..kernel_tags import AMX, DEPTHWISE, FLOAT_DENSE, VNNI, block_kind
 from ..tir_blocks import blocks_of_kind
-from ..vm import pool_spin_count
+from ..vm import thread_pool_defaults
 from .backend import build_options
 
 
@@ -123,7 +123,7 @@ def time_primfunc(func: tirx.PrimFunc, target: tvm.target.Target, number: int = 
         lib = tvm.compile(tvm.IRModule({"main": func}), target)
     args = _random_args(func, np.random.default_rng(seed), sizes)
     timer = lib.mod.time_evaluator("main", tvm.cpu(), number=number, repeat=repeat)
-    with pool_spin_count():
+    with thread_pool_defaults():
         return float(min(timer(*args).results))
 
 

@@ -11,8 +11,8 @@ order of operations, so the outputs are bit-identical to the generic schedule's:
   lane vectors (an NHWC map's channels) the lanes run along each row, so every vector is one
   contiguous load (a lane index over the fused axes would divide every element's index).
   ``max``/``min`` are associative and commutative (exactly, in floating point too), so the
-  result is unchanged. Float sums are
-  not re-associated (they would round differently) and are left to the generic schedule.
+  result is unchanged. Float sums are not re-associated (they would round differently) and
+  are left to the generic schedule.
 * ``row_reduce`` — functions whose reductions run along the last axis of rows (layer norm,
   softmax): each row's reduction is still one sequential chain ``acc = acc ⊕ x[r, k]``
   for ``k = 0, 1, …`` (hence the identical result), but :data:`ROW_LANES` rows are reduced
@@ -90,19 +90,27 @@ def _is_allreduce(sch: s_tir.Schedule) -> bool:
     return bool(_allreduce_blocks(sch))
 
 
-def _lane_suffix(sch: s_tir.Schedule, loops: list, lanes: int) -> int | None:
-    """The position ``p >= 1`` where a loop nest splits into leading loops (the rows, which
-    may be symbolic) and trailing static loops whose extents multiply to a multiple of
-    ``lanes`` (e.g. ``[batch, seq, 64]`` → 2, ``[1, 56, 56, 144]`` → 3 for 16 lanes), or None.
-    A row's elements are contiguous, so each lane vector is one load."""
+def _row_lanes(sch: s_tir.Schedule, loops: list, lanes: int) -> tuple[int, int] | None:
+    """``(p, width)``: the loops before ``p >= 1`` are rows (they may be symbolic) and each
+    row's trailing static loops hold whole vectors of ``width`` lanes: the last axis alone
+    when it is a multiple of ``lanes``, ``lanes / 2`` or ``lanes / 4`` (e.g. 144 channels →
+    16), else the shortest static suffix whose size is a multiple of ``lanes`` (e.g.
+    ``[batch, seq, 64]`` → 2 with 64 lanes). None otherwise. A row's elements are
+    contiguous, so each lane vector is one load."""
+    if len(loops) < 2:
+        return None
     extents = [sch.get(lp).extent for lp in loops]
+    if not is_symbolic(extents[-1]):
+        for width in (lanes, lanes // 2, lanes // 4):
+            if int(extents[-1]) % width == 0:
+                return len(loops) - 1, width
     size = 1
     for p in range(len(extents) - 1, 0, -1):  # extents[p + 1:] are static here
         if is_symbolic(extents[p]):
             return None
         size *= int(extents[p])
         if size % lanes == 0:
-            return p
+            return p, lanes
     return None
 
 
@@ -136,20 +144,14 @@ def _allreduce_rows(sch: s_tir.Schedule, block, loops: list, split: int, lanes: 
 def _allreduce_block(sch: s_tir.Schedule, block, lanes: int, tails: SymbolicLoops) -> None:
     """``out = ⊕_i x[i]`` as ``part[l] = ⊕_{i ≡ l (mod lanes)} x[i]`` (vectorized over ``l``,
     parallel over chunks of ``i`` when large), then ``out = ⊕_l part[l]``; row by row
-    (:func:`_allreduce_rows`) when the last axis is a multiple of ``lanes``, ``lanes / 2`` or
-    ``lanes / 4``, or trailing static axes multiply to a multiple of ``lanes``. A symbolic
+    (:func:`_allreduce_rows`) when the trailing axes hold whole lane vectors
+    (:func:`_row_lanes`). A symbolic
     element count must be a multiple of ``lanes`` for every size (e.g. ``b·s·384``), else
     ValueError."""
     loops = sch.get_loops(block)
-    last = sch.get(loops[-1]).extent
-    fits = [w for w in (lanes, lanes // 2, lanes // 4)
-            if len(loops) > 1 and not is_symbolic(last) and int(last) % w == 0]
-    if fits:  # rows of the last axis: every lane vector is one load
-        _allreduce_rows(sch, block, loops, len(loops) - 1, fits[0])
-        return
-    split = _lane_suffix(sch, loops, lanes) if len(loops) > 1 else None
-    if split is not None:
-        _allreduce_rows(sch, block, loops, split, lanes)
+    rows = _row_lanes(sch, loops, lanes)
+    if rows is not None:
+        _allreduce_rows(sch, block, loops, *rows)
         return
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     total = sch.get(fused).extent
